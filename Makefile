@@ -1,0 +1,33 @@
+# The two commands of the README. Each creates .venv and installs fer-orch on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: grid test test-all bench install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev,dlib]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## main job: the full grid on the embedded synthetic faces, then the paper's tables
+grid: $(STAMP)
+	$(BIN)/fer-orch grid
+	$(BIN)/fer-orch report
+
+## the fast test suite (slow tests: make test-all)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) fer-orch-out

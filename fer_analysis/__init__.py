@@ -1,0 +1,1 @@
+"""Post-hoc science on trained models: explainers, filter/AU statistics, backtracking, probes."""

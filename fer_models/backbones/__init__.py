@@ -1,0 +1,1 @@
+"""Registry entries: one module per backbone family, imported on first lookup."""

@@ -1,0 +1,113 @@
+"""Frozen dataclasses describing one training run (DESIGN.md, "Conventions: Config").
+
+The orchestrator's grid varies fields of these same dataclasses; ``to_dict``/``from_dict``
+round-trip them through YAML and flatten them for MLflow params.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from fer_models.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "synthetic-rafdb"  # a DATASETS name
+    root: str | None = None  # dataset root on disk; None = the reader's default
+    landmarks: str = "auto"  # a LANDMARKS name; "auto" = shipped/ground truth, else dlib
+    codebook: str = "paper002"  # a CODEBOOKS name
+    image_size: int = 64  # network input (square)
+    map_size: int = 32  # AU-map resolution stored in the cache
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    num_workers: int = 0
+    augment: bool = True  # geometric augmentation moving image and AU map together
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: str = "cam"  # a METHODS name
+    backbone: str = "resnet18"  # a BACKBONES name
+    pretrained: str | bool = False  # False, True (timm hub), or a local weights path
+    au: bool = True  # add the AU alignment loss (paper 002, Eq. 3)
+    lam: float = 1.0  # λ of Eq. 3
+    layers: tuple[int, ...] = (5,)  # layers aligned to the AU map (paper numbering 1..5)
+    epochs: int = 5
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"
+    seed: int = 0
+    device: str = "auto"  # "auto" = cuda when present
+    amp: bool = True  # only takes effect on CUDA
+    channels_last: bool = True  # only takes effect on CUDA
+    method_kwargs: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    out = dataclasses.asdict(cfg)
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return list(v)
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        return v
+
+    return fix(out)
+
+
+def from_dict(cls: type, d: dict[str, Any]) -> Any:
+    """Build ``cls`` from a (possibly partial) dict, recursing into nested dataclasses."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(names)
+    if unknown:
+        raise ConfigError(
+            f"unknown {cls.__name__} field(s) {sorted(unknown)}; known fields: {sorted(names)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for k, v in d.items():
+        f = names[k]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        if dataclasses.is_dataclass(default) and isinstance(v, dict):
+            v = from_dict(type(default), v)
+        elif isinstance(default, tuple) and isinstance(v, (list, tuple)):
+            v = tuple(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"data": {"dataset": "x"}}`` -> ``{"data.dataset": "x"}`` (for MLflow params)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def parse_layers(spec: str | int | tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """``"5"``, ``"5+4+3"``, ``"3-4-5"`` or ``[5, 4]`` -> ``(5, 4, 3)`` style tuple."""
+    if isinstance(spec, int):
+        return (spec,)
+    if isinstance(spec, (tuple, list)):
+        return tuple(int(x) for x in spec)
+    parts = [p for p in str(spec).replace("+", ",").replace("-", ",").split(",") if p.strip()]
+    try:
+        layers = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"layers must look like '5' or '5+4+3', got '{spec}'") from None
+    if not layers or any(not 1 <= x <= 5 for x in layers):
+        raise ConfigError(f"layers are numbered 1..5 (paper 002, Table 3), got '{spec}'")
+    return layers

@@ -1,0 +1,1 @@
+"""Datasets, synthetic faces, landmarks, the AU codebook and AU maps."""

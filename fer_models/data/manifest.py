@@ -1,0 +1,106 @@
+"""The manifest: one row per image, the common currency between readers and preprocessing.
+
+A reader turns a dataset's official on-disk layout into a :class:`Manifest`. Labels are
+already in the project's order (:mod:`fer_models.labels`); anything the reader could not
+use is counted in ``skipped`` by reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Sample:
+    path: str  # absolute path of the image file
+    split: str  # "train" | "val" | "test"
+    label: int  # project order, fer_models.labels
+    identity: str | None = None
+    landmarks: np.ndarray | None = None  # (68, 2) float32, image pixels, when the dataset ships them
+    box: tuple[float, float, float, float] | None = None  # face box x, y, w, h in pixels
+    valence: float = math.nan
+    arousal: float = math.nan
+    aus: dict[int, float] | None = None  # AU number -> intensity (0 = absent), when labelled
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> dict[str, Any]:
+        """JSON-able content used for the cache hash."""
+        return {
+            "path": self.path,
+            "split": self.split,
+            "label": int(self.label),
+            "identity": self.identity,
+            "landmarks": None if self.landmarks is None else np.round(self.landmarks, 3).tolist(),
+            "box": None if self.box is None else [round(float(v), 3) for v in self.box],
+        }
+
+
+@dataclass
+class Manifest:
+    dataset: str
+    root: Path
+    samples: list[Sample]
+    skipped: Counter = field(default_factory=Counter)  # reason -> count
+    skipped_examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> a few items
+    num_classes: int = 7
+
+    def skip(self, reason: str, item: str) -> None:
+        self.skipped[reason] += 1
+        examples = self.skipped_examples.setdefault(reason, [])
+        if len(examples) < 5:
+            examples.append(item)
+
+    def split(self, name: str) -> list[Sample]:
+        return [s for s in self.samples if s.split == name]
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(s.split for s in self.samples)
+        return {k: c.get(k, 0) for k in SPLITS}
+
+    def content_hash(self) -> str:
+        h = hashlib.sha256()
+        h.update(self.dataset.encode())
+        for s in self.samples:
+            h.update(json.dumps(s.key(), sort_keys=True).encode())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> str:
+        c = self.counts()
+        parts = [f"{self.dataset}: {c['train']} train / {c['val']} val / {c['test']} test"]
+        if self.skipped:
+            parts.append(
+                "skipped " + ", ".join(f"{n} {r}" for r, n in sorted(self.skipped.items()))
+            )
+        return "; ".join(parts)
+
+
+def carve_validation(samples: Iterable[Sample], fraction: float, seed: int) -> list[Sample]:
+    """Move a stratified, seeded ``fraction`` of the train rows to split "val".
+
+    Validation always comes out of train, never test (paper 002 selects λ on validation).
+    Each class keeps at least one training row.
+    """
+    samples = list(samples)
+    if fraction <= 0:
+        return samples
+    rng = np.random.default_rng(seed)
+    by_label: dict[int, list[int]] = {}
+    for i, s in enumerate(samples):
+        if s.split == "train":
+            by_label.setdefault(s.label, []).append(i)
+    for label in sorted(by_label):
+        idx = by_label[label]
+        n_val = min(len(idx) - 1, int(round(fraction * len(idx))))
+        for i in rng.permutation(idx)[: max(n_val, 0)]:
+            samples[i].split = "val"
+    return samples

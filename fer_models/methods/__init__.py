@@ -1,0 +1,1 @@
+"""Registry entries: one module per entry, imported on first lookup."""

@@ -1,0 +1,1 @@
+"""Ray + MLflow + click: the only package that imports ray or mlflow."""

@@ -1,0 +1,3 @@
+"""`fer-orch` commands: probe."""
+
+COMMANDS: list = []
