@@ -1,0 +1,255 @@
+"""Layer embeddings of a probe set (paper 004, Studies 1-4: "feed N faces, keep each layer's output").
+
+:func:`collect_embeddings` feeds batches through a network with forward hooks on named
+layers and keeps, per layer, one row per sample, together with the sample's expression,
+identity and valence/arousal labels.
+
+Size rule (paper 004 flattens each layer, e.g. N x 128 for "dropout_4"; its 48 px inputs
+keep conv maps small, ours may not be): an activation of shape (C, h, w) is flattened
+when C*h*w <= ``max_features`` (4096 by default); otherwise it is adaptive-average-pooled
+to a g x g grid first, with g the largest integer such that C*g*g <= ``max_features``
+(at least 1, i.e. global average pooling when C alone exceeds the budget). Token
+activations (N, D) are flattened, or mean-pooled over tokens when too large. The rule
+and the original shapes are recorded in :attr:`Embeddings.shapes` / ``pooled``.
+
+The hooks are a small private context manager (:func:`tap`) that always removes them,
+also when the forward pass raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from fer_models.errors import ConfigError
+
+OUTPUT_LAYER = "logits"  # pseudo-layer: the network's class scores (paper 004's "out_layer")
+
+
+@dataclass
+class Embeddings:
+    """Per-layer activations of N samples and their labels (row i is the same sample everywhere)."""
+
+    layers: dict[str, np.ndarray]  # name -> (N, D) float32, in network order
+    label: np.ndarray  # (N,) int64 expression, project order
+    identity: np.ndarray  # (N,) int64, -1 unknown
+    valence: np.ndarray  # (N,) float32, NaN unknown
+    arousal: np.ndarray  # (N,) float32, NaN unknown
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # per-sample activation shape
+    pooled: dict[str, bool] = field(default_factory=dict)  # whether the size rule pooled it
+
+    @property
+    def n(self) -> int:
+        return int(self.label.shape[0])
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.layers)
+
+    def penultimate(self) -> str:
+        """The last tapped layer before the output (paper 004, Study 4)."""
+        names = [n for n in self.layers if n != OUTPUT_LAYER]
+        if not names:
+            raise ConfigError("the embeddings hold no layer besides the output; tap at least one layer")
+        return names[-1]
+
+    def subset(self, idx: np.ndarray) -> "Embeddings":
+        return Embeddings(
+            {k: v[idx] for k, v in self.layers.items()},
+            self.label[idx],
+            self.identity[idx],
+            self.valence[idx],
+            self.arousal[idx],
+            dict(self.shapes),
+            dict(self.pooled),
+        )
+
+    def save(self, path: str | Path) -> None:
+        arrays = {f"layer::{k}": v for k, v in self.layers.items()}
+        np.savez_compressed(
+            path,
+            _order=np.array(list(self.layers)),
+            label=self.label,
+            identity=self.identity,
+            valence=self.valence,
+            arousal=self.arousal,
+            **arrays,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Embeddings":
+        z = np.load(path, allow_pickle=False)
+        layers = {str(k): z[f"layer::{k}"] for k in z["_order"]}
+        return cls(layers, z["label"], z["identity"], z["valence"], z["arousal"])
+
+
+def grid_size(channels: int, h: int, w: int, max_features: int) -> int | None:
+    """The pooling grid g of the size rule, or None when the map is flattened as is."""
+    if channels * h * w <= max_features:
+        return None
+    g = int(math.isqrt(max(max_features // max(channels, 1), 1)))
+    return max(1, min(g, h, w))
+
+
+def reduce_activation(a: torch.Tensor, max_features: int) -> tuple[torch.Tensor, bool]:
+    """(B, ...) activation -> (B, D) by the module's size rule; returns (rows, pooled)."""
+    a = a.detach()
+    if a.ndim == 4:
+        g = grid_size(a.shape[1], a.shape[2], a.shape[3], max_features)
+        if g is not None:
+            return torch.nn.functional.adaptive_avg_pool2d(a.float(), g).flatten(1), True
+        return a.float().flatten(1), False
+    if a.ndim == 3 and a[0].numel() > max_features:  # (B, tokens, D)
+        return a.float().mean(1), True
+    return a.float().reshape(a.shape[0], -1), False
+
+
+def _first_tensor(out: Any) -> torch.Tensor | None:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    logits = getattr(out, "logits", None)
+    return logits if isinstance(logits, torch.Tensor) else None
+
+
+@contextlib.contextmanager
+def tap(modules: Mapping[str, nn.Module], sink: dict[str, torch.Tensor]) -> Iterator[dict]:
+    """Forward hooks writing each module's latest output into ``sink[name]``; always removed.
+
+    Hand-written rather than fer_analysis.hooks (which is written concurrently) so that this
+    module depends on nothing unfinished; it is ten lines and undoes itself in ``finally``.
+    """
+    handles = []
+    try:
+        for name, mod in modules.items():
+
+            def hook(_m, _inp, out, _name=name):
+                t = _first_tensor(out)
+                if t is not None:
+                    sink[_name] = t
+
+            handles.append(mod.register_forward_hook(hook))
+        yield sink
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def resolve_layers(model: nn.Module, layers: Iterable[str] | None = None) -> dict[str, nn.Module]:
+    """Named layers to tap: ``model.tap_layers()`` (all, or the ``layers`` subset), else top-level children."""
+    if hasattr(model, "tap_layers"):
+        available = dict(model.tap_layers())
+    else:
+        available = dict(model.named_children())
+    named = dict(model.named_modules())
+    if layers is None:
+        return available
+    out: dict[str, nn.Module] = {}
+    for name in layers:
+        if name == OUTPUT_LAYER:
+            continue
+        if name in available:
+            out[name] = available[name]
+        elif name in named and name:
+            out[name] = named[name]
+        else:
+            raise ConfigError(
+                f"unknown layer '{name}' to probe; known layers: {', '.join(available) or '(none)'}"
+            )
+    return out
+
+
+def _col(batch: Mapping[str, Any], key: str, n: int, fill: float) -> np.ndarray:
+    v = batch.get(key)
+    if v is None:
+        return np.full(n, fill, dtype=np.float64)
+    return np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=np.float64).reshape(n)
+
+
+@torch.no_grad()
+def collect_embeddings(
+    model: nn.Module,
+    batches: Iterable[Mapping[str, Any]],
+    layers: Iterable[str] | None = None,
+    *,
+    n_samples: int | None = None,
+    max_features: int = 4096,
+    include_output: bool = True,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> Embeddings:
+    """Run ``batches`` (dicts with ``image``, ``label`` and optionally ``identity``,
+    ``valence``, ``arousal``, as fer_models' FaceDataset yields) through ``model`` in eval
+    mode and return each tapped layer's activations (see the module docstring for the
+    size rule). ``include_output`` adds the class scores as the pseudo-layer ``logits``.
+    The model's train/eval mode is restored afterwards.
+    """
+    modules = resolve_layers(model, layers)
+    if not modules and not include_output:
+        raise ConfigError("no layer to probe; pass layer names or keep include_output")
+    was_training = model.training
+    model.eval()
+    feats: dict[str, list[np.ndarray]] = {k: [] for k in modules}
+    if include_output:
+        feats[OUTPUT_LAYER] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    pooled: dict[str, bool] = {}
+    cols: dict[str, list[np.ndarray]] = {"label": [], "identity": [], "valence": [], "arousal": []}
+    seen = 0
+    it = batches
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(batches, desc="embeddings", unit="batch", leave=False)
+    sink: dict[str, torch.Tensor] = {}
+    try:
+        with tap(modules, sink):
+            for batch in it:
+                x = batch["image"]
+                take = x.shape[0] if n_samples is None else min(x.shape[0], n_samples - seen)
+                if take <= 0:
+                    break
+                sink.clear()
+                out = model(x[:take].to(device))
+                acts = dict(sink)
+                if include_output:
+                    o = _first_tensor(out)
+                    if o is None:
+                        raise ConfigError("the model output has no logits; pass include_output=False")
+                    acts[OUTPUT_LAYER] = o
+                for name in feats:
+                    if name not in acts:
+                        raise ConfigError(f"layer '{name}' did not run in the forward pass; choose another layer")
+                    a = acts[name]
+                    shapes.setdefault(name, tuple(a.shape[1:]))
+                    rows, p = reduce_activation(a, max_features)
+                    pooled.setdefault(name, p)
+                    feats[name].append(rows.cpu().numpy().astype(np.float32))
+                cols["label"].append(_col(batch, "label", x.shape[0], -1)[:take])
+                cols["identity"].append(_col(batch, "identity", x.shape[0], -1)[:take])
+                cols["valence"].append(_col(batch, "valence", x.shape[0], np.nan)[:take])
+                cols["arousal"].append(_col(batch, "arousal", x.shape[0], np.nan)[:take])
+                seen += take
+                if n_samples is not None and seen >= n_samples:
+                    break
+    finally:
+        model.train(was_training)
+    if seen == 0:
+        raise ConfigError("the probe set is empty; check the dataset and split")
+    return Embeddings(
+        layers={k: np.concatenate(v) for k, v in feats.items()},
+        label=np.concatenate(cols["label"]).astype(np.int64),
+        identity=np.concatenate(cols["identity"]).astype(np.int64),
+        valence=np.concatenate(cols["valence"]).astype(np.float32),
+        arousal=np.concatenate(cols["arousal"]).astype(np.float32),
+        shapes=shapes,
+        pooled=pooled,
+    )
