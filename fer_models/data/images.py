@@ -79,11 +79,10 @@ def write_png_cache(
     """
     from tqdm import tqdm
 
-    folder.mkdir(parents=True, exist_ok=True)
-    marker = folder / ".complete"
     paths = [folder / n for n in names]
-    if marker.exists() and marker.read_text().strip() == str(len(names)):
+    if png_cache_complete(folder, len(names)):
         return paths
+    folder.mkdir(parents=True, exist_ok=True)
     for i, p in enumerate(tqdm(paths, desc=desc, unit="img", leave=False, mininterval=1.0)):
         if p.exists():
             continue
@@ -91,6 +90,14 @@ def write_png_cache(
         tmp = p.with_name(p.name + ".tmp")
         Image.fromarray(arr).save(tmp, format="PNG")
         os.replace(tmp, p)
-    marker.write_text(str(len(names)))
+    (folder / ".complete").write_text(str(len(names)))
     return paths
+
+
+def png_cache_complete(folder: Path, n: int | None = None) -> bool:
+    """True when :func:`write_png_cache` finished ``folder`` (with ``n`` images, if given)."""
+    marker = folder / ".complete"
+    if not marker.is_file():
+        return False
+    return n is None or marker.read_text().strip() == str(n)
 

@@ -1,0 +1,108 @@
+"""FER2013 (Goodfellow et al., 2013): the training set of paper 004.
+
+Layout: ``<root>/fer2013.csv`` with columns ``emotion,pixels,Usage`` (names are stripped of
+whitespace; the Kaggle file has a trailing space in some copies). ``pixels`` is 2,304
+space-separated grey values (48x48). Usage Training/PublicTest/PrivateTest -> train/val/test
+(the customary protocol: PublicTest is the validation set, so nothing is carved).
+
+The pixels live in the CSV, so on first read the images are written once as PNG files to
+``fer_models.paths.cache_dir()/fer2013-images/<fingerprint>/row_000123.png`` (the fingerprint
+hashes the CSV's path, size and mtime), and ``Sample.path`` points at real files: everything
+downstream (``load_image``, preprocessing) treats FER2013 like any image dataset. Later reads
+reuse the folder. FER ids: 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral
+(already the project's order).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer_models import paths
+from fer_models.data.images import png_cache_complete, source_fingerprint, write_png_cache
+from fer_models.data.manifest import Manifest, Sample
+from fer_models.data.readers._base import DatasetReader
+from fer_models.errors import DatasetError
+from fer_models.labels import INDEX
+from fer_models.registry import DATASETS
+
+FER_TO_PROJECT = {
+    0: INDEX["anger"],
+    1: INDEX["disgust"],
+    2: INDEX["fear"],
+    3: INDEX["happiness"],
+    4: INDEX["sadness"],
+    5: INDEX["surprise"],
+    6: INDEX["neutral"],
+}
+USAGE = {"training": "train", "publictest": "val", "privatetest": "test"}
+SIDE = 48
+
+
+@DATASETS.register("fer2013", classes=7)
+class FER2013(DatasetReader):
+    """FER2013: 48x48 grey faces from a CSV; Training/PublicTest/PrivateTest splits."""
+
+    name = "fer2013"
+    title = "FER2013"
+    folder = "FER2013"
+    download_hint = "download fer2013.csv (Kaggle 'challenges-in-representation-learning') and pass --root"
+    options = {"csv": "fer2013.csv"}
+    has_val_split = True
+
+    def _csv(self, root: Path, opts: dict[str, Any]) -> Path:
+        return self.require(root, str(opts["csv"]))
+
+    def check(self, root: Path, opts: dict[str, Any]) -> None:
+        path = self._csv(root, opts)
+        with open(path, newline="") as f:
+            header = [c.strip().lower() for c in next(csv.reader(f), [])]
+        missing = [c for c in ("emotion", "pixels", "usage") if c not in header]
+        if missing:
+            raise DatasetError(
+                f"FER2013: {path} lacks the column(s) {', '.join(missing)} (expected emotion,pixels,Usage); "
+                "restore the original CSV"
+            )
+
+    def collect(self, root: Path, manifest: Manifest, opts: dict[str, Any]) -> None:
+        path = self._csv(root, opts)
+        folder = paths.cache_dir() / "fer2013-images" / source_fingerprint(path)
+        cached = png_cache_complete(folder)
+        rows: list[tuple[int, int, str]] = []  # (csv row, label, split)
+        pixels: list[np.ndarray] = []  # decoded only while the PNG folder is not complete
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = [c.strip().lower() for c in next(reader)]
+            ie, ip, iu = header.index("emotion"), header.index("pixels"), header.index("usage")
+            for i, row in enumerate(reader, start=1):
+                item = f"{path.name}#row={i}"
+                try:
+                    fer_id = int(row[ie])
+                    split = USAGE[row[iu].strip().lower()]
+                    n_pix = row[ip].count(" ") + 1
+                except (ValueError, IndexError, KeyError):
+                    manifest.skip("malformed row", item)
+                    continue
+                if fer_id not in FER_TO_PROJECT:
+                    manifest.skip("unknown emotion id", item)
+                    continue
+                if n_pix != SIDE * SIDE:
+                    manifest.skip("pixels not 48x48", item)
+                    continue
+                if not cached:
+                    try:
+                        pixels.append(np.array(row[ip].split(), dtype=np.uint8).reshape(SIDE, SIDE))
+                    except ValueError:
+                        manifest.skip("malformed row", item)
+                        continue
+                rows.append((i, FER_TO_PROJECT[fer_id], split))
+        files = write_png_cache(
+            folder, [f"row_{i:06d}.png" for i, *_ in rows], pixels.__getitem__, desc="FER2013 -> PNG"
+        )
+        for (i, label, split), file in zip(rows, files):
+            s = Sample(path=str(file), split=split, label=label)
+            s.meta["row"] = i
+            manifest.samples.append(s)
