@@ -368,11 +368,11 @@ class CacheWriter:
     with ``preserve_order``), and each shard keeps the global ``row`` index anyway.
     """
 
-    def __init__(self, final_dir: Path, inputs: dict, manifest: Manifest, shard_rows: int = SHARD_ROWS):
+    def __init__(self, final_dir: Path, inputs: dict, manifest: Manifest, shard_rows: int | None = None):
         self.final_dir = Path(final_dir)
         self.inputs = inputs
         self.manifest = manifest
-        self.shard_rows = shard_rows
+        self.shard_rows = int(shard_rows or SHARD_ROWS)
         self.final_dir.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.final_dir.parent / f".{self.final_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
         self.tmp.mkdir()

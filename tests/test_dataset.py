@@ -1,0 +1,121 @@
+"""FaceDataset items follow docs/contracts.md; build_loaders prepares and reads the cache."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fer_models.config import DataConfig
+from fer_models.data import cache
+from fer_models.data.dataset import IMAGENET_MEAN, IMAGENET_STD, FaceDataset, build_loaders
+from test_cache import FakeBackend, make_manifest
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def built(tmp_path):
+    m = make_manifest(tmp_path / "data", n=24)
+    info = cache.prepare(m, FakeBackend, "paper002", 16, 32, tmp_path / "cache", progress=False)
+    return m, info
+
+
+def test_items_follow_the_contract(built):
+    m, info = built
+    ds = FaceDataset(info.dir, "train", 32, augment=False, seed=0)
+    assert len(ds) == info.counts["train"] > 0
+    item = ds[0]
+    n_au = len(info.meta["inputs"]["au_ids"])
+    spec = {
+        "image": (torch.float32, (3, 32, 32)), "label": (torch.int64, ()),
+        "au_map": (torch.float32, (1, 16, 16)), "au_valid": (torch.bool, ()),
+        "gt_au_map": (torch.float32, (1, 16, 16)), "gt_valid": (torch.bool, ()),
+        "identity": (torch.int64, ()), "valence": (torch.float32, ()),
+        "arousal": (torch.float32, ()), "aus": (torch.float32, (n_au,)), "index": (torch.int64, ()),
+    }  # fmt: skip
+    assert set(item) == set(spec)
+    for k, (dtype, shape) in spec.items():
+        assert item[k].dtype == dtype and tuple(item[k].shape) == shape, k
+    # ImageNet normalisation of the stored uint8 pixels
+    stored = cache.load_split(info.dir, "train")
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    pixels = (item["image"] * std + mean) * 255
+    assert torch.allclose(pixels, torch.from_numpy(stored["image"][0]).permute(2, 0, 1).float(), atol=1e-3)
+    for i in range(len(ds)):
+        it = ds[i]
+        s = m.samples[int(stored["row"][i])]
+        assert int(it["label"]) == s.label and int(it["index"]) == i
+        assert (int(it["identity"]) == -1) == (s.identity is None)
+        assert math.isnan(float(it["arousal"])) and float(it["valence"]) == pytest.approx(s.valence)
+        if not it["au_valid"]:
+            assert float(it["au_map"].abs().sum()) == 0.0
+    ids = [int(ds[i]["identity"]) for i in range(len(ds))]
+    names = [m.samples[int(r)].identity for r in stored["row"]]
+    # the same identity string always maps to the same int, different strings to different ints
+    assert len({(a, b) for a, b in zip(ids, names)}) == len(set(names))
+
+
+def test_batch_indexing_equals_stacked_items_and_resizes(built):
+    _, info = built
+    ds = FaceDataset(info.dir, "train", augment=False)
+    batch = ds[[2, 0, 1]]
+    for k, v in batch.items():
+        assert torch.allclose(v, torch.stack([ds[i][k] for i in (2, 0, 1)]), equal_nan=True), k
+    big = FaceDataset(info.dir, "train", 48)
+    assert big[0]["image"].shape == (3, 48, 48)
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_augmentation_moves_images_and_maps_but_not_targets(built):
+    _, info = built
+    plain = FaceDataset(info.dir, "train", augment=False)
+    aug = FaceDataset(info.dir, "train", augment=True, seed=1)
+    idx = list(range(len(plain)))
+    a, b = plain[idx], aug[idx]
+    assert not torch.allclose(a["image"], b["image"])
+    valid = a["au_valid"]
+    assert not torch.allclose(a["au_map"][valid], b["au_map"][valid])
+    for k in ("label", "au_valid", "gt_valid", "identity", "aus", "index"):
+        assert torch.allclose(a[k].float(), b[k].float(), equal_nan=True), k
+    again = FaceDataset(info.dir, "train", augment=True, seed=1)[idx]
+    assert torch.equal(again["image"], b["image"])  # seeded
+
+
+def test_build_loaders_prepares_once_then_reads(tmp_path):
+    m = make_manifest(tmp_path / "data", n=40)
+    cfg = DataConfig(dataset="fake", codebook="paper002", image_size=32, map_size=16, augment=True)
+    FakeBackend.constructed = 0
+    loaders = build_loaders(cfg, batch_size=8, seed=0, cache_root=tmp_path / "cache",
+                            manifest=m, backend=FakeBackend, progress=False)
+    assert FakeBackend.constructed == 1 and loaders.num_classes == 7
+    n_train = loaders.info.counts["train"]
+    batches = list(loaders.train)
+    assert len(batches) == n_train // 8 and all(b["image"].shape == (8, 3, 32, 32) for b in batches)
+    seen = torch.cat([b["index"] for b in batches])
+    assert len(set(seen.tolist())) == len(seen)  # a permutation, no repeats
+    test_rows = torch.cat([b["index"] for b in loaders.test])
+    assert test_rows.tolist() == list(range(loaders.info.counts["test"]))  # in order, all rows
+    again = build_loaders(cfg, batch_size=8, seed=0, cache_root=tmp_path / "cache",
+                          manifest=m, backend=FakeBackend, progress=False)
+    assert FakeBackend.constructed == 1 and again.cache_dir == loaders.cache_dir
+    first = [b["index"] for b in again.train]
+    assert all(torch.equal(x["index"], y) for x, y in zip(batches, first))  # seeded order
+
+
+def test_memory_mapped_shards_read_like_in_memory(built, tmp_path, monkeypatch):
+    from fer_models.data import dataset as dsmod
+
+    m, info = built
+    whole = FaceDataset(info.dir, "train")
+    monkeypatch.setattr(dsmod, "MAX_IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(cache, "SHARD_ROWS", 3)
+    small = cache.prepare(m, FakeBackend, "paper002", 16, 32, tmp_path / "c3", progress=False)
+    assert len(small.meta["shards"]["train"]) > 3
+    mapped = FaceDataset(small.dir, "train")
+    assert len(mapped._images) > 1
+    idx = list(reversed(range(len(whole))))
+    assert torch.equal(whole[idx]["image"], mapped[idx]["image"])
