@@ -1,0 +1,168 @@
+"""Filter <-> AU divergences (paper 001 Sec. 4.4) and the top-N job (Sec. 4.3) on toy data."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from fer_analysis.filter_au import filter_au_kl, histograms, kl_divergence, run_filter_au, table_rows, top_au
+from fer_analysis.hooks import assert_no_hooks
+from fer_analysis.topn import layer_max_responses, patch_box, receptive_field, run_topn, top_n
+
+torch.set_num_threads(1)
+
+
+def test_kl_of_identical_histograms_is_zero_and_matches_hand_value_otherwise():
+    p = torch.tensor([0.2, 0.3, 0.5])
+    assert kl_divergence(p, p).item() == pytest.approx(0.0, abs=1e-7)
+    q = torch.tensor([0.5, 0.5])
+    r = torch.tensor([0.25, 0.75])
+    want = 0.5 * math.log(2.0) + 0.5 * math.log(0.5 / 0.75)
+    assert kl_divergence(q, r).item() == pytest.approx(want, rel=1e-6)
+    assert kl_divergence(r, q).item() != pytest.approx(want, rel=1e-3)  # asymmetric
+
+
+def test_histograms_share_bins_per_filter():
+    v = torch.tensor([[0.0], [1.0], [2.0], [4.0]])  # one filter, range 0..4, 2 bins: [0,2) [2,4]
+    g = torch.tensor([[1, 0], [1, 0], [0, 1], [1, 1]], dtype=torch.bool)
+    h = histograms(v, g, bins=2)
+    assert h.shape == (1, 2, 2)
+    assert h[0, 0].tolist() == [2.0, 1.0]  # group 0: 0, 1 -> bin 0; 4 -> bin 1
+    assert h[0, 1].tolist() == [0.0, 2.0]  # group 1: 2, 4 -> bin 1
+
+
+def test_same_distribution_gives_near_zero_and_an_au_driven_filter_finds_its_au():
+    g = torch.Generator().manual_seed(0)
+    m = 400
+    aus = (torch.rand(m, 4, generator=g) < 0.4).float() * 2.0  # intensities 0 or 2
+    noise = torch.rand(m, 3, generator=g)
+    values = torch.stack([
+        noise[:, 0],  # filter 0: ignores every AU
+        noise[:, 1] * 0.3 + 2.0 * (aus[:, 2] > 0),  # filter 1: fires only with AU column 2
+        noise[:, 2] * 0.3 + 2.0 * (aus[:, 0] > 0),  # filter 2: fires only with AU column 0
+    ], dim=1)
+    res = filter_au_kl(values, aus, [1, 4, 12, 25], bins=10)
+    j, best = top_au(res)
+    assert j[1].item() == 2 and j[2].item() == 0
+    assert res.kl[1, 2] > 5 * res.kl[0].max()  # the driven filter stands far above the noise one
+    rows = table_rows(res, [1, 2])
+    assert rows[0]["au"] == 12 and rows[0]["au_name"] == "AU12: Lip Corner Puller"
+    assert rows[0]["mean_act_with"] > rows[0]["mean_act_without"]
+
+
+def test_too_few_samples_and_unknown_intensities_give_nan():
+    values = torch.rand(20, 2)
+    aus = torch.zeros(20, 2)
+    aus[:2, 0] = 1.0  # AU column 0 present twice only
+    aus[:, 1] = float("nan")  # AU column 1 unknown everywhere
+    res = filter_au_kl(values, aus, [1, 2], min_count=5)
+    assert torch.isnan(res.kl).all()
+    assert res.n_absent[1] == 0
+
+
+# --------------------------------------------------------------------------- toy conv model + data
+class _Faces(Dataset):
+    """16x16 images on a dim grey background: AU column 0 -> a red square, AU column 1 -> a
+    green square, at a random place; label = which AU shows (2 = neither)."""
+
+    def __init__(self, m=48, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.aus = (torch.rand(m, 2, generator=g) < 0.5).float()
+        self.images = 0.1 * torch.rand(m, 3, 16, 16, generator=g)
+        for i in range(m):
+            for c in range(2):
+                if self.aus[i, c]:
+                    r, k = torch.randint(0, 12, (2,), generator=g).tolist()
+                    self.images[i, c, r:r + 4, k:k + 4] = 1.0
+        self.labels = torch.where(self.aus[:, 0] > 0, 0, torch.where(self.aus[:, 1] > 0, 1, 2))
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i], "label": self.labels[i], "aus": self.aus[i], "index": torch.tensor(i)}
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 2, 3, padding=1, bias=False)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(2, 2, 3, padding=1, bias=False)
+        self.relu2 = nn.ReLU()
+        self.fc = nn.Linear(2 * 8 * 8, 3)
+        with torch.no_grad():
+            w = torch.full((2, 3, 3, 3), -0.5)
+            w[0, 0] = 1.0  # filter 0: red
+            w[1, 1] = 1.0  # filter 1: green
+            self.conv1.weight.copy_(w / 9)
+            self.conv2.weight.zero_()
+            self.conv2.weight[0, 0] = 1.0 / 9
+            self.conv2.weight[1, 1] = 1.0 / 9
+
+    def tap_layers(self):
+        return {"conv1": self.conv1, "conv2": self.conv2}
+
+    def forward(self, x):
+        h = self.relu2(self.conv2(self.pool(self.relu1(self.conv1(x)))))
+        return self.fc(h.flatten(1))
+
+
+def test_one_pass_responses_and_top_n_rank_images_by_filter_maximum():
+    ds = _Faces()
+    net = _Net().eval()
+    resp = layer_max_responses(net, "conv2", DataLoader(ds, batch_size=16), progress=False)
+    assert resp.values.shape == (48, 2) and resp.feature_hw == (8, 8)
+    with torch.no_grad():
+        a = net.pool(net.relu1(net.conv1(ds.images)))
+        full = net.conv2(a).flatten(2).max(2).values
+    assert torch.allclose(resp.values, full, atol=1e-6)
+    top = top_n(resp, 5)
+    assert (top.values[:, :-1] >= top.values[:, 1:]).all()
+    # the strongest red-filter images all show the red square (AU column 0)
+    assert ds.aus[top.index[0], 0].all() and ds.aus[top.index[1], 1].all()
+    assert_no_hooks(net)
+
+
+def test_receptive_field_and_patch_box():
+    net = _Net().eval()
+    # conv1 3x3 -> pool 2 -> conv2 3x3: 3 + 1 + 2 * 2 = 8 pixels
+    assert receptive_field(net, "conv2", (3, 16, 16)) == (8, 8)
+    assert receptive_field(net, "conv1", (3, 16, 16)) == (3, 3)
+    assert patch_box((0, 7), (8, 8), (16, 16), (8, 8)) == (0, 8, 8, 8)  # shifted inside
+    assert patch_box((4, 4), (8, 8), (16, 16), (8, 8)) == (5, 5, 8, 8)
+
+
+def test_filter_au_job_finds_the_colour_aus_and_writes_its_files(tmp_path):
+    ds = _Faces()
+    net = _Net().eval()
+    loader = DataLoader(ds, batch_size=16)
+    metrics = run_filter_au(net, loader, tmp_path, layer="conv2", au_ids=[4, 12], k=2, n=3, bins=8,
+                            min_count=3, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "filter_au_conv2.csv")))
+    top = {int(r["filter"]): int(r["au"]) for r in rows}
+    assert top == {0: 4, 1: 12}  # red filter <-> AU column 0, green filter <-> AU column 1
+    assert metrics["filter_au_max_kl"] > 0.5
+    assert "AU4: Brow Lowerer" in (tmp_path / "filter_au_conv2.md").read_text()
+    for f in ("kl_bars_conv2.png", "kl_matrix_conv2.csv", "topn_conv2.png", "topn_conv2.csv"):
+        assert (tmp_path / f).stat().st_size > 0
+    assert_no_hooks(net)
+
+
+def test_topn_job_default_layer_grid_and_csv(tmp_path):
+    ds = _Faces()
+    net = _Net().eval()
+    metrics = run_topn(net, DataLoader(ds, batch_size=16), tmp_path, n=4, progress=False)
+    assert (tmp_path / "topn_conv2.png").stat().st_size > 1000  # the deepest spatial tap layer
+    rows = list(csv.DictReader(open(tmp_path / "topn_conv2.csv")))
+    assert len(rows) == 2 * 4
+    acts = [float(r["activation"]) for r in rows if r["filter"] == "0"]
+    assert acts == sorted(acts, reverse=True)
+    assert metrics["topn_filters"] == 2
+    assert_no_hooks(net)
