@@ -1,3 +1,67 @@
-"""`fer-orch` commands: probe."""
+"""`fer-orch` commands: probe (paper 004: identity, valence/arousal and expression across layers)."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import click
+
+
+def _split_names(values: tuple[str, ...]) -> tuple[str, ...] | None:
+    names = tuple(n.strip() for v in values for n in v.split(",") if n.strip())
+    return names or None
+
+
+@click.command("probe")
+@click.option("--run", "run_id", required=True, help="Trial run id, or a grid's parent run id (probes all its trials).")
+@click.option("--untrained-control", is_flag=True, help="Also probe the same architecture untrained (same seed).")
+@click.option("--layers", multiple=True, help="Layer names to probe (comma-separated or repeated); default: the model's tap layers and logits.")
+@click.option("--dataset", default=None, help="Probe on this dataset (a DATASETS name) instead of the run's own.")
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
+@click.option("--n-samples", type=int, default=1000, show_default=True, help="Probe-set size (first rows of the split).")
+@click.option("--probes", "probe_names", multiple=True, help="Probes to run (default: silhouette, valence-arousal, maps).")
+@click.option("--n-pcs", type=int, default=10, show_default=True, help="Principal components before silhouette (paper 004: 10).")
+@click.option("--umap/--no-umap", default=True, show_default=True, help="Draw UMAP maps (the slowest part).")
+@click.option("--umap-max-samples", type=int, default=2000, show_default=True)
+@click.option("--compare", default=None, help="A second trial run id: plot both silhouette curves and log the differences.")
+@click.option("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray).")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite under FER_ORCH_HOME).")
+@click.option("--num-actors", type=int, default=None, help="Parallel probe actors (default: one per CPU, at most one per run).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def probe(run_id, untrained_control, layers, dataset, split, n_samples, probe_names, n_pcs, umap,
+          umap_max_samples, compare, address, tracking_uri, num_actors, seed) -> None:
+    """Probe trained runs layer by layer: silhouette by identity/expression, PCA/UMAP maps, valence/arousal."""
+    from fer_analysis.probes._base import metric_key
+    from orchestrator.probe import DEFAULT_PROBES, ProbeSpec, probe_runs
+
+    spec = ProbeSpec(
+        layers=_split_names(layers),
+        probes=_split_names(probe_names) or DEFAULT_PROBES,
+        dataset=dataset,
+        split=split,
+        n_samples=n_samples,
+        untrained_control=untrained_control,
+        n_pcs=n_pcs,
+        umap=umap,
+        umap_max_samples=umap_max_samples,
+        seed=seed,
+    )
+    out = probe_runs(run_id, spec, compare=compare, uri=tracking_uri, address=address, num_actors=num_actors)
+    for rid, res in out["results"].items():
+        m = res["metrics"]
+        click.secho(f"run {rid}: {res['n_samples']} samples, layers {', '.join(res['layers'])}", bold=True)
+        for layer in res["layers"]:
+            key = metric_key("silhouette_identity", layer)
+            if key in m:
+                expr = m[metric_key("silhouette_expression", layer)]
+                click.echo(f"  {layer:<24} identity {m[key]:+.3f}   expression {expr:+.3f}")
+        if "va_PC1_valence_r" in m:
+            click.echo(f"  PC1~valence r={m['va_PC1_valence_r']:+.3f}   PC2~arousal r={m.get('va_PC2_arousal_r', float('nan')):+.3f}")
+    for rid, cmp in out["compare"].items():
+        cross = ", ".join(f"{c['run']}: {c['crossover_layer']}" for c in cmp["crossover"])
+        click.echo(f"compare {rid[:8]} vs {cmp['other'][:8]}: expression overtakes identity at {cross}")
+    for rid, msg in out["failed"].items():
+        click.secho(f"run {rid} failed: {msg}", fg="red", err=True)
+    if out["failed"]:
+        raise SystemExit(1)
+
+
+COMMANDS: list = [probe]

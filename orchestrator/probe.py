@@ -1,0 +1,274 @@
+"""Probing jobs (paper 004) on trained runs: Ray actors that log back to MLflow.
+
+``probe_runs(run_id, spec)`` expands a grid's parent run to its trial children
+(``tracking.resolve_runs``), spreads one job per run over a few Ray actors with a tqdm
+bar, and each job (:func:`probe_one`):
+
+1. loads the run's model (``tracking.load_trained_model``) and builds a probe set from the
+   run's ``DataConfig`` (or ``--dataset``): the first ``n_samples`` rows of the chosen split
+   (test by default; the loaders keep order and never augment it);
+2. collects the layer embeddings (``fer_analysis.embeddings``), and with
+   ``untrained_control`` the same for ``build_model(cfg)`` freshly initialised under the
+   run's seed (paper 004's NN3 control);
+3. runs the requested probes (``fer_analysis.registry.PROBES``) into a temp dir and logs
+   it under ``probe/`` of the probed run, with the probes' scalar metrics
+   (``silhouette_identity_<layer>``, ``va_PC1_valence_r``, ...).
+
+With ``compare`` the second run is probed too and each probed run gets
+``probe/compare_<other>/`` (both silhouette curves, CSV of differences, crossover layers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from fer_models.errors import ConfigError, FerOrchError
+from orchestrator import tracking
+
+DEFAULT_PROBES = ("silhouette", "valence-arousal", "maps")
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """What a probe job computes; the same for every run of one ``fer-orch probe`` call."""
+
+    layers: tuple[str, ...] | None = None  # None: the model's tap_layers(), plus the logits
+    probes: tuple[str, ...] = DEFAULT_PROBES
+    dataset: str | None = None  # None: the run's own DataConfig.dataset
+    split: str = "test"
+    n_samples: int = 1000
+    untrained_control: bool = False
+    n_pcs: int = 10
+    umap: bool = True
+    umap_max_samples: int = 2000
+    umap_n_epochs: int = 200
+    batch_size: int = 64
+    max_features: int = 4096
+    seed: int = 0
+    device: str = "cpu"
+    options: dict[str, Any] = field(default_factory=dict)  # extra keyword options for every probe
+
+    def check(self) -> "ProbeSpec":
+        """Fail on user mistakes before any run is loaded."""
+        from fer_analysis.registry import PROBES
+
+        for p in self.probes:
+            PROBES.get(p)
+        if self.split not in ("train", "val", "test"):
+            raise ConfigError(f"probe split must be train, val or test, got '{self.split}'")
+        if self.n_samples < 3:
+            raise ConfigError(f"--n-samples must be at least 3 (silhouette needs clusters), got {self.n_samples}")
+        if self.dataset is not None:
+            from fer_models.registry import DATASETS
+
+            DATASETS.get(self.dataset)
+        return self
+
+
+def _load_probe_set(cfg: Any, spec: ProbeSpec):
+    """The loader of the probe split for the run's DataConfig (or ``spec.dataset``)."""
+    from fer_models.data.dataset import build_loaders
+
+    data_cfg = cfg.data
+    if spec.dataset is not None and spec.dataset != data_cfg.dataset:
+        data_cfg = dataclasses.replace(data_cfg, dataset=spec.dataset, root=None)
+    loaders = build_loaders(data_cfg, spec.batch_size, cfg.seed, progress=False)
+    return getattr(loaders, spec.split)
+
+
+def _untrained(cfg: Any, device: str):
+    """The run's architecture, freshly initialised with the run's seed (the control)."""
+    import torch
+
+    from fer_models.methods import build_model
+
+    torch.manual_seed(int(cfg.seed))
+    return build_model(cfg).to(device).eval()
+
+
+def probe_one(
+    run_id: str,
+    spec: ProbeSpec,
+    uri: str | None = None,
+    *,
+    load_model: Callable[..., Any] | None = None,
+    load_probe_set: Callable[..., Any] | None = None,
+    build_control: Callable[..., Any] | None = None,
+    log: bool = True,
+) -> dict[str, Any]:
+    """One run's probe job (runs inside an actor, or in-process). Returns a JSON-able summary.
+
+    The ``load_*`` / ``build_control`` hooks default to MLflow + fer_models; tests replace
+    them with small fakes.
+    """
+    import torch
+
+    from fer_analysis.embeddings import collect_embeddings
+    from fer_analysis.registry import PROBES
+
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    t0 = time.perf_counter()
+    model, cfg = (load_model or tracking.load_trained_model)(run_id, uri, spec.device)
+    loader = (load_probe_set or _load_probe_set)(cfg, spec)
+    kw = dict(n_samples=spec.n_samples, max_features=spec.max_features, device=spec.device)
+    emb = collect_embeddings(model, loader, spec.layers, **kw)
+    control = None
+    if spec.untrained_control:
+        control = collect_embeddings((build_control or _untrained)(cfg, spec.device), loader, spec.layers, **kw)
+    t_emb = time.perf_counter() - t0
+    metrics: dict[str, float] = {}
+    tables: dict[str, Any] = {}
+    notes: dict[str, Any] = {}
+    timings: dict[str, float] = {"embeddings_s": t_emb}
+    opts = dict(n_pcs=spec.n_pcs, umap=spec.umap, umap_max_samples=spec.umap_max_samples,
+                umap_n_epochs=spec.umap_n_epochs, seed=spec.seed, **spec.options)
+    with tempfile.TemporaryDirectory(prefix="fer-probe-") as tmp:
+        out = Path(tmp)
+        for name in spec.probes:
+            t = time.perf_counter()
+            res = PROBES.get(name)(emb, out / name, control=control, **opts)
+            timings[f"{name}_s"] = time.perf_counter() - t
+            metrics.update(res.metrics)
+            tables.update(res.tables)
+            notes.update({f"{name}.{k}": v for k, v in res.notes.items()})
+        summary = {
+            "run_id": run_id,
+            "n_samples": emb.n,
+            "layers": emb.names,
+            "pooled": {k: bool(v) for k, v in emb.pooled.items()},
+            "shapes": {k: list(v) for k, v in emb.shapes.items()},
+            "n_identities": int(len(set(emb.identity[emb.identity >= 0].tolist()))),
+            "valence_known": int((emb.valence == emb.valence).sum()),
+            "spec": {k: v for k, v in dataclasses.asdict(spec).items()},
+            "notes": notes,
+            "timings_s": timings,
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        metrics["probe_n_samples"] = float(emb.n)
+        if log:
+            tracking.log_to_run(run_id, out, "probe", metrics, uri)
+    timings["total_s"] = time.perf_counter() - t0
+    return {**summary, "metrics": metrics, "tables": tables}
+
+
+def _worker_env() -> dict[str, str]:
+    """Environment the actors need to see the same code, cache and store as the driver."""
+    from fer_models import paths
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {"FER_ORCH_HOME": str(paths.home()), "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        env["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"]
+    return env
+
+
+def _actor_class(ray):
+    @ray.remote(num_cpus=1)
+    class ProbeActor:
+        """Holds nothing between jobs; one job at a time per actor (1 CPU)."""
+
+        def run(self, run_id: str, spec: ProbeSpec, uri: str | None) -> dict[str, Any]:
+            return probe_one(run_id, spec, uri)
+
+    return ProbeActor
+
+
+def _cause(err: Exception) -> Exception:
+    """The user-facing exception inside a Ray task error, if there is one."""
+    cause = getattr(err, "cause", None)
+    return cause if isinstance(cause, FerOrchError) else err
+
+
+def _short(run_id: str) -> str:
+    return run_id[:8]
+
+
+def probe_runs(
+    run_id: str,
+    spec: ProbeSpec | None = None,
+    *,
+    compare: str | None = None,
+    uri: str | None = None,
+    address: str | None = None,
+    num_actors: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Probe ``run_id`` (a trial, or every trial of a grid's parent run) on Ray actors.
+
+    Returns ``{"results": {run_id: summary}, "failed": {run_id: message}, "compare": {...}}``.
+    Jobs that fail are reported, not fatal to the others; a user mistake found before any
+    work (unknown run, probe, dataset) raises at once.
+    """
+    from tqdm.auto import tqdm
+
+    from orchestrator.ray_utils import init_ray
+
+    spec = (spec or ProbeSpec()).check()
+    uri = tracking.resolve_uri(uri)
+    runs = tracking.resolve_runs(run_id, uri)
+    if not runs:
+        raise FerOrchError(f"run '{run_id}' is a grid parent without trial children; pass a trial run id")
+    other = None
+    if compare is not None:
+        cmp_runs = tracking.resolve_runs(compare, uri)
+        if len(cmp_runs) != 1:
+            raise ConfigError(f"--compare needs one trial run, but '{compare}' is a grid parent; pass a child's id")
+        other = cmp_runs[0]
+        if "silhouette" not in spec.probes:
+            spec = dataclasses.replace(spec, probes=(*spec.probes, "silhouette"))
+    jobs = list(dict.fromkeys([*runs, *([other] if other else [])]))
+
+    ray = init_ray(address)
+    n_act = max(1, min(len(jobs), num_actors or max(1, int(ray.cluster_resources().get("CPU", 1)))))
+    Actor = _actor_class(ray)
+    actors = [Actor.options(runtime_env={"env_vars": _worker_env()}).remote() for _ in range(n_act)]
+    pending = {actors[i % n_act].run.remote(r, spec, uri): r for i, r in enumerate(jobs)}
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    bar = tqdm(total=len(jobs), desc="probe", unit="run", disable=not progress)
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                rid = pending.pop(ref)
+                try:
+                    results[rid] = ray.get(ref)
+                except Exception as e:  # noqa: BLE001 - one failed run must not stop the others
+                    failed[rid] = str(_cause(e)).strip().splitlines()[-1]
+                bar.update(1)
+                bar.set_postfix(failed=len(failed))
+    finally:
+        bar.close()
+        for a in actors:
+            ray.kill(a)
+
+    comparisons: dict[str, Any] = {}
+    if other is not None and other in results:
+        for rid in runs:
+            if rid == other or rid not in results:
+                continue
+            comparisons[rid] = compare_and_log(results[rid], results[other], uri)
+    if len(failed) == len(jobs) and len(jobs) == 1:
+        raise FerOrchError(f"probing run {jobs[0]} failed: {failed[jobs[0]]}")
+    return {"results": results, "failed": failed, "compare": comparisons}
+
+
+def compare_and_log(res_a: dict[str, Any], res_b: dict[str, Any], uri: str | None = None, log: bool = True):
+    """Silhouette comparison of two probe summaries, logged to run a under ``probe/compare_<b>``."""
+    from fer_analysis.probes._compare import compare_silhouettes
+
+    a, b = res_a["run_id"], res_b["run_id"]
+    with tempfile.TemporaryDirectory(prefix="fer-probe-cmp-") as tmp:
+        res = compare_silhouettes(res_a["tables"]["silhouette"], res_b["tables"]["silhouette"],
+                                  _short(a), _short(b), Path(tmp))
+        if log:
+            tracking.log_to_run(a, Path(tmp), f"probe/compare_{_short(b)}", None, uri)
+    return {"table": res.tables["compare"], "crossover": res.tables["crossover"], "other": b}

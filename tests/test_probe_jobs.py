@@ -1,0 +1,104 @@
+"""Probe jobs: one run in-process with fakes, and end to end over MLflow + Ray actors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from orchestrator.probe import ProbeSpec, compare_and_log, probe_one
+from fer_models.errors import ConfigError, UnknownNameError
+
+torch.set_num_threads(1)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.fc = nn.Linear(64, 16)
+        self.out = nn.Linear(16, 7)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))))
+
+    def tap_layers(self):
+        return {"conv": self.conv, "pool": self.pool, "fc": self.fc}
+
+
+def _probe_set(n=48, bs=16, n_ids=4, seed=0):
+    """Images = an identity template + small noise; valence is a brightness ramp."""
+    g = torch.Generator().manual_seed(seed)
+    templates = torch.randn(n_ids, 3, 32, 32, generator=g)
+    ids = torch.arange(n) % n_ids
+    val = torch.linspace(-1, 1, n)
+    x = templates[ids] + 0.1 * torch.randn(n, 3, 32, 32, generator=g) + val[:, None, None, None]
+    return [{"image": x[i:i + bs], "label": (torch.arange(n) % 7)[i:i + bs], "identity": ids[i:i + bs],
+             "valence": val[i:i + bs], "arousal": torch.full((min(bs, n - i),), float("nan"))}
+            for i in range(0, n, bs)]
+
+
+def _fakes(model):
+    cfg = SimpleNamespace(seed=0)
+    return dict(
+        load_model=lambda run_id, uri, device: (model, cfg),
+        load_probe_set=lambda cfg, spec: _probe_set(),
+        build_control=lambda cfg, device: (torch.manual_seed(0), Net().eval())[1],
+    )
+
+
+def test_probe_one_in_process_with_control(tmp_path):
+    torch.manual_seed(1)
+    model = Net().eval()
+    spec = ProbeSpec(probes=("silhouette", "valence-arousal", "maps"), umap=False, untrained_control=True,
+                     n_samples=40, n_pcs=5)
+    res = probe_one("fake-run", spec, log=False, **_fakes(model))
+    assert res["n_samples"] == 40
+    assert res["layers"] == ["conv", "pool", "fc", "logits"]
+    m = res["metrics"]
+    for layer in res["layers"]:
+        assert f"silhouette_identity_{layer}" in m and f"silhouette_identity_{layer}_untrained" in m
+    # identity templates dominate the input: the first layer clusters by identity
+    assert m["silhouette_identity_conv"] > 0.3
+    assert m["silhouette_identity_conv"] > m["silhouette_expression_conv"]
+    assert np.isfinite(m["va_PC1_valence_r"])
+    assert m["va_skipped_arousal"] == 40.0
+    assert {r["network"] for r in res["tables"]["silhouette"]} == {"trained", "untrained"}
+    json.dumps({k: v for k, v in res.items() if k != "tables"}, default=str)  # the summary is JSON-able
+
+
+def test_compare_and_log_without_mlflow():
+    torch.manual_seed(1)
+    a = probe_one("aaaaaaaa-1", ProbeSpec(probes=("silhouette",), n_samples=32), log=False, **_fakes(Net().eval()))
+    torch.manual_seed(2)
+    b = probe_one("bbbbbbbb-2", ProbeSpec(probes=("silhouette",), n_samples=32), log=False, **_fakes(Net().eval()))
+    out = compare_and_log(a, b, log=False)
+    assert [r["layer"] for r in out["table"]] == ["conv", "pool", "fc", "logits"]
+    assert {c["run"] for c in out["crossover"]} == {"aaaaaaaa", "bbbbbbbb"}
+
+
+def test_spec_check_rejects_mistakes_before_work():
+    with pytest.raises(UnknownNameError, match="unknown probe 'nope'"):
+        ProbeSpec(probes=("nope",)).check()
+    with pytest.raises(ConfigError, match="split"):
+        ProbeSpec(split="dev").check()
+    with pytest.raises(ConfigError, match="n-samples"):
+        ProbeSpec(n_samples=1).check()
+
+
+@pytest.mark.slow  # creating the SQLite store (MLflow migrations) alone takes ~10 s
+def test_cli_probe_unknown_run_is_one_red_sentence(tmp_path):
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = CliRunner().invoke(main, ["probe", "--run", "nope", "--tracking-uri", uri])
+    assert r.exit_code == 2
+    assert "no MLflow run 'nope'" in r.output
