@@ -105,7 +105,7 @@ def test_rafdb_both_spellings_labels_and_points(tmp_path, spelling):
     assert by_name["train_00008.jpg"].label == INDEX["disgust"]
     assert by_name["test_0001.jpg"].label == INDEX["fear"]
     assert by_name["train_00001.jpg"].path.endswith("Image/aligned/train_00001_aligned.jpg")
-    pts = by_name["train_00001.jpg"].meta["points5"]
+    pts = np.asarray(by_name["train_00001.jpg"].meta["points5"])
     assert pts.shape == (5, 2) and pts[0, 0] == pytest.approx(10.5)
 
 

@@ -83,7 +83,7 @@ def write_png_cache(
     if png_cache_complete(folder, len(names)):
         return paths
     folder.mkdir(parents=True, exist_ok=True)
-    for i, p in enumerate(tqdm(paths, desc=desc, unit="img", leave=False, mininterval=1.0)):
+    for i, p in enumerate(tqdm(paths, desc=desc, unit="img", leave=False, mininterval=1.0, delay=1.0)):
         if p.exists():
             continue
         arr = np.asarray(pixels(i), dtype=np.uint8)

@@ -61,7 +61,8 @@ class FaceAlignmentLandmarks(LandmarkBackend):
             import face_alignment
         except ImportError as e:
             raise MissingWeightsError(
-                "the face-alignment package is not installed; pip install face-alignment or use --landmarks dlib"
+                "the face-alignment package is not installed; "
+                "pip install face-alignment or use --landmarks dlib"
             ) from e
         missing = missing_weights()
         if missing:

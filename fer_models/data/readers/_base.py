@@ -138,7 +138,7 @@ def verify_images(manifest: Manifest) -> None:
     from fer_models.data.images import is_readable
 
     kept = []
-    for s in tqdm(manifest.samples, desc=f"verifying {manifest.dataset}", unit="img", leave=False):
+    for s in tqdm(manifest.samples, desc=f"verifying {manifest.dataset}", unit="img", leave=False, delay=1.0):
         if is_readable(s.path):
             kept.append(s)
         else:

@@ -163,7 +163,8 @@ class AffectNet(DatasetReader):
                 col = {c: i for i, c in enumerate(COLUMNS)}
                 data = itertools.chain([first], rows)
             width = max(col.values()) + 1
-            for row in tqdm(data, desc=f"AffectNet {path.name}", unit="row", leave=False, mininterval=1.0):
+            bar = tqdm(data, desc=f"AffectNet {path.name}", unit="row", leave=False, delay=1.0)
+            for row in bar:
                 if not row or not any(c.strip() for c in row):
                     continue
                 item = row[0]
@@ -193,7 +194,8 @@ class AffectNet(DatasetReader):
     def _read_npy(self, folder: Path, split: str, manifest: Manifest) -> None:
         ann = folder / "annotations"
         images = sorted((folder / "images").iterdir())
-        for img in tqdm(images, desc=f"AffectNet {folder.name}", unit="img", leave=False, mininterval=1.0):
+        bar = tqdm(images, desc=f"AffectNet {folder.name}", unit="img", leave=False, delay=1.0)
+        for img in bar:
             if img.suffix.lower() not in (".jpg", ".jpeg", ".png"):
                 continue
             stem = img.stem

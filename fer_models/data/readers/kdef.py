@@ -50,7 +50,9 @@ class KDEF(DatasetReader):
             spec = ANGLES if spec.lower() == "all" else [a.strip() for a in spec.split(",")]
         angles = {str(a).upper() for a in spec}
         if not angles or not angles <= set(ANGLES):
-            raise ConfigError(f"kdef: angles {opts['angles']!r} must be 'all' or a comma list of {', '.join(ANGLES)}")
+            raise ConfigError(
+                f"kdef: angles {opts['angles']!r} must be 'all' or a comma list of {', '.join(ANGLES)}; fix it"
+            )
         return angles
 
     def _dir(self, root: Path) -> Path:

@@ -10,9 +10,9 @@ Layout::
                                                  first 5 lines (eyes, nose, mouth corners)
 
 The real set has 12,271 train / 3,068 test rows. The 5 manual points are in the
-*original* photo's pixels; they go to ``meta["points5"]`` (with ``meta["points5_space"] =
-"original"``) and are not transformed to the aligned crop, whose similarity transform is not
-shipped.
+*original* photo's pixels; they go to ``meta["points5"]`` as a 5x2 list (with
+``meta["points5_space"] = "original"``) and are not transformed to the aligned crop, whose
+similarity transform is not shipped.
 """
 
 from __future__ import annotations
@@ -97,6 +97,6 @@ class RafDB(DatasetReader):
             if use_points:
                 pts = read_points5(manual / f"{stem}_manu_attri.txt")
                 if pts is not None:
-                    sample.meta["points5"] = pts
+                    sample.meta["points5"] = pts.tolist()  # JSON-able, like all of meta
                     sample.meta["points5_space"] = "original"
             add_if_exists(manifest, sample)
