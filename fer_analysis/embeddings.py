@@ -12,6 +12,12 @@ to a g x g grid first, with g the largest integer such that C*g*g <= ``max_featu
 activations (N, D) are flattened, or mean-pooled over tokens when too large. The rule
 and the original shapes are recorded in :attr:`Embeddings.shapes` / ``pooled``.
 
+Aliases: a module that returns its input object (eval-mode Dropout, Flatten of a flat
+tensor) would duplicate the layer before it. With the default layers (all of
+``model.tap_layers()``), of such a run of identical outputs only the *last* name is kept
+(so Keras-style names like paper 004's ``dropout_4`` survive); a tap whose output is the
+model's logits becomes the output layer and no separate ``logits`` pseudo-layer is added.
+
 The hooks are a small private context manager (:func:`tap`) that always removes them,
 also when the forward pass raises.
 """
@@ -44,6 +50,8 @@ class Embeddings:
     arousal: np.ndarray  # (N,) float32, NaN unknown
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # per-sample activation shape
     pooled: dict[str, bool] = field(default_factory=dict)  # whether the size rule pooled it
+    output_layer: str = OUTPUT_LAYER  # the layer holding the class scores (a tap, or the pseudo-layer)
+    dropped: list[str] = field(default_factory=list)  # default taps dropped as aliases of the next one
 
     @property
     def n(self) -> int:
@@ -55,7 +63,7 @@ class Embeddings:
 
     def penultimate(self) -> str:
         """The last tapped layer before the output (paper 004, Study 4)."""
-        names = [n for n in self.layers if n != OUTPUT_LAYER]
+        names = [n for n in self.layers if n not in (OUTPUT_LAYER, self.output_layer)]
         if not names:
             raise ConfigError("the embeddings hold no layer besides the output; tap at least one layer")
         return names[-1]
@@ -69,6 +77,8 @@ class Embeddings:
             self.arousal[idx],
             dict(self.shapes),
             dict(self.pooled),
+            self.output_layer,
+            list(self.dropped),
         )
 
     def save(self, path: str | Path) -> None:
@@ -76,6 +86,7 @@ class Embeddings:
         np.savez_compressed(
             path,
             _order=np.array(list(self.layers)),
+            _output=np.array(self.output_layer),
             label=self.label,
             identity=self.identity,
             valence=self.valence,
@@ -87,7 +98,8 @@ class Embeddings:
     def load(cls, path: str | Path) -> "Embeddings":
         z = np.load(path, allow_pickle=False)
         layers = {str(k): z[f"layer::{k}"] for k in z["_order"]}
-        return cls(layers, z["label"], z["identity"], z["valence"], z["arousal"])
+        out = str(z["_output"]) if "_output" in z else OUTPUT_LAYER
+        return cls(layers, z["label"], z["identity"], z["valence"], z["arousal"], output_layer=out)
 
 
 def grid_size(channels: int, h: int, w: int, max_features: int) -> int | None:
@@ -202,6 +214,7 @@ def collect_embeddings(
         feats[OUTPUT_LAYER] = []
     shapes: dict[str, tuple[int, ...]] = {}
     pooled: dict[str, bool] = {}
+    output_layer, dropped = OUTPUT_LAYER, []
     cols: dict[str, list[np.ndarray]] = {"label": [], "identity": [], "valence": [], "arousal": []}
     seen = 0
     it = batches
@@ -220,8 +233,14 @@ def collect_embeddings(
                 sink.clear()
                 out = model(x[:take].to(device))
                 acts = dict(sink)
-                if include_output:
-                    o = _first_tensor(out)
+                o = _first_tensor(out)
+                if seen == 0:
+                    output_layer, dropped = _aliases(list(modules), acts, o, dedupe=layers is None)
+                    for name in dropped:
+                        feats.pop(name, None)
+                    if output_layer != OUTPUT_LAYER:
+                        feats.pop(OUTPUT_LAYER, None)
+                if OUTPUT_LAYER in feats:
                     if o is None:
                         raise ConfigError("the model output has no logits; pass include_output=False")
                     acts[OUTPUT_LAYER] = o
@@ -252,4 +271,21 @@ def collect_embeddings(
         arousal=np.concatenate(cols["arousal"]).astype(np.float32),
         shapes=shapes,
         pooled=pooled,
+        output_layer=output_layer,
+        dropped=dropped,
     )
+
+
+def _aliases(order: list[str], acts: dict[str, torch.Tensor], logits: torch.Tensor | None, dedupe: bool):
+    """(output layer name, taps to drop) from one batch's activations; see the module docstring."""
+    dropped: list[str] = []
+    if dedupe:
+        for prev, nxt in zip(order, order[1:]):
+            if prev in acts and nxt in acts and acts[prev] is acts[nxt]:
+                dropped.append(prev)
+    output_layer = OUTPUT_LAYER
+    if logits is not None:
+        for name in order:
+            if name not in dropped and acts.get(name) is logits:
+                output_layer = name
+    return output_layer, dropped

@@ -122,3 +122,37 @@ def test_save_and_load_round_trip(tmp_path):
     assert back.names == emb.names
     np.testing.assert_array_equal(back.layers["fc1"], emb.layers["fc1"])
     np.testing.assert_array_equal(back.identity, emb.identity)
+
+
+class SeqNet(nn.Module):
+    """Keras-style named Sequential like the paper-004 CNN: dropouts alias their input in eval."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential()
+        self.body.add_module("conv2d_1", nn.Conv2d(3, 4, 3, padding=1))
+        self.body.add_module("batchnorm_1", nn.BatchNorm2d(4))
+        self.body.add_module("dropout_1", nn.Dropout(0.5))
+        self.body.add_module("flatten", nn.Flatten())
+        self.body.add_module("dense_1", nn.Linear(4 * 32 * 32, 10))
+        self.body.add_module("dropout_4", nn.Dropout(0.5))
+        self.body.add_module("out_layer", nn.Linear(10, 7))
+
+    def forward(self, x):
+        return Out(self.body(x))
+
+    def tap_layers(self):
+        return dict(self.body.named_children())
+
+
+def test_default_layers_drop_aliases_and_find_the_output_tap():
+    emb = collect_embeddings(SeqNet(), _batches(6, 3))
+    # batchnorm_1 and dense_1 are aliased by the dropout after them; out_layer is the logits
+    assert emb.names == ["conv2d_1", "dropout_1", "flatten", "dropout_4", "out_layer"]
+    assert sorted(emb.dropped) == ["batchnorm_1", "dense_1"]
+    assert emb.output_layer == "out_layer" and OUTPUT_LAYER not in emb.layers
+    assert emb.penultimate() == "dropout_4"
+    # explicitly named layers are all kept
+    emb2 = collect_embeddings(SeqNet(), _batches(3, 3), ["batchnorm_1", "dropout_1"])
+    assert emb2.names == ["batchnorm_1", "dropout_1", OUTPUT_LAYER]
+    np.testing.assert_array_equal(emb2.layers["batchnorm_1"], emb2.layers["dropout_1"])
