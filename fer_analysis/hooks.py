@@ -16,6 +16,11 @@ from torch import nn
 
 from fer_models.errors import ConfigError, UnknownNameError
 
+class NotApplicableError(ConfigError):
+    """An analysis does not apply to this model (e.g. backtracking on a GAP head, guided
+    backprop without ReLUs). Jobs report it as *skipped* with this message, not as a crash."""
+
+
 def hook_count(model: nn.Module) -> int:
     """Number of forward / forward-pre / backward(-pre) hooks on ``model`` and its modules."""
     n = 0
@@ -132,9 +137,9 @@ def relus_not_inplace(model: nn.Module) -> Iterator[int]:
     """
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     if not relus:
-        raise ConfigError(
+        raise NotApplicableError(
             "guided backprop and deconvnet need the model's ReLUs to be nn.ReLU modules, but "
-            "this model has none (it uses functional relu); rebuild it with nn.ReLU layers"
+            "this model has none (it uses other activations or functional relu), so they do not apply to it"
         )
     saved = [m.inplace for m in relus]
     try:

@@ -54,6 +54,9 @@ def iter_batches(loader: Iterable, device: str = "cpu") -> Iterator[tuple[torch.
 
 def fetch_images(dataset, indices: Iterable[int]) -> torch.Tensor:
     """Images of the given dataset rows, stacked (dict items or tuple items)."""
+    indices = [int(i) for i in indices]
+    if hasattr(dataset, "get_batch"):  # fer_models FaceDataset: one batched gather
+        return torch.as_tensor(dataset.get_batch(indices)["image"])
     out = []
     for i in indices:
         item = dataset[int(i)]
@@ -62,11 +65,14 @@ def fetch_images(dataset, indices: Iterable[int]) -> torch.Tensor:
 
 
 def default_layer(model: nn.Module, x: torch.Tensor) -> str:
-    """The deepest tap layer whose output is still a spatial map (paper 001 uses conv3)."""
+    """The deepest convolution among the tap layers (paper 001 uses conv3), else the deepest
+    tap layer whose output is still a spatial map (backbone stages)."""
     layers = tap_layers(model)
     with torch.no_grad(), capture(layers) as acts:
         LogitsOnly(model)(x[:1])
     spatial = [n for n in layers if n in acts and acts[n].dim() == 4 and acts[n].shape[-1] * acts[n].shape[-2] > 1]
+    convs = [n for n in spatial if isinstance(layers[n], nn.Conv2d)]
+    spatial = convs or spatial
     if not spatial:
         from fer_models.errors import ConfigError
 
