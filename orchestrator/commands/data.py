@@ -1,3 +1,121 @@
-"""`fer-orch` commands: data."""
+"""`fer-orch data`: write the synthetic faces, and look at AU maps on any dataset."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import click
+
+# Importing the AU module fills the CODEBOOKS registry, so `fer-orch list codebooks` sees it.
+import fer_models.data.au  # noqa: F401
+
+
+@click.group("data")
+def data() -> None:
+    """Synthetic faces and AU-map checks."""
+
+
+@data.command("synth")
+@click.option("--layout", type=click.Choice(["rafdb", "affectnet"]), required=True,
+              help="Official on-disk layout to write.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Dataset root to create.")
+@click.option("--n-train", default=1400, show_default=True, type=int)
+@click.option("--n-test", default=350, show_default=True, type=int)
+@click.option("--size", default=64, show_default=True, type=int, help="Image side (px).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--identities", default=40, show_default=True, type=int)
+@click.option("--overwrite", is_flag=True, help="Replace a synthetic dataset already at --out.")
+def synth_cmd(layout, out, n_train, n_test, size, seed, identities, overwrite) -> None:
+    """Write synthetic expressive faces in RAF-DB's or AffectNet's official layout."""
+    import time
+
+    from fer_models.data.synth_io import SIDE_FILE, write_dataset
+
+    t0 = time.time()
+    root = write_dataset(out, layout, n_train, n_test, size, seed, identities, overwrite=overwrite)
+    dt = time.time() - t0
+    click.echo(
+        f"wrote {n_train} train + {n_test} test synthetic faces ({size} px, {identities} identities) "
+        f"in the {layout} layout to {root} in {dt:.1f} s; ground truth in {root / SIDE_FILE}"
+    )
+    click.echo(f"read it with: fer-orch preprocess --dataset {layout} --root {root}")
+
+
+def _pick(samples, n: int, seed: int):
+    """Up to ``n`` samples, round-robin over the labels (in label order), seeded."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    by: dict[int, list] = {}
+    for s in samples:
+        by.setdefault(s.label, []).append(s)
+    pools = {k: [v[i] for i in rng.permutation(len(v))] for k, v in sorted(by.items())}
+    out = []
+    while len(out) < n and any(pools.values()):
+        for k in list(pools):
+            if pools[k] and len(out) < n:
+                out.append(pools[k].pop())
+    return sorted(out, key=lambda s: s.label)
+
+
+@data.command("show")
+@click.option("--dataset", default="synthetic-rafdb", show_default=True,
+              help="A dataset name (`fer-orch list datasets`).")
+@click.option("--root", default=None, help="Dataset root (default: the reader's).")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="PNG to write (default: $FER_ORCH_HOME/show/<dataset>.png).")
+@click.option("--n", "n", default=16, show_default=True, type=int, help="Number of faces.")
+@click.option("--codebook", default="paper002", show_default=True)
+@click.option("--landmarks", "backend", default="auto", show_default=True,
+              help="Landmark backend; auto = shipped/ground truth, else a detector.")
+@click.option("--map-size", default=32, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+def show_cmd(dataset, root, split, out, n, codebook, backend, map_size, seed) -> None:
+    """Write a PNG grid of faces with their codebook AU maps (and, for synthetic data,
+    the map of the AUs truly active) overlaid."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from fer_models import paths
+    from fer_models.data.au import AU_IDS, expression_au_maps, render_au_maps
+    from fer_models.data.images import load_image
+    from fer_models.data.landmarks import default_backend
+    from fer_models.data.overlay import overlay_grid
+    from fer_models.data.readers._base import read_dataset
+    from fer_models.errors import ConfigError, DatasetError
+    from fer_models.labels import EXPRESSIONS
+    from fer_models.registry import LANDMARKS
+
+    if n < 1:
+        raise ConfigError(f"--n must be at least 1, got {n}")
+    manifest = read_dataset(dataset, root)
+    picked = _pick(manifest.split(split), n, seed)
+    if not picked:
+        raise DatasetError(f"{dataset} has no '{split}' images; pick another --split")
+    images = [load_image(s.path) for s in picked]
+    name = default_backend(manifest) if backend == "auto" else backend
+    detector = LANDMARKS.get(name)(device="cpu")
+    found = detector.detect(images, picked)
+    nan = np.full((68, 2), np.nan, np.float32)
+    titles, cb_maps, gt_maps, lms = [], [], [], []
+    synthetic = all(s.meta.get("synthetic") for s in picked)
+    for img, s, lm in zip(images, picked, found):
+        hw = img.shape[:2]
+        lm = nan if lm is None else np.asarray(lm, np.float32)
+        m, ok = expression_au_maps(lm[None], [s.label], codebook, hw, map_size)
+        cb_maps.append(m[0] if ok[0] else None)
+        lms.append(lm)
+        titles.append(EXPRESSIONS[s.label] + ("" if np.isfinite(lm).all() else " (no face)"))
+        if synthetic:
+            w = np.array([[s.aus.get(a, 0.0) for a in AU_IDS]], np.float32)
+            g = render_au_maps(lm[None], w, hw, map_size)[0]
+            gt_maps.append(g if g.max() > 0 else None)
+    panels = {f"codebook {codebook}": cb_maps}
+    if synthetic:
+        panels["true AUs"] = gt_maps
+    out = Path(out) if out else paths.home() / "show" / f"{dataset}.png"
+    overlay_grid(images, panels, titles, out, landmarks=lms, ncols=4)
+    click.echo(f"wrote {out} ({len(picked)} {split} faces of {dataset}, landmarks: {name})")
+
+
+COMMANDS: list = [data]
