@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fer_models.data.manifest import Manifest, Sample
-from fer_models.data.readers._base import DatasetReader, add_if_exists
+from fer_models.data.readers._base import DatasetReader
 from fer_models.errors import DatasetError
 from fer_models.labels import INDEX
 from fer_models.registry import DATASETS
@@ -75,7 +76,7 @@ def _va(value: Any) -> float:
 def parse_landmarks(text: str) -> np.ndarray | None:
     """``"x1;y1;x2;y2;..."`` (136 floats) -> (68, 2) float32, else None."""
     try:
-        vals = np.array([float(t) for t in text.replace(",", ";").split(";") if t.strip()], dtype=np.float32)
+        vals = np.array(list(map(float, text.strip().strip(";").split(";"))), dtype=np.float32)
     except ValueError:
         return None
     return vals.reshape(68, 2) if vals.size == 136 else None
@@ -163,6 +164,7 @@ class AffectNet(DatasetReader):
                 col = {c: i for i, c in enumerate(COLUMNS)}
                 data = itertools.chain([first], rows)
             width = max(col.values()) + 1
+            image_dir = str(root / IMAGES)
             bar = tqdm(data, desc=f"AffectNet {path.name}", unit="row", leave=False, delay=1.0)
             for row in bar:
                 if not row or not any(c.strip() for c in row):
@@ -180,16 +182,21 @@ class AffectNet(DatasetReader):
                 label = self._keep(manifest, expression, item)
                 if label is None:
                     continue
-                sample = Sample(
-                    path=str(root / IMAGES / row[col["subDirectory_filePath"]].strip()),
-                    split=split,
-                    label=label,
-                    landmarks=parse_landmarks(row[col["facial_landmarks"]]),
-                    box=box,  # type: ignore[arg-type]
-                    valence=valence,
-                    arousal=arousal,
+                image = os.path.join(image_dir, row[col["subDirectory_filePath"]].strip())
+                if not os.path.isfile(image):
+                    manifest.skip("missing image", image)
+                    continue
+                manifest.samples.append(
+                    Sample(
+                        path=image,
+                        split=split,
+                        label=label,
+                        landmarks=parse_landmarks(row[col["facial_landmarks"]]),
+                        box=box,  # type: ignore[arg-type]
+                        valence=valence,
+                        arousal=arousal,
+                    )
                 )
-                add_if_exists(manifest, sample)
 
     def _read_npy(self, folder: Path, split: str, manifest: Manifest) -> None:
         ann = folder / "annotations"
