@@ -39,26 +39,24 @@ class _Synthetic:
     def default_root(self) -> Path:
         return paths.synthetic_dir() / self.name
 
-    def wanted(self, options: dict[str, Any]) -> dict[str, Any]:
+    def ensure(self, root: Path, options: dict[str, Any], progress: bool = True) -> Path:
+        """Generate the dataset at ``root`` unless the one there fits.
+
+        A synthetic dataset already at ``root`` (same layout and generator version) is used
+        as it is, unless an option passed explicitly differs from how it was made; missing
+        options take the defaults when generating. Writes into a temporary sibling folder
+        and renames it into place, so a concurrent reader (another Ray worker) never sees
+        a half-written dataset.
+        """
         unknown = sorted(set(options) - set(GEN_OPTIONS))
         if unknown:
             raise ConfigError(
                 f"{self.name}: unknown option(s) {', '.join(unknown)}; known options: {', '.join(GEN_OPTIONS)}"
             )
-        return {**self.defaults, **options}
-
-    def ensure(self, root: Path, want: dict[str, Any], progress: bool = True) -> Path:
-        """Generate the dataset at ``root`` unless the one there matches ``want``.
-
-        Writes into a temporary sibling folder and renames it into place, so a concurrent
-        reader (another Ray worker) never sees a half-written dataset.
-        """
+        want = {**self.defaults, **options}
         info = synth_io.read_info(root)
-        spec = dict(
-            layout=self.layout, n_train=want["n_train"], n_test=want["n_test"],
-            image_size=want["image_size"], seed=want["gen_seed"],
-            n_identities=want["n_identities"], version=synth_io.SYNTH_VERSION,
-        )
+        spec = dict(layout=self.layout, version=synth_io.SYNTH_VERSION)
+        spec.update({("seed" if k == "gen_seed" else k): v for k, v in options.items()})
         if info is not None and all(info.get(k) == v for k, v in spec.items()):
             return root
         if root.exists() and any(root.iterdir()) and info is None:
@@ -94,7 +92,7 @@ class _Synthetic:
         **options: Any,
     ) -> Manifest:
         root_path = Path(root if root is not None else self.default_root).expanduser().resolve()
-        self.ensure(root_path, self.wanted(options), progress=progress)
+        self.ensure(root_path, options, progress=progress)
         manifest = read_dataset(self.layout, root_path, val_fraction=val_fraction, seed=seed, verify=verify)
         truth = synth_io.load_truth(root_path)
         kept = []
