@@ -159,6 +159,25 @@ def cache_path(cache_root: str | Path | None, dataset: str, key: str) -> Path:
     return Path(cache_root) / dataset / key
 
 
+def cache_dir_for(data_cfg: Any, cache_root: str | Path | None = None, manifest=None, backend=None):
+    """(manifest, backend, codebook, key, cache folder) the config resolves to.
+
+    The orchestrator's Ray pipeline and :func:`build_loaders` both use this, so they
+    agree on the key. Reads the dataset (cheap: a listing, no image decoding).
+    ``manifest`` / ``backend`` (a class) override reading ``data_cfg.dataset`` and
+    looking up ``data_cfg.landmarks`` (notebooks, tests with fakes).
+    """
+    if manifest is None:
+        from fer_models.data.readers._base import read_dataset
+
+        manifest = read_dataset(data_cfg.dataset, data_cfg.root,
+                                val_fraction=data_cfg.val_fraction, seed=data_cfg.split_seed)
+    backend = resolve_backend(backend if backend is not None else data_cfg.landmarks, manifest)
+    codebook = resolve_codebook(data_cfg.codebook)
+    key = cache_key(manifest, backend, codebook, data_cfg.map_size, data_cfg.image_size)
+    return manifest, backend, codebook, key, cache_path(cache_root, manifest.dataset, key)
+
+
 # ----------------------------------------------------------------------------- rows
 def manifest_rows(manifest: Manifest) -> list[dict[str, Any]]:
     """One plain dict per sample (numpy + str only), the unit both pipelines stream.

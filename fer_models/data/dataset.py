@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from fer_models.data import cache as _cache
+from fer_models.data.cache import cache_dir_for
 from fer_models.data.augment import AugmentParams, augment_batch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -166,25 +167,6 @@ def batch_loader(ds: FaceDataset, batch_size: int, shuffle: bool, seed: int = 0,
     else:
         sampler = SequentialSampler(ds)
     return DataLoader(ds, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None)
-
-
-def cache_dir_for(data_cfg: Any, cache_root: str | Path | None = None, manifest=None, backend=None):
-    """(manifest, backend, codebook, key, cache folder) the config resolves to.
-
-    The orchestrator's Ray pipeline and :func:`build_loaders` both use this, so they
-    agree on the key. Reads the dataset (cheap: a listing, no image decoding).
-    ``manifest`` / ``backend`` (a class) override reading ``data_cfg.dataset`` and
-    looking up ``data_cfg.landmarks`` (notebooks, tests with fakes).
-    """
-    if manifest is None:
-        from fer_models.data.readers._base import read_dataset
-
-        manifest = read_dataset(data_cfg.dataset, data_cfg.root,
-                                val_fraction=data_cfg.val_fraction, seed=data_cfg.split_seed)
-    backend = _cache.resolve_backend(backend if backend is not None else data_cfg.landmarks, manifest)
-    codebook = _cache.resolve_codebook(data_cfg.codebook)
-    key = _cache.cache_key(manifest, backend, codebook, data_cfg.map_size, data_cfg.image_size)
-    return manifest, backend, codebook, key, _cache.cache_path(cache_root, manifest.dataset, key)
 
 
 def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | Path | None = None,

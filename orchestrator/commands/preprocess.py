@@ -1,3 +1,40 @@
-"""`fer-orch` commands: preprocess."""
+"""`fer-orch preprocess`: landmarks + AU maps into the versioned cache, with Ray Data."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import click
+
+
+@click.command("preprocess")
+@click.option("--dataset", required=True, help="A dataset name (`fer-orch list datasets`).")
+@click.option("--root", default=None, help="Dataset root on disk (default: the reader's).")
+@click.option("--landmarks", default="auto", show_default=True,
+              help="Landmark backend (`fer-orch list landmarks`); auto = shipped/ground truth, else a detector.")
+@click.option("--codebook", default="paper002", show_default=True, help="AU codebook.")
+@click.option("--image-size", default=64, show_default=True, type=int, help="Stored image side (px).")
+@click.option("--map-size", default=32, show_default=True, type=int, help="AU-map side (cells).")
+@click.option("--val-fraction", default=0.1, show_default=True, type=float,
+              help="Fraction of train carved out as validation (part of the cache key).")
+@click.option("--split-seed", default=0, show_default=True, type=int, help="Seed of that carving.")
+@click.option("--workers", default=None, type=int,
+              help="Landmark actors (default: one per GPU, else one per CPU).")
+@click.option("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else local).")
+@click.option("--cache-root", default=None, help="Cache folder (default: $FER_ORCH_HOME/cache).")
+def preprocess_cmd(dataset, root, landmarks, codebook, image_size, map_size, val_fraction,
+                   split_seed, workers, address, cache_root) -> None:
+    """Stream a dataset through the landmark and AU-map stages into the cache (reused if present)."""
+    from fer_models.config import DataConfig
+    from fer_models.errors import ConfigError
+    from orchestrator.preprocess import preprocess
+
+    if image_size < 8 or map_size < 2:
+        raise ConfigError(f"--image-size must be >= 8 and --map-size >= 2, got {image_size} and {map_size}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    cfg = DataConfig(dataset=dataset, root=root, landmarks=landmarks, codebook=codebook,
+                     image_size=image_size, map_size=map_size, val_fraction=val_fraction,
+                     split_seed=split_seed)
+    preprocess(cfg, address=address, num_workers=workers, cache_root=cache_root, echo=click.echo)
+
+
+COMMANDS: list = [preprocess_cmd]

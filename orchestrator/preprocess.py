@@ -1,0 +1,148 @@
+"""Preprocessing with Ray Data (DESIGN.md step 2, issue 2).
+
+The manifest streams through two ``map_batches`` stages that call the very functions of
+the serial path (:func:`fer_models.data.cache.landmark_stage`, :func:`~fer_models.data.cache.au_stage`):
+
+1. landmarks: an actor pool (a class UDF, so each actor builds its backend, and loads
+   its weights, once), ``num_workers`` actors; GPU actors (``num_gpus`` = 1, or a fraction
+   when there are more workers than GPUs) when the backend uses a GPU and the cluster has
+   one, CPU actors otherwise;
+2. AU maps: stateless tasks (cheap, vectorised numpy).
+
+The driver consumes the stream with ``iter_batches`` (in manifest order:
+``preserve_order``) and hands it to the same :class:`~fer_models.data.cache.CacheWriter`
+as the serial path, so both write identical shards. A cache hit returns before Ray is even
+started. Ray Data's own progress bars are turned off in favour of one tqdm bar over rows.
+
+CPU budget: the AU stage asks for :data:`AU_STAGE_CPUS` of a CPU per task, and CPU
+landmark actors share the rest (at most one CPU each), so a pool as large as the cluster
+never starves the AU stage (Ray would otherwise wait forever for a free CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from fer_models.data import cache as _cache
+
+AU_STAGE_CPUS = 0.25
+
+
+class LandmarkStage:
+    """Ray Data class UDF: one landmark backend per actor, reused for every batch."""
+
+    def __init__(self, backend_cls: Any, image_size: int, device: str):
+        if device == "cpu" and "torch" in sys.modules:  # a torch backend: one actor ~ one CPU
+            sys.modules["torch"].set_num_threads(1)
+        self.backend = backend_cls(device=device)
+        self.image_size = image_size
+
+    def __call__(self, batch: dict) -> dict:
+        return _cache.landmark_stage(batch, self.backend, self.image_size)
+
+
+def _au_stage(batch: dict, codebook: Any, map_size: int) -> dict:
+    return _cache.au_stage(batch, codebook, map_size)
+
+
+def _resources(ray, backend_cls: Any, num_workers: int | None) -> tuple[int, dict, str]:
+    """(workers, per-actor resources, device) for the landmark pool on this cluster."""
+    res = ray.cluster_resources()
+    cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
+    if getattr(backend_cls, "uses_gpu", False) and gpus > 0:
+        workers = int(num_workers or max(1, int(gpus)))
+        return workers, {"num_gpus": min(1.0, gpus / workers), "num_cpus": 0}, "cuda"
+    workers = int(num_workers or max(1, int(cpus - AU_STAGE_CPUS)))
+    per = min(1.0, (cpus - AU_STAGE_CPUS) / workers)
+    if per <= 0:
+        from fer_models.errors import ConfigError
+
+        raise ConfigError(f"the Ray cluster has {cpus:g} CPUs, too few for {workers} landmark "
+                          f"workers; pass fewer --workers")
+    return workers, {"num_cpus": per}, "cpu"
+
+
+def preprocess(
+    data_cfg: Any,
+    address: str | None = None,
+    num_workers: int | None = None,
+    cache_root: str | Path | None = None,
+    *,
+    manifest=None,
+    backend: Any = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    echo: Callable[[str], Any] | None = print,
+) -> _cache.CacheInfo:
+    """Build (or find) the cache of ``data_cfg`` (a DataConfig) with Ray Data.
+
+    ``manifest`` / ``backend`` override reading ``data_cfg.dataset`` and looking up
+    ``data_cfg.landmarks`` (as in :func:`fer_models.data.cache.cache_dir_for`).
+    Prints a summary through ``echo``: rows, failures by reason, where failures.csv is,
+    time and rows/s; on a hit, "cache hit" and nothing else is done.
+    """
+    say = echo or (lambda _msg: None)
+    manifest, backend_cls, codebook, key, cdir = _cache.cache_dir_for(data_cfg, cache_root, manifest, backend)
+    found = _cache.find_cache(cache_root, manifest.dataset, key)
+    if found is not None:
+        say(found.summary())
+        return found
+    if not manifest.samples:
+        from fer_models.errors import DatasetError
+
+        raise DatasetError(f"dataset '{manifest.dataset}' has no rows to preprocess; check its "
+                           f"root {manifest.root}")
+    if not isinstance(backend_cls, type):
+        backend_cls = type(backend_cls)
+
+    from tqdm.auto import tqdm
+
+    from orchestrator.ray_utils import init_ray
+
+    ray = init_ray(address)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # manifest order: same shards as the serial path
+    ctx.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our summary says it all
+
+    workers, resources, device = _resources(ray, backend_cls, num_workers)
+    t0 = time.perf_counter()
+    rows = _cache.manifest_rows(manifest)
+    inputs = _cache.key_inputs(manifest, backend_cls, codebook, data_cfg.map_size, data_cfg.image_size)
+    writer = _cache.CacheWriter(cdir, inputs, manifest)
+    try:
+        n_blocks = max(1, min(-(-len(rows) // batch_size), 256))  # about one batch a block
+        ds = ray.data.from_items(rows, override_num_blocks=n_blocks)
+        ds = ds.map_batches(
+            LandmarkStage,
+            fn_constructor_kwargs={"backend_cls": backend_cls, "image_size": int(data_cfg.image_size),
+                                   "device": device},
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            batch_size=batch_size,
+            batch_format="numpy",
+            **resources,
+        )
+        ds = ds.map_batches(
+            _au_stage,
+            fn_kwargs={"codebook": codebook, "map_size": int(data_cfg.map_size)},
+            batch_size=batch_size,
+            batch_format="numpy",
+            num_cpus=AU_STAGE_CPUS,
+        )
+        with tqdm(total=len(rows), desc=f"preprocess {manifest.dataset} ({workers} {device} workers)",
+                  unit="img", disable=not progress) as bar:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                writer.add(batch)
+                bar.update(len(batch["row"]))
+        info = writer.close({"pipeline": "ray", "workers": workers, "device": device,
+                             "ray_resources_per_worker": resources})
+    except BaseException:
+        writer.abort()
+        raise
+    info.seconds = time.perf_counter() - t0
+    say(info.summary())
+    return info

@@ -1,0 +1,87 @@
+"""Ray Data preprocessing (orchestrator.preprocess) and the `fer-orch preprocess` command."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from fer_models.config import DataConfig
+from fer_models.data import cache
+from test_cache import ExplodingBackend, FakeBackend, make_manifest
+
+SPLITS = ("train", "val", "test")
+
+
+@pytest.fixture
+def ray_fakes(ray_local):
+    """Ship the fake backend (defined in a test module) to Ray workers by value."""
+    import ray.cloudpickle as cp
+
+    cp.register_pickle_by_value(sys.modules[FakeBackend.__module__])
+    yield ray_local
+    cp.unregister_pickle_by_value(sys.modules[FakeBackend.__module__])
+
+
+def _cfg(**kw):
+    return DataConfig(dataset="fake", codebook="paper002", image_size=32, map_size=16, **kw)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_pipeline_writes_the_same_cache_as_the_serial_path(ray_fakes, tmp_path):
+    from orchestrator.preprocess import preprocess
+
+    m = make_manifest(tmp_path / "data", n=40)
+    msgs: list[str] = []
+    ray_info = preprocess(_cfg(), num_workers=2, cache_root=tmp_path / "ray", manifest=m,
+                          backend=FakeBackend, batch_size=8, progress=False, echo=msgs.append)
+    serial = cache.prepare(m, FakeBackend, "paper002", 16, 32, tmp_path / "serial",
+                           batch_size=5, progress=False)
+    assert not ray_info.hit and ray_info.key == serial.key
+    assert ray_info.meta["pipeline"] == "ray" and ray_info.meta["workers"] == 2
+    assert ray_info.counts == serial.counts and ray_info.failures == serial.failures
+    assert ray_info.failures == {cache.NO_FACE: 1, cache.UNREADABLE: 1}
+    for split in SPLITS:
+        a, b = cache.load_split(ray_info.dir, split), cache.load_split(serial.dir, split)
+        assert set(a) == set(b) and len(a["row"]) > 0
+        for k in a:
+            if a[k].dtype.kind == "f":
+                np.testing.assert_array_equal(a[k], b[k], err_msg=k)  # NaN == NaN here
+            else:
+                assert np.array_equal(a[k], b[k]), k
+    assert (ray_info.dir / "failures.csv").read_text() == (serial.dir / "failures.csv").read_text()
+    text = "\n".join(msgs)
+    assert "rows/s" in text and "failures.csv" in text and "unreadable" in text
+
+
+def test_a_cache_hit_does_no_work(tmp_path, monkeypatch):
+    import orchestrator.ray_utils
+    from orchestrator.preprocess import preprocess
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray was started on a cache hit")
+
+    monkeypatch.setattr(orchestrator.ray_utils, "init_ray", no_ray)
+    m = make_manifest(tmp_path / "data", n=8)
+    first = cache.prepare(m, FakeBackend, "paper002", 16, 32, tmp_path / "c", progress=False)
+    msgs: list[str] = []
+    # ExplodingBackend has the same name/version: a constructed backend would raise
+    info = preprocess(_cfg(), cache_root=tmp_path / "c", manifest=m, backend=ExplodingBackend,
+                      progress=False, echo=msgs.append)
+    assert info.hit and info.dir == first.dir and "cache hit" in msgs[0]
+
+
+def test_cli_preprocess_is_registered_with_its_options():
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    res = CliRunner().invoke(main, ["preprocess", "--help"])
+    assert res.exit_code == 0, res.output
+    for opt in ("--dataset", "--root", "--landmarks", "--codebook", "--image-size", "--map-size",
+                "--workers", "--address"):
+        assert opt in res.output
+    bad = CliRunner().invoke(main, ["preprocess", "--dataset", "no-such-dataset"])
+    assert bad.exit_code == 2 and "no-such-dataset" in bad.output
