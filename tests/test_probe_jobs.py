@@ -102,3 +102,59 @@ def test_cli_probe_unknown_run_is_one_red_sentence(tmp_path):
     r = CliRunner().invoke(main, ["probe", "--run", "nope", "--tracking-uri", uri])
     assert r.exit_code == 2
     assert "no MLflow run 'nope'" in r.output
+
+
+def _log_trial(c, exp_id, parent_id, cfg, state, tmp: Path, name: str) -> str:
+    """A trial run in the tracking layout: tags, config.yaml, weights/best.pt (state_dict)."""
+    from orchestrator import tracking
+
+    run = c.create_run(exp_id, tags={tracking.KIND_TAG: "trial", "mlflow.parentRunId": parent_id,
+                                     "method": cfg.method}, run_name=name)
+    d = tmp / name
+    (d / "weights").mkdir(parents=True)
+    (d / "config.yaml").write_text(tracking.dump_config(cfg))
+    torch.save(state, d / "weights" / "best.pt")
+    c.log_artifact(run.info.run_id, str(d / "config.yaml"))
+    c.log_artifacts(run.info.run_id, str(d / "weights"), "weights")
+    c.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+@pytest.mark.slow  # generates the synthetic faces (~15 s), starts Ray actors and an MLflow store
+@pytest.mark.ray
+def test_probe_grid_parent_end_to_end_on_ray(tmp_path, ray_local):
+    """A grid parent with two paper-004 CNN trials -> both probed by Ray actors, results in MLflow."""
+    import mlflow
+
+    from fer_models.config import DataConfig, TrainConfig
+    from fer_models.methods import build_model
+    from orchestrator import tracking
+    from orchestrator.probe import probe_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    c = mlflow.MlflowClient(tracking_uri=uri)
+    exp = c.create_experiment("probe-test", artifact_location=(tmp_path / "artifacts").as_uri())
+    parent = c.create_run(exp, tags={tracking.KIND_TAG: "grid"}).info.run_id
+    cfg = TrainConfig(method="light-cnn", data=DataConfig(image_size=32, augment=False), epochs=1)
+    runs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed + 10)
+        runs.append(_log_trial(c, exp, parent, cfg, build_model(cfg).state_dict(), tmp_path, f"t{seed}"))
+    assert sorted(tracking.resolve_runs(parent, uri)) == sorted(runs)
+
+    spec = ProbeSpec(layers=("batchnorm_1", "flatten", "dropout_4"), n_samples=80, untrained_control=True,
+                     umap=False, probes=("silhouette", "valence-arousal", "maps"))
+    out = probe_runs(parent, spec, compare=runs[1], uri=uri, num_actors=2, progress=False)
+    assert out["failed"] == {}
+    assert set(out["results"]) == set(runs)
+    for rid in runs:
+        r = c.get_run(rid)
+        assert "silhouette_identity_batchnorm_1" in r.data.metrics
+        assert "silhouette_expression_dropout_4_untrained" in r.data.metrics
+        assert "va_PC1_valence_r" in r.data.metrics
+        files = {f.path for f in c.list_artifacts(rid, "probe/silhouette")}
+        assert {"probe/silhouette/silhouette.png", "probe/silhouette/silhouette.csv"} <= files
+        assert out["results"][rid]["n_identities"] > 5  # synthetic faces carry identities
+    cmp_files = {f.path for f in c.list_artifacts(runs[0], f"probe/compare_{runs[1][:8]}")}
+    assert f"probe/compare_{runs[1][:8]}/compare_silhouette.csv" in cmp_files
+    assert list(out["compare"]) == [runs[0]]
