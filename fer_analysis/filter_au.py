@@ -162,7 +162,7 @@ def write_matrix(res: FilterAU, path: Path) -> None:
 def run_filter_au(model, loader, out_dir: Path, *, layer: str | None = None, au_ids: Sequence[int] | None = None,
                   k: int = 10, n: int = 8, threshold: float = 0.0, bins: int = 20, eps: float = 1e-3,
                   min_count: int = 5, device: str = "cpu", visualise: bool = True,
-                  progress: bool = True) -> dict[str, float]:
+                  max_batches: int | None = None, progress: bool = True) -> dict[str, float]:
     """The paper-001 Sec. 4.4 job: KL matrix, Table 4 (CSV + Markdown), Fig. 5 bars and,
     for the same top filters, the top-N patches (so the AU can be checked against them)."""
     from fer_analysis.plots_explain import kl_bars
@@ -175,7 +175,7 @@ def run_filter_au(model, loader, out_dir: Path, *, layer: str | None = None, au_
     if layer is None:
         x0, _ = next(iter_batches(loader, device))
         layer = default_layer(model, x0)
-    resp = layer_max_responses(model, layer, loader, device=device, progress=progress)
+    resp = layer_max_responses(model, layer, loader, device=device, max_batches=max_batches, progress=progress)
     if resp.aus is None or torch.isnan(resp.aus).all():
         raise DatasetError(
             "filter-AU correspondence needs AU labels, but this dataset has none; use the synthetic "
@@ -195,8 +195,13 @@ def run_filter_au(model, loader, out_dir: Path, *, layer: str | None = None, au_
     kl_bars(res.kl[filters].numpy(), [f"AU{a}" for a in res.au_ids], filters, out_dir / f"kl_bars_{safe}.png",
             title=f"D_KL(with AU || without AU) of the max activation, layer {resp.layer}")
     if visualise and hasattr(loader, "dataset"):
-        run_topn(model, loader, out_dir, layer=resp.layer, n=n, filters=filters, device=device,
-                 responses=resp, progress=progress)
+        from fer_analysis.hooks import NotApplicableError
+
+        try:
+            run_topn(model, loader, out_dir, layer=resp.layer, n=n, filters=filters, device=device,
+                     responses=resp, progress=progress)
+        except NotApplicableError as e:  # e.g. ELU networks: no deconvnet / guided backprop
+            (out_dir / "topn_skipped.txt").write_text(str(e) + "\n")
     _, best = top_au(res)
     finite = best[torch.isfinite(best)]
     metrics = {

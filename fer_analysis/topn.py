@@ -65,9 +65,12 @@ def fetch_images(dataset, indices: Iterable[int]) -> torch.Tensor:
 
 
 def default_layer(model: nn.Module, x: torch.Tensor) -> str:
-    """The deepest convolution among the tap layers (paper 001 uses conv3), else the deepest
-    tap layer whose output is still a spatial map (backbone stages)."""
+    """Paper layer 5 of a backbone method (``layer5``: its last stage), else the deepest
+    convolution among the tap layers (seed nets: paper 001 uses conv3), else the deepest tap
+    layer whose output is still a spatial map."""
     layers = tap_layers(model)
+    if "layer5" in layers:
+        return "layer5"
     with torch.no_grad(), capture(layers) as acts:
         LogitsOnly(model)(x[:1])
     spatial = [n for n in layers if n in acts and acts[n].dim() == 4 and acts[n].shape[-1] * acts[n].shape[-2] > 1]
@@ -282,7 +285,8 @@ def write_topn_csv(path: Path, top: TopN, labels: torch.Tensor | None = None, re
 
 def run_topn(model: nn.Module, loader, out_dir: Path, *, layer: str | None = None, n: int = 8,
              filters: list[int] | None = None, max_filters: int = 10, device: str = "cpu",
-             responses: Responses | None = None, progress: bool = True) -> dict[str, float]:
+             responses: Responses | None = None, max_batches: int | None = None,
+             progress: bool = True) -> dict[str, float]:
     """The whole paper-001 Fig. 3-4 job: grid PNG + CSV in ``out_dir``; returns metrics."""
     from fer_analysis.plots_explain import topn_grid
 
@@ -292,7 +296,8 @@ def run_topn(model: nn.Module, loader, out_dir: Path, *, layer: str | None = Non
     if layer is None:
         x0, _ = next(iter_batches(loader, device))
         layer = default_layer(model, x0)
-    resp = responses or layer_max_responses(model, layer, loader, device=device, progress=progress)
+    resp = responses or layer_max_responses(model, layer, loader, device=device, max_batches=max_batches,
+                                            progress=progress)
     if filters is None:
         filters = strongest_filters(resp, max_filters, n)
     top = top_n(resp, n, filters)

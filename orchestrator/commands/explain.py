@@ -1,3 +1,51 @@
-"""`fer-orch` commands: explain."""
+"""`fer-orch` commands: explain (papers 000, 001, 003, 004: what the filters see, why a face was misclassified)."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import click
+
+from orchestrator.explain import JOBS
+
+
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(n.strip() for v in values for n in v.split(",") if n.strip())
+
+
+@click.command("explain")
+@click.option("--run", "run_id", required=True, help="Trial run id, or a grid's parent run id (explains all its trials).")
+@click.option("--job", "jobs", multiple=True, metavar="|".join(JOBS),
+              help="Job(s) to run, repeated or comma-separated: " + ", ".join(JOBS) + " (default: topn).")
+@click.option("--layer", default=None, help="Tap layer for topn / filter-au (default: the deepest conv layer, e.g. conv3).")
+@click.option("--n", type=int, default=8, show_default=True,
+              help="Top-N images per filter; cases for backtrack; images for gradcam.")
+@click.option("--filters", type=int, default=10, show_default=True, help="Filters shown by topn / filter-au.")
+@click.option("--max-images", type=int, default=2000, show_default=True,
+              help="Training images scanned by topn / filter-au (0: the whole split).")
+@click.option("--au-threshold", type=float, default=0.0, show_default=True, help="AU present when its intensity is above this.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto (GPU actors where the cluster has GPUs).")
+@click.option("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray).")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite under FER_ORCH_HOME).")
+@click.option("--num-actors", type=int, default=None, help="Parallel actors (default: one per CPU, or one per GPU).")
+def explain(run_id, jobs, layer, n, filters, max_images, au_threshold, device, address, tracking_uri, num_actors) -> None:
+    """Explain trained runs: top-N patches per filter, filter<->AU divergences, backtracking, Grad-CAM per block."""
+    from orchestrator.explain import ExplainSpec, explain_runs
+
+    spec = ExplainSpec(jobs=_split(jobs) or ("topn",), layer=layer, n=n, filters=filters,
+                       max_images=max_images or None, au_threshold=au_threshold, device=device)
+    results = explain_runs(run_id, spec, uri=tracking_uri, address=address, num_actors=num_actors)
+    failed = 0
+    for r in results:
+        head = f"run {r['run_id'][:8]} {r['job']:<10}"
+        if r["status"] == "ok":
+            shown = ", ".join(f"{k}={v:.3g}" for k, v in list(r["metrics"].items())[:4])
+            click.echo(f"{head} ok       -> explain/{r['job']}/  {shown}")
+        elif r["status"] == "skipped":
+            click.secho(f"{head} skipped: {r['reason']}", fg="yellow")
+        else:
+            failed += 1
+            click.secho(f"{head} failed: {r['reason']}", fg="red", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
+COMMANDS: list = [explain]
