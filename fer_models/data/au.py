@@ -196,7 +196,7 @@ def au_centres(landmarks: np.ndarray, au_ids: Sequence[int] = AU_IDS):
         w, off, sig = _compile_rules(au_ids)
     lm = np.asarray(landmarks, np.float64)
     iod, ex, ey = face_frame(lm)
-    base = np.einsum("akl,bld->bakd", w, lm)
+    base = np.matmul(w.reshape(-1, 68), lm).reshape(len(lm), *w.shape[:2], 2)
     shift = off[None, ..., :1] * ex[:, None, None] + off[None, ..., 1:] * ey[:, None, None]
     centres = base + shift * iod[:, None, None, None]
     sigmas = sig[None] * iod[:, None, None]
@@ -230,15 +230,19 @@ def render_au_maps(
     image_hw: tuple[int, int],
     out_size: int,
     *,
-    chunk_elems: int = 8_000_000,
+    chunk_elems: int = 1_000_000,
 ) -> np.ndarray:
     """AU maps (B, out_size, out_size) float32 in [0, 1], vectorised over images and AUs.
 
     ``weights[b, a]`` scales AU ``AU_IDS[a]`` (binary for a codebook map, intensities for a
-    ground-truth map). ``max_a w_a g_a = exp(max_a(log w_a - q_a))``, so the quadratic forms
-    ``q`` of all images x AUs x centres x cells are one broadcast and the ``exp`` runs once
-    per cell. Images are processed in chunks to bound memory. Each map is divided by its
-    peak; all-zero weights or NaN landmarks give a zero map.
+    ground-truth map). All present (image, AU, centre) footprints are stacked into one
+    (B, R, S, S) tensor of ``log w - q/2`` (``R`` = the most footprints of any image, the
+    others padded with ``log w = -inf``; ``q`` the elliptic quadratic form, built from the
+    separable terms ``dx^2``, ``dy^2`` and the cross term ``dx dy`` by broadcasting),
+    reduced by ``max`` over R, and exponentiated once per cell:
+    ``max_a w_a g_a = exp(max_a (log w_a - q_a / 2))``. Images are processed in chunks of at
+    most ``chunk_elems`` tensor elements. Each map is divided by its peak; all-zero weights
+    or NaN landmarks give a zero map.
     """
     lm, wt = _check(landmarks, weights)
     b = lm.shape[0]
@@ -247,26 +251,41 @@ def render_au_maps(
     if not ok.any():
         return out
     idx = np.flatnonzero(ok)
-    gx, gy = _grid(image_hw, out_size)
-    centres, sigmas, ex, ey = au_centres(lm[idx])
-    with np.errstate(divide="ignore"):
-        logw = np.log(np.clip(wt[idx], 0, None))  # -inf for absent AUs
-    n_au, k = centres.shape[1:3]
-    step = max(1, chunk_elems // (n_au * k * out_size * out_size))
-    for s in range(0, len(idx), step):
-        sl = slice(s, s + step)
-        c = centres[sl]  # (b, A, k, 2)
-        dx = gx[None, None, None, None, :] - c[..., 0, None, None]  # (b, A, k, 1, S)
-        dy = gy[None, None, None, :, None] - c[..., 1, None, None]  # (b, A, k, S, 1)
-        ex_, ey_ = ex[sl, None, None, None, None], ey[sl, None, None, None, None]
-        u = dx * ex_[..., 0] + dy * ex_[..., 1]  # along the eye line
-        v = dx * ey_[..., 0] + dy * ey_[..., 1]  # towards the chin
-        sx = sigmas[sl, :, None, None, None, 0]
-        sy = sigmas[sl, :, None, None, None, 1]
-        q = 0.5 * ((u / sx) ** 2 + (v / sy) ** 2)  # (b, A, k, S, S)
-        m = np.exp((logw[sl, :, None, None, None] - q).max(axis=(1, 2)))
+    gx, gy = (g.astype(np.float32) for g in _grid(image_hw, out_size))
+    centres, sigmas, ex, ey = au_centres(lm[idx])  # (n, A, k, 2), (n, A, 2), (n, 2), (n, 2)
+    n_img, _, k = centres.shape[:3]
+    present = wt[idx] > 0
+    bi, ai = np.nonzero(present)  # present AUs, sorted by image
+    # inverse covariance of each footprint in image axes: R diag(1/sx^2, 1/sy^2) R^T
+    isx, isy = 1.0 / sigmas[bi, ai, 0] ** 2, 1.0 / sigmas[bi, ai, 1] ** 2
+    e, f = ex[bi], ey[bi]
+    coef = np.stack([
+        np.log(wt[idx][bi, ai]),
+        e[:, 0] ** 2 * isx + f[:, 0] ** 2 * isy,  # a11 (x x)
+        e[:, 1] ** 2 * isx + f[:, 1] ** 2 * isy,  # a22 (y y)
+        e[:, 0] * e[:, 1] * isx + f[:, 0] * f[:, 1] * isy,  # a12 (x y)
+    ], -1)
+    # pack the rows (image, AU, centre) densely per image, padding with log w = -inf
+    per_img = present.sum(1) * k
+    r_max = int(per_img.max())
+    rows_img = np.repeat(bi, k)
+    slot = np.arange(len(rows_img)) - np.repeat(np.cumsum(per_img) - per_img, per_img)
+    dense = np.zeros((n_img, r_max, 6), np.float32)
+    dense[..., 0] = -np.inf
+    dense[rows_img, slot, :4] = np.repeat(coef, k, axis=0)
+    dense[rows_img, slot, 4:] = centres[bi, ai].reshape(-1, 2)
+    step = max(1, chunk_elems // (r_max * out_size * out_size))
+    for s in range(0, n_img, step):
+        d = dense[s : s + step]
+        logw, a11, a22, a12 = (d[..., i, None] for i in range(4))
+        dx = gx - d[..., 4, None]  # (n, R, S) along x
+        dy = gy - d[..., 5, None]  # (n, R, S) along y
+        row_x = logw - 0.5 * a11 * dx * dx
+        col_y = 0.5 * a22 * dy * dy
+        val = row_x[..., None, :] - col_y[..., :, None] - (a12 * dy)[..., :, None] * dx[..., None, :]
+        m = np.exp(val.max(axis=1))  # (n, S, S)
         peak = m.max(axis=(1, 2), keepdims=True)
-        out[idx[sl]] = (m / np.maximum(peak, 1e-30)).astype(np.float32)
+        out[idx[s : s + step]] = m / np.maximum(peak, 1e-30)
     return out
 
 
