@@ -119,3 +119,26 @@ def test_dlib_with_box_inside_and_blank_without_face():
     # iBUG order: jaw (0-16) spans left to right; the nose tip (30) lies above the chin (8)
     assert pts[0, 0] < pts[16, 0] and pts[30, 1] < pts[8, 1]
     assert out[1] is None  # no face on a blank image
+
+
+@pytest.mark.slow
+def test_face_alignment_runs_with_local_weights(tmp_path, monkeypatch):
+    """The full FAN path offline: randomly initialised weights written where the package
+    looks, so construction and a box-driven detection run (the points are meaningless)."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+    from face_alignment.models import FAN
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    from fer_models.data.landmarks import fan
+
+    ckpt = fan.checkpoints_dir()
+    ckpt.mkdir(parents=True)
+    fan_name, sfd_name = fan.weight_urls()
+    torch.save(FAN(4).state_dict(), ckpt / fan_name)
+    torch.save(s3fd().state_dict(), ckpt / sfd_name)
+    backend = LANDMARKS.get("face-alignment")(device="cpu")
+    img = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    (pts,) = backend.detect([img], [_sample(box=(10.0, 12.0, 70.0, 72.0))])
+    assert pts.shape == (68, 2) and pts.dtype == np.float32 and np.isfinite(pts).all()

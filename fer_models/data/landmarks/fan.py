@@ -87,7 +87,9 @@ class FaceAlignmentLandmarks(LandmarkBackend):
             boxes = None
             if sample.box is not None:
                 x, y, w, h = (float(v) for v in sample.box)
-                boxes = [np.array([x, y, x + w, y + h, 1.0], dtype=np.float32)]
+                # float64: face_alignment writes box-derived numpy scalars into torch tensors,
+                # which accepts Python floats (np.float64) but refuses np.float32
+                boxes = [np.array([x, y, x + w, y + h, 1.0], dtype=np.float64)]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "No faces were detected" is counted, not warned
                 pts, _, found = self.fa.get_landmarks_from_image(
