@@ -274,18 +274,25 @@ def render_au_maps(
     dense[..., 0] = -np.inf
     dense[rows_img, slot, :4] = np.repeat(coef, k, axis=0)
     dense[rows_img, slot, 4:] = centres[bi, ai].reshape(-1, 2)
-    step = max(1, chunk_elems // (r_max * out_size * out_size))
-    for s in range(0, n_img, step):
-        d = dense[s : s + step]
+    order = np.argsort(per_img, kind="stable")  # chunks of images with similar row counts
+    s = 0
+    while s < n_img:
+        r = int(per_img[order[min(n_img, s + 1) - 1]])
+        step = max(1, chunk_elems // (max(r, 1) * out_size * out_size))
+        sel = order[s : s + step]
+        r = int(per_img[sel].max())
+        d = dense[sel, :r]
         logw, a11, a22, a12 = (d[..., i, None] for i in range(4))
-        dx = gx - d[..., 4, None]  # (n, R, S) along x
-        dy = gy - d[..., 5, None]  # (n, R, S) along y
+        dx = gx - d[..., 4, None]  # (n, r, S) along x
+        dy = gy - d[..., 5, None]  # (n, r, S) along y
         row_x = logw - 0.5 * a11 * dx * dx
         col_y = 0.5 * a22 * dy * dy
-        val = row_x[..., None, :] - col_y[..., :, None] - (a12 * dy)[..., :, None] * dx[..., None, :]
+        val = row_x[..., None, :] - col_y[..., :, None]
+        val -= (a12 * dy)[..., :, None] * dx[..., None, :]
         m = np.exp(val.max(axis=1))  # (n, S, S)
-        peak = m.max(axis=(1, 2), keepdims=True)
-        out[idx[s : s + step]] = m / np.maximum(peak, 1e-30)
+        m /= np.maximum(m.max(axis=(1, 2), keepdims=True), 1e-30)
+        out[idx[sel]] = m
+        s += step
     return out
 
 
