@@ -37,7 +37,7 @@ AU_FILE = re.compile(r"^(SN\d+)_au(\d+)$", re.IGNORECASE)
 TRAILING_INT = re.compile(r"(\d+)$")
 
 
-@DATASETS.register("disfa", classes=0)
+@DATASETS.register("disfa", expression_labels=False)
 class DISFA(DatasetReader):
     """DISFA: AU intensity labels joined to extracted video frames; no expression labels."""
 
