@@ -240,3 +240,10 @@ def test_affectnet_missing_and_bad_columns(tmp_path):
         "subDirectory_filePath,face_x,expression\n1/a.jpg,1,2\n")
     with pytest.raises(DatasetError, match="lacks the column"):
         read_dataset("affectnet", tmp_path)
+
+
+def test_rafdb_all_images_missing_is_one_clear_error(tmp_path):
+    make_rafdb(tmp_path, missing=tuple(RAF))
+    (tmp_path / "Image" / "aligned").mkdir(parents=True, exist_ok=True)
+    with pytest.raises(DatasetError, match=r"no usable image.*missing image"):
+        read_dataset("rafdb", tmp_path)
