@@ -141,3 +141,46 @@ def test_gradcam_without_a_layer_is_a_clear_error_and_leaves_no_hook():
     with pytest.raises(IndexError):
         EXPLAINERS.get("gradcam")(net, layer="conv").attribute(torch.randn(1, 1, 2, 2), 5)
     assert_no_hooks(net)
+
+
+def test_explainer_errors_leave_no_hook_and_restore_inplace_relus():
+    net = _dense()
+    gbp = EXPLAINERS.get("guided-backprop")(net)
+    with pytest.raises(Exception):
+        gbp.attribute(X.clone(), target=3)  # the net has one output: the target is out of range
+    assert net[1].inplace is True
+    assert_no_hooks(net)
+    conv = _two_conv()
+    with pytest.raises(IndexError):
+        EXPLAINERS.get("deconvnet")(conv).neuron(torch.rand(1, 1, 6, 6), conv[2], 7)  # no filter 7
+    assert_no_hooks(conv)
+
+
+class _MapsByLabel(nn.Module):
+    """class_maps returns a constant map equal to (label + 1) / 10, so class means are known."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.fc(x.mean(dim=(2, 3)))
+
+    def class_maps(self, x, target):
+        return ((target.float() + 1) / 10)[:, None, None].expand(x.shape[0], 4, 4)
+
+
+def test_class_mean_maps_average_the_true_class_map_per_class():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fer_analysis.explainers.gradcam import class_mean_maps
+
+    x = torch.rand(10, 3, 8, 8)
+    y = torch.tensor([0, 1, 1, 2, 2, 2, 0, 1, 2, 2])
+    maps, counts = class_mean_maps(_MapsByLabel(), DataLoader(TensorDataset(x, y), batch_size=4), 4,
+                                   progress=False)
+    assert counts == [2, 3, 5, 0]
+    assert maps.shape == (4, 8, 8)  # up-sampled to the input size
+    for k in range(3):
+        assert abs(maps[k].mean() - (k + 1) / 10) < 1e-6
+    assert maps[3].max() == 0  # a class with no image stays empty
