@@ -1,0 +1,89 @@
+"""Backbone base: a timm network that hands back the spatial features of paper 002's layers 1..5.
+
+Every backbone returns ``dict[int, Tensor (B, C, h, w)]`` for the layers 1..5 (paper 002,
+Table 3 numbering) so the AU loss (``fer_models.losses``) and the metrics can reach any
+layer without changing the architecture. ``stage(l)`` gives the module whose output is
+layer ``l`` (pytorch-grad-cam's target layer, analysis taps).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from fer_models.errors import MissingWeightsError
+
+# transform(layer, features) -> features, applied between stages (ADL uses it); None = identity
+StageTransform = Callable[[int, torch.Tensor], torch.Tensor] | None
+
+
+class Backbone(nn.Module):
+    family: str = "cnn"  # "cnn" | "vit"
+    channels: dict[int, int]
+
+    def forward(self, x: torch.Tensor, transform: StageTransform = None) -> dict[int, torch.Tensor]:
+        raise NotImplementedError
+
+    def stage(self, layer: int) -> nn.Module:
+        raise NotImplementedError
+
+
+def wants_pretrained(pretrained: str | bool | None) -> str | bool:
+    """Normalise the config's ``pretrained`` (False, True, "true"/"false", or a path)."""
+    if isinstance(pretrained, str) and pretrained.strip().lower() in ("", "false", "no", "0", "none"):
+        return False
+    if isinstance(pretrained, str) and pretrained.strip().lower() in ("true", "yes", "1"):
+        return True
+    return pretrained or False
+
+
+def create_timm(name: str, pretrained: str | bool, **kwargs) -> nn.Module:
+    """``timm.create_model`` with fer-orch's pretrained policy.
+
+    ``True`` downloads from the timm/Hugging Face hub (a clear ``MissingWeightsError`` when
+    offline); a path loads a local state_dict strictly (``weights_only=True``); ``False``
+    starts from scratch.
+    """
+    import timm
+
+    pretrained = wants_pretrained(pretrained)
+    if pretrained is True:
+        try:
+            return timm.create_model(name, pretrained=True, **kwargs)
+        except Exception as e:  # network, hub or cache failure
+            raise MissingWeightsError(
+                f"pretrained weights for '{name}' could not be fetched from the timm hub ({type(e).__name__}); "
+                f"download them on a connected machine and pass their file path as --pretrained, or train from scratch"
+            ) from None
+    model = timm.create_model(name, pretrained=False, **kwargs)
+    if pretrained:
+        load_local_weights(model, pretrained, name)
+    return model
+
+
+def load_local_weights(model: nn.Module, path: str | Path, name: str) -> None:
+    """Load a local state_dict strictly, ignoring only a classifier head the backbone lacks."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingWeightsError(
+            f"pretrained weights file '{path}' for backbone '{name}' does not exist; pass an existing .pth/.pt file or pretrained=False"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    own = set(model.state_dict())
+    # ImageNet checkpoints carry a 1000-way head that our headless backbone does not have.
+    head = [k for k in state if k not in own and k.split(".")[0] in ("fc", "head", "classifier", "head_dist")]
+    state = {k: v for k, v in state.items() if k not in head}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise MissingWeightsError(
+            f"weights file '{path}' does not match backbone '{name}' ({first}); pass the weights of that exact architecture"
+        ) from None

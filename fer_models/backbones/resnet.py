@@ -1,0 +1,111 @@
+"""ResNet encoders through timm, exposing paper 002's layers 1..5.
+
+Paper 002 (Table 3) numbers the ResNet50 layers 1 = stem (conv1/bn1/relu), 2 = layer1,
+3 = layer2, 4 = layer3, 5 = layer4. The forward below walks timm's ResNet modules in
+that order, so every layer is a plain tensor, no hooks needed.
+
+CPU variants (for the embedded preset, where a grid trial must take ~10 s on one core):
+
+- ``resnet18-small``: timm resnet18 without the stem max-pool, so layer 5 is at 1/16 of the
+  input (4x4 at 64 px) instead of 1/32; the ImageNet weights still load (no parameter
+  changed).
+- ``resnet-tiny``: timm's ResNet class with one BasicBlock per stage, widths 16/32/64/128,
+  a narrow 3x3 "deep" stem (8/8/16 channels), no stem max-pool and a dilated (stride-1) layer4 (timm ``output_stride=16``), so layer 5
+  is at 1/8 of the input (6x6 at 48 px, 8x8 at 64 px): a CAM needs some resolution to be
+  compared with an AU map. About 15 M multiply-adds per 48 px image.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fer_models.backbones._base import Backbone, StageTransform, create_timm, wants_pretrained
+from fer_models.errors import MissingWeightsError
+from fer_models.registry import BACKBONES
+
+
+class ResNetBackbone(Backbone):
+    family = "cnn"
+
+    def __init__(self, net: nn.Module, name: str):
+        super().__init__()
+        self.name = name
+        self.net = net
+        # channels per layer, from a dry run on a small input
+        with torch.no_grad():
+            was = net.training
+            net.eval()
+            feats = self.forward(torch.zeros(1, 3, 64, 64))
+            net.train(was)
+        self.channels = {k: int(v.shape[1]) for k, v in feats.items()}
+
+    def stage(self, layer: int) -> nn.Module:
+        n = self.net
+        return {1: n.act1, 2: n.layer1, 3: n.layer2, 4: n.layer3, 5: n.layer4}[layer]
+
+    def forward(self, x: torch.Tensor, transform: StageTransform = None) -> dict[int, torch.Tensor]:
+        n = self.net
+        t = transform or (lambda _l, f: f)
+        f1 = n.act1(n.bn1(n.conv1(x)))
+        out = {1: f1}
+        x = t(1, f1)
+        x = n.maxpool(x)
+        for layer, mod in ((2, n.layer1), (3, n.layer2), (4, n.layer3), (5, n.layer4)):
+            x = mod(x)
+            out[layer] = x
+            if layer < 5:
+                x = t(layer, x)
+        return out
+
+
+def _timm_resnet(name: str, pretrained, **kw) -> nn.Module:
+    return create_timm(name, pretrained, num_classes=0, global_pool="", **kw)
+
+
+@BACKBONES.register("resnet50", family="cnn")
+def resnet50(pretrained: str | bool = False, image_size: int = 224) -> ResNetBackbone:
+    """ResNet50 (paper 002's CNN encoder), timm ``resnet50``."""
+    return ResNetBackbone(_timm_resnet("resnet50", pretrained), "resnet50")
+
+
+@BACKBONES.register("resnet18", family="cnn")
+def resnet18(pretrained: str | bool = False, image_size: int = 224) -> ResNetBackbone:
+    """ResNet18, timm ``resnet18`` (layer 5 at 1/32 of the input)."""
+    return ResNetBackbone(_timm_resnet("resnet18", pretrained), "resnet18")
+
+
+@BACKBONES.register("resnet18-small", family="cnn")
+def resnet18_small(pretrained: str | bool = False, image_size: int = 64) -> ResNetBackbone:
+    """ResNet18 without the stem max-pool: layer 5 at 1/16 (4x4 at 64 px); ImageNet weights load."""
+    net = _timm_resnet("resnet18", pretrained)
+    net.maxpool = nn.Identity()
+    return ResNetBackbone(net, "resnet18-small")
+
+
+@BACKBONES.register("resnet-tiny", family="cnn")
+def resnet_tiny(pretrained: str | bool = False, image_size: int = 48) -> ResNetBackbone:
+    """Narrow ResNet (1 BasicBlock/stage, 16-128 ch), layer 5 at 1/8: the CPU-preset encoder."""
+    from timm.models.resnet import BasicBlock, ResNet
+
+    pretrained = wants_pretrained(pretrained)
+    if pretrained is True:
+        raise MissingWeightsError(
+            "backbone 'resnet-tiny' has no published pretrained weights; pass a local weights file or pretrained=False"
+        )
+    net = ResNet(
+        block=BasicBlock,
+        layers=(1, 1, 1, 1),
+        channels=(16, 32, 64, 128),
+        stem_width=8,
+        stem_type="deep",  # 3x3 convs 3->8->8->16: the 7x7 64-ch stem would cost more than all stages
+        num_classes=0,
+        global_pool="",
+        output_stride=16,  # layer4 dilated instead of strided
+    )
+    net.maxpool = nn.Identity()
+    if pretrained:
+        from fer_models.backbones._base import load_local_weights
+
+        load_local_weights(net, pretrained, "resnet-tiny")
+    return ResNetBackbone(net, "resnet-tiny")

@@ -1,0 +1,43 @@
+"""PRM (Zhou et al., CVPR 2018): peak response maps via peak stimulation.
+
+A 1x1 conv gives class response maps; the class score is the mean of the map's local peaks
+(maxima of a 3x3 window that also exceed the map's median, the PRM peak finder's median
+filter), so the gradient flows only through the peaks. The peak mask is not differentiated.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer_models.backbones._base import Backbone
+from fer_models.methods._base import FERModel, ModelOutput
+from fer_models.registry import METHODS
+
+
+def peak_stimulation(crm: torch.Tensor, window: int = 3) -> torch.Tensor:
+    """(B, K, h, w) -> (B, K): mean response over the local peaks above the median."""
+    with torch.no_grad():
+        local_max = F.max_pool2d(crm, window, stride=1, padding=window // 2)
+        med = crm.flatten(2).median(dim=-1).values[..., None, None]
+        mask = ((crm >= local_max) & (crm >= med)).to(crm.dtype)
+    return (crm * mask).sum(dim=(2, 3)) / mask.sum(dim=(2, 3)).clamp_min(1.0)
+
+
+@METHODS.register("prm", backbone="cnn", family="CNN-based")
+class PRM(FERModel):
+    """PRM (Zhou et al. 2018): class response maps scored by peak stimulation."""
+
+    name = "prm"
+
+    def __init__(self, backbone: Backbone, num_classes: int, image_size: int = 48, window: int = 3):
+        super().__init__(num_classes)
+        self.backbone = backbone
+        self.window = window
+        self.head = nn.Conv2d(backbone.channels[5], num_classes, kernel_size=1)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> ModelOutput:
+        feats = self.backbone(x)
+        crm = self.head(feats[5])
+        return ModelOutput(logits=peak_stimulation(crm, self.window), features=feats, cams=crm)
