@@ -9,10 +9,31 @@ Layout of a trial run (a nested child of its grid's parent run):
 
 Analysis jobs (explain, probe) read that layout through :func:`load_trained_model`
 and log back under ``explain/<job>/`` or ``probe/<job>/`` of the same run.
+
+Written by the grid (:mod:`orchestrator.grid`) in addition:
+
+- trial tags ``fer_orch.config_hash`` (what the trial learns, :func:`orchestrator.config.config_hash`),
+  ``fer_orch.study`` (``grid`` | ``lambda`` | ``layers``), ``git_dirty``, ``versions.<package>``;
+- trial params: the flattened config (``data.dataset``, ``lam``, ...);
+- trial metrics: every number ``train`` hands to ``on_epoch`` (step = epoch), then
+  ``test_<k>`` for the test metrics (``cl``, ``cam_cos``, ``att_cos``, ``gt_cam_cos``,
+  ``gt_att_cos``), ``best_val_<k>`` (validation metrics of the selected epoch),
+  ``best_epoch`` and ``train_seconds``;
+- trial artifacts ``matrices/{confusion,cosine}.{csv,png}``, ``maps/mean_<kind>.png``
+  (per-class mean CAM / attention / AU maps, paper 002 Figs. 6-9), ``history.csv``;
+- the parent (grid) run: tags ``fer_orch.studies``, ``lambda``, ``lambda_source``; artifacts
+  ``grid/grid.yaml`` (the resolved GridConfig) and ``grid/trials.json`` (every trial of the
+  invocation: hash, name, study; finished trials reused from earlier invocations included),
+  and ``report/`` once ``fer-orch report`` ran.
+
+One trial is one MLflow run, also across retries and ``--resume``: the run id travels in
+the trial's Tune checkpoint, and a retry without checkpoint reopens the unfinished run of
+the same parent and config hash.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
@@ -28,6 +49,11 @@ from fer_models.errors import FerOrchError
 KIND_TAG = "fer_orch.kind"
 CONFIG_ARTIFACT = "config.yaml"
 WEIGHTS_ARTIFACT = "weights/best.pt"
+HASH_TAG = "fer_orch.config_hash"
+STUDY_TAG = "fer_orch.study"
+PARENT_TAG = "mlflow.parentRunId"
+TRIALS_ARTIFACT = "grid/trials.json"
+GRID_ARTIFACT = "grid/grid.yaml"
 
 
 def default_tracking_uri() -> str:
@@ -128,3 +154,356 @@ def dump_config(cfg: Any) -> str:
     from fer_models.config import to_dict
 
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+# --------------------------------------------------------------------------------------
+# Experiments, provenance, grid parents and trial children (used by orchestrator.grid)
+# --------------------------------------------------------------------------------------
+
+
+def ensure_experiment(name: str, uri: str | None = None) -> str:
+    """The id of experiment ``name``, created if missing.
+
+    With a SQLite store the artifacts go to an absolute folder beside the database, so a
+    Tune worker (whose working directory is its trial folder) writes them to the same
+    place; with an HTTP server the server decides (``--serve-artifacts`` proxies them).
+    """
+    uri = resolve_uri(uri)
+    c = client(uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            c.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts" / name).as_uri()
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another process
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def git_info() -> dict[str, str]:
+    """``{"git_commit": sha or "unknown", "git_dirty": "true"|"false"|"unknown"}`` of this checkout."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+        return {"git_commit": sha, "git_dirty": str(bool(status.strip())).lower()}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+
+
+_VERSIONED = ("fer-orch", "torch", "torchvision", "timm", "numpy", "ray", "mlflow", "grad-cam", "captum")
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[f"versions.{name}"] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[f"versions.{name}"] = "absent"
+    return out
+
+
+def start_grid_run(
+    experiment_id: str,
+    name: str,
+    grid_yaml: str,
+    trials: list[dict[str, Any]],
+    tags: dict[str, str] | None = None,
+    uri: str | None = None,
+    run_id: str | None = None,
+) -> str:
+    """Create (or reopen, when ``run_id`` is given) the parent run of one grid invocation."""
+    c = client(uri)
+    if run_id is not None:
+        c.update_run(run_id, status="RUNNING")
+    else:
+        all_tags = {KIND_TAG: "grid", **git_info(), **package_versions(), **(tags or {})}
+        run_id = c.create_run(experiment_id, tags=all_tags, run_name=name).info.run_id
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "grid").mkdir()
+        (Path(d) / "grid" / "grid.yaml").write_text(grid_yaml)
+        (Path(d) / "grid" / "trials.json").write_text(json.dumps(trials, indent=1))
+        c.log_artifacts(run_id, d)
+    return run_id
+
+
+def set_tags(run_id: str, tags: dict[str, Any], uri: str | None = None) -> None:
+    from mlflow.entities import RunTag
+
+    client(uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def end_run(run_id: str, status: str = "FINISHED", uri: str | None = None) -> None:
+    client(uri).set_terminated(run_id, status)
+
+
+def finished_trials(experiment_id: str, uri: str | None = None) -> dict[str, Any]:
+    """``config hash -> Run`` of the FINISHED trial runs of an experiment (the latest per hash)."""
+    runs = _search_all(
+        client(uri),
+        experiment_id,
+        f"tags.`{KIND_TAG}` = 'trial' and attributes.status = 'FINISHED'",
+    )
+    out: dict[str, Any] = {}
+    for r in sorted(runs, key=lambda r: r.info.start_time or 0):
+        h = r.data.tags.get(HASH_TAG)
+        if h:
+            out[h] = r
+    return out
+
+
+def _search_all(c, experiment_id: str, filter_string: str) -> list:
+    runs, token = [], None
+    while True:
+        page = c.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def grid_trials(parent_run_id: str, uri: str | None = None) -> list[dict[str, Any]]:
+    """The ``grid/trials.json`` list of a parent run ([] when it has none)."""
+    c = client(uri)
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            path = c.download_artifacts(parent_run_id, TRIALS_ARTIFACT, d)
+        except Exception:
+            return []
+        return json.loads(Path(path).read_text())
+
+
+def study_runs(experiment_id: str, study: str, uri: str | None = None) -> tuple[Any, list[Any]]:
+    """``(parent, runs)``: the latest grid invocation that contained ``study``, and the
+    FINISHED trial runs (any invocation) of that study's configs. ``(None, [])`` if none."""
+    c = client(uri)
+    parents = _search_all(c, experiment_id, f"tags.`{KIND_TAG}` = 'grid'")
+    parents = [p for p in parents if study in p.data.tags.get("fer_orch.studies", "").split(",")]
+    if not parents:
+        return None, []
+    parent = max(parents, key=lambda r: r.info.start_time or 0)
+    wanted = {t["hash"] for t in grid_trials(parent.info.run_id, uri) if t.get("study") == study}
+    done = finished_trials(experiment_id, uri)
+    return parent, [done[h] for h in sorted(wanted) if h in done]
+
+
+class TrialRun:
+    """The MLflow child run of one Tune trial, opened in the worker.
+
+    Uses ``MlflowClient`` with explicit run ids rather than the fluent API (global
+    state, one active run per process), so a reused Tune actor cannot log to the
+    previous trial's run.
+    """
+
+    def __init__(self, uri: str, experiment_id: str, parent_id: str, name: str, tags: dict[str, str],
+                 run_id: str | None = None):
+        self.uri = uri
+        self.c = client(uri)
+        if run_id is None:  # a retry with no checkpoint yet: reopen the unfinished run
+            h = tags.get(HASH_TAG)
+            old = _search_all(
+                self.c,
+                experiment_id,
+                f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.`{HASH_TAG}` = '{h}' "
+                f"and attributes.status != 'FINISHED'",
+            )
+            run_id = old[0].info.run_id if old else None
+        if run_id is not None:
+            self.c.update_run(run_id, status="RUNNING")
+            self.run_id, self.resumed = run_id, True
+        else:
+            all_tags = {KIND_TAG: "trial", PARENT_TAG: parent_id, **package_versions(), **tags}
+            self.run_id = self.c.create_run(experiment_id, tags=all_tags, run_name=name).info.run_id
+            self.resumed = False
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        if self.resumed:  # params are immutable and were logged on the first attempt
+            return
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.c.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, Any], step: int = 0) -> None:
+        import math
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(_metric_key(k), float(v.item() if hasattr(v, 'item') else v), now, int(step))
+            for k, v in metrics.items()
+            if _is_number(v) and math.isfinite(float(v.item() if hasattr(v, 'item') else v))
+        ]
+        if items:
+            self.c.log_batch(self.run_id, metrics=items)
+
+    def log_artifacts(self, local_dir: Path, artifact_path: str | None = None) -> None:
+        self.c.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def end(self, status: str) -> None:
+        self.c.set_terminated(self.run_id, status)
+
+
+def _is_number(v: Any) -> bool:
+    """A real number: Python/numpy scalars and 0-d arrays or tensors, not bools."""
+    import numbers
+
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, numbers.Real):
+        return True
+    return getattr(v, "ndim", None) == 0 and hasattr(v, "item")
+
+
+def _metric_key(k: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in str(k))
+
+
+def write_trial_artifacts(result: Any, cfg: Any, out: Path) -> Path:
+    """Write a finished trial's artifacts (layout in the module docstring) into ``out``.
+
+    ``result`` is a :class:`fer_models.train.TrainResult`; fields it lacks are skipped.
+    """
+    import shutil
+
+    from fer_models.labels import class_names
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_ARTIFACT).write_text(dump_config(cfg))
+    best = getattr(result, "best_path", None)
+    if best and Path(best).is_file():
+        (out / "weights").mkdir(exist_ok=True)
+        shutil.copyfile(best, out / WEIGHTS_ARTIFACT)
+    for name in ("confusion", "cosine_matrix"):
+        mat = getattr(result, name, None)
+        if mat is None:
+            continue
+        short = "cosine" if name == "cosine_matrix" else name
+        items = mat.items() if isinstance(mat, dict) else [(short, mat)]
+        for key, m in items:
+            arr = _as_array(m)
+            if arr is None or arr.ndim != 2:
+                continue
+            stem = key if key.startswith(short) else f"{short}_{key}"
+            _matrix_csv_png(arr, class_names(max(arr.shape)), out / "matrices", stem)
+    maps = getattr(result, "mean_maps", None)
+    if maps is not None:
+        items = maps.items() if isinstance(maps, dict) else [("maps", maps)]
+        for key, m in items:
+            arr = _as_array(m)
+            if arr is None or arr.ndim not in (2, 3):
+                continue
+            arr = arr[None] if arr.ndim == 2 else arr
+            _maps_png(arr, class_names(arr.shape[0]), out / "maps" / f"mean_{key}.png", str(key))
+    hist = getattr(result, "history", None)
+    rows = _history_rows(hist)
+    if rows:
+        import csv
+
+        keys = sorted({k for r in rows for k in r})
+        with open(out / "history.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+    return out
+
+
+def _history_rows(hist: Any) -> list[dict[str, Any]]:
+    """History as a list of per-epoch dicts (accepts a list of dicts or a dict of lists)."""
+    if not hist:
+        return []
+    if isinstance(hist, dict):
+        n = max((len(v) for v in hist.values() if isinstance(v, (list, tuple))), default=0)
+        return [{k: v[i] for k, v in hist.items() if isinstance(v, (list, tuple)) and i < len(v)} for i in range(n)]
+    return [dict(r) for r in hist if isinstance(r, dict)]
+
+
+def _as_array(m: Any):
+    import numpy as np
+
+    try:
+        if hasattr(m, "detach"):
+            m = m.detach().cpu().numpy()
+        return np.asarray(m, dtype=float)
+    except (TypeError, ValueError):
+        return None
+
+
+def _matrix_csv_png(arr, names: list[str], folder: Path, stem: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = names[: arr.shape[0]] + [str(i) for i in range(len(names), arr.shape[0])]
+    cols = names[: arr.shape[1]] + [str(i) for i in range(len(names), arr.shape[1])]
+    with open(folder / f"{stem}.csv", "w") as f:
+        f.write("true\\pred," + ",".join(cols) + "\n")
+        for r, row in zip(rows, arr):
+            f.write(r + "," + ",".join(f"{v:.6g}" for v in row) + "\n")
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * arr.shape[1], 1 + 0.6 * arr.shape[0]))
+    im = ax.imshow(arr, cmap="viridis")
+    ax.set_xticks(range(arr.shape[1]), cols, rotation=45, ha="right")
+    ax.set_yticks(range(arr.shape[0]), rows)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fmt = "{:.0f}" if np.allclose(arr, np.round(arr)) else "{:.2f}"
+    hi = np.nanmax(arr) if arr.size else 0
+    for (i, j), v in np.ndenumerate(arr):
+        ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color="white" if v < 0.6 * hi else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(stem)
+    fig.tight_layout()
+    fig.savefig(folder / f"{stem}.png", dpi=110)
+    plt.close(fig)
+
+
+def _maps_png(arr, names: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    k = arr.shape[0]
+    fig, axes = plt.subplots(1, k, figsize=(1.6 * k, 2.0), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        ax.imshow(arr[i], cmap="jet", vmin=0, vmax=max(1e-8, float(arr.max())))
+        ax.set_title(names[i] if i < len(names) else str(i), fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"per-class mean {title}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def ui_command(uri: str | None = None, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """The ``mlflow ui`` command line serving the same store the grid writes to."""
+    import sys
+
+    uri = resolve_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        raise FerOrchError(f"the tracking store {uri} is already a server; open it in a browser instead of `fer-orch ui`")
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]

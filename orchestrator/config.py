@@ -1,0 +1,271 @@
+"""The grid's configuration: frozen dataclasses <-> YAML, overridden from the CLI.
+
+A :class:`GridConfig` describes one study of paper 002 and expands into the list of
+trial :class:`~fer_models.config.TrainConfig` it needs:
+
+- ``grid``   (Table 1 and 2): method x dataset x {w/o AU, w/ AU} x seed;
+- ``lambda`` (Fig. 5): CAM, layer 5, one dataset, λ in ``lambdas`` plus the w/o-AU model;
+- ``layers`` (Table 3): CAM, one dataset, each set in ``layer_sets`` plus the w/o-AU model.
+
+A w/o-AU trial has no λ and no aligned layers, so it is normalised to ``lam=0``,
+``layers=(5,)``: the same vanilla model is then one config (one hash) shared by all three
+studies and trained once.
+
+λ of the main grid is chosen on *validation*, never on test (paper 002, Sec. 4.1: "λ is
+estimated using validation ... hyper-parameters are transferred from RAF-DB to AffectNet"):
+see :func:`orchestrator.grid.choose_lambda`. ``lam`` set explicitly wins over that choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fer_models.config import TrainConfig, from_dict, parse_layers, to_dict
+from fer_models.errors import ConfigError
+
+STUDIES = ("grid", "lambda", "layers")
+
+#: Paper 002, Table 1, in the paper's order.
+PAPER_METHODS: tuple[str, ...] = (
+    "cam",
+    "wildcat",
+    "gradcam",
+    "gradcampp",
+    "acol",
+    "prm",
+    "adl",
+    "cutmix",
+    "layercam",
+    "tscam",
+    "apvit",
+)
+#: Paper 002, Fig. 5: "values that range from less than 1 to 20".
+PAPER_LAMBDAS: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 20.0)
+#: Paper 002, Table 3 (layer 1 is the input layer).
+PAPER_LAYER_SETS: tuple[str, ...] = ("1", "2", "3", "4", "5", "5+4", "5+4+3", "5+4+3+2", "5+4+3+2+1")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-trial resources; fractional GPUs (e.g. 0.25) pack several trials on one GPU."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    datasets: tuple[str, ...] = ("synthetic-rafdb", "synthetic-affectnet")
+    methods: tuple[str, ...] = PAPER_METHODS
+    seeds: tuple[int, ...] = (0,)
+    au: tuple[bool, ...] = (False, True)  # the Table-1 columns w/o AU, w/ AU
+    lam: float | None = None  # None: chosen on validation (λ ablation), else default_lam
+    default_lam: float = 1.0  # used when no λ ablation has been run yet
+    layers: tuple[int, ...] = (5,)  # aligned layers in the main grid (paper: top layer)
+    lambdas: tuple[float, ...] = PAPER_LAMBDAS
+    layer_sets: tuple[str, ...] = PAPER_LAYER_SETS
+    ablation_method: str = "cam"
+    ablation_dataset: str | None = None  # None: the first of ``datasets``
+    base: TrainConfig = field(default_factory=TrainConfig)
+    # partial TrainConfig dicts applied over ``base``: per method, then per dataset
+    method_overrides: dict[str, Any] = field(default_factory=dict)
+    dataset_overrides: dict[str, Any] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or SQLite in FER_ORCH_HOME
+    experiment: str = "fer-orch"
+    storage_path: str | None = None  # None: FER_ORCH_HOME/ray; shared storage on a cluster
+    max_concurrent: int = 0  # 0: as many as resources allow
+    max_failures: int = 2  # retries of a trial whose worker died, from its last checkpoint
+    address: str | None = None  # Ray address; None: $RAY_ADDRESS or a local instance
+    preset: str = "custom"  # informational: which preset this started from
+
+    def __post_init__(self) -> None:
+        if not self.datasets:
+            raise ConfigError("the grid has no datasets; pass --datasets name[,name] (see `fer-orch list datasets`)")
+        if not self.methods:
+            raise ConfigError("the grid has no methods; pass --methods name[,name] (see `fer-orch list methods`)")
+        if not self.seeds:
+            raise ConfigError("the grid has no seeds; pass --seeds N or --seeds 0,1,2")
+        if self.resources.cpus <= 0 or self.resources.gpus < 0:
+            raise ConfigError(
+                f"per-trial resources must be cpus > 0 and gpus >= 0, got cpus={self.resources.cpus} "
+                f"gpus={self.resources.gpus}; fix --cpus-per-trial/--gpus-per-trial"
+            )
+        if any(lam <= 0 for lam in self.lambdas) or (self.lam is not None and self.lam <= 0):
+            raise ConfigError("λ must be > 0 (paper 002, Eq. 3); fix --lam or the lambdas list")
+        for s in self.layer_sets:
+            parse_layers(s)
+        parse_layers(self.layers)
+
+    # -- YAML ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GridConfig":
+        return from_dict(cls, d)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, base: "GridConfig | None" = None) -> "GridConfig":
+        """Load a (possibly partial) YAML file over ``base`` (default: the dataclass defaults)."""
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"grid config file '{p}' does not exist; pass an existing YAML file to --config")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"grid config file '{p}' is not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"grid config file '{p}' must hold a mapping of GridConfig fields")
+        return (base or cls()).override(**d)
+
+    def override(self, **changes: Any) -> "GridConfig":
+        """A copy with ``changes`` applied; nested dicts (``base``, ``resources``) merge."""
+        merged = _deep_merge(self.to_dict(), {k: v for k, v in changes.items() if v is not None})
+        return GridConfig.from_dict(merged)
+
+    # -- trials ----------------------------------------------------------------------
+    def ablation_on(self) -> str:
+        return self.ablation_dataset or self.datasets[0]
+
+    def train_config(self, method: str, dataset: str, **fields: Any) -> TrainConfig:
+        """``base`` + method override + dataset override + ``fields`` (the grid's variables)."""
+        d = to_dict(self.base)
+        d = _deep_merge(d, self.method_overrides.get(method, {}))
+        d = _deep_merge(d, self.dataset_overrides.get(dataset, {}))
+        d = _deep_merge(d, {"method": method, "data": {"dataset": dataset}, **fields})
+        if not d["au"]:
+            d["lam"], d["layers"] = 0.0, [5]  # one vanilla config for every study
+        else:
+            d["layers"] = list(parse_layers(d["layers"]))
+        return from_dict(TrainConfig, d)
+
+    def expand(self, study: str = "grid", lam: float | None = None) -> list["Trial"]:
+        """The trials of ``study``; ``lam`` is the λ of the main grid / layer ablation."""
+        lam = self.lam if self.lam is not None else (lam if lam is not None else self.default_lam)
+        trials: list[Trial] = []
+        if study == "grid":
+            for dataset in self.datasets:
+                for method in self.methods:
+                    for au in self.au:
+                        for seed in self.seeds:
+                            cfg = self.train_config(method, dataset, au=au, lam=lam, layers=list(self.layers), seed=seed)
+                            trials.append(Trial(cfg, study))
+        elif study == "lambda":
+            ds, m = self.ablation_on(), self.ablation_method
+            for seed in self.seeds:
+                trials.append(Trial(self.train_config(m, ds, au=False, seed=seed), study))
+                for value in self.lambdas:
+                    cfg = self.train_config(m, ds, au=True, lam=float(value), layers=list(self.layers), seed=seed)
+                    trials.append(Trial(cfg, study))
+        elif study == "layers":
+            ds, m = self.ablation_on(), self.ablation_method
+            for seed in self.seeds:
+                trials.append(Trial(self.train_config(m, ds, au=False, seed=seed), study))
+                for spec in self.layer_sets:
+                    cfg = self.train_config(m, ds, au=True, lam=lam, layers=list(parse_layers(spec)), seed=seed)
+                    trials.append(Trial(cfg, study))
+        else:
+            raise ConfigError(f"unknown study '{study}'; known studies: {', '.join(STUDIES)}")
+        seen: set[str] = set()
+        unique = []
+        for t in trials:  # duplicates (e.g. au=(True, True)) would be one run anyway
+            if t.hash not in seen:
+                seen.add(t.hash)
+                unique.append(t)
+        return unique
+
+
+@dataclass(frozen=True)
+class Trial:
+    cfg: TrainConfig
+    study: str = "grid"
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.cfg)
+
+    @property
+    def name(self) -> str:
+        c = self.cfg
+        au = f"au-l{c.lam:g}-L{'+'.join(map(str, c.layers))}" if c.au else "noau"
+        return f"{c.method}-{c.data.dataset}-{au}-s{c.seed}"
+
+    def tags(self) -> dict[str, str]:
+        c = self.cfg
+        return {
+            "method": c.method,
+            "dataset": c.data.dataset,
+            "au": str(bool(c.au)).lower(),
+            "lambda": f"{c.lam:g}",
+            "layers": "+".join(map(str, c.layers)),
+            "seed": str(c.seed),
+            "fer_orch.config_hash": self.hash,
+            "fer_orch.study": self.study,
+        }
+
+
+# Fields that change where or how fast a run goes, not what it learns.
+_HASH_EXCLUDE = {"device", "amp", "channels_last"}
+_HASH_EXCLUDE_DATA = {"num_workers", "root"}
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """12 hex digits identifying what a trial learns (used to skip finished trials)."""
+    d = to_dict(cfg)
+    for k in _HASH_EXCLUDE:
+        d.pop(k, None)
+    for k in _HASH_EXCLUDE_DATA:
+        d["data"].pop(k, None)
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("method_kwargs",):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_list(text: str | None, kind: type = str) -> tuple | None:
+    """``"a,b"`` -> ``("a", "b")``; a bare integer N for seeds means ``0..N-1`` (caller decides)."""
+    if text is None:
+        return None
+    items = [x.strip() for x in str(text).split(",") if x.strip()]
+    try:
+        return tuple(kind(x) for x in items)
+    except ValueError:
+        raise ConfigError(f"could not read '{text}' as a comma-separated list of {kind.__name__}") from None
+
+
+def parse_seeds(text: str | None) -> tuple[int, ...] | None:
+    """``"3"`` -> ``(0, 1, 2)`` (paper style: N seeds); ``"0,4"`` -> ``(0, 4)``."""
+    if text is None:
+        return None
+    text = str(text).strip()
+    if "," not in text:
+        try:
+            n = int(text)
+        except ValueError:
+            raise ConfigError(f"--seeds takes a count (3) or a list (0,1,2), got '{text}'") from None
+        if n < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {n}")
+        return tuple(range(n))
+    return parse_list(text, int)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(GridConfig)]

@@ -1,0 +1,468 @@
+"""The main job: paper 002's studies as Ray Tune trials, tracked in MLflow.
+
+:func:`run_grid` runs, in order:
+
+1. checks before any long work: the MLflow store answers (:func:`tracking.resolve_uri`),
+   methods/datasets exist;
+2. preprocessing of every dataset through the cached Ray Data pipeline
+   (:func:`orchestrator.preprocess.preprocess`; a cache hit costs nothing);
+3. phase 1, when asked: the λ ablation (Fig. 5); then λ for the other studies is chosen
+   on *validation* (:func:`choose_lambda`);
+4. phase 2: the Table-1 grid and/or the layer ablation (Table 3) in one Tuner.
+
+Fault tolerance. Every trial reports a Tune checkpoint each epoch (the trainer's
+``checkpoint.pt`` + ``best.pt`` + the MLflow run id); ``FailureConfig(max_failures)``
+restarts a trial whose worker died from that checkpoint with ``train(resume=True)``, and
+the trial keeps logging into the same MLflow run. After the driver is killed, running the
+same command again restores the Tune experiment (``Tuner.restore(resume_errored=True)``):
+finished trials are not re-run. A fresh invocation (another grid, ``--no-resume`` aside)
+also skips every trial whose config hash already has a FINISHED run in the experiment
+(the vanilla CAM model, for instance, is shared by the grid and both ablations).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ray import tune
+
+from fer_models import paths
+from fer_models.config import TrainConfig, flatten, from_dict, to_dict
+from fer_models.errors import ConfigError
+from orchestrator import tracking
+from orchestrator.config import GridConfig, Trial
+
+STATE_FILE = "state.json"
+
+
+@dataclass
+class GridOutcome:
+    experiment: str
+    experiment_id: str
+    uri: str
+    parent_run_id: str
+    studies: tuple[str, ...]
+    lam: float
+    lam_source: str
+    trials: list[dict[str, Any]] = field(default_factory=list)  # every trial of the invocation
+    ran: list[str] = field(default_factory=list)  # hashes trained now
+    skipped: list[str] = field(default_factory=list)  # hashes already FINISHED before
+    failed: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)  # interrupted
+    wall_seconds: float = 0.0
+    storage: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.unfinished
+
+
+# --------------------------------------------------------------------------------------
+# λ selection on validation
+# --------------------------------------------------------------------------------------
+
+
+def choose_lambda(grid_cfg: GridConfig, experiment_id: str | None, uri: str | None = None) -> tuple[float, str]:
+    """λ for the grid and the layer ablation, chosen on the validation split.
+
+    Paper 002 estimates λ "using validation by covering values that range from less than
+    1 to 20" on RAF-DB and transfers it to AffectNet; Sec. 4.3 calls a good value "one that
+    improves localization without decreasing classification accuracy". So: among the λ of
+    the finished λ ablation whose mean validation CL (over seeds) is not below the
+    vanilla (w/o AU) model's, take the one with the highest validation CAM-COS (ATT-COS
+    when a method has no CAM); if none qualifies, the λ with the highest validation CL.
+    Only ablation runs whose config matches this grid's exactly are used. Test metrics are
+    never read. An explicit ``lam`` wins; with no ablation, ``default_lam``.
+    """
+    if grid_cfg.lam is not None:
+        return float(grid_cfg.lam), "configured"
+    if experiment_id is None:
+        return float(grid_cfg.default_lam), "default (no λ ablation yet)"
+    expected = {t.hash: t for t in grid_cfg.expand("lambda")}
+    done = tracking.finished_trials(experiment_id, uri)
+    runs = [(expected[h], done[h]) for h in expected if h in done]
+    scores: dict[float | None, list[tuple[float, float]]] = {}
+    for trial, run in runs:
+        m = run.data.metrics
+        cl = m.get("best_val_cl")
+        loc = m.get("best_val_cam_cos", m.get("best_val_att_cos", float("nan")))
+        if cl is None:
+            continue
+        key = float(trial.cfg.lam) if trial.cfg.au else None
+        scores.setdefault(key, []).append((cl, loc))
+    lams = {k: v for k, v in scores.items() if k is not None}
+    if not lams:
+        return float(grid_cfg.default_lam), "default (no finished λ ablation matches this grid)"
+
+    def mean(v: list[tuple[float, float]], i: int) -> float:
+        xs = [x[i] for x in v if x[i] == x[i]]
+        return sum(xs) / len(xs) if xs else float("-inf")
+
+    floor = mean(scores[None], 0) if None in scores else float("-inf")
+    ok = [k for k, v in lams.items() if mean(v, 0) >= floor]
+    if ok:
+        best = max(ok, key=lambda k: (mean(lams[k], 1), mean(lams[k], 0)))
+        why = "highest val CAM-COS without lowering val CL"
+    else:
+        best = max(lams, key=lambda k: mean(lams[k], 0))
+        why = "highest val CL (every λ lowered val CL)"
+    return best, f"validation ({why}, {grid_cfg.ablation_on()}, {len(runs)} runs)"
+
+
+# --------------------------------------------------------------------------------------
+# The trainable (runs in a Ray worker)
+# --------------------------------------------------------------------------------------
+
+
+def _best_val(result: Any) -> dict[str, float]:
+    """Validation metrics of the selected epoch, as ``best_val_<k>``."""
+    rows = tracking._history_rows(getattr(result, "history", None))
+    ep = getattr(result, "best_epoch", None)
+    row = None
+    for r in rows:
+        if ep is not None and r.get("epoch") == ep:
+            row = r
+    if row is None and rows and ep is not None and 0 <= int(ep) < len(rows):
+        row = rows[int(ep)]
+    out = {}
+    for k, v in (row or {}).items():
+        for pre in ("val_", "val/", "val."):
+            if str(k).startswith(pre) and tracking._is_number(v):
+                out[f"best_val_{str(k)[len(pre):]}"] = float(v)
+    return out
+
+
+def _trainable(config: dict[str, Any], train_fn: Callable | None = None) -> None:
+    """One trial: train with ``fer_models.train.train``, report to Tune, log to MLflow."""
+    spec = config["trial"]
+    os.environ["FER_ORCH_HOME"] = spec["home"]  # workers do not share the driver's cwd
+    import torch
+
+    torch.set_num_threads(max(1, int(spec["cpus"])))
+    if train_fn is None:
+        from fer_models.train import train as train_fn
+    cfg: TrainConfig = from_dict(TrainConfig, spec["cfg"])
+    work = Path(tempfile.mkdtemp(prefix=f"fer-orch-{spec['hash']}-"))
+    run_id = None
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:  # a retry: continue from the last epoch, in the same MLflow run
+        with ckpt.as_directory() as d:
+            for f in Path(d).iterdir():
+                if f.is_file():
+                    shutil.copy2(f, work / f.name)
+        state = work / STATE_FILE
+        if state.is_file():
+            run_id = json.loads(state.read_text()).get("run_id")
+    run = tracking.TrialRun(
+        spec["uri"], spec["experiment_id"], spec["parent_id"], spec["name"], spec["tags"], run_id=run_id
+    )
+    status = "FAILED"
+    try:
+        run.log_params(flatten(spec["cfg"]))
+
+        def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
+            nums = {k: float(v.item() if hasattr(v, "item") else v) for k, v in metrics.items() if tracking._is_number(v)}
+            run.log_metrics(nums, step=int(epoch))
+            with tempfile.TemporaryDirectory() as d:
+                for name in ("checkpoint.pt", "best.pt"):
+                    if (work / name).is_file():
+                        shutil.copy2(work / name, Path(d) / name)
+                (Path(d) / STATE_FILE).write_text(json.dumps({"run_id": run.run_id, "epoch": int(epoch)}))
+                tune.report({**nums, "epoch": int(epoch)}, checkpoint=tune.Checkpoint.from_directory(d))
+
+        t0 = time.perf_counter()
+        result = train_fn(cfg, work, on_epoch=on_epoch, resume=True)
+        seconds = time.perf_counter() - t0
+        test = {f"test_{k}": v for k, v in (getattr(result, "test", None) or {}).items()}
+        final = {**test, **_best_val(result), "train_seconds": seconds}
+        if getattr(result, "best_epoch", None) is not None:
+            final["best_epoch"] = result.best_epoch
+        run.log_metrics(final)
+        with tempfile.TemporaryDirectory() as d:
+            tracking.write_trial_artifacts(result, cfg, Path(d))
+            run.log_artifacts(Path(d))
+        status = "FINISHED"
+        tune.report({k: float(v) for k, v in final.items() if tracking._is_number(v)} | {"done_ok": 1.0})
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        try:
+            run.end(status)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------
+# The driver
+# --------------------------------------------------------------------------------------
+
+
+def _validate_names(cfgs: list[TrainConfig]) -> None:
+    from fer_models.registry import BACKBONES, DATASETS, METHODS
+
+    for c in cfgs:
+        METHODS.get(c.method)
+        DATASETS.get(c.data.dataset)
+        BACKBONES.get(c.backbone)
+
+
+def _preprocess_all(cfgs: list[TrainConfig], address: str | None, preprocess_fn: Callable | None) -> None:
+    if preprocess_fn is None:
+        try:
+            from orchestrator.preprocess import preprocess as preprocess_fn
+        except ImportError:  # the serial fallback in build_loaders prepares the cache
+            print("fer-orch: orchestrator.preprocess is missing; each trial prepares its cache serially", file=sys.stderr)
+            return
+    seen = set()
+    for c in cfgs:
+        key = json.dumps(to_dict(c.data), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            preprocess_fn(c.data, address=address)
+
+
+def _invocation_id(grid_cfg: GridConfig, studies: tuple[str, ...]) -> str:
+    d = grid_cfg.to_dict()
+    for k in ("address", "tracking_uri", "storage_path", "max_concurrent", "max_failures", "resources"):
+        d.pop(k, None)
+    d["studies"] = list(studies)
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+class TrialProgress(tune.Callback):
+    """A tqdm bar over a phase's trials (Tune's own table is silenced with verbose=0).
+
+    Tune pickles its run config (callbacks included) for ``Tuner.restore``; the bar is
+    made in ``setup`` and left out of the pickle, so a restored run gets a fresh one.
+    """
+
+    def __init__(self, desc: str):
+        self.desc = desc
+        self.bar = None
+
+    def __getstate__(self):
+        return {"desc": self.desc, "bar": None}
+
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total_num_samples, desc=self.desc, unit="trial", file=sys.stderr, dynamic_ncols=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.bar is not None and "epoch" in result:
+            running = sum(1 for t in trials if t.status == "RUNNING")
+            self.bar.set_postfix_str(f"{running} running; {trial.config['trial']['name']} epoch {result['epoch']}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.write(f"trial {trial.config['trial']['name']} failed; traceback in {trial.local_path}/error.txt")
+
+    def on_experiment_end(self, trials, **info):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _specs(trials: list[Trial], ctx: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "cfg": to_dict(t.cfg),
+            "hash": t.hash,
+            "name": t.name,
+            "study": t.study,
+            "tags": {**t.tags(), **ctx["git"]},
+            **{k: ctx[k] for k in ("parent_id", "experiment_id", "uri", "home", "cpus")},
+        }
+        for t in trials
+    ]
+
+
+def _run_phase(
+    name: str,
+    desc: str,
+    trials: list[Trial],
+    grid_cfg: GridConfig,
+    ctx: dict[str, Any],
+    resume: bool,
+    train_fn: Callable | None,
+    outcome: GridOutcome,
+    verbose: bool,
+) -> None:
+    storage = ctx["storage"]
+    path = Path(storage) / name
+    trainable = _trainable if train_fn is None else tune.with_parameters(_trainable, train_fn=train_fn)
+    res = {"cpu": grid_cfg.resources.cpus, "gpu": grid_cfg.resources.gpus}
+    trainable = tune.with_resources(trainable, res)
+    done = tracking.finished_trials(ctx["experiment_id"], ctx["uri"]) if resume else {}
+    unique: dict[str, Trial] = {}
+    for t in trials:
+        unique.setdefault(t.hash, t)
+    todo = [t for h, t in unique.items() if h not in done]
+    outcome.skipped += [h for h in unique if h in done]
+    restorable = resume and tune.Tuner.can_restore(str(path))
+    if not todo and not restorable:
+        return
+    progress = TrialProgress(desc)
+    try:
+        if restorable:
+            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+        else:
+            if path.exists():  # an unfinished attempt Tune cannot restore from: start over
+                shutil.rmtree(path, ignore_errors=True)
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"trial": tune.grid_search(_specs(todo, ctx))},
+                tune_config=tune.TuneConfig(
+                    max_concurrent_trials=grid_cfg.max_concurrent or None,
+                    reuse_actors=True,
+                    trial_name_creator=lambda t: t.config["trial"]["name"],
+                    trial_dirname_creator=lambda t: t.config["trial"]["hash"],
+                ),
+                run_config=tune.RunConfig(
+                    name=name,
+                    storage_path=storage,
+                    failure_config=tune.FailureConfig(max_failures=grid_cfg.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    callbacks=[progress],
+                    verbose=0,
+                ),
+            )
+        results = tuner.fit()
+    finally:
+        progress.on_experiment_end([])
+    by_hash: dict[str, Any] = {}
+    for r in results:
+        h = (r.config or {}).get("trial", {}).get("hash")
+        if h:
+            by_hash[h] = r
+    for h, r in by_hash.items():
+        if r.error is not None:
+            outcome.failed.append(h)
+        elif r.metrics and r.metrics.get("done_ok"):
+            if h not in outcome.skipped:
+                outcome.ran.append(h)
+        else:
+            outcome.unfinished.append(h)
+        if r.error is None and r.checkpoint is not None:  # finished: weights are in MLflow
+            shutil.rmtree(r.checkpoint.path, ignore_errors=True)
+
+
+def run_grid(
+    grid_cfg: GridConfig,
+    studies: tuple[str, ...] = ("lambda", "grid", "layers"),
+    *,
+    resume: bool = True,
+    train_fn: Callable | None = None,
+    preprocess_fn: Callable | None = None,
+    verbose: bool = True,
+) -> GridOutcome:
+    """Run ``studies`` of ``grid_cfg`` (see the module docstring); returns a summary.
+
+    ``train_fn`` replaces ``fer_models.train.train`` (same contract; tests inject fakes)
+    and ``preprocess_fn`` replaces ``orchestrator.preprocess.preprocess``.
+    """
+    from orchestrator.ray_utils import init_ray
+
+    t_start = time.perf_counter()
+    studies = tuple(s for s in ("lambda", "grid", "layers") if s in studies)
+    if not studies:
+        raise ConfigError("nothing to run: pick at least one study of grid, lambda, layers")
+    uri = tracking.resolve_uri(grid_cfg.tracking_uri)  # unreachable server: one sentence, now
+    experiment_id = tracking.ensure_experiment(grid_cfg.experiment, uri)
+    all_cfgs = [t.cfg for s in studies for t in grid_cfg.expand(s)]
+    if train_fn is None:
+        _validate_names(all_cfgs)
+    home = str(paths.home())
+    storage = grid_cfg.storage_path or str(Path(home) / "ray")
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())
+        Path(storage).mkdir(parents=True, exist_ok=True)
+
+    inv = _invocation_id(grid_cfg, studies)
+    if not resume:
+        inv = f"{inv}-{int(time.time())}"
+    state_path = Path(home) / "grids" / f"{grid_cfg.experiment}-{inv}.json"
+    state = json.loads(state_path.read_text()) if resume and state_path.is_file() else {}
+
+    init_ray(grid_cfg.address)
+    _preprocess_all(all_cfgs, grid_cfg.address, preprocess_fn)
+
+    git = tracking.git_info()
+    parent_tags = {
+        tracking.STUDY_TAG: "+".join(studies),
+        "fer_orch.studies": ",".join(studies),
+        "fer_orch.invocation": inv,
+        "fer_orch.preset": grid_cfg.preset,
+    }
+    parent_id = tracking.start_grid_run(
+        experiment_id, f"{'+'.join(studies)}-{inv}", grid_cfg.to_yaml(), [], parent_tags, uri,
+        run_id=state.get("parent_id"),
+    )
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    state_path.write_text(json.dumps({"parent_id": parent_id}))
+    ctx = {"parent_id": parent_id, "experiment_id": experiment_id, "uri": uri, "home": home,
+           "cpus": grid_cfg.resources.cpus, "git": git, "storage": storage}
+    outcome = GridOutcome(grid_cfg.experiment, experiment_id, uri, parent_id, studies, 0.0, "", storage=storage)
+    listed: list[dict[str, Any]] = []
+
+    def record(trials: list[Trial]) -> None:
+        listed.extend({"hash": t.hash, "name": t.name, "study": t.study} for t in trials)
+        outcome.trials = listed
+        tracking.start_grid_run(experiment_id, "", grid_cfg.to_yaml(), listed, None, uri, run_id=parent_id)
+
+    status = "FAILED"
+    try:
+        if "lambda" in studies:
+            trials = grid_cfg.expand("lambda")
+            record(trials)
+            _run_phase(f"{grid_cfg.experiment}-{inv}-lambda", "λ ablation", trials, grid_cfg, ctx, resume, train_fn, outcome, verbose)
+        lam, source = choose_lambda(grid_cfg, experiment_id, uri)
+        outcome.lam, outcome.lam_source = lam, source
+        tracking.set_tags(parent_id, {"lambda": f"{lam:g}", "lambda_source": source}, uri)
+        rest = [t for s in studies if s != "lambda" for t in grid_cfg.expand(s, lam=lam)]
+        if rest:
+            record(rest)
+            if verbose:
+                print(f"fer-orch: λ = {lam:g} for {', '.join(s for s in studies if s != 'lambda')} ({source})", file=sys.stderr)
+            _run_phase(f"{grid_cfg.experiment}-{inv}-main-l{lam:g}", "+".join(s for s in studies if s != "lambda"), rest, grid_cfg, ctx, resume, train_fn, outcome, verbose)
+        status = "FINISHED" if outcome.ok else ("KILLED" if outcome.unfinished and not outcome.failed else "FAILED")
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracking.end_run(parent_id, status, uri)
+        outcome.wall_seconds = time.perf_counter() - t_start
+    if verbose:
+        print_summary(outcome)
+    return outcome
+
+
+def print_summary(o: GridOutcome) -> None:
+    n = len({t["hash"] for t in o.trials})
+    lines = [
+        f"fer-orch: {n} trials ({len(o.ran)} trained now, {len(set(o.skipped))} already finished, "
+        f"{len(o.failed)} failed, {len(o.unfinished)} unfinished) in {o.wall_seconds / 60:.1f} min",
+        f"  MLflow store:  {o.uri}",
+        f"  experiment:    {o.experiment} (parent run {o.parent_run_id})",
+        f"  Tune storage:  {o.storage}",
+        "  open the runs: fer-orch ui" + ("" if o.uri.startswith("http") else f" --tracking-uri {o.uri}"),
+        f"  tables/figs:   fer-orch report --experiment {o.experiment}",
+    ]
+    if not o.ok:
+        lines.append("  some trials did not finish: run the same command again to resume them")
+    print("\n".join(lines), file=sys.stderr)
