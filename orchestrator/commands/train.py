@@ -1,3 +1,84 @@
-"""`fer-orch` commands: train."""
+"""`fer-orch train`: one training run, locally, no Ray (fer_models.train.train with a progress bar)."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+
+from fer_models.errors import ConfigError
+
+
+def _kv(items: tuple[str, ...]) -> dict:
+    import yaml
+
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ConfigError(f"--method-kw expects KEY=VALUE, got '{it}'")
+        k, v = it.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def _fmt(v) -> str:
+    return "nan" if isinstance(v, float) and math.isnan(v) else (f"{v:.4f}" if isinstance(v, float) else str(v))
+
+
+@click.command("train")
+@click.option("--dataset", required=True, help="A dataset name (fer-orch list datasets), e.g. synthetic-rafdb.")
+@click.option("--method", required=True, help="A method name (fer-orch list methods), e.g. cam.")
+@click.option("--backbone", default="resnet-tiny", show_default=True, help="A backbone name (fer-orch list backbones).")
+@click.option("--pretrained", default="false", show_default=True, help="false, true (timm hub) or a local weights file.")
+@click.option("--au/--no-au", default=True, show_default=True, help="Add the AU alignment loss (paper 002, Eq. 3).")
+@click.option("--lambda", "lam", type=float, default=1.0, show_default=True, help="Weight of the AU loss.")
+@click.option("--layers", default="5", show_default=True, help="Aligned layers, e.g. 5 or 5+4+3.")
+@click.option("--epochs", type=int, default=5, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True)
+@click.option("--image-size", type=int, default=48, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--method-kw", multiple=True, help="Method hyper-parameter KEY=VALUE (repeatable), e.g. alpha=0.6.")
+@click.option("--root", default=None, help="Dataset root on disk (default: the reader's).")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Run folder (default under FER_ORCH_HOME/runs).")
+@click.option("--resume/--no-resume", default=True, show_default=True)
+def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, batch_size, lr, image_size, seed,
+              device, method_kw, root, out, resume):
+    """Train one METHOD on DATASET (with or without AU alignment) and print its test metrics."""
+    import torch
+
+    from fer_models import paths
+    from fer_models.config import DataConfig, TrainConfig, parse_layers
+    from fer_models.metrics import EvalResult, save_figures
+    from fer_models.registry import METHODS
+    from fer_models.train import train
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    METHODS.get(method)  # unknown method: one red line before any data work
+    cfg = TrainConfig(
+        method=method, backbone=backbone, pretrained=pretrained, au=au, lam=lam, layers=parse_layers(layers),
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, method_kwargs=_kv(method_kw),
+        data=DataConfig(dataset=dataset, root=root, image_size=image_size),
+    )
+    run_dir = Path(out) if out else paths.home() / "runs" / f"{dataset}-{method}-{'au' if au else 'noau'}-s{seed}"
+    click.echo(f"run folder: {run_dir}")
+
+    def on_epoch(epoch, m):
+        click.echo(f"epoch {epoch}: loss {m['train_loss']:.3f}  val CL {m['val_cl']:.2f}  "
+                   f"CAM-COS {_fmt(m['val_cam_cos'])}  ATT-COS {_fmt(m['val_att_cos'])}  lr {m['lr']:.4g}")
+
+    res = train(cfg, run_dir, on_epoch=on_epoch, resume=resume, progress=True)
+    figs = save_figures(EvalResult(res.test, res.confusion, res.cosine_matrix, res.mean_maps), run_dir,
+                        title=f"{method} {'w/' if au else 'w/o'} AU on {dataset}")
+    (run_dir / "history.json").write_text(json.dumps(res.history, indent=2))
+    click.secho(f"\ntest metrics ({method}, {'w/' if au else 'w/o'} AU, backbone {res.backbone}, "
+                f"best epoch {res.best_epoch}, {res.seconds:.1f} s)", bold=True)
+    for k in ("cl", "cam_cos", "att_cos", "gt_cam_cos", "gt_att_cos"):
+        click.echo(f"  {k:<11} {_fmt(res.test.get(k, float('nan')))}")
+    click.echo(f"weights: {res.best_path}\nfigures: {', '.join(str(p) for p in figs)}")
+
+
+COMMANDS: list = [train_cmd]

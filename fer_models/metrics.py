@@ -1,0 +1,207 @@
+"""Evaluation metrics of paper 002 (Sec. 4.1) and the figures built from them.
+
+- ``cl``: classification accuracy in percent (as paper 002's tables print it).
+- ``cam_cos``: cosine (Eq. 2) between the CAM of the *true* class (``FERModel.class_maps``,
+  min-max normalised) resized to the AU map's size and the AU map A.
+- ``att_cos``: the same for the attention T_l (Eq. 1, min-max normalised) of the aligned
+  layer ``att_layer``; the trainer passes the first of ``cfg.layers`` (5 by default, the
+  layer of paper 002's Table 2), with or without AU so both runs are measured alike.
+  ``att_cos_1..5`` give every layer.
+- Localisation metrics only use samples whose AU map is defined and whose label is not
+  neutral (neutral has no AU). On synthetic data ``gt_cam_cos`` / ``gt_att_cos`` compare
+  with the map of the AUs truly active in the image (``gt_au_map``, where ``gt_valid``).
+- ``confusion`` (K x K, rows true, columns predicted); ``cosine_matrix`` (K x 6: rows classes,
+  columns layers 1..5 + CAM, NaN where a class has no valid sample, e.g. neutral);
+  ``mean_maps``: per-class mean CAM and attention at the map size, for Figs. 6-9.
+
+Resizing to the AU map: bilinear when up-sampling (the paper's wording), area averaging
+when a map is larger than A (Grad-CAM maps come at input size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fer_models.labels import NEUTRAL, class_names
+from fer_models.losses import attention, cosine
+from fer_models.methods._base import FERModel, minmax
+
+COSINE_COLUMNS = ("layer1", "layer2", "layer3", "layer4", "layer5", "cam")
+METRIC_KEYS = ("cl", "cam_cos", "att_cos", "gt_cam_cos", "gt_att_cos")
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    confusion: np.ndarray
+    cosine_matrix: np.ndarray
+    mean_maps: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def to_size(m: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, h, w) -> (B, size, size): bilinear up, area down."""
+    if m.shape[-2:] == (size, size):
+        return m
+    mode = "bilinear" if m.shape[-1] < size else "area"
+    kw = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(m.unsqueeze(1).float(), size=(size, size), mode=mode, **kw)[:, 0]
+
+
+def _uses_builtin_cams(model: FERModel) -> bool:
+    return type(model).class_maps is FERModel.class_maps
+
+
+def to_device(batch: dict, device: torch.device | str) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def evaluate(
+    model: FERModel,
+    loader,
+    *,
+    num_classes: int,
+    att_layer: int = 5,
+    device: torch.device | str = "cpu",
+    maps: bool = True,
+    mean_maps: bool = False,
+    progress: bool = False,
+    desc: str = "eval",
+) -> EvalResult:
+    """Classification and localisation metrics of ``model`` over ``loader`` (batched)."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    K = num_classes
+    conf = np.zeros((K, K), dtype=np.int64)
+    cos_sum = np.zeros((K, len(COSINE_COLUMNS)))
+    cos_cnt = np.zeros((K, 1))
+    sums = {k: 0.0 for k in ("cam", "att", "gt_cam", "gt_att")}
+    cnts = {k: 0 for k in sums}
+    layer_sum, layer_cnt = np.zeros(5), 0
+    mm: dict[str, Any] = {}
+    mm_cnt = np.zeros(K)
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        batch = to_device(batch, device)
+        x, y = batch["image"], batch["label"]
+        with torch.no_grad():
+            out = model(x)
+        pred = out.logits.argmax(1)
+        np.add.at(conf, (y.cpu().numpy(), pred.cpu().numpy()), 1)
+        if not maps:
+            continue
+        a = batch["au_map"][:, 0].float()
+        M = a.shape[-1]
+        if _uses_builtin_cams(model) and out.cams is not None:
+            idx = torch.arange(x.shape[0], device=x.device)
+            cam = minmax(out.cams[idx, y].detach().float())
+        else:
+            cam = model.class_maps(x, y)
+        cam = to_size(cam, M)
+        atts = {l: to_size(minmax(attention(out.features[l]).detach().float()), M) for l in range(1, 6) if l in out.features}
+        att = atts[att_layer]
+        not_neutral = y != NEUTRAL
+        loc = batch["au_valid"].bool() & not_neutral
+        c_cam, c_att = cosine(cam, a), cosine(att, a)
+        if loc.any():
+            sums["cam"] += float(c_cam[loc].sum())
+            sums["att"] += float(c_att[loc].sum())
+            cnts["cam"] += int(loc.sum())
+            cnts["att"] += int(loc.sum())
+            cols = [cosine(atts[l], a) for l in range(1, 6)] + [c_cam]
+            colm = torch.stack(cols, 1)[loc].cpu().numpy()
+            layer_sum += colm[:, :5].sum(0)
+            layer_cnt += colm.shape[0]
+            yl = y[loc].cpu().numpy()
+            np.add.at(cos_sum, yl, colm)
+            np.add.at(cos_cnt, yl, 1)
+        if "gt_au_map" in batch and "gt_valid" in batch:
+            gt = batch["gt_valid"].bool() & not_neutral
+            if gt.any():
+                g = batch["gt_au_map"][:, 0].float()
+                if g.shape[-1] != M:
+                    g = to_size(g, M)
+                sums["gt_cam"] += float(cosine(cam, g)[gt].sum())
+                sums["gt_att"] += float(cosine(att, g)[gt].sum())
+                cnts["gt_cam"] += int(gt.sum())
+                cnts["gt_att"] += int(gt.sum())
+        if mean_maps:
+            yk = y.cpu().numpy()
+            for key, m in (("cam", cam), ("att", att)):
+                if key not in mm:
+                    mm[key] = np.zeros((K, M, M))
+                np.add.at(mm[key], yk, m.cpu().numpy())
+            np.add.at(mm_cnt, yk, 1)
+
+    nan = float("nan")
+    total = conf.sum()
+    metrics = {"cl": 100.0 * float(np.trace(conf)) / float(total) if total else nan}
+    if maps:
+        for key, name in (("cam", "cam_cos"), ("att", "att_cos"), ("gt_cam", "gt_cam_cos"), ("gt_att", "gt_att_cos")):
+            metrics[name] = sums[key] / cnts[key] if cnts[key] else nan
+        for l in range(5):
+            metrics[f"att_cos_{l + 1}"] = float(layer_sum[l] / layer_cnt) if layer_cnt else nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos_mat = np.where(cos_cnt > 0, cos_sum / np.maximum(cos_cnt, 1), np.nan)
+    means = {k: v / np.maximum(mm_cnt, 1)[:, None, None] for k, v in mm.items()}
+    return EvalResult(metrics=metrics, confusion=conf, cosine_matrix=cos_mat, mean_maps=means)
+
+
+def save_figures(result: EvalResult, out_dir: Path, title: str = "") -> list[Path]:
+    """Confusion matrix, cosine matrix (Figs. 10-11) and per-class mean maps (Figs. 6-9) as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    K = result.confusion.shape[0]
+    names = class_names(K)
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    conf = result.confusion / np.maximum(result.confusion.sum(1, keepdims=True), 1)
+    for ax, mat, cols, ttl in (
+        (axes[0], conf, names, "confusion (row-normalised)"),
+        (axes[1], result.cosine_matrix, list(COSINE_COLUMNS), "cosine with AU map"),
+    ):
+        im = ax.imshow(mat, vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+        ax.set_yticks(range(K), names)
+        for i in range(mat.shape[0]):
+            for j in range(mat.shape[1]):
+                if np.isfinite(mat[i, j]):
+                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+        ax.set_title(ttl)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(title)
+    fig.tight_layout()
+    p = out_dir / "matrices.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    paths.append(p)
+    if result.mean_maps:
+        keys = list(result.mean_maps)
+        fig, axes = plt.subplots(len(keys), K, figsize=(1.6 * K, 1.7 * len(keys)), squeeze=False)
+        for r, key in enumerate(keys):
+            for c in range(K):
+                ax = axes[r][c]
+                ax.imshow(result.mean_maps[key][c], cmap="jet", vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(names[c], fontsize=8)
+                if c == 0:
+                    ax.set_ylabel(f"mean {key}", fontsize=8)
+        fig.suptitle(title)
+        fig.tight_layout()
+        p = out_dir / "mean_maps.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    return paths

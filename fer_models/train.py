@@ -1,0 +1,252 @@
+"""One training run: data, model, optimiser, schedule, AU alignment loss, checkpoint selection.
+
+``train(cfg, run_dir)`` (docs/contracts.md, "Training"):
+
+- seeds torch, numpy and random from ``cfg.seed``; builds the loaders
+  (``fer_models.data.dataset.build_loaders``: validation carved from train by the reader,
+  never test) and the model (``fer_models.methods.build_model``);
+- optimiser ``sgd`` (paper 002; momentum, weight decay), ``adam`` or ``adamw``; schedule
+  ``cosine`` (per step, to 0 at the last step), ``step`` (x0.1 at 1/3 and 2/3 of the epochs)
+  or ``none``; AMP (bf16 where supported, else fp16 with a grad scaler) and channels_last
+  only on CUDA;
+- loss per batch: the method's classification loss (+ lambda * AU alignment, Eq. 3, on
+  ``cfg.layers`` when ``cfg.au``); a method may first transform the batch (CutMix);
+- after each epoch: validation CL / CAM-COS / ATT-COS, ``run_dir/checkpoint.pt`` (model,
+  optimizer, scheduler, epoch, best, history, torch RNG), ``run_dir/best.pt`` (state_dict
+  only) when validation accuracy improves, then ``on_epoch(epoch, metrics)``;
+- resumes from ``checkpoint.pt`` (``resume=True``) at the epoch after the saved one; the
+  data order of the remaining epochs is not the one an uninterrupted run would have seen
+  (the loaders restart their seeded shuffles);
+- finally evaluates ``best.pt`` on test (metrics, confusion, cosine matrix, mean maps) and
+  writes ``run_dir/test_metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from fer_models.config import TrainConfig
+from fer_models.errors import ConfigError
+from fer_models.losses import au_alignment_loss
+from fer_models.metrics import evaluate, to_device
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainResult:
+    best_path: Path
+    best_epoch: int
+    test: dict[str, float]
+    history: list[dict[str, float]]
+    confusion: np.ndarray
+    cosine_matrix: np.ndarray
+    mean_maps: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time of this call (training + evaluation)
+    num_classes: int = 7
+    backbone: str | None = None  # the backbone actually used (see methods.resolve_backbone)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' was requested but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    name = cfg.optimizer.lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"unknown optimizer '{cfg.optimizer}'; use sgd, adam or adamw")
+
+
+def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
+    """A per-step scheduler (``scheduler.step()`` after every optimiser step)."""
+    name = cfg.scheduler.lower()
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    if name == "step":
+        marks = sorted({max(1, total // 3), max(1, 2 * total // 3)})
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=marks, gamma=0.1)
+    if name in ("none", "constant"):
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _s: 1.0)
+    raise ConfigError(f"unknown scheduler '{cfg.scheduler}'; use cosine, step or none")
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    on_epoch: EpochCallback | None = None,
+    resume: bool = True,
+    loaders: Any = None,
+    progress: bool = True,
+    cache_root: str | Path | None = None,
+) -> TrainResult:
+    """Train ``cfg`` into ``run_dir``; ``loaders`` (train/val/test/num_classes) overrides the data."""
+    from tqdm.auto import tqdm
+
+    from fer_models.methods import build_model
+
+    t0 = time.perf_counter()
+    if cfg.epochs < 1:
+        raise ConfigError(f"epochs must be at least 1, got {cfg.epochs}")
+    if cfg.lam < 0:
+        raise ConfigError(f"lambda (lam) must be >= 0 (paper 002, Eq. 3), got {cfg.lam}")
+    if not cfg.layers or any(not 1 <= int(l) <= 5 for l in cfg.layers):
+        raise ConfigError(f"layers are numbered 1..5 (paper 002, Table 3), got {cfg.layers}")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    cuda = device.type == "cuda"
+    seed_everything(cfg.seed)
+
+    if loaders is None:
+        from fer_models.data.dataset import build_loaders
+
+        loaders = build_loaders(cfg.data, cfg.batch_size, cfg.seed, cache_root, progress=progress)
+    num_classes = int(loaders.num_classes)
+    model = build_model(cfg, num_classes).to(device)
+    if cuda and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(cfg, model)
+    steps = max(1, len(loaders.train))
+    sched = make_scheduler(cfg, opt, steps)
+    use_amp = cuda and cfg.amp
+    amp_dtype = torch.bfloat16 if (use_amp and torch.cuda.is_bf16_supported()) else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    layers = tuple(int(l) for l in cfg.layers)
+    att_layer = layers[0]
+
+    ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
+    start, best_epoch, best_cl, history = 1, 0, -math.inf, []
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        if "rng" in state:
+            torch.set_rng_state(state["rng"].cpu())
+        start = int(state["epoch"]) + 1
+        best_epoch, best_cl = int(state["best"]["epoch"]), float(state["best"]["cl"])
+        history = list(state["history"])
+
+    for epoch in range(start, cfg.epochs + 1):
+        te = time.perf_counter()
+        model.train()
+        tot = {"loss": 0.0, "ce": 0.0, "align": 0.0}
+        n_batches = 0
+        bar = tqdm(loaders.train, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
+        for batch in bar:
+            batch = to_device(batch, device)
+            if cuda and cfg.channels_last:
+                batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+            batch = model.transform_batch(batch)
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                out = model(batch["image"], labels=batch["label"])
+                ce = model.classification_loss(out, batch)
+                if cfg.au and cfg.lam > 0:
+                    align = au_alignment_loss(out.features, batch["au_map"], batch["au_valid"], layers)
+                    loss = ce + cfg.lam * align
+                else:
+                    align = ce.new_zeros(())
+                    loss = ce
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            n_batches += 1
+            tot["loss"] += float(loss.detach())
+            tot["ce"] += float(ce.detach())
+            tot["align"] += float(align.detach())
+            bar.set_postfix(loss=f"{tot['loss'] / n_batches:.3f}", align=f"{tot['align'] / n_batches:.3f}")
+        if n_batches == 0:
+            raise ConfigError("the training split gave no batch; lower batch_size or check the dataset")
+        val = evaluate(model, loaders.val, num_classes=num_classes, att_layer=att_layer, device=device,
+                       progress=progress, desc="val")
+        metrics = {
+            "train_loss": tot["loss"] / n_batches,
+            "train_ce": tot["ce"] / n_batches,
+            "train_align": tot["align"] / n_batches,
+            "val_cl": val.metrics["cl"],
+            "val_cam_cos": val.metrics.get("cam_cos", float("nan")),
+            "val_att_cos": val.metrics.get("att_cos", float("nan")),
+            "lr": float(opt.param_groups[0]["lr"]),
+            "epoch_seconds": time.perf_counter() - te,
+        }
+        history.append({"epoch": float(epoch), **metrics})
+        vcl = metrics["val_cl"]
+        # best validation accuracy; without a validation split, the latest epoch
+        if best_epoch == 0 or not _finite(vcl) or vcl > best_cl:
+            best_epoch, best_cl = epoch, (vcl if _finite(vcl) else -math.inf)
+            _atomic_save(model.state_dict(), best_path)
+        ckpt = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch,
+            "best": {"epoch": best_epoch, "cl": best_cl},
+            "history": history,
+            "rng": torch.get_rng_state(),
+        }
+        _atomic_save(ckpt, ckpt_path)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+
+    model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+    test = evaluate(model, loaders.test, num_classes=num_classes, att_layer=att_layer, device=device,
+                    mean_maps=True, progress=progress, desc="test")
+    seconds = time.perf_counter() - t0
+    (run_dir / "test_metrics.json").write_text(
+        json.dumps({"best_epoch": best_epoch, "seconds": seconds, **test.metrics}, indent=2)
+    )
+    return TrainResult(
+        best_path=best_path,
+        best_epoch=best_epoch,
+        test=test.metrics,
+        history=history,
+        confusion=test.confusion,
+        cosine_matrix=test.cosine_matrix,
+        mean_maps=test.mean_maps,
+        seconds=seconds,
+        num_classes=num_classes,
+        backbone=getattr(model, "backbone_name", None),
+    )

@@ -1,0 +1,124 @@
+"""train(): checkpoints every epoch, resumes, selects on validation, evaluates on test; the CLI."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from fer_models.config import DataConfig, TrainConfig
+from fer_models.errors import ConfigError
+from fer_models.methods import build_model
+from fer_models.train import train
+
+torch.set_num_threads(1)
+S, M, K = 32, 16, 7
+
+
+def _batches(n_batches: int, b: int, seed: int) -> list[dict]:
+    """Learnable fake data: class k has a bright square at a class-specific place; the AU map marks it."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_batches):
+        y = torch.randint(0, K, (b,), generator=g)
+        x = 0.3 * torch.randn(b, 3, S, S, generator=g)
+        a = torch.zeros(b, 1, M, M)
+        for i, k in enumerate(y.tolist()):
+            r, c = divmod(k, 3)
+            x[i, :, 8 * r + 2 : 8 * r + 8, 8 * c + 2 : 8 * c + 8] += 2.0
+            a[i, 0, 4 * r + 1 : 4 * r + 4, 4 * c + 1 : 4 * c + 4] = 1.0
+        valid = y != 6
+        out.append({"image": x, "label": y, "au_map": a * valid[:, None, None, None], "au_valid": valid,
+                    "gt_au_map": a.clone(), "gt_valid": torch.ones(b, dtype=torch.bool)})
+    return out
+
+
+def _loaders(seed: int = 0):
+    return SimpleNamespace(train=_batches(4, 8, seed), val=_batches(1, 16, seed + 1),
+                           test=_batches(1, 16, seed + 2), num_classes=K)
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(method="cam", backbone="resnet-tiny", epochs=2, batch_size=8, lr=0.05, device="cpu",
+                data=DataConfig(image_size=S, map_size=M))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_writes_checkpoints_reports_epochs_and_evaluates_best(tmp_path):
+    seen = []
+    res = train(_cfg(), tmp_path, loaders=_loaders(), progress=False, on_epoch=lambda e, m: seen.append((e, m)))
+    assert [e for e, _ in seen] == [1, 2]
+    for _, m in seen:
+        assert {"train_loss", "val_cl", "val_cam_cos", "val_att_cos", "lr"} <= set(m)
+        assert math.isfinite(m["train_loss"]) and m["train_align"] > 0
+    assert res.best_path == tmp_path / "best.pt" and res.best_path.exists()
+    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "test_metrics.json").exists()
+    assert res.best_epoch in (1, 2)
+    best_val = max(h["val_cl"] for h in res.history)
+    assert res.history[res.best_epoch - 1]["val_cl"] == best_val  # selected on validation accuracy
+    assert {"cl", "cam_cos", "att_cos", "gt_cam_cos", "gt_att_cos"} <= set(res.test)
+    assert res.confusion.sum() == 16 and res.cosine_matrix.shape == (K, 6)
+    # best.pt is a plain state_dict that loads with weights_only into a fresh model
+    state = torch.load(res.best_path, weights_only=True)
+    build_model(_cfg(), K).load_state_dict(state)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
+
+
+def test_resume_continues_from_the_saved_epoch(tmp_path):
+    first = []
+    train(_cfg(epochs=1), tmp_path, loaders=_loaders(), progress=False, on_epoch=lambda e, m: first.append(e))
+    w1 = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
+    later = []
+    res = train(_cfg(epochs=3), tmp_path, loaders=_loaders(), progress=False, on_epoch=lambda e, m: later.append(e))
+    assert first == [1] and later == [2, 3]
+    assert len(res.history) == 3 and res.history[0]["epoch"] == 1
+    # without resume, training starts again at epoch 1
+    again = []
+    train(_cfg(epochs=1), tmp_path / "fresh", loaders=_loaders(), progress=False, resume=False,
+          on_epoch=lambda e, m: again.append(e))
+    assert again == [1]
+    w_again = torch.load(tmp_path / "fresh" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(w1[k], w_again[k]) for k in w1)  # seeded: same first epoch
+
+
+def test_au_loss_raises_att_cos_on_learnable_fake_data(tmp_path):
+    common = dict(epochs=3, lr=0.05, seed=0)
+    off = train(_cfg(au=False, **common), tmp_path / "off", loaders=_loaders(), progress=False)
+    on = train(_cfg(au=True, lam=4.0, **common), tmp_path / "on", loaders=_loaders(), progress=False)
+    assert on.history[-1]["train_align"] < on.history[0]["train_align"]
+    assert on.test["att_cos"] > off.test["att_cos"]
+
+
+def test_config_mistakes_fail_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="epochs"):
+        train(_cfg(epochs=0), tmp_path, loaders=_loaders(), progress=False)
+    with pytest.raises(ConfigError, match="optimizer"):
+        train(_cfg(optimizer="rmsprop"), tmp_path, loaders=_loaders(), progress=False)
+    with pytest.raises(ConfigError, match="layers"):
+        train(_cfg(layers=(6,)), tmp_path, loaders=_loaders(), progress=False)
+
+
+def test_cli_train_reports_a_user_mistake_in_one_red_line():
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    r = CliRunner().invoke(main, ["train", "--dataset", "synthetic-rafdb", "--method", "nope"])
+    assert r.exit_code == 2
+    assert "unknown method 'nope'" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.slow
+def test_cli_train_end_to_end_on_synthetic_rafdb(tmp_path):
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    r = CliRunner().invoke(main, ["train", "--dataset", "synthetic-rafdb", "--method", "cam", "--backbone",
+                                  "resnet-tiny", "--epochs", "1", "--image-size", "32", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "cam_cos" in r.output and (tmp_path / "best.pt").exists()
