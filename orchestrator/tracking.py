@@ -281,6 +281,7 @@ def _search_all(c, experiment_id: str, filter_string: str) -> list:
 
 def grid_trials(parent_run_id: str, uri: str | None = None) -> list[dict[str, Any]]:
     """The ``grid/trials.json`` list of a parent run ([] when it has none)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     c = client(uri)
     with tempfile.TemporaryDirectory() as d:
         try:

@@ -1,0 +1,108 @@
+"""`fer-orch report` rebuilds the paper's tables from a hand-made MLflow store."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from orchestrator import tracking
+from orchestrator.report import build_report
+
+
+def _trial(uri, exp, parent, study, method, dataset, au, seed, metrics, lam=2.0, layers="5"):
+    h = f"{study}-{method}-{dataset}-{au}-{seed}-{lam}-{layers}"
+    tags = {
+        "method": method, "dataset": dataset, "au": str(au).lower(), "lambda": f"{lam:g}" if au else "0",
+        "layers": layers, "seed": str(seed), tracking.HASH_TAG: h, tracking.STUDY_TAG: study,
+    }
+    run = tracking.TrialRun(uri, exp, parent, h, tags)
+    run.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+    run.end("FINISHED")
+    return {"hash": h, "name": h, "study": study}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = tracking.ensure_experiment("rep", uri)
+    # main grid: cam (AU helps), gradcam (AU hurts CL), two seeds each, one dataset
+    gp = tracking.start_grid_run(exp, "grid", "x: 1\n", [], {"fer_orch.studies": "grid", "lambda": "2"}, uri)
+    trials = []
+    for seed, jitter in ((0, -1.0), (1, 1.0)):
+        trials.append(_trial(uri, exp, gp, "grid", "cam", "synthetic-rafdb", False, seed,
+                             {"cl": 80 + jitter, "cam_cos": 0.50, "att_cos": 0.4, "gt_cam_cos": 0.3, "gt_att_cos": 0.3}))
+        trials.append(_trial(uri, exp, gp, "grid", "cam", "synthetic-rafdb", True, seed,
+                             {"cl": 84 + jitter, "cam_cos": 0.70, "att_cos": 0.8, "gt_cam_cos": 0.5, "gt_att_cos": 0.6}))
+        trials.append(_trial(uri, exp, gp, "grid", "gradcam", "synthetic-rafdb", False, seed,
+                             {"cl": 82.0, "cam_cos": 0.55, "att_cos": 0.5, "gt_cam_cos": 0.3, "gt_att_cos": 0.3}))
+        trials.append(_trial(uri, exp, gp, "grid", "gradcam", "synthetic-rafdb", True, seed,
+                             {"cl": 81.0, "cam_cos": 0.60, "att_cos": 0.7, "gt_cam_cos": 0.4, "gt_att_cos": 0.5}))
+    tracking.start_grid_run(exp, "", "x: 1\n", trials, None, uri, run_id=gp)
+    tracking.end_run(gp, "FINISHED", uri)
+    # an unfinished trial must be ignored
+    bad = tracking.TrialRun(uri, exp, gp, "bad", {"method": "cam", "dataset": "synthetic-rafdb", "au": "true",
+                                                   tracking.HASH_TAG: trials[1]["hash"] + "x"})
+    bad.log_metrics({"test_cl": 1.0})
+    # λ ablation and layer ablation in another invocation
+    lp = tracking.start_grid_run(exp, "abl", "x: 1\n", [], {"fer_orch.studies": "lambda,layers"}, uri)
+    abl = [_trial(uri, exp, lp, "lambda", "cam", "synthetic-rafdb", False, 0, {"cl": 80, "cam_cos": 0.5, "att_cos": 0.4})]
+    for lam in (0.5, 2.0, 8.0):
+        abl.append(_trial(uri, exp, lp, "lambda", "cam", "synthetic-rafdb", True, 0,
+                          {"cl": 80 + lam, "cam_cos": 0.5 + lam / 20, "att_cos": 0.6}, lam=lam))
+    for layers, cl in (("1", 79.0), ("5", 85.0), ("5+4", 83.0)):
+        abl.append(_trial(uri, exp, lp, "layers", "cam", "synthetic-rafdb", True, 0,
+                          {"cl": cl, "cam_cos": 0.6, "att_cos": 0.7, "att_cos_5": 0.7}, layers=layers))
+    abl.append({**abl[0], "study": "layers"})  # the vanilla model is shared by both ablations
+    tracking.start_grid_run(exp, "", "x: 1\n", abl, None, uri, run_id=lp)
+    return uri, gp, lp
+
+
+def test_report_tables_from_mlflow(store, tmp_path):
+    uri, gp, lp = store
+    rep = build_report("rep", uri, tmp_path / "out")
+    assert rep.counts == {"grid": 8, "layers": 4, "lambda": 4}
+    t1 = pd.read_csv(tmp_path / "out" / "table1.csv")
+    cam = t1[(t1.method == "cam") & (t1.metric == "cl")].set_index("au")
+    assert cam.loc[True, "mean"] == pytest.approx(84.0) and cam.loc[False, "mean"] == pytest.approx(80.0)
+    assert cam.loc[True, "std"] == pytest.approx(2 ** 0.5)  # seeds 83 and 85
+    assert (cam["n"] == 2).all()
+    md = rep.markdown
+    # Table 1 row of cam: w/ AU in bold with an up arrow; gradcam CL went down
+    cam_row = next(line for line in md.splitlines() if line.startswith("| cam |"))
+    assert "**84.00 ± 1.41**" in cam_row and "↑ +4.00" in cam_row
+    grad_row = next(line for line in md.splitlines() if line.startswith("| gradcam |"))
+    assert "**82.00 ± 0.00**" in grad_row and "↓ -1.00" in grad_row
+    assert "Table 2" in md and "Table 1b" in md and "Table 3" in md
+    # the unfinished run's CL=1 never enters the tables
+    assert "1.00 |" not in cam_row
+    t3 = pd.read_csv(tmp_path / "out" / "table3_layers.csv")
+    assert list(t3["layers"].fillna("")) == ["", "1", "5", "5+4"]
+    assert t3.loc[t3.layers == "5", "cl_mean"].item() == pytest.approx(85.0)
+    f5 = pd.read_csv(tmp_path / "out" / "fig5_lambda.csv")
+    assert list(f5["lam"]) == [0.5, 2.0, 8.0]
+    for png in ("fig5_lambda.png", "deltas.png"):
+        assert (tmp_path / "out" / png).stat().st_size > 5000
+    # logged to the parent runs
+    c = tracking.client(uri)
+    assert "report/report.md" in {a.path for a in c.list_artifacts(gp, "report")}
+    assert "report/fig5_lambda.png" in {a.path for a in c.list_artifacts(lp, "report")}
+
+
+def test_report_unknown_experiment_is_one_sentence(tmp_path):
+    from fer_models.errors import FerOrchError
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(FerOrchError, match="no MLflow experiment 'nope'.*fer-orch grid"):
+        build_report("nope", uri, tmp_path / "out")
+
+
+def test_report_cli(store, tmp_path):
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    uri, _gp, _lp = store
+    res = CliRunner().invoke(main, ["report", "--experiment", "rep", "--tracking-uri", uri, "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 0, res.output
+    assert "Table 1" in res.output and (tmp_path / "o2" / "report.md").is_file()
