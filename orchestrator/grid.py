@@ -231,6 +231,20 @@ def _preprocess_all(cfgs: list[TrainConfig], address: str | None, preprocess_fn:
             preprocess_fn(c.data, address=address)
 
 
+def _routable_uri(uri: str, ray: Any) -> str:
+    """``http://localhost:5000`` -> ``http://<this node's IP>:5000`` on a multi-node cluster,
+    so trials on other nodes reach the head's MLflow server (cluster.yaml runs it there)."""
+    import urllib.parse
+
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme not in ("http", "https") or parsed.hostname not in ("localhost", "127.0.0.1"):
+        return uri
+    if sum(1 for n in ray.nodes() if n.get("Alive")) < 2:
+        return uri
+    ip = ray.util.get_node_ip_address()
+    return parsed._replace(netloc=f"{ip}:{parsed.port}" if parsed.port else ip).geturl()
+
+
 def _invocation_id(grid_cfg: GridConfig, studies: tuple[str, ...]) -> str:
     d = grid_cfg.to_dict()
     for k in ("address", "tracking_uri", "storage_path", "max_concurrent", "max_failures", "resources"):
@@ -399,7 +413,8 @@ def run_grid(
     state_path = Path(home) / "grids" / f"{grid_cfg.experiment}-{inv}.json"
     state = json.loads(state_path.read_text()) if resume and state_path.is_file() else {}
 
-    init_ray(grid_cfg.address)
+    ray = init_ray(grid_cfg.address)
+    uri = _routable_uri(uri, ray)
     _preprocess_all(all_cfgs, grid_cfg.address, preprocess_fn)
 
     git = tracking.git_info()
