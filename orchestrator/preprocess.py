@@ -33,7 +33,12 @@ AU_STAGE_CPUS = 0.25
 
 
 class LandmarkStage:
-    """Ray Data class UDF: one landmark backend per actor, reused for every batch."""
+    """Ray Data class UDF: one landmark backend per actor, reused for every batch.
+
+    (Ray keeps the constructor arguments in the object store and logs a one-line
+    "constructor arguments in the object store and max_restarts > 0" notice when the
+    pool starts, ray-project/ray#53727; harmless on a healthy cluster.)
+    """
 
     def __init__(self, backend_cls: Any, image_size: int, device: str):
         if device == "cpu" and "torch" in sys.modules:  # a torch backend: one actor ~ one CPU
@@ -108,6 +113,7 @@ def preprocess(
     ctx.execution_options.preserve_order = True  # manifest order: same shards as the serial path
     ctx.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # our summary says it all
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
 
     workers, resources, device = _resources(ray, backend_cls, num_workers)
     t0 = time.perf_counter()

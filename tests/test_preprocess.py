@@ -85,3 +85,23 @@ def test_cli_preprocess_is_registered_with_its_options():
         assert opt in res.output
     bad = CliRunner().invoke(main, ["preprocess", "--dataset", "no-such-dataset"])
     assert bad.exit_code == 2 and "no-such-dataset" in bad.output
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_cli_preprocess_builds_then_hits_the_cache_on_synthetic_data(ray_local, tmp_path):
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    args = ["preprocess", "--dataset", "synthetic-rafdb", "--image-size", "32", "--map-size", "16",
+            "--workers", "2", "--cache-root", str(tmp_path / "cache")]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "cache built" in first.output and "rows/s" in first.output and "failures: none" in first.output
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 0 and "cache hit" in second.output
+    (built,) = list((tmp_path / "cache" / "synthetic-rafdb").iterdir())
+    meta = cache.open_cache(built).meta
+    assert meta["pipeline"] == "ray" and meta["inputs"]["backend"] == "synthetic"
+    assert sum(meta["counts"].values()) == meta["rows_in"] > 1000

@@ -403,9 +403,13 @@ class CacheWriter:
         self.failures: list[tuple[str, str, str]] = []  # path, split, reason
         self.rows_in = 0
         self.stage_s = Counter()
+        self.first_batch_s: float | None = None
+        self.first_batch_rows = 0
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
         n = len(batch["row"])
+        if self.first_batch_s is None:  # start-up latency (Ray: workers starting), for benchmarks
+            self.first_batch_s, self.first_batch_rows = time.perf_counter() - self.t0, n
         self.rows_in += n
         self.stage_s["landmarks"] += float(np.sum(batch.get("t_landmarks", 0.0)))
         self.stage_s["au_maps"] += float(np.sum(batch.get("t_au", 0.0)))
@@ -475,6 +479,8 @@ class CacheWriter:
             "reader_skipped": dict(m.skipped),
             "reader_skipped_examples": {k: list(v) for k, v in m.skipped_examples.items()},
             "timings": {"total_s": round(seconds, 3),
+                        "first_batch_s": round(self.first_batch_s or 0.0, 3),
+                        "first_batch_rows": self.first_batch_rows,
                         **{f"{k}_s": round(v, 3) for k, v in self.stage_s.items()}},
             "rows_per_s": round(self.rows_in / seconds, 2) if seconds > 0 else None,
             "identities": sorted({s.identity for s in m.samples if s.identity is not None}),

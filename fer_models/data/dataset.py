@@ -166,7 +166,8 @@ def batch_loader(ds: FaceDataset, batch_size: int, shuffle: bool, seed: int = 0,
         sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(int(seed)))
     else:
         sampler = SequentialSampler(ds)
-    return DataLoader(ds, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None)
+    return DataLoader(ds, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None,
+                      pin_memory=torch.cuda.is_available())
 
 
 def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | Path | None = None,
