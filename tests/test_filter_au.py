@@ -148,6 +148,7 @@ def test_filter_au_job_finds_the_colour_aus_and_writes_its_files(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "filter_au_conv2.csv")))
     top = {int(r["filter"]): int(r["au"]) for r in rows}
     assert top == {0: 4, 1: 12}  # red filter <-> AU column 0, green filter <-> AU column 1
+    assert all(0 < float(r["peak_row_frac"]) < 1 and 0 < float(r["peak_col_frac"]) < 1 for r in rows)
     assert metrics["filter_au_max_kl"] > 0.5
     assert "AU4: Brow Lowerer" in (tmp_path / "filter_au_conv2.md").read_text()
     for f in ("kl_bars_conv2.png", "kl_matrix_conv2.csv", "topn_conv2.png", "topn_conv2.csv"):
