@@ -48,7 +48,7 @@ def plot_maps(
     layers = list(coords)
     methods = [m for m in ("pca", "umap") if any(m in coords[l] for l in layers)]
     ncol = 2 * len(methods)
-    fig, axes = plt.subplots(len(layers), ncol, figsize=(2.6 * ncol, 2.4 * len(layers)), squeeze=False)
+    fig, axes = plt.subplots(len(layers), ncol, figsize=(2.6 * ncol, 2.4 * len(layers) + 0.8), squeeze=False)
     for i, layer in enumerate(layers):
         for j, method in enumerate(methods):
             for c, kind in enumerate(("identity", "expression")):
@@ -70,11 +70,14 @@ def plot_maps(
         if h:
             handles, labels = h, l
             break
+    bottom = 0.0
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(8, len(labels)), fontsize=7, markerscale=3)
+        leg_cols = min(2 * ncol, len(labels))
+        fig.legend(handles, labels, loc="lower center", ncol=leg_cols, fontsize=7, markerscale=3)
+        bottom = 0.3 * -(-len(labels) // leg_cols) / fig.get_figheight()  # ~0.3 inch per legend row
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0.04 if handles else 0, 1, 0.97 if title else 1))
+    fig.tight_layout(rect=(0, bottom, 1, 1 - 0.3 / fig.get_figheight() if title else 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

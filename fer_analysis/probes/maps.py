@@ -96,5 +96,5 @@ def maps_probe(
     res.tables["maps"] = table
     res.files.append(write_csv(out_dir / "maps_silhouette_2d.csv", table))
     res.files.append(plot_maps(coords, rows_idx, emb.identity, emb.label, scores, out_dir / "maps.png",
-                               title or f"{emb.n} samples (UMAP on {len(sub)})"))
+                               title or f"{emb.n} samples" + (f" (UMAP on {len(sub)})" if umap else "")))
     return res
