@@ -224,3 +224,11 @@ def test_open_cache_refuses_an_unfinished_folder(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(DatasetError, match="meta.json"):
         cache.open_cache(tmp_path / "half")
+
+
+def test_preview_png_shows_stored_faces(manifest, tmp_path):
+    info = cache.prepare(manifest, FakeBackend, CODEBOOK, 16, 32, tmp_path / "c", progress=False)
+    out = cache.write_preview(info.dir, n=4)
+    assert out == info.dir / "preview.png"
+    img = np.asarray(Image.open(out))
+    assert img.ndim == 3 and img.shape[0] > 100 and img.std() > 10  # a real picture, not blank

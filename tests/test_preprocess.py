@@ -99,6 +99,7 @@ def test_cli_preprocess_builds_then_hits_the_cache_on_synthetic_data(ray_local, 
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
     assert "cache built" in first.output and "rows/s" in first.output and "failures: none" in first.output
+    assert "preview.png" in first.output
     second = CliRunner().invoke(main, args)
     assert second.exit_code == 0 and "cache hit" in second.output
     (built,) = list((tmp_path / "cache" / "synthetic-rafdb").iterdir())

@@ -34,7 +34,13 @@ def preprocess_cmd(dataset, root, landmarks, codebook, image_size, map_size, val
     cfg = DataConfig(dataset=dataset, root=root, landmarks=landmarks, codebook=codebook,
                      image_size=image_size, map_size=map_size, val_fraction=val_fraction,
                      split_seed=split_seed)
-    preprocess(cfg, address=address, num_workers=workers, cache_root=cache_root, echo=click.echo)
+    info = preprocess(cfg, address=address, num_workers=workers, cache_root=cache_root, echo=click.echo)
+    preview = info.dir / "preview.png"
+    if not preview.exists():
+        from fer_models.data.cache import write_preview
+
+        write_preview(info.dir, out=preview)
+    click.echo(f"  preview of faces with their AU maps: {preview}")
 
 
 COMMANDS: list = [preprocess_cmd]
