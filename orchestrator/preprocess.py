@@ -14,6 +14,11 @@ The driver consumes the stream with ``iter_batches`` (in manifest order:
 as the serial path, so both write identical shards. A cache hit returns before Ray is even
 started. Ray Data's own progress bars are turned off in favour of one tqdm bar over rows.
 
+On a multi-node cluster the image files must be readable at the same paths on every
+node (shared storage), as Ray Data sends paths, not pixels; the cache is written by the
+driver, under ``$FER_ORCH_HOME/cache`` unless ``cache_root`` says otherwise, which the
+training trials must see too.
+
 CPU budget: the AU stage asks for :data:`AU_STAGE_CPUS` of a CPU per task, and CPU
 landmark actors share the rest (at most one CPU each), so a pool as large as the cluster
 never starves the AU stage (Ray would otherwise wait forever for a free CPU).
@@ -60,7 +65,8 @@ def _resources(ray, backend_cls: Any, num_workers: int | None) -> tuple[int, dic
     cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
     if getattr(backend_cls, "uses_gpu", False) and gpus > 0:
         workers = int(num_workers or max(1, int(gpus)))
-        return workers, {"num_gpus": min(1.0, gpus / workers), "num_cpus": 0}, "cuda"
+        cpu = max(0.0, min(1.0, (cpus - AU_STAGE_CPUS) / workers))  # decoding runs on the CPU
+        return workers, {"num_gpus": min(1.0, gpus / workers), "num_cpus": cpu}, "cuda"
     workers = int(num_workers or max(1, int(cpus - AU_STAGE_CPUS)))
     per = min(1.0, (cpus - AU_STAGE_CPUS) / workers)
     if per <= 0:
@@ -110,6 +116,7 @@ def preprocess(
 
     ray = init_ray(address)
     ctx = ray.data.DataContext.get_current()
+    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
     ctx.execution_options.preserve_order = True  # manifest order: same shards as the serial path
     ctx.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # our summary says it all
@@ -149,6 +156,8 @@ def preprocess(
     except BaseException:
         writer.abort()
         raise
+    finally:
+        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
     info.seconds = time.perf_counter() - t0
     say(info.summary())
     return info

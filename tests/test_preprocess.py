@@ -106,3 +106,29 @@ def test_cli_preprocess_builds_then_hits_the_cache_on_synthetic_data(ray_local, 
     meta = cache.open_cache(built).meta
     assert meta["pipeline"] == "ray" and meta["inputs"]["backend"] == "synthetic"
     assert sum(meta["counts"].values()) == meta["rows_in"] > 1000
+
+
+def test_worker_resources_follow_the_cluster():
+    from fer_models.errors import ConfigError
+    from orchestrator.preprocess import AU_STAGE_CPUS, _resources
+
+    class FakeRay:
+        def __init__(self, **res):
+            self.res = res
+
+        def cluster_resources(self):
+            return self.res
+
+    class GpuBackend(FakeBackend):
+        uses_gpu = True
+
+    w, res, dev = _resources(FakeRay(CPU=16, GPU=2), GpuBackend, None)
+    assert (w, res["num_gpus"], dev) == (2, 1.0, "cuda")
+    w, res, dev = _resources(FakeRay(CPU=16, GPU=1), GpuBackend, 4)
+    assert (w, res["num_gpus"], dev) == (4, 0.25, "cuda")  # fractional GPUs
+    w, res, dev = _resources(FakeRay(CPU=16, GPU=1), FakeBackend, 2)  # CPU backend ignores GPUs
+    assert dev == "cpu" and res == {"num_cpus": 1.0} and "num_gpus" not in res
+    w, res, dev = _resources(FakeRay(CPU=2), FakeBackend, 2)
+    assert w == 2 and w * res["num_cpus"] + AU_STAGE_CPUS <= 2  # the AU stage still fits
+    with pytest.raises(ConfigError, match="--workers"):
+        _resources(FakeRay(CPU=0.2), FakeBackend, 1)
