@@ -156,3 +156,19 @@ def test_default_layers_drop_aliases_and_find_the_output_tap():
     emb2 = collect_embeddings(SeqNet(), _batches(3, 3), ["batchnorm_1", "dropout_1"])
     assert emb2.names == ["batchnorm_1", "dropout_1", OUTPUT_LAYER]
     np.testing.assert_array_equal(emb2.layers["batchnorm_1"], emb2.layers["dropout_1"])
+
+
+def test_paper004_cnn_default_layers_and_no_hook_left():
+    """The real paper-004 CNN (fer_models METHODS 'light-cnn'): Keras-style names, output tap, clean model."""
+    from fer_analysis.hooks import hook_count
+    from fer_models.config import DataConfig, TrainConfig
+    from fer_models.methods import build_model
+
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(method="light-cnn", data=DataConfig(image_size=32)))
+    emb = collect_embeddings(model, _batches(4, 2))
+    assert emb.output_layer == "out_layer" and emb.penultimate() == "dropout_4"
+    assert {"batchnorm_1", "flatten", "dropout_4"} <= set(emb.names)
+    assert "batchnorm_7" in emb.dropped  # aliased by dropout_4 in eval mode
+    assert emb.layers["out_layer"].shape == (4, 7)
+    assert hook_count(model) == 0
