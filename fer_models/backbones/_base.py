@@ -8,6 +8,7 @@ layer ``l`` (pytorch-grad-cam's target layer, analysis taps).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Callable
 
@@ -52,7 +53,10 @@ def create_timm(name: str, pretrained: str | bool, **kwargs) -> nn.Module:
     pretrained = wants_pretrained(pretrained)
     if pretrained is True:
         try:
-            return timm.create_model(name, pretrained=True, **kwargs)
+            if _hub_reachable():
+                return timm.create_model(name, pretrained=True, **kwargs)
+            with _hub_offline():  # weights already in the local cache still load
+                return timm.create_model(name, pretrained=True, **kwargs)
         except Exception as e:  # network, hub or cache failure
             raise MissingWeightsError(
                 f"pretrained weights for '{name}' could not be fetched from the timm hub ({type(e).__name__}); "
@@ -62,6 +66,35 @@ def create_timm(name: str, pretrained: str | bool, **kwargs) -> nn.Module:
     if pretrained:
         load_local_weights(model, pretrained, name)
     return model
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """A quick check, so an offline machine fails in seconds, not after the hub client's retries."""
+    import os
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline():
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    old = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = old
 
 
 def load_local_weights(model: nn.Module, path: str | Path, name: str) -> None:

@@ -48,7 +48,6 @@ def _fmt(v) -> str:
 def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, batch_size, lr, image_size, seed,
               device, method_kw, root, out, resume):
     """Train one METHOD on DATASET (with or without AU alignment) and print its test metrics."""
-    import torch
 
     from fer_models import paths
     from fer_models.config import DataConfig, TrainConfig, parse_layers
@@ -56,7 +55,6 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     from fer_models.registry import METHODS
     from fer_models.train import train
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     METHODS.get(method)  # unknown method: one red line before any data work
     cfg = TrainConfig(
         method=method, backbone=backbone, pretrained=pretrained, au=au, lam=lam, layers=parse_layers(layers),
