@@ -625,7 +625,9 @@ def prepare(
         raise
 
 
-def write_preview(cache_dir: str | Path, split: str = "train", n: int = 8, out: str | Path | None = None) -> Path:
+def write_preview(
+    cache_dir: str | Path, split: str = "train", n: int = 8, out: str | Path | None = None
+) -> Path:
     """PNG of ``n`` stored faces with their landmarks, codebook map and ground-truth map,
     so a person can check that the maps sit on the face (default ``<cache>/preview.png``)."""
     from fer_models.data.overlay import overlay_grid
@@ -635,8 +637,8 @@ def write_preview(cache_dir: str | Path, split: str = "train", n: int = 8, out: 
     if not d:
         raise DatasetError(f"cache {cache_dir} has no '{split}' rows to preview; pick another split")
     # one face per label first, so every expression's map shows up
-    order = list(dict.fromkeys(int(np.flatnonzero(d["label"] == k)[0]) for k in np.unique(d["label"])))
-    order += [i for i in range(len(d["row"])) if i not in order]
+    firsts = [int(np.flatnonzero(d["label"] == k)[0]) for k in np.unique(d["label"])]
+    order = firsts + [i for i in range(len(d["row"])) if i not in firsts]
     idx = order[:n]
     lms = [lm if np.isfinite(lm).all() else None for lm in d["landmarks"][idx]]
     return overlay_grid(

@@ -9,7 +9,8 @@ import click
 @click.option("--dataset", required=True, help="A dataset name (`fer-orch list datasets`).")
 @click.option("--root", default=None, help="Dataset root on disk (default: the reader's).")
 @click.option("--landmarks", default="auto", show_default=True,
-              help="Landmark backend (`fer-orch list landmarks`); auto = shipped/ground truth, else a detector.")
+              help="Landmark backend (`fer-orch list landmarks`); "
+                   "auto = shipped/ground truth, else a detector.")
 @click.option("--codebook", default="paper002", show_default=True, help="AU codebook.")
 @click.option("--image-size", default=64, show_default=True, type=int, help="Stored image side (px).")
 @click.option("--map-size", default=32, show_default=True, type=int, help="AU-map side (cells).")
