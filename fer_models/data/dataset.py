@@ -2,8 +2,8 @@
 
 Items follow docs/contracts.md ("Cache and training data"). The cache already holds
 resized uint8 images, so nothing here decodes a JPEG. For speed on CPU a split's columns
-are held as whole tensors (or memory-mapped shards when the images exceed
-``MAX_IN_MEMORY_BYTES``), and ``dataset[list_of_indices]`` returns a whole *batch* dict in
+are held as whole arrays (or memory-mapped shards when images + maps exceed
+``MAX_IN_MEMORY_BYTES``, e.g. AffectNet at 224 px), and ``dataset[list_of_indices]`` returns a whole *batch* dict in
 one vectorised gather + augmentation; :func:`build_loaders` uses it through a
 ``BatchSampler`` with ``batch_size=None``, so batches come out exactly as the default
 collate would stack the per-item dicts, without per-item Python overhead.
@@ -23,10 +23,13 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from fer_models.data import cache as _cache
 from fer_models.data.cache import cache_dir_for
 from fer_models.data.augment import AugmentParams, augment_batch
+from fer_models.data.manifest import SPLITS
+from fer_models.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MAX_IN_MEMORY_BYTES = 4 * 2**30  # images above this stay memory-mapped on disk
+MAX_IN_MEMORY_BYTES = 4 * 2**30  # images + maps above this stay memory-mapped on disk
+BIG_COLUMNS = ("image", "au_map", "gt_au_map")
 
 
 class FaceDataset(Dataset):
@@ -58,31 +61,30 @@ class FaceDataset(Dataset):
         self.image_size = int(image_size or self.stored_size)
         self.num_classes = int(meta.get("num_classes", 7))
         self.au_ids = tuple(meta["inputs"]["au_ids"])
-        n_img_bytes = self.info.counts.get(split, 0) * self.stored_size**2 * 3
+        if split not in SPLITS:
+            raise ConfigError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
+        n_rows = self.info.counts.get(split, 0)
+        big_bytes = n_rows * (self.stored_size**2 * 3 + 2 * 4 * self.map_size**2)
         shards = list(_cache.iter_shards(self.cache_dir, split, mmap=True))
-        if shards and n_img_bytes <= MAX_IN_MEMORY_BYTES:
+        if shards and big_bytes <= MAX_IN_MEMORY_BYTES:
             shards = [{k: np.concatenate([s[k] for s in shards]) for k in shards[0]}]
-        self._images = [s["image"] for s in shards]  # (n, S, S, 3) uint8, arrays or memmaps
+        # images and maps: one array per shard (memory-mapped when large), gathered per batch
+        self._big = {k: [s[k] for s in shards] for k in BIG_COLUMNS}
         self._offsets = np.cumsum([0] + [len(s["row"]) for s in shards])
-        small = {
-            k: np.concatenate([s[k] for s in shards]) if shards else None
-            for k in ("label", "au_map", "au_valid", "gt_au_map", "gt_valid", "valence",
-                      "arousal", "aus", "identity", "row")
-        }  # fmt: skip
         self.n = int(self._offsets[-1])
-        if self.n == 0:
-            m = self.map_size
-            small = {"label": np.zeros(0, np.int64), "au_map": np.zeros((0, m, m), np.float32),
-                     "au_valid": np.zeros(0, bool), "gt_au_map": np.zeros((0, m, m), np.float32),
-                     "gt_valid": np.zeros(0, bool), "valence": np.zeros(0, np.float32),
-                     "arousal": np.zeros(0, np.float32), "row": np.zeros(0, np.int64),
-                     "aus": np.zeros((0, len(self.au_ids)), np.float32),
-                     "identity": np.zeros(0, str)}  # fmt: skip
+        m = self.map_size
+        empty = {"label": np.zeros(0, np.int64), "au_valid": np.zeros(0, bool),
+                 "gt_valid": np.zeros(0, bool), "valence": np.zeros(0, np.float32),
+                 "arousal": np.zeros(0, np.float32), "row": np.zeros(0, np.int64),
+                 "aus": np.zeros((0, len(self.au_ids)), np.float32), "identity": np.zeros(0, str)}
+        small = {k: np.concatenate([s[k] for s in shards]) if shards else v for k, v in empty.items()}
+        if not shards:
+            self._big = {"image": [np.zeros((0, self.stored_size, self.stored_size, 3), np.uint8)],
+                         "au_map": [np.zeros((0, m, m), np.float32)],
+                         "gt_au_map": [np.zeros((0, m, m), np.float32)]}
         ids = {name: i for i, name in enumerate(meta.get("identities", []))}
         self.label = torch.as_tensor(small["label"].astype(np.int64))
-        self.au_map = torch.as_tensor(small["au_map"].astype(np.float32)).unsqueeze(1)
         self.au_valid = torch.as_tensor(small["au_valid"].astype(bool))
-        self.gt_au_map = torch.as_tensor(small["gt_au_map"].astype(np.float32)).unsqueeze(1)
         self.gt_valid = torch.as_tensor(small["gt_valid"].astype(bool))
         self.identity = torch.as_tensor(
             np.array([ids.get(str(x), -1) if str(x) else -1 for x in small["identity"]], np.int64)
@@ -97,16 +99,17 @@ class FaceDataset(Dataset):
     def __len__(self) -> int:
         return self.n
 
-    def _gather_images(self, idx: np.ndarray) -> torch.Tensor:
-        if len(self._images) == 1:
-            arr = self._images[0][idx]
+    def _gather(self, col: str, idx: np.ndarray) -> torch.Tensor:
+        parts = self._big[col]
+        if len(parts) == 1:
+            arr = parts[0][idx]
         else:  # memory-mapped shards: read each shard's rows, then restore the order
-            arr = np.empty((len(idx), self.stored_size, self.stored_size, 3), np.uint8)
+            arr = np.empty((len(idx),) + parts[0].shape[1:], parts[0].dtype)
             shard = np.searchsorted(self._offsets, idx, side="right") - 1
             for k in np.unique(shard):
                 sel = np.flatnonzero(shard == k)
-                arr[sel] = self._images[k][idx[sel] - self._offsets[k]]
-        return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)
+                arr[sel] = parts[k][idx[sel] - self._offsets[k]]
+        return torch.from_numpy(np.ascontiguousarray(arr))
 
     def get_batch(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -114,11 +117,12 @@ class FaceDataset(Dataset):
             raise IndexError(f"index out of range for a split of {self.n} rows")
         idx = np.where(idx < 0, idx + self.n, idx)
         t = torch.from_numpy(idx)
-        image = self._gather_images(idx).float().div_(255.0)
+        image = self._gather("image", idx).permute(0, 3, 1, 2).float().div_(255.0)
         if self.image_size != self.stored_size:
             image = F.interpolate(image, size=(self.image_size,) * 2, mode="bilinear",
                                   align_corners=False, antialias=True)
-        au_map, gt_au_map = self.au_map[t], self.gt_au_map[t]
+        au_map = self._gather("au_map", idx).unsqueeze(1)
+        gt_au_map = self._gather("gt_au_map", idx).unsqueeze(1)
         if self.augment and len(idx):
             image, (au_map, gt_au_map) = augment_batch(
                 image, [au_map, gt_au_map], self.generator, self.augment_params
