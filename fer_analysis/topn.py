@@ -32,6 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fer_analysis.hooks import LogitsOnly, capture, resolve_layer, tap_layers
+from fer_models.errors import ConfigError, DatasetError
 
 
 # ----------------------------------------------------------------------------- data access
@@ -77,8 +78,6 @@ def default_layer(model: nn.Module, x: torch.Tensor) -> str:
     convs = [n for n in spatial if isinstance(layers[n], nn.Conv2d)]
     spatial = convs or spatial
     if not spatial:
-        from fer_models.errors import ConfigError
-
         raise ConfigError("this model has no convolutional tap layer to visualise; pass --layer explicitly")
     order = list(acts)  # dict order = order of first call in the forward pass
     return max(spatial, key=order.index)
@@ -130,8 +129,6 @@ def layer_max_responses(
             fwd(x)
             a = acts[name]
             if a.dim() != 4:
-                from fer_models.errors import ConfigError
-
                 raise ConfigError(f"layer '{name}' gives a {a.dim()}-d output; choose a convolutional layer")
             fhw, ihw = tuple(a.shape[-2:]), tuple(x.shape[-2:])
             v, i = a.flatten(2).max(dim=2)
@@ -143,8 +140,6 @@ def layer_max_responses(
             if "aus" in extras:
                 aus.append(torch.as_tensor(extras["aus"]).float().cpu())
     if not vals:
-        from fer_models.errors import DatasetError
-
         raise DatasetError("the data loader gave no images; check the run's dataset and split")
     return Responses(
         layer=name,
