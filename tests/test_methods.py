@@ -224,3 +224,29 @@ def test_apvit_pools_tokens_with_k_scaled_to_the_grid():
     assert torch.all(kept == 14)
     f5 = out.features[5]  # three ATP steps (r = 0.9) after layers 1..3 -> 13, 12, 11 tokens
     assert torch.all((f5.abs().sum(1) > 0).flatten(1).sum(1) < 14)
+
+
+def test_local_weights_for_a_timm_model_load_through_timm(tmp_path):
+    """A timm-named backbone (resnet18) takes an ImageNet-style file: head dropped, the rest strict."""
+    import timm
+
+    torch.manual_seed(2)
+    src = timm.create_model("resnet18", pretrained=False, num_classes=1000)
+    path = tmp_path / "r18.pth"
+    torch.save(src.state_dict(), path)
+    bb = BACKBONES.get("resnet18")(pretrained=str(path))
+    assert torch.equal(bb.net.conv1.weight, src.conv1.weight)
+    assert torch.equal(bb.net.layer4[1].conv2.weight, src.layer4[1].conv2.weight)
+    truncated = tmp_path / "bad.pth"
+    torch.save({k: v for k, v in src.state_dict().items() if not k.startswith("layer4")}, truncated)
+    with pytest.raises(MissingWeightsError, match="does not match"):
+        BACKBONES.get("resnet18")(pretrained=str(truncated))
+
+
+def test_vit_weights_for_another_input_size_get_their_position_grid_resampled(tmp_path):
+    src = BACKBONES.get("vit-tiny-small")(image_size=64)  # 8x8 grid
+    path = tmp_path / "vit.pth"
+    torch.save(src.net.state_dict(), path)
+    bb = BACKBONES.get("vit-tiny-small")(pretrained=str(path), image_size=32)  # 4x4 grid
+    assert bb.net.pos_embed.shape[1] == 1 + 16
+    assert torch.equal(bb.net.blocks[0].attn.qkv.weight, src.net.blocks[0].attn.qkv.weight)

@@ -62,9 +62,12 @@ def create_timm(name: str, pretrained: str | bool, **kwargs) -> nn.Module:
                 f"pretrained weights for '{name}' could not be fetched from the timm hub ({type(e).__name__}); "
                 f"download them on a connected machine and pass their file path as --pretrained, or train from scratch"
             ) from None
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    # timm's own file loading turns strict off once it drops a classifier, which would hide
+    # missing keys (the defect of paper 002's ADL code); we load strictly ourselves.
     model = timm.create_model(name, pretrained=False, **kwargs)
-    if pretrained:
-        load_local_weights(model, pretrained, name)
+    load_local_weights(model, pretrained, name)
     return model
 
 
@@ -113,6 +116,15 @@ def load_local_weights(model: nn.Module, path: str | Path, name: str) -> None:
     # ImageNet checkpoints carry a 1000-way head that our headless backbone does not have.
     head = [k for k in state if k not in own and k.split(".")[0] in ("fc", "head", "classifier", "head_dist")]
     state = {k: v for k, v in state.items() if k not in head}
+    pe = getattr(model, "pos_embed", None)
+    if pe is not None and "pos_embed" in state and state["pos_embed"].shape != pe.shape:
+        # a ViT checkpoint for another input size: resample its position grid (as timm does)
+        from timm.layers import resample_abs_pos_embed
+
+        p = int(getattr(model, "num_prefix_tokens", 1))
+        state["pos_embed"] = resample_abs_pos_embed(
+            state["pos_embed"], new_size=model.patch_embed.grid_size, num_prefix_tokens=p
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -38,6 +38,7 @@ def _fmt(v) -> str:
 @click.option("--epochs", type=int, default=5, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=0.01, show_default=True)
+@click.option("--optimizer", default="sgd", show_default=True, help="sgd (paper 002), adam or adamw.")
 @click.option("--image-size", type=int, default=48, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -45,7 +46,7 @@ def _fmt(v) -> str:
 @click.option("--root", default=None, help="Dataset root on disk (default: the reader's).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Run folder (default under FER_ORCH_HOME/runs).")
 @click.option("--resume/--no-resume", default=True, show_default=True)
-def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, batch_size, lr, image_size, seed,
+def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, batch_size, lr, optimizer, image_size, seed,
               device, method_kw, root, out, resume):
     """Train one METHOD on DATASET (with or without AU alignment) and print its test metrics."""
 
@@ -58,7 +59,7 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     METHODS.get(method)  # unknown method: one red line before any data work
     cfg = TrainConfig(
         method=method, backbone=backbone, pretrained=pretrained, au=au, lam=lam, layers=parse_layers(layers),
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, method_kwargs=_kv(method_kw),
+        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed, device=device, method_kwargs=_kv(method_kw),
         data=DataConfig(dataset=dataset, root=root, image_size=image_size),
     )
     run_dir = Path(out) if out else paths.home() / "runs" / f"{dataset}-{method}-{'au' if au else 'noau'}-s{seed}"
