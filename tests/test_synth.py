@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from fer_models.data import au, synth, synth_io
 from fer_models.errors import ConfigError, DatasetError
@@ -206,6 +207,6 @@ def test_synthetic_affectnet_default_root(tmp_path):
     # the AffectNet-like set draws other faces than the RAF-DB-like one (another seed)
     raf = read_dataset("synthetic-rafdb", n_train=14, n_test=7, image_size=32, n_identities=2,
                        progress=False)
-    a = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(m.samples[0].path))
-    b = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(raf.samples[0].path))
+    a = np.asarray(Image.open(m.samples[0].path))
+    b = np.asarray(Image.open(raf.samples[0].path))
     assert a.shape == b.shape and not np.array_equal(a, b)

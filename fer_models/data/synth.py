@@ -326,7 +326,8 @@ def _render(p: dict, lm_f: np.ndarray, aus: np.ndarray, a: np.ndarray, t: np.nda
     if p["hair_style"] != 2:
         line = -0.62 if p["hair_style"] == 3 else -0.8
         outer = np.stack([1.06 * fw * np.cos(th), top + 0.05 - 1.08 * p["forehead"] * np.sin(th)], 1)
-        inner = np.stack([fw * np.cos(th[::-1]), np.minimum(top, line + 0.25 * np.cos(th[::-1]) ** 2 * 1.0)], 1)
+        back = th[::-1]  # hairline: from the left temple over the forehead to the right one
+        inner = np.stack([fw * np.cos(back), np.minimum(top, line + 0.25 * np.cos(back) ** 2)], 1)
         d.polygon(P(np.concatenate([outer, inner])), fill=_mix(hair, hair, 0))
     # AU6: raised cheeks (rosy bulge) and crow's feet
     a6 = I(6)

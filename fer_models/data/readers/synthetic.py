@@ -51,7 +51,8 @@ class _Synthetic:
         unknown = sorted(set(options) - set(GEN_OPTIONS))
         if unknown:
             raise ConfigError(
-                f"{self.name}: unknown option(s) {', '.join(unknown)}; known options: {', '.join(GEN_OPTIONS)}"
+                f"{self.name}: unknown option(s) {', '.join(unknown)}; "
+                f"known options: {', '.join(GEN_OPTIONS)}"
             )
         want = {**self.defaults, **options}
         info = synth_io.read_info(root)
