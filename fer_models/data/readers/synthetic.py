@@ -58,7 +58,10 @@ class _Synthetic:
         info = synth_io.read_info(root)
         spec = dict(layout=self.layout, version=synth_io.SYNTH_VERSION)
         spec.update({("seed" if k == "gen_seed" else k): v for k, v in options.items()})
-        if info is not None and all(info.get(k) == v for k, v in spec.items()):
+        def fits(info: dict | None) -> bool:
+            return info is not None and all(info.get(k) == v for k, v in spec.items())
+
+        if fits(info):
             return root
         if root.exists() and any(root.iterdir()) and info is None:
             raise ConfigError(
@@ -71,6 +74,8 @@ class _Synthetic:
                 tmp / "d", self.layout, want["n_train"], want["n_test"], want["image_size"],
                 want["gen_seed"], want["n_identities"], progress=progress,
             )
+            if fits(synth_io.read_info(root)):  # another process made it meanwhile
+                return root
             if root.exists():
                 shutil.rmtree(root)  # an outdated synthetic dataset (checked above)
             try:
