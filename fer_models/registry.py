@@ -18,6 +18,7 @@ T = TypeVar("T")
 
 class Registry(Generic[T]):
     def __init__(self, family: str, package: str | None = None):
+        """``package``: the package (or single module) whose import registers the entries."""
         self.family = family
         self.package = package
         self._entries: dict[str, T] = {}
@@ -43,6 +44,8 @@ class Registry(Generic[T]):
             return
         self._loaded = True
         pkg = importlib.import_module(self.package)
+        if not hasattr(pkg, "__path__"):  # a plain module holds the entries itself
+            return
         for mod in pkgutil.iter_modules(pkg.__path__):
             if not mod.name.startswith("_"):
                 importlib.import_module(f"{self.package}.{mod.name}")
@@ -77,4 +80,4 @@ DATASETS: Registry = Registry("dataset", "fer_models.data.readers")
 LANDMARKS: Registry = Registry("landmark backend", "fer_models.data.landmarks")
 BACKBONES: Registry = Registry("backbone", "fer_models.backbones")
 METHODS: Registry = Registry("method", "fer_models.methods")
-CODEBOOKS: Registry = Registry("codebook", None)
+CODEBOOKS: Registry = Registry("codebook", "fer_models.data.au")

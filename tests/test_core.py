@@ -128,3 +128,12 @@ def test_cli_lists_families_and_rejects_unknown():
     assert r.exit_code != 0 and "known: datasets" in r.output
     r = CliRunner().invoke(main, ["--help"])
     assert r.exit_code == 0 and "list" in r.output
+
+
+def test_codebook_registry_loads_without_importing_au_first():
+    import subprocess
+    import sys
+
+    code = "from fer_models.registry import CODEBOOKS; print(','.join(CODEBOOKS.names()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "paper002" in out.stdout.split(",")[0] and "paper002-released" in out.stdout
