@@ -43,7 +43,8 @@ def plot_maps(
     """Grid: one row per layer, columns (PCA, UMAP) x (identity, expression).
 
     ``coords[layer][method]`` is (n, 2) for the samples ``rows_idx[layer][method]``;
-    ``scores[layer]`` annotates titles with silhouette values where known.
+    ``scores[layer]["<method>_<kind>"]`` (e.g. ``umap_identity``) annotates each panel's
+    title with the silhouette of that 2-D map where known.
     """
     layers = list(coords)
     methods = [m for m in ("pca", "umap") if any(m in coords[l] for l in layers)]
@@ -59,7 +60,7 @@ def plot_maps(
                 idx = rows_idx[layer][method]
                 lab = (identity if kind == "identity" else label)[idx]
                 _scatter(ax, coords[layer][method], lab, kind)
-                s = scores.get(layer, {}).get(kind)
+                s = scores.get(layer, {}).get(f"{method}_{kind}")
                 extra = f"\nsil={s:.2f}" if s is not None and np.isfinite(s) else ""
                 ax.set_title(f"{method.upper()} · {kind}{extra}", fontsize=7)
                 if c == 0 and j == 0:

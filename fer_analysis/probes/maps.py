@@ -90,8 +90,8 @@ def maps_probe(
             row["umap_identity"] = silhouette(u, emb.identity[sub], seed=seed)
             row["umap_expression"] = silhouette(u, emb.label[sub], seed=seed)
             res.metrics[metric_key("umap_silhouette_identity", name)] = row["umap_identity"]
-        scores[name] = {"identity": row.get("umap_identity", row["pca2_identity"]),
-                        "expression": row.get("umap_expression", row["pca2_expression"])}
+        scores[name] = {"pca_identity": row["pca2_identity"], "pca_expression": row["pca2_expression"],
+                        "umap_identity": row.get("umap_identity"), "umap_expression": row.get("umap_expression")}
         table.append(row)
     res.tables["maps"] = table
     res.files.append(write_csv(out_dir / "maps_silhouette_2d.csv", table))
