@@ -151,6 +151,10 @@ def _trainable(config: dict[str, Any], train_fn: Callable | None = None) -> None
     if train_fn is None:
         from fer_models.train import train as train_fn
     cfg: TrainConfig = from_dict(TrainConfig, spec["cfg"])
+    # Finished in MLflow but not yet in Tune's state when the driver died: do not train again.
+    if spec.get("resume", True) and tracking.finished_run_id(spec["experiment_id"], spec["hash"], spec["uri"]):
+        tune.report({"done_ok": 1.0, "reused": 1.0})
+        return
     work = Path(tempfile.mkdtemp(prefix=f"fer-orch-{spec['hash']}-"))
     run_id = None
     ckpt = tune.get_checkpoint()
@@ -300,7 +304,7 @@ def _specs(trials: list[Trial], ctx: dict[str, Any]) -> list[dict[str, Any]]:
             "name": t.name,
             "study": t.study,
             "tags": {**t.tags(), **ctx["git"]},
-            **{k: ctx[k] for k in ("parent_id", "experiment_id", "uri", "home", "cpus")},
+            **{k: ctx[k] for k in ("parent_id", "experiment_id", "uri", "home", "cpus", "resume")},
         }
         for t in trials
     ]
@@ -368,7 +372,9 @@ def _run_phase(
         if r.error is not None:
             outcome.failed.append(h)
         elif r.metrics and r.metrics.get("done_ok"):
-            if h not in outcome.skipped:
+            if r.metrics.get("reused"):
+                outcome.skipped.append(h)
+            elif h not in outcome.skipped:
                 outcome.ran.append(h)
         else:
             outcome.unfinished.append(h)
@@ -393,6 +399,8 @@ def run_grid(
     from orchestrator.ray_utils import init_ray
 
     t_start = time.perf_counter()
+    # every epoch checkpoints by design; Tune's warning about it is noise here
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     studies = tuple(s for s in ("lambda", "grid", "layers") if s in studies)
     if not studies:
         raise ConfigError("nothing to run: pick at least one study of grid, lambda, layers")
@@ -431,7 +439,7 @@ def run_grid(
     state_path.parent.mkdir(parents=True, exist_ok=True)
     state_path.write_text(json.dumps({"parent_id": parent_id}))
     ctx = {"parent_id": parent_id, "experiment_id": experiment_id, "uri": uri, "home": home,
-           "cpus": grid_cfg.resources.cpus, "git": git, "storage": storage}
+           "cpus": grid_cfg.resources.cpus, "git": git, "storage": storage, "resume": resume}
     outcome = GridOutcome(grid_cfg.experiment, experiment_id, uri, parent_id, studies, 0.0, "", storage=storage)
     listed: list[dict[str, Any]] = []
 

@@ -269,6 +269,16 @@ def finished_trials(experiment_id: str, uri: str | None = None) -> dict[str, Any
     return out
 
 
+def finished_run_id(experiment_id: str, config_hash: str, uri: str | None = None) -> str | None:
+    """The id of a FINISHED trial run with this config hash, if any."""
+    runs = client(uri).search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{HASH_TAG}` = '{config_hash}' and attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
 def _search_all(c, experiment_id: str, filter_string: str) -> list:
     runs, token = [], None
     while True:
