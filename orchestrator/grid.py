@@ -23,7 +23,9 @@ also skips every trial whose config hash already has a FINISHED run in the exper
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import logging
 import os
 import shutil
 import sys
@@ -115,7 +117,7 @@ def choose_lambda(grid_cfg: GridConfig, experiment_id: str | None, uri: str | No
     else:
         best = max(lams, key=lambda k: mean(lams[k], 0))
         why = "highest val CL (every λ lowered val CL)"
-    return best, f"validation ({why}, {grid_cfg.ablation_on()}, {len(runs)} runs)"
+    return best, f"validation: {why}, on {grid_cfg.ablation_on()} ({len(runs)} runs)"
 
 
 # --------------------------------------------------------------------------------------
@@ -184,7 +186,8 @@ def _trainable(config: dict[str, Any], train_fn: Callable | None = None) -> None
                 tune.report({**nums, "epoch": int(epoch)}, checkpoint=tune.Checkpoint.from_directory(d))
 
         t0 = time.perf_counter()
-        result = train_fn(cfg, work, on_epoch=on_epoch, resume=True)
+        extra = {"progress": False} if "progress" in inspect.signature(train_fn).parameters else {}
+        result = train_fn(cfg, work, on_epoch=on_epoch, resume=True, **extra)
         seconds = time.perf_counter() - t0
         test = {f"test_{k}": v for k, v in (getattr(result, "test", None) or {}).items()}
         final = {**test, **_best_val(result), "train_seconds": seconds}
@@ -401,6 +404,9 @@ def run_grid(
     t_start = time.perf_counter()
     # every epoch checkpoints by design; Tune's warning about it is noise here
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # our tqdm bar replaces Tune's tables (the legacy reporter honours verbose=0)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
     studies = tuple(s for s in ("lambda", "grid", "layers") if s in studies)
     if not studies:
         raise ConfigError("nothing to run: pick at least one study of grid, lambda, layers")
@@ -461,7 +467,7 @@ def run_grid(
         if rest:
             record(rest)
             if verbose:
-                print(f"fer-orch: λ = {lam:g} for {', '.join(s for s in studies if s != 'lambda')} ({source})", file=sys.stderr)
+                print(f"fer-orch: λ = {lam:g} for {', '.join(s for s in studies if s != 'lambda')}; source: {source}", file=sys.stderr)
             _run_phase(f"{grid_cfg.experiment}-{inv}-main-l{lam:g}", "+".join(s for s in studies if s != "lambda"), rest, grid_cfg, ctx, resume, train_fn, outcome, verbose)
         status = "FINISHED" if outcome.ok else ("KILLED" if outcome.unfinished and not outcome.failed else "FAILED")
     except KeyboardInterrupt:

@@ -88,6 +88,11 @@ def _order(methods) -> list[str]:
     return known + sorted(set(methods) - set(known))
 
 
+def _dataset_order(datasets) -> list[str]:
+    """RAF-DB before AffectNet, as in the paper; others alphabetically after."""
+    return sorted(set(datasets), key=lambda d: (0 if "rafdb" in d else 1 if "affectnet" in d else 2, d))
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -95,21 +100,22 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _au_table(df, metrics: list[str], title: str, out: Path, stem: str):
-    """Methods x (dataset, metric, w/o | w/ | Δ): Markdown (better one in bold) + CSV + Δ dict."""
+    """Per dataset, methods x (metric: w/o | w/ | Δ): Markdown (the better one in bold, Δ with
+    an arrow) + one long CSV; also returns ``{(method, dataset, metric): Δ}``."""
     import pandas as pd
 
     mean, std, n = _agg(df, ["dataset", "method", "au"], metrics)
-    datasets = sorted(df["dataset"].unique())
+    datasets = _dataset_order(df["dataset"].unique())
     methods = _order(df["method"].unique())
     header = ["Method"]
+    for m in metrics:
+        t = METRIC_TITLES[m]
+        header += [f"{t} w/o AU", f"{t} w/ AU", f"Δ{t}"]
+    sections, csv_rows, deltas = [f"### {title}"], [], {}
     for d in datasets:
-        for m in metrics:
-            t = METRIC_TITLES[m]
-            header += [f"{d} {t} w/o AU", f"{d} {t} w/ AU", f"{d} Δ{t}"]
-    rows, csv_rows, deltas = [], [], {}
-    for meth in methods:
-        row = [meth]
-        for d in datasets:
+        rows = []
+        for meth in methods:
+            row = [meth]
             for m in metrics:
                 cells = {}
                 for au in (False, True):
@@ -131,10 +137,11 @@ def _au_table(df, metrics: list[str], title: str, out: Path, stem: str):
                     elif dv < 0:
                         wo = f"**{wo}**"
                 row += [wo, w, delta]
-        rows.append(row)
+            if any(c != "–" for c in row[1:]):
+                rows.append(row)
+        sections.append(f"**{d}**\n\n" + _md_table(header, rows))
     pd.DataFrame(csv_rows).to_csv(out / f"{stem}.csv", index=False)
-    md = f"### {title}\n\n" + _md_table(header, rows)
-    return md, deltas
+    return "\n\n".join(sections), deltas
 
 
 def _deltas_png(deltas: dict, path: Path) -> bool:
@@ -148,8 +155,8 @@ def _deltas_png(deltas: dict, path: Path) -> bool:
         return False
     metrics = [m for m in METRIC_TITLES if any(k[2] == m for k in deltas)]
     methods = _order({k[0] for k in deltas})
-    datasets = sorted({k[1] for k in deltas})
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.2 + 1.6 * len(datasets) * len(metrics), 0.9 + 0.38 * len(methods)),
+    datasets = _dataset_order({k[1] for k in deltas})
+    fig, axes = plt.subplots(1, len(metrics), figsize=(len(metrics) * (2.4 + 1.1 * len(datasets)), 1.9 + 0.33 * len(methods)),
                              squeeze=False)
     for ax, m in zip(axes[0], metrics):
         arr = np.array([[deltas.get((me, d, m), np.nan) for d in datasets] for me in methods])
@@ -212,7 +219,7 @@ def _lambda_fig(df, out: Path) -> str:
     vanilla = df[~df["au"]][metrics].mean() if (~df["au"]).any() else None
     mean.assign(**{f"{m}_std": std[m] for m in metrics}).to_csv(out / "fig5_lambda.csv")
     lams = list(mean.index)
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
     ax2 = ax.twinx()
     for m, color in (("cam_cos", "tab:red"), ("att_cos", "darkred")):
         ax.errorbar(lams, mean[m], yerr=std[m], color=color, marker="o", label=METRIC_TITLES[m], capsize=2)
@@ -227,7 +234,7 @@ def _lambda_fig(df, out: Path) -> str:
     ax2.set_ylabel("CL (%)", color="tab:green")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower right")
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
     ds = ", ".join(sorted(df["dataset"].unique()))
     ax.set_title(f"Fig. 5: impact of λ ({ds}, test)", fontsize=10)
     fig.tight_layout()

@@ -69,7 +69,7 @@ def test_report_tables_from_mlflow(store, tmp_path):
     assert (cam["n"] == 2).all()
     md = rep.markdown
     # Table 1 row of cam: w/ AU in bold with an up arrow; gradcam CL went down
-    cam_row = next(line for line in md.splitlines() if line.startswith("| cam |"))
+    cam_row = next(line for line in md.splitlines() if line.startswith("| cam |"))  # one dataset: one table
     assert "**84.00 ± 1.41**" in cam_row and "↑ +4.00" in cam_row
     grad_row = next(line for line in md.splitlines() if line.startswith("| gradcam |"))
     assert "**82.00 ± 0.00**" in grad_row and "↓ -1.00" in grad_row
