@@ -167,8 +167,8 @@ def test_grid_parent_end_to_end_on_ray(tmp_path, ray_local):
     tv = runs["tiny-vgg"]
     assert status[(tv, "backtrack")]["status"] == "ok"
     files = {f.path for f in c.list_artifacts(tv, "explain/filter-au")}
-    assert "explain/filter-au/filter_au_layers_conv3_2.md" in files
-    assert "explain/filter-au/topn_layers_conv3_2.png" in files
+    assert "explain/filter-au/filter_au_conv3_2.md" in files
+    assert "explain/filter-au/topn_conv3_2.png" in files
     metrics = c.get_run(tv).data.metrics
     assert metrics["filter_au_samples"] == 128 and "backtrack_pred_prob_after" in metrics
     skipped = c.download_artifacts(runs["cam"], "explain/backtrack/summary.json", str(tmp_path / "dl"))
