@@ -282,7 +282,8 @@ class TrialProgress(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if self.bar is not None and "epoch" in result:
             running = sum(1 for t in trials if t.status == "RUNNING")
-            self.bar.set_postfix_str(f"{running} running; {trial.config['trial']['name']} epoch {result['epoch']}")
+            self.bar.set_postfix_str(f"{running} running; {trial.config['trial']['name']} epoch {result['epoch']}",
+                                     refresh=False)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if self.bar is not None:
@@ -488,7 +489,7 @@ def run_grid(
 def print_summary(o: GridOutcome) -> None:
     n = len({t["hash"] for t in o.trials})
     lines = [
-        f"fer-orch: {n} trials ({len(o.ran)} trained now, {len(set(o.skipped))} already finished, "
+        f"fer-orch: {n} trials ({len(o.ran)} trained now, {len(set(o.skipped) - set(o.ran))} already finished, "
         f"{len(o.failed)} failed, {len(o.unfinished)} unfinished) in {o.wall_seconds / 60:.1f} min",
         f"  MLflow store:  {o.uri}",
         f"  experiment:    {o.experiment} (parent run {o.parent_run_id})",
