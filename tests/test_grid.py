@@ -181,6 +181,7 @@ def test_paper_preset_follows_paper_002():
 
 
 def test_yaml_round_trip_and_cli_overrides(tmp_path):
+    from orchestrator import presets
     from orchestrator.commands.grid import build_grid_config
 
     g = tiny_grid(tmp_path)
@@ -189,7 +190,7 @@ def test_yaml_round_trip_and_cli_overrides(tmp_path):
     c = build_grid_config(config_path=str(tmp_path / "g.yaml"), seeds="3", gpus_per_trial=0.25, epochs=4)
     assert c.preset == "cpu" and c.methods == ("cam", "acol") and c.seeds == (0, 1, 2)
     assert c.base.epochs == 4  # the CLI beats the file, the file beats the preset
-    assert c.base.data.image_size == 40 and c.base.data.map_size == 24 and c.lambdas == (1, 3)
+    assert c.base.data.image_size == 40 and c.base.data.map_size == presets.CPU_MAP_SIZE and c.lambdas == (1, 3)
     assert c.resources.gpus == 0.25 and c.resources.cpus == 1
     assert build_grid_config(datasets="rafdb").preset == "paper"
 
