@@ -99,7 +99,7 @@ def grid_cmd(ablations: bool, resume: bool, print_config: bool, **kw) -> None:
 @click.argument("study", type=click.Choice(["lambda", "layers"]))
 @_grid_options
 def ablate_cmd(study: str, resume: bool, print_config: bool, **kw) -> None:
-    """Paper 002's ablations: `lambda` (Fig. 5) or `layers` (Table 3), CAM on one dataset."""
+    """Paper 002's ablations: `lambda` (Figure 5) or `layers` (Table 3), CAM on one dataset."""
     _run((study,), resume, print_config, **kw)
 
 
@@ -109,7 +109,7 @@ def ablate_cmd(study: str, resume: bool, print_config: bool, **kw) -> None:
 @click.option("--tracking-uri", help="MLflow tracking URI (default: the grid's default store).")
 @click.option("--no-log", is_flag=True, help="Do not log the report to the parent runs.")
 def report_cmd(experiment: str, out: str | None, tracking_uri: str | None, no_log: bool) -> None:
-    """Rebuild Tables 1-3 and Fig. 5 of paper 002 from MLflow (Markdown + CSV + PNG)."""
+    """Rebuild Tables 1-3 and Figure 5 of paper 002 from MLflow (Markdown, CSV, PNG)."""
     from orchestrator.report import build_report
 
     rep = build_report(experiment, tracking_uri, out, log=not no_log)
