@@ -26,3 +26,28 @@ def ray_local():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def log_trial(tmp_path):
+    """Log a trial run in the tracking layout (tags, config.yaml, weights/best.pt) -> run id."""
+    import torch
+
+    from orchestrator import tracking
+
+    def _log(c, exp_id: str, parent_id: str, cfg, state: dict, name: str) -> str:
+        run = c.create_run(
+            exp_id,
+            tags={tracking.KIND_TAG: "trial", "mlflow.parentRunId": parent_id, "method": cfg.method},
+            run_name=name,
+        )
+        d = tmp_path / "logged-trials" / name
+        (d / "weights").mkdir(parents=True)
+        (d / "config.yaml").write_text(tracking.dump_config(cfg))
+        torch.save(state, d / "weights" / "best.pt")
+        c.log_artifact(run.info.run_id, str(d / "config.yaml"))
+        c.log_artifacts(run.info.run_id, str(d / "weights"), "weights")
+        c.set_terminated(run.info.run_id)
+        return run.info.run_id
+
+    return _log

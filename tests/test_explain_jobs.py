@@ -108,25 +108,9 @@ def test_cli_unknown_job_and_unknown_run_are_one_red_sentence(tmp_path):
     assert r.exit_code == 2 and "no MLflow run 'nope'" in r.output
 
 
-def _log_trial(c, exp_id, parent_id, cfg, state, tmp: Path, name: str) -> str:
-    """A trial run in the tracking layout: tags, config.yaml, weights/best.pt (a state_dict)."""
-    from orchestrator import tracking
-
-    run = c.create_run(exp_id, tags={tracking.KIND_TAG: "trial", "mlflow.parentRunId": parent_id,
-                                     "method": cfg.method}, run_name=name)
-    d = tmp / name
-    (d / "weights").mkdir(parents=True)
-    (d / "config.yaml").write_text(tracking.dump_config(cfg))
-    torch.save(state, d / "weights" / "best.pt")
-    c.log_artifact(run.info.run_id, str(d / "config.yaml"))
-    c.log_artifacts(run.info.run_id, str(d / "weights"), "weights")
-    c.set_terminated(run.info.run_id)
-    return run.info.run_id
-
-
 @pytest.mark.slow  # generates the synthetic faces (~15 s), trains a few steps, starts Ray actors
 @pytest.mark.ray
-def test_grid_parent_end_to_end_on_ray(tmp_path, ray_local):
+def test_grid_parent_end_to_end_on_ray(tmp_path, ray_local, log_trial):
     """A grid parent with a Tiny VGG (dense head) and a CAM ResNet (GAP head) trial: every job
     runs on Ray actors, results land in MLflow, backtrack on the CAM ResNet is skipped."""
     import mlflow
@@ -156,7 +140,7 @@ def test_grid_parent_end_to_end_on_ray(tmp_path, ray_local):
             opt.step()
             if i == 4:
                 break
-        runs[method] = _log_trial(c, exp, parent, cfg, model.state_dict(), tmp_path, method)
+        runs[method] = log_trial(c, exp, parent, cfg, model.state_dict(), method)
 
     spec = ExplainSpec(jobs=("filter-au", "backtrack", "gradcam"), n=3, filters=3, max_images=128, device="cpu")
     out = explain_runs(parent, spec, uri=uri, num_actors=2, progress=False)

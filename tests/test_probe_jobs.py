@@ -104,25 +104,9 @@ def test_cli_probe_unknown_run_is_one_red_sentence(tmp_path):
     assert "no MLflow run 'nope'" in r.output
 
 
-def _log_trial(c, exp_id, parent_id, cfg, state, tmp: Path, name: str) -> str:
-    """A trial run in the tracking layout: tags, config.yaml, weights/best.pt (state_dict)."""
-    from orchestrator import tracking
-
-    run = c.create_run(exp_id, tags={tracking.KIND_TAG: "trial", "mlflow.parentRunId": parent_id,
-                                     "method": cfg.method}, run_name=name)
-    d = tmp / name
-    (d / "weights").mkdir(parents=True)
-    (d / "config.yaml").write_text(tracking.dump_config(cfg))
-    torch.save(state, d / "weights" / "best.pt")
-    c.log_artifact(run.info.run_id, str(d / "config.yaml"))
-    c.log_artifacts(run.info.run_id, str(d / "weights"), "weights")
-    c.set_terminated(run.info.run_id)
-    return run.info.run_id
-
-
 @pytest.mark.slow  # generates the synthetic faces (~15 s), starts Ray actors and an MLflow store
 @pytest.mark.ray
-def test_probe_grid_parent_end_to_end_on_ray(tmp_path, ray_local):
+def test_probe_grid_parent_end_to_end_on_ray(tmp_path, ray_local, log_trial):
     """A grid parent with two paper-004 CNN trials -> both probed by Ray actors, results in MLflow."""
     import mlflow
 
@@ -139,7 +123,7 @@ def test_probe_grid_parent_end_to_end_on_ray(tmp_path, ray_local):
     runs = []
     for seed in (0, 1):
         torch.manual_seed(seed + 10)
-        runs.append(_log_trial(c, exp, parent, cfg, build_model(cfg).state_dict(), tmp_path, f"t{seed}"))
+        runs.append(log_trial(c, exp, parent, cfg, build_model(cfg).state_dict(), f"t{seed}"))
     assert sorted(tracking.resolve_runs(parent, uri)) == sorted(runs)
 
     spec = ProbeSpec(layers=("batchnorm_1", "flatten", "dropout_4"), n_samples=80, untrained_control=True,
