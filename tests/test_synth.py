@@ -98,7 +98,7 @@ def test_appearance_cues_are_drawn():
         lm = synth.face_landmarks(p, aus)
         im = np.asarray(synth._render(p, lm, aus, a, t, 128, (128, 128, 128)).reduce(2)).astype(int)
         m = (lm[60:68] @ a.T + t).mean(0).astype(int)
-        return im[m[1] - 3 : m[1] + 4, m[0] - 6 : m[0] + 7]
+        return im[m[1] - 10 : m[1] + 11, m[0] - 12 : m[0] + 13]  # the whole mouth, open or closed
 
     closed = mouth_pixels(np.zeros(len(au.AU_IDS)))
     o = np.zeros(len(au.AU_IDS))

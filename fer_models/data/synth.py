@@ -59,6 +59,15 @@ VA_PROTOTYPES = np.array(
 
 P_CODEBOOK_AU = 0.8  # probability that each codebook AU of the expression is present
 P_NOISE_AU = 0.04  # probability that any other AU shows faintly
+# Cue strength (generator version 4): at the CPU preset's 32 px a face unit is ~14 px, so the
+# version-3 cues (brow/lid moves of 0.05 units, 0.7 px wrinkle lines) were below what a small
+# CNN trained for 3 epochs picks up (CAM w/o AU stayed at chance, 11-16%). AU landmark moves
+# are scaled by CUE_GAIN (brows, lids, nose) and MOUTH_GAIN (lips; the jaw keeps its moves),
+# AU wrinkle/fold lines widened by CUE_WIDTH, the AU6 cheek tint and the brows made stronger and
+# the face a little larger. Measured: see the commit introducing version 4.
+CUE_GAIN = 2.5
+MOUTH_GAIN = 1.5
+CUE_WIDTH = 3.0
 
 
 # --------------------------------------------------------------------------- the face model
@@ -82,7 +91,7 @@ def _identity_params(rng: np.random.Generator) -> dict:
         eye_w=u(0.11, 0.155),
         eye_h=u(0.05, 0.075),
         brow_gap=u(0.15, 0.23),
-        brow_thick=u(0.035, 0.07),
+        brow_thick=u(0.05, 0.09),
         brow_arch=u(0.02, 0.08),
         brow_tilt=u(-0.03, 0.03),
         nose_tip=u(0.04, 0.14),
@@ -237,6 +246,8 @@ AU_SHAPES: dict[int, np.ndarray] = {
     }.items()
 }
 _SHAPE_STACK = np.stack([AU_SHAPES[a] for a in AU_IDS])  # (n_au, 68, 2)
+_SHAPE_STACK[:, 17:48] *= CUE_GAIN  # brows, eyes, nose; the jaw keeps its moves (stays in frame)
+_SHAPE_STACK[:, 48:] *= MOUTH_GAIN  # lips: more would open the mouth past the chin
 
 
 def face_landmarks(p: dict, aus: np.ndarray, template: np.ndarray | None = None) -> np.ndarray:
@@ -284,9 +295,9 @@ def _mix(a, b, t):
 def _pose(rng: np.random.Generator, size: int):
     """Face units -> supersampled pixels: (A 2x2, t 2), and the unit length in pixels."""
     ang = math.radians(rng.uniform(-12, 12))
-    unit = size * rng.uniform(0.39, 0.46)
+    unit = size * rng.uniform(0.40, 0.47)
     cx = size / 2 + rng.normal(0, 0.03 * size)
-    cy = size * 0.5 + rng.normal(0, 0.03 * size)
+    cy = size * 0.485 + rng.normal(0, 0.03 * size)
     a = unit * np.array([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]])
     return a, np.array([cx, cy]), unit
 
@@ -334,45 +345,45 @@ def _render(p: dict, lm_f: np.ndarray, aus: np.ndarray, a: np.ndarray, t: np.nda
     for lo, jaw, corner, sx in ((41, 6, 36, -1), (46, 10, 45, 1)):
         c = 0.5 * (lm_f[lo] + lm_f[jaw])
         c = c + np.array([0, -0.06 * a6])
-        d.ellipse(_box(P(c), 0.16 * unit, 0.11 * unit), fill=_mix(skin, (215, 95, 95), 0.1 + 0.3 * a6))
+        d.ellipse(_box(P(c), 0.16 * unit, 0.11 * unit), fill=_mix(skin, (215, 95, 95), 0.1 + 0.8 * a6))
         if a6 > 0.05:
             col = _mix(skin, dark, 0.5 * a6)
             for dy in (-0.04, 0.0, 0.04):
                 e0 = lm_f[corner] + [sx * 0.03, 0]
-                d.line(P([e0, e0 + [sx * 0.09, dy * 1.5]]), fill=col, width=w(0.018))
+                d.line(P([e0, e0 + [sx * 0.09, dy * 1.5]]), fill=col, width=w(CUE_WIDTH * 0.018))
     # AU12 (and resting) nasolabial folds
     fold = _mix(skin, dark, 0.12 + 0.7 * I(12))
     for nose, corner, sx in ((31, 48, -1), (35, 54, 1)):
         n0 = lm_f[nose] + [sx * 0.06, -0.03]
         c0 = lm_f[corner] + [sx * 0.06, 0.05]
         mid = 0.5 * (n0 + c0) + [sx * 0.05, 0]
-        d.line(P([n0, mid, c0]), fill=fold, width=w(0.02))
+        d.line(P([n0, mid, c0]), fill=fold, width=w(CUE_WIDTH * 0.02))
     # AU1/AU2 forehead wrinkles, AU4 furrow, AU9 nose wrinkles, AU17 chin
     by = min(lm_f[19, 1], lm_f[24, 1])
     for k in range(2):
         y = by - 0.12 - 0.07 * k
         if I(1) > 0.05:
             d.line(P([[-0.18, y + 0.01], [0, y - 0.01], [0.18, y + 0.01]]),
-                   fill=_mix(skin, dark, 0.55 * I(1)), width=w(0.017))
+                   fill=_mix(skin, dark, 0.55 * I(1)), width=w(CUE_WIDTH * 0.017))
         if I(2) > 0.05:
             for sx in (-1, 1):
                 d.line(P([[sx * 0.26, y], [sx * 0.5, y + 0.03]]), fill=_mix(skin, dark, 0.55 * I(2)),
-                       width=w(0.017))
+                       width=w(CUE_WIDTH * 0.017))
     if I(4) > 0.05:
         col = _mix(skin, dark, 0.75 * I(4))
         yb = 0.5 * (lm_f[21, 1] + lm_f[22, 1])
         for sx in (-1, 1):
-            d.line(P([[sx * 0.035, yb - 0.04], [sx * 0.05, yb + 0.09]]), fill=col, width=w(0.022))
+            d.line(P([[sx * 0.035, yb - 0.04], [sx * 0.05, yb + 0.09]]), fill=col, width=w(CUE_WIDTH * 0.022))
     if I(9) > 0.05:
         col = _mix(skin, dark, 0.7 * I(9))
         for k, f in enumerate((0.35, 0.6, 0.85)):
             y = lm_f[27, 1] * (1 - f) + lm_f[30, 1] * f
             hw = 0.05 + 0.02 * k
-            d.line(P([[-hw, y + 0.01], [0, y - 0.01], [hw, y + 0.01]]), fill=col, width=w(0.02))
+            d.line(P([[-hw, y + 0.01], [0, y - 0.01], [hw, y + 0.01]]), fill=col, width=w(CUE_WIDTH * 0.02))
     if I(17) > 0.05:
         c = 0.45 * lm_f[57] + 0.55 * lm_f[8]
         d.ellipse(_box(P(c), 0.12 * unit, 0.06 * unit), outline=_mix(skin, dark, 0.6 * I(17)),
-                  width=w(0.02))
+                  width=w(CUE_WIDTH * 0.02))
     # eyes: sclera, iris clipped by lids, lid lines
     lid_col = _mix(dark, 0, 0.4)
     for base in (36, 42):

@@ -40,7 +40,7 @@ from fer_models.labels import INDEX
 
 SIDE_FILE = "fer_orch_synth.csv"
 INFO_FILE = "fer_orch_synth.json"
-SYNTH_VERSION = "3"  # bump when the generator's output changes
+SYNTH_VERSION = "4"  # bump when the generator's output changes
 LAYOUTS = ("rafdb", "affectnet")
 
 PROJECT_TO_RAF = {
