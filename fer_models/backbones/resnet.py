@@ -22,6 +22,10 @@ CPU variants (for the embedded preset, where a grid trial must take ~10 s on one
   about 1.6x slower than this one (23% vs 37% test accuracy on faces with strong cues,
   16% vs 18% on the default faces). A full-resolution first conv then max-pool is the usual
   small-image CNN stem (it is also what the plain 4-block CNN that learns this data does).
+  timm's ``zero_init_last`` (each block's last BatchNorm starting at gamma = 0, so every
+  residual branch starts switched off) is turned off: it helps deep nets trained for many
+  epochs, but with one block per stage and ~120 optimiser steps the branches never grow
+  enough; measured with the stem above, same data and cost: 22% -> 40% test accuracy.
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ def resnet_tiny(pretrained: str | bool = False, image_size: int = 48) -> ResNetB
         num_classes=0,
         global_pool="",
         output_stride=16,  # layer4 dilated instead of strided
+        zero_init_last=False,  # see the module docstring
     )
     # ... replaced by one full-resolution 3x3 conv 3->16; timm's stem max-pool then halves it
     net.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
