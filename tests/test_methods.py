@@ -250,3 +250,16 @@ def test_vit_weights_for_another_input_size_get_their_position_grid_resampled(tm
     bb = BACKBONES.get("vit-tiny-small")(pretrained=str(path), image_size=32)  # 4x4 grid
     assert bb.net.pos_embed.shape[1] == 1 + 16
     assert torch.equal(bb.net.blocks[0].attn.qkv.weight, src.net.blocks[0].attn.qkv.weight)
+
+
+def test_resnet_tiny_stem_and_block_init():
+    """CPU encoder: full-resolution stem, layer 5 at 1/8, residual branches live at init.
+
+    Both were measured to matter on the CPU preset (3 epochs): a stride-2 8-channel stem and
+    timm's zero-init of each block's last BatchNorm kept CAM near chance.
+    """
+    bb = BACKBONES.get("resnet-tiny")()
+    feats = bb(torch.zeros(2, 3, S, S))
+    assert feats[1].shape[-1] == S and feats[5].shape[-1] == S // 8
+    last_bns = [blk.bn2 for layer in (bb.net.layer1, bb.net.layer2, bb.net.layer3, bb.net.layer4) for blk in layer]
+    assert last_bns and all(float(bn.weight.abs().min()) > 0 for bn in last_bns)
