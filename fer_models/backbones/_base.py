@@ -41,6 +41,16 @@ def wants_pretrained(pretrained: str | bool | None) -> str | bool:
     return pretrained or False
 
 
+def local_weights_only(name: str, pretrained: str | bool | None) -> str | bool:
+    """``wants_pretrained`` for fer-orch's own CPU backbones: they have no hub weights."""
+    pretrained = wants_pretrained(pretrained)
+    if pretrained is True:
+        raise MissingWeightsError(
+            f"backbone '{name}' has no published pretrained weights; pass a local weights file or pretrained=False"
+        )
+    return pretrained
+
+
 def create_timm(name: str, pretrained: str | bool, **kwargs) -> nn.Module:
     """``timm.create_model`` with fer-orch's pretrained policy.
 

@@ -33,8 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fer_models.backbones._base import Backbone, StageTransform, create_timm, wants_pretrained
-from fer_models.errors import MissingWeightsError
+from fer_models.backbones._base import Backbone, StageTransform, create_timm, local_weights_only
 from fer_models.registry import BACKBONES
 
 
@@ -101,11 +100,7 @@ def resnet_tiny(pretrained: str | bool = False, image_size: int = 48) -> ResNetB
     """Narrow ResNet (1 BasicBlock/stage, 16-128 ch, full-res 3x3 stem + max-pool), layer 5 at 1/8: the CPU-preset encoder."""
     from timm.models.resnet import BasicBlock, ResNet
 
-    pretrained = wants_pretrained(pretrained)
-    if pretrained is True:
-        raise MissingWeightsError(
-            "backbone 'resnet-tiny' has no published pretrained weights; pass a local weights file or pretrained=False"
-        )
+    pretrained = local_weights_only("resnet-tiny", pretrained)
     net = ResNet(
         block=BasicBlock,
         layers=(1, 1, 1, 1),

@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fer_models.backbones._base import Backbone, StageTransform, create_timm, load_local_weights, wants_pretrained
-from fer_models.errors import MissingWeightsError
+from fer_models.backbones._base import Backbone, StageTransform, create_timm, load_local_weights, local_weights_only
 from fer_models.registry import BACKBONES
 
 
@@ -106,11 +105,7 @@ def vit_tiny_small(pretrained: str | bool = False, image_size: int = 48) -> ViTB
     """Tiny ViT for CPU (patch 8, width 64, depth 5, 2 heads): the CPU-preset transformer."""
     from timm.models.vision_transformer import VisionTransformer
 
-    pretrained = wants_pretrained(pretrained)
-    if pretrained is True:
-        raise MissingWeightsError(
-            "backbone 'vit-tiny-small' has no published pretrained weights; pass a local weights file or pretrained=False"
-        )
+    pretrained = local_weights_only("vit-tiny-small", pretrained)
     net = VisionTransformer(
         img_size=image_size, patch_size=8, embed_dim=64, depth=5, num_heads=2, mlp_ratio=2.0,
         num_classes=0, dynamic_img_size=True,
