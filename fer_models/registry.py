@@ -40,15 +40,17 @@ class Registry(Generic[T]):
         return deco
 
     def _load(self) -> None:
+        """Import every entry module. Marked loaded only once all imports succeeded, so a
+        broken entry module raises its own ImportError on every lookup instead of the
+        registry later claiming its entries are unknown."""
         if self._loaded:
             return
-        self._loaded = True
         pkg = importlib.import_module(self.package)
-        if not hasattr(pkg, "__path__"):  # a plain module holds the entries itself
-            return
-        for mod in pkgutil.iter_modules(pkg.__path__):
-            if not mod.name.startswith("_"):
-                importlib.import_module(f"{self.package}.{mod.name}")
+        if hasattr(pkg, "__path__"):  # a package: one module per entry; else the module holds them
+            for mod in pkgutil.iter_modules(pkg.__path__):
+                if not mod.name.startswith("_"):
+                    importlib.import_module(f"{self.package}.{mod.name}")
+        self._loaded = True
 
     def get(self, name: str) -> T:
         self._load()

@@ -137,3 +137,15 @@ def test_codebook_registry_loads_without_importing_au_first():
     code = "from fer_models.registry import CODEBOOKS; print(','.join(CODEBOOKS.names()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "paper002" in out.stdout.split(",")[0] and "paper002-released" in out.stdout
+
+
+def test_a_broken_entry_module_keeps_raising_its_own_error(tmp_path, monkeypatch):
+    pkg = tmp_path / "brokenplugs"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "bad.py").write_text("from nowhere_at_all import thing\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry("plug", "brokenplugs")
+    for _ in range(2):  # the second lookup must not report 'unknown plug' with a partial list
+        with pytest.raises(ImportError, match="nowhere_at_all"):
+            reg.get("bad")
