@@ -240,10 +240,15 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_list(text: str | None, kind: type = str) -> tuple | None:
-    """``"a,b"`` -> ``("a", "b")``; a bare integer N for seeds means ``0..N-1`` (caller decides)."""
+def parse_list(text: str | tuple[str, ...] | list[str] | None, kind: type = str) -> tuple | None:
+    """``"a,b"`` -> ``("a", "b")``; the values of a repeated option (``("a,b", "c")``) join up.
+
+    A bare integer N for seeds means ``0..N-1`` (caller decides).
+    """
     if text is None:
         return None
+    if isinstance(text, (tuple, list)):
+        text = ",".join(text)
     items = [x.strip() for x in str(text).split(",") if x.strip()]
     try:
         return tuple(kind(x) for x in items)

@@ -149,3 +149,14 @@ def test_a_broken_entry_module_keeps_raising_its_own_error(tmp_path, monkeypatch
     for _ in range(2):  # the second lookup must not report 'unknown plug' with a partial list
         with pytest.raises(ImportError, match="nowhere_at_all"):
             reg.get("bad")
+
+
+def test_parse_list_reads_a_string_or_the_values_of_a_repeated_option():
+    from orchestrator.config import parse_list
+
+    assert parse_list("cam, gradcam,") == ("cam", "gradcam")
+    assert parse_list(("topn,filter-au", "gradcam")) == ("topn", "filter-au", "gradcam")
+    assert parse_list(()) == () and parse_list(None) is None
+    assert parse_list("0,4", int) == (0, 4)
+    with pytest.raises(ConfigError, match="comma-separated list of int"):
+        parse_list("0,x", int)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import click
 
+from orchestrator.config import parse_list
 from orchestrator.explain import JOBS
-
-
-def _split(values: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(n.strip() for v in values for n in v.split(",") if n.strip())
 
 
 @click.command("explain")
@@ -30,7 +27,7 @@ def explain(run_id, jobs, layer, n, filters, max_images, au_threshold, device, a
     """Explain trained runs: top-N patches per filter, filter<->AU divergences, backtracking, Grad-CAM per block."""
     from orchestrator.explain import ExplainSpec, explain_runs
 
-    spec = ExplainSpec(jobs=_split(jobs) or ("topn",), layer=layer, n=n, filters=filters,
+    spec = ExplainSpec(jobs=parse_list(jobs) or ("topn",), layer=layer, n=n, filters=filters,
                        max_images=max_images or None, au_threshold=au_threshold, device=device)
     results = explain_runs(run_id, spec, uri=tracking_uri, address=address, num_actors=num_actors)
     failed = 0

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import click
 
-
-def _split_names(values: tuple[str, ...]) -> tuple[str, ...] | None:
-    names = tuple(n.strip() for v in values for n in v.split(",") if n.strip())
-    return names or None
+from orchestrator.config import parse_list
 
 
 @click.command("probe")
@@ -33,8 +30,8 @@ def probe(run_id, untrained_control, layers, dataset, split, n_samples, probe_na
     from orchestrator.probe import DEFAULT_PROBES, ProbeSpec, probe_runs
 
     spec = ProbeSpec(
-        layers=_split_names(layers),
-        probes=_split_names(probe_names) or DEFAULT_PROBES,
+        layers=parse_list(layers) or None,
+        probes=parse_list(probe_names) or DEFAULT_PROBES,
         dataset=dataset,
         split=split,
         n_samples=n_samples,
