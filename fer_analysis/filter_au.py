@@ -168,16 +168,13 @@ def run_filter_au(model, loader, out_dir: Path, *, layer: str | None = None, au_
     """The paper-001 Sec. 4.4 job: KL matrix, Table 4 (CSV + Markdown), Fig. 5 bars and,
     for the same top filters, the top-N patches (so the AU can be checked against them)."""
     from fer_analysis.plots_explain import kl_bars
-    from fer_analysis.topn import default_layer, iter_batches, layer_max_responses, run_topn, top_n
+    from fer_analysis.topn import run_topn, scan_layer, top_n
     from fer_models.errors import DatasetError
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    if layer is None:
-        x0, _ = next(iter_batches(loader, device))
-        layer = default_layer(model, x0)
-    resp = layer_max_responses(model, layer, loader, device=device, max_batches=max_batches, progress=progress)
+    resp = scan_layer(model, loader, layer, device=device, max_batches=max_batches, progress=progress)
     if resp.aus is None or torch.isnan(resp.aus).all():
         raise DatasetError(
             "filter-AU correspondence needs AU labels, but this dataset has none; use the synthetic "

@@ -278,6 +278,15 @@ def write_topn_csv(path: Path, top: TopN, labels: torch.Tensor | None = None, re
     return path
 
 
+def scan_layer(model: nn.Module, loader, layer: str | None = None, *, device: str = "cpu",
+               max_batches: int | None = None, progress: bool = True) -> Responses:
+    """Every filter's maximum response per image at ``layer`` (default: ``default_layer``)."""
+    if layer is None:
+        x0, _ = next(iter_batches(loader, device))
+        layer = default_layer(model, x0)
+    return layer_max_responses(model, layer, loader, device=device, max_batches=max_batches, progress=progress)
+
+
 def run_topn(model: nn.Module, loader, out_dir: Path, *, layer: str | None = None, n: int = 8,
              filters: list[int] | None = None, max_filters: int = 10, device: str = "cpu",
              responses: Responses | None = None, max_batches: int | None = None,
@@ -288,15 +297,11 @@ def run_topn(model: nn.Module, loader, out_dir: Path, *, layer: str | None = Non
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    if layer is None:
-        x0, _ = next(iter_batches(loader, device))
-        layer = default_layer(model, x0)
-    resp = responses or layer_max_responses(model, layer, loader, device=device, max_batches=max_batches,
-                                            progress=progress)
+    resp = responses or scan_layer(model, loader, layer, device=device, max_batches=max_batches, progress=progress)
     if filters is None:
         filters = strongest_filters(resp, max_filters, n)
     top = top_n(resp, n, filters)
-    recs = reconstruct(model, layer, loader.dataset, top, device=device, progress=progress)
+    recs = reconstruct(model, resp.layer, loader.dataset, top, device=device, progress=progress)
     safe = resp.layer.replace(".", "_")
     write_topn_csv(out_dir / f"topn_{safe}.csv", top, resp=resp)
     topn_grid(recs, out_dir / f"topn_{safe}.png", title=f"top-{n} images per filter, layer {resp.layer}")
