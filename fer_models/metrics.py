@@ -153,55 +153,77 @@ def evaluate(
 
 
 def save_figures(result: EvalResult, out_dir: Path, title: str = "") -> list[Path]:
-    """Confusion matrix, cosine matrix (Figs. 10-11) and per-class mean maps (Figs. 6-9) as PNG."""
+    """Write the run's matrices and maps under ``out_dir`` (the MLflow trial layout too):
+
+    ``matrices/confusion.{csv,png}`` (counts; the PNG row-normalised), ``matrices/cosine.{csv,png}``
+    (classes x layers 1-5 + CAM, paper 002 Figs. 10-11) and ``maps/mean_<kind>.png`` (per-class
+    mean maps, Figs. 6-9). Mean maps that are not (K, h, w) arrays are skipped.
+    """
+    out_dir = Path(out_dir)
+    K = result.confusion.shape[0]
+    names = class_names(K)
+    conf = np.asarray(result.confusion, dtype=float)
+    paths = _save_matrix(conf, names, names, out_dir / "matrices", "confusion", f"{title} confusion".strip(),
+                         shown=conf / np.maximum(conf.sum(1, keepdims=True), 1), xlabel="predicted", ylabel="true")
+    if result.cosine_matrix is not None:
+        cos = np.asarray(result.cosine_matrix, dtype=float)
+        paths += _save_matrix(cos, names, list(COSINE_COLUMNS)[: cos.shape[1]], out_dir / "matrices", "cosine",
+                              f"{title} cosine with AU map".strip(), xlabel="layer", ylabel="class")
+    for key, m in (result.mean_maps or {}).items():
+        arr = np.asarray(m) if isinstance(m, (np.ndarray, torch.Tensor, list)) else None
+        if arr is not None and arr.ndim == 3:
+            paths.append(_save_mean_maps(arr.astype(float), names, out_dir / "maps" / f"mean_{key}.png",
+                                         f"{title} per-class mean {key}".strip()))
+    return paths
+
+
+def _save_matrix(mat: np.ndarray, rows: list[str], cols: list[str], folder: Path, stem: str, title: str, *,
+                 shown: np.ndarray | None = None, xlabel: str, ylabel: str) -> list[Path]:
+    """``mat`` as CSV (exact values) and as an annotated PNG of ``shown`` (default ``mat``) in [0, 1]."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    K = result.confusion.shape[0]
-    names = class_names(K)
-    paths = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    conf = result.confusion / np.maximum(result.confusion.sum(1, keepdims=True), 1)
-    for ax, mat, cols, ttl in (
-        (axes[0], conf, names, "confusion (row-normalised)"),
-        (axes[1], result.cosine_matrix, list(COSINE_COLUMNS), "cosine with AU map"),
-    ):
-        im = ax.imshow(mat, vmin=0, vmax=1, cmap="viridis")
-        ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
-        ax.set_yticks(range(K), names)
-        for i in range(mat.shape[0]):
-            for j in range(mat.shape[1]):
-                if np.isfinite(mat[i, j]):
-                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
-        ax.set_title(ttl)
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle(title)
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = folder / f"{stem}.csv", folder / f"{stem}.png"
+    with open(csv_path, "w") as f:
+        f.write(f"{ylabel}\\{xlabel}," + ",".join(cols) + "\n")
+        for r, row in zip(rows, mat):
+            f.write(r + "," + ",".join(f"{v:.6g}" for v in row) + "\n")
+    shown = mat if shown is None else shown
+    fig, ax = plt.subplots(figsize=(1.5 + 0.7 * mat.shape[1], 1 + 0.55 * mat.shape[0]))
+    im = ax.imshow(shown, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    for (i, j), v in np.ndenumerate(shown):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    p = out_dir / "matrices.png"
-    fig.savefig(p, dpi=110)
+    fig.savefig(png_path, dpi=110)
     plt.close(fig)
-    paths.append(p)
-    if result.mean_maps:
-        keys = list(result.mean_maps)
-        fig, axes = plt.subplots(len(keys), K, figsize=(1.6 * K, 1.7 * len(keys)), squeeze=False)
-        for r, key in enumerate(keys):
-            for c in range(K):
-                ax = axes[r][c]
-                ax.imshow(result.mean_maps[key][c], cmap="jet", vmin=0, vmax=1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if r == 0:
-                    ax.set_title(names[c], fontsize=8)
-                if c == 0:
-                    ax.set_ylabel(f"mean {key}", fontsize=8)
-        fig.suptitle(title)
-        fig.tight_layout()
-        p = out_dir / "mean_maps.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
-    return paths
+    return [csv_path, png_path]
+
+
+def _save_mean_maps(maps: np.ndarray, names: list[str], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    k = maps.shape[0]
+    fig, axes = plt.subplots(1, k, figsize=(1.6 * k, 2.0), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        ax.imshow(maps[i], cmap="jet", vmin=0, vmax=1)
+        ax.set_title(names[i] if i < len(names) else str(i), fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -397,7 +397,7 @@ def write_trial_artifacts(result: Any, cfg: Any, out: Path) -> Path:
     """
     import shutil
 
-    from fer_models.labels import class_names
+    import numpy as np
 
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_ARTIFACT).write_text(dump_config(cfg))
@@ -405,27 +405,12 @@ def write_trial_artifacts(result: Any, cfg: Any, out: Path) -> Path:
     if best and Path(best).is_file():
         (out / "weights").mkdir(exist_ok=True)
         shutil.copyfile(best, out / WEIGHTS_ARTIFACT)
-    for name in ("confusion", "cosine_matrix"):
-        mat = getattr(result, name, None)
-        if mat is None:
-            continue
-        short = "cosine" if name == "cosine_matrix" else name
-        items = mat.items() if isinstance(mat, dict) else [(short, mat)]
-        for key, m in items:
-            arr = _as_array(m)
-            if arr is None or arr.ndim != 2:
-                continue
-            stem = key if key.startswith(short) else f"{short}_{key}"
-            _matrix_csv_png(arr, class_names(max(arr.shape)), out / "matrices", stem)
-    maps = getattr(result, "mean_maps", None)
-    if maps is not None:
-        items = maps.items() if isinstance(maps, dict) else [("maps", maps)]
-        for key, m in items:
-            arr = _as_array(m)
-            if arr is None or arr.ndim not in (2, 3):
-                continue
-            arr = arr[None] if arr.ndim == 2 else arr
-            _maps_png(arr, class_names(arr.shape[0]), out / "maps" / f"mean_{key}.png", str(key))
+    if getattr(result, "confusion", None) is not None:
+        from fer_models.metrics import EvalResult, save_figures
+
+        evaluated = EvalResult(result.test, np.asarray(result.confusion), getattr(result, "cosine_matrix", None),
+                               getattr(result, "mean_maps", None) or {})
+        save_figures(evaluated, out, title=f"{cfg.method} {'w/' if cfg.au else 'w/o'} AU")
     hist = getattr(result, "history", None)
     rows = _history_rows(hist)
     if rows:
@@ -447,67 +432,6 @@ def _history_rows(hist: Any) -> list[dict[str, Any]]:
         n = max((len(v) for v in hist.values() if isinstance(v, (list, tuple))), default=0)
         return [{k: v[i] for k, v in hist.items() if isinstance(v, (list, tuple)) and i < len(v)} for i in range(n)]
     return [dict(r) for r in hist if isinstance(r, dict)]
-
-
-def _as_array(m: Any):
-    import numpy as np
-
-    try:
-        if hasattr(m, "detach"):
-            m = m.detach().cpu().numpy()
-        return np.asarray(m, dtype=float)
-    except (TypeError, ValueError):
-        return None
-
-
-def _matrix_csv_png(arr, names: list[str], folder: Path, stem: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = names[: arr.shape[0]] + [str(i) for i in range(len(names), arr.shape[0])]
-    cols = names[: arr.shape[1]] + [str(i) for i in range(len(names), arr.shape[1])]
-    with open(folder / f"{stem}.csv", "w") as f:
-        f.write("true\\pred," + ",".join(cols) + "\n")
-        for r, row in zip(rows, arr):
-            f.write(r + "," + ",".join(f"{v:.6g}" for v in row) + "\n")
-    fig, ax = plt.subplots(figsize=(1 + 0.7 * arr.shape[1], 1 + 0.6 * arr.shape[0]))
-    im = ax.imshow(arr, cmap="viridis")
-    ax.set_xticks(range(arr.shape[1]), cols, rotation=45, ha="right")
-    ax.set_yticks(range(arr.shape[0]), rows)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    fmt = "{:.0f}" if np.allclose(arr, np.round(arr)) else "{:.2f}"
-    hi = np.nanmax(arr) if arr.size else 0
-    for (i, j), v in np.ndenumerate(arr):
-        ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color="white" if v < 0.6 * hi else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    ax.set_title(stem)
-    fig.tight_layout()
-    fig.savefig(folder / f"{stem}.png", dpi=110)
-    plt.close(fig)
-
-
-def _maps_png(arr, names: list[str], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    k = arr.shape[0]
-    fig, axes = plt.subplots(1, k, figsize=(1.6 * k, 2.0), squeeze=False)
-    for i, ax in enumerate(axes[0]):
-        ax.imshow(arr[i], cmap="jet", vmin=0, vmax=max(1e-8, float(arr.max())))
-        ax.set_title(names[i] if i < len(names) else str(i), fontsize=8)
-        ax.axis("off")
-    fig.suptitle(f"per-class mean {title}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def ui_command(uri: str | None = None, host: str = "127.0.0.1", port: int = 5000) -> list[str]:

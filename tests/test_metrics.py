@@ -100,5 +100,10 @@ def test_figures_are_written(tmp_path):
     labels = [0, 1, 2, 3, 4, 5, 6, 0]
     r = evaluate(MapEcho(), _loader(labels, labels), num_classes=K, mean_maps=True)
     paths = save_figures(r, tmp_path, title="echo")
-    assert [p.name for p in paths] == ["matrices.png", "mean_maps.png"]
-    assert all(p.stat().st_size > 1000 for p in paths)
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
+        "matrices/confusion.csv", "matrices/confusion.png", "matrices/cosine.csv", "matrices/cosine.png",
+        "maps/mean_cam.png", "maps/mean_att.png",
+    ]
+    assert all(p.stat().st_size > 1000 for p in paths if p.suffix == ".png")
+    rows = (tmp_path / "matrices" / "confusion.csv").read_text().splitlines()
+    assert rows[1].split(",")[1] == "2"  # two anger faces predicted anger (labels echo)

@@ -51,7 +51,7 @@ def test_trial_artifacts_and_weights_round_trip(uri, tmp_path):
         test={"cl": 50.0},
         history=[{"epoch": 1.0, "val_cl": 40.0}, {"epoch": 2.0, "val_cl": 45.0}],
         confusion=np.arange(k * k).reshape(k, k),
-        cosine_matrix=torch.rand(k, k),
+        cosine_matrix=torch.rand(k, 6),  # classes x (layers 1-5, CAM)
         mean_maps={"cam": np.random.rand(k, 6, 6), "att": np.random.rand(k, 6, 6), "bad": "x"},
     )
     out = tracking.write_trial_artifacts(res, TrainConfig(method="acol"), tmp_path / "art")
@@ -62,6 +62,8 @@ def test_trial_artifacts_and_weights_round_trip(uri, tmp_path):
     csv = (out / "matrices" / "confusion.csv").read_text().splitlines()
     assert csv[0].split(",")[1:] == ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
     assert csv[2].split(",")[1:3] == ["7", "8"]  # row "disgust" of arange(49)
+    cos_header = (out / "matrices" / "cosine.csv").read_text().splitlines()[0]
+    assert cos_header.split(",")[1:] == ["layer1", "layer2", "layer3", "layer4", "layer5", "cam"]
     run = tracking.TrialRun(uri, exp, parent, "t", {tracking.HASH_TAG: "h1", "method": "acol"})
     run.log_params({"method": "acol", "data.dataset": "x"})
     run.log_metrics({"test_cl": 50.0, "nan": float("nan"), "flag": True, "t0": torch.tensor(3.0)})
