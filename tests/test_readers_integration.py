@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from fer_models.data.readers._base import read_dataset
+from fer_models.data import cache
+from fer_models.data.images import load_image
+from fer_models.data.landmarks import default_backend
+from fer_models.data.readers import read_dataset
+from fer_models.registry import LANDMARKS
 
-from test_readers import make_affectnet
 
-cache = pytest.importorskip("fer_models.data.cache")
-
-
-def test_affectnet_auto_uses_shipped_landmarks_and_counts_corrupt(tmp_path, monkeypatch):
+def test_affectnet_auto_uses_shipped_landmarks_and_counts_corrupt(tmp_path, monkeypatch, make_affectnet):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     make_affectnet(tmp_path / "aff", corrupt=("1/b.jpg",))
     m = read_dataset("affectnet", tmp_path / "aff", val_fraction=0)
@@ -26,11 +25,6 @@ def test_affectnet_auto_uses_shipped_landmarks_and_counts_corrupt(tmp_path, monk
 
 
 def test_synthetic_rafdb_through_real_reader_and_auto_backend(tmp_path):
-    pytest.importorskip("fer_models.data.readers.synthetic")
-    from fer_models.data.images import load_image
-    from fer_models.data.landmarks import default_backend
-    from fer_models.registry import LANDMARKS
-
     m = read_dataset("synthetic-rafdb", tmp_path / "s", n_train=21, n_test=7, image_size=32,
                      n_identities=3, progress=False)
     assert m.counts()["test"] == 7 and m.counts()["train"] + m.counts()["val"] == 21

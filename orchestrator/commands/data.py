@@ -81,7 +81,7 @@ def show_cmd(dataset, root, split, out, n, codebook, backend, map_size, seed) ->
     from fer_models.data.images import load_image
     from fer_models.data.landmarks import default_backend
     from fer_models.data.overlay import overlay_grid
-    from fer_models.data.readers._base import read_dataset
+    from fer_models.data.readers import read_dataset
     from fer_models.errors import ConfigError, DatasetError
     from fer_models.labels import EXPRESSIONS
     from fer_models.registry import LANDMARKS
