@@ -107,8 +107,8 @@ def serial(stages: Stages) -> Iterator[Run]:
     def batches(rows: list[dict]) -> Iterator[dict]:
         backend = instantiate_backend(stages.backend)
         for i in range(0, len(rows), stages.batch_size):
-            batch = batch_rows(rows[i : i + stages.batch_size])
-            yield au_stage(landmark_stage(batch, backend, stages.image_size), stages.codebook, stages.map_size)
+            batch = landmark_stage(batch_rows(rows[i : i + stages.batch_size]), backend, stages.image_size)
+            yield au_stage(batch, stages.codebook, stages.map_size)
 
     yield Run(batches, {"pipeline": "serial"})
 
