@@ -229,3 +229,35 @@ def make_affectnet():
     """``make_affectnet(root, header=True, corrupt=())``: 13 listed AffectNet rows (official
     layout) covering every expression id 0-10, one missing image, -2 valence/arousal."""
     return _make_affectnet
+
+
+# ----------------------------------------------------------------------------- registries
+@pytest.fixture
+def one_file_entry(tmp_path, monkeypatch):
+    """``one_file_entry(REGISTRY, module_name, source)``: add ``source`` as one new module of
+    the registry's package, the way a user adds an entry (one file, nothing else edited), and
+    let the registry discover it on its next lookup. The file lives in a temporary folder
+    appended to the package's ``__path__``; the package, the registry and ``sys.modules`` are
+    restored after the test."""
+    import importlib
+    import sys
+    import textwrap
+
+    added: list[str] = []
+
+    def add(registry, module: str, source: str) -> str:
+        registry.names()  # the real entries are loaded (and kept) before the new one
+        pkg = importlib.import_module(registry.package)
+        folder = tmp_path / "one-file-entries" / registry.package
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{module}.py").write_text(textwrap.dedent(source))
+        monkeypatch.setattr(pkg, "__path__", [*pkg.__path__, str(folder)])
+        monkeypatch.setattr(registry, "_entries", dict(registry._entries))
+        monkeypatch.setattr(registry, "_meta", dict(registry._meta))
+        monkeypatch.setattr(registry, "_loaded", False)
+        added.append(f"{registry.package}.{module}")
+        return added[-1]
+
+    yield add
+    for name in added:
+        sys.modules.pop(name, None)

@@ -153,3 +153,29 @@ def test_preview_png_shows_stored_faces(manifest, tmp_path, fake_backend):
     assert out == info.dir / "preview.png"
     img = np.asarray(Image.open(out))
     assert img.ndim == 3 and img.shape[0] > 100 and img.std() > 10  # a real picture, not blank
+
+
+def test_build_starts_its_executor_only_on_a_miss(manifest, tmp_path, fake_backend):
+    """The skeleton (resolve -> find -> write -> close) is shared; only the executor varies."""
+    from contextlib import contextmanager
+
+    started = []
+
+    @contextmanager
+    def recording(stages):
+        started.append(stages)
+        with cache.serial(stages) as run:
+            yield cache.Run(run.batches, {"pipeline": "recording"}, " (recording)")
+
+    target = cache.resolve(manifest, fake_backend, CODEBOOK, 16, 32, tmp_path / "c")
+    info = cache.build(target, 16, 32, recording, batch_size=5, progress=False)
+    assert len(started) == 1 and started[0].batch_size == 5 and started[0].image_size == 32
+    assert info.meta["pipeline"] == "recording" and info.key == target.key and info.dir == target.dir
+    serial = cache.prepare(manifest, fake_backend, CODEBOOK, 16, 32, tmp_path / "s", progress=False)
+    for split in ("train", "val", "test"):
+        a, b = cache.load_split(info.dir, split), cache.load_split(serial.dir, split)
+        assert all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a)
+    assert cache.build(target, 16, 32, recording, progress=False).hit and len(started) == 1
+    with pytest.raises(ValueError, match="sizes"):  # a target resolved for other sizes
+        cache.build(cache.resolve(manifest, fake_backend, CODEBOOK, 16, 64, tmp_path / "d"), 16, 32,
+                    recording, progress=False)
