@@ -40,7 +40,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from fer_models.config import DataConfig
     from fer_models.data import cache
-    from fer_models.data.readers._base import read_dataset
+    from fer_models.data.readers import read_dataset
     from orchestrator.preprocess import preprocess
     from orchestrator.ray_utils import init_ray
 

@@ -1,7 +1,8 @@
-"""Preprocessing with Ray Data (DESIGN.md step 2, issue 2).
+"""Preprocessing with Ray Data (DESIGN.md step 2, issue 2): the Ray executor of the cache.
 
-The manifest streams through two ``map_batches`` stages that call the very functions of
-the serial path (:func:`fer_models.data.cache.landmark_stage`, :func:`~fer_models.data.cache.au_stage`):
+:func:`preprocess` runs the one build skeleton of the cache
+(:func:`fer_models.data.cache.build`: resolve -> find -> write -> close/abort) with
+:func:`ray_executor`, so it differs from the serial path only in how batches are computed:
 
 1. landmarks: an actor pool (a class UDF, so each actor builds its backend, and loads
    its weights, once), ``num_workers`` actors; GPU actors (``num_gpus`` = 1, or a fraction
@@ -9,10 +10,10 @@ the serial path (:func:`fer_models.data.cache.landmark_stage`, :func:`~fer_model
    one, CPU actors otherwise;
 2. AU maps: stateless tasks (cheap, vectorised numpy).
 
-The driver consumes the stream with ``iter_batches`` (in manifest order:
-``preserve_order``) and hands it to the same :class:`~fer_models.data.cache.CacheWriter`
-as the serial path, so both write identical shards. A cache hit returns before Ray is even
-started. Ray Data's own progress bars are turned off in favour of one tqdm bar over rows.
+Both call the very stage functions of the serial path, and the driver consumes the
+stream with ``iter_batches`` in manifest order (``preserve_order``) into the same shard
+writer, so both write identical shards. A cache hit returns before Ray is even started.
+Ray Data's own progress bars are turned off in favour of the skeleton's tqdm bar over rows.
 
 On a multi-node cluster the image files must be readable at the same paths on every
 node (shared storage), as Ray Data sends paths, not pixels; the cache is written by the
@@ -28,9 +29,9 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from fer_models.data import cache as _cache
 
@@ -55,10 +56,6 @@ class LandmarkStage:
         return _cache.landmark_stage(batch, self.backend, self.image_size)
 
 
-def _au_stage(batch: dict, codebook: Any, map_size: int) -> dict:
-    return _cache.au_stage(batch, codebook, map_size)
-
-
 def _resources(ray, backend_cls: Any, num_workers: int | None) -> tuple[int, dict, str]:
     """(workers, per-actor resources, device) for the landmark pool on this cluster."""
     res = ray.cluster_resources()
@@ -75,6 +72,55 @@ def _resources(ray, backend_cls: Any, num_workers: int | None) -> tuple[int, dic
         raise ConfigError(f"the Ray cluster has {cpus:g} CPUs, too few for {workers} landmark "
                           f"workers; pass fewer --workers")
     return workers, {"num_cpus": per}, "cpu"
+
+
+def ray_executor(address: str | None = None, num_workers: int | None = None) -> _cache.Executor:
+    """The Ray Data executor for :func:`fer_models.data.cache.build` (started on a miss only)."""
+
+    @contextmanager
+    def start(stages: _cache.Stages) -> Iterator[_cache.Run]:
+        backend_cls = stages.backend if isinstance(stages.backend, type) else type(stages.backend)
+        from orchestrator.ray_utils import init_ray
+
+        ray = init_ray(address)
+        ctx = ray.data.DataContext.get_current()
+        saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
+        try:
+            ctx.execution_options.preserve_order = True  # manifest order: same shards as serial
+            ctx.enable_progress_bars = False
+            logging.getLogger("ray.data").setLevel(logging.WARNING)  # our summary says it all
+            logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
+            workers, resources, device = _resources(ray, backend_cls, num_workers)
+
+            def batches(rows: list[dict]) -> Iterator[dict]:
+                bs = stages.batch_size
+                n_blocks = max(1, min(-(-len(rows) // bs), 256))  # about one batch a block
+                ds = ray.data.from_items(rows, override_num_blocks=n_blocks)
+                ds = ds.map_batches(
+                    LandmarkStage,
+                    fn_constructor_kwargs={"backend_cls": backend_cls, "image_size": stages.image_size,
+                                           "device": device},
+                    compute=ray.data.ActorPoolStrategy(size=workers),
+                    batch_size=bs,
+                    batch_format="numpy",
+                    **resources,
+                )
+                ds = ds.map_batches(
+                    _cache.au_stage,
+                    fn_kwargs={"codebook": stages.codebook, "map_size": stages.map_size},
+                    batch_size=bs,
+                    batch_format="numpy",
+                    num_cpus=AU_STAGE_CPUS,
+                )
+                yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+
+            yield _cache.Run(batches, {"pipeline": "ray", "workers": workers, "device": device,
+                                       "ray_resources_per_worker": resources},
+                             f" ({workers} {device} workers)")
+        finally:
+            ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
+
+    return start
 
 
 def preprocess(
@@ -96,68 +142,9 @@ def preprocess(
     Prints a summary through ``echo``: rows, failures by reason, where failures.csv is,
     time and rows/s; on a hit, "cache hit" and nothing else is done.
     """
-    say = echo or (lambda _msg: None)
-    manifest, backend_cls, codebook, key, cdir = _cache.cache_dir_for(data_cfg, cache_root, manifest, backend)
-    found = _cache.find_cache(cache_root, manifest.dataset, key)
-    if found is not None:
-        say(found.summary())
-        return found
-    if not manifest.samples:
-        from fer_models.errors import DatasetError
-
-        raise DatasetError(f"dataset '{manifest.dataset}' has no rows to preprocess; check its "
-                           f"root {manifest.root}")
-    if not isinstance(backend_cls, type):
-        backend_cls = type(backend_cls)
-
-    from tqdm.auto import tqdm
-
-    from orchestrator.ray_utils import init_ray
-
-    ray = init_ray(address)
-    ctx = ray.data.DataContext.get_current()
-    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
-    ctx.execution_options.preserve_order = True  # manifest order: same shards as the serial path
-    ctx.enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our summary says it all
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
-
-    workers, resources, device = _resources(ray, backend_cls, num_workers)
-    t0 = time.perf_counter()
-    rows = _cache.manifest_rows(manifest)
-    inputs = _cache.key_inputs(manifest, backend_cls, codebook, data_cfg.map_size, data_cfg.image_size)
-    writer = _cache.CacheWriter(cdir, inputs, manifest)
-    try:
-        n_blocks = max(1, min(-(-len(rows) // batch_size), 256))  # about one batch a block
-        ds = ray.data.from_items(rows, override_num_blocks=n_blocks)
-        ds = ds.map_batches(
-            LandmarkStage,
-            fn_constructor_kwargs={"backend_cls": backend_cls, "image_size": int(data_cfg.image_size),
-                                   "device": device},
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            batch_size=batch_size,
-            batch_format="numpy",
-            **resources,
-        )
-        ds = ds.map_batches(
-            _au_stage,
-            fn_kwargs={"codebook": codebook, "map_size": int(data_cfg.map_size)},
-            batch_size=batch_size,
-            batch_format="numpy",
-            num_cpus=AU_STAGE_CPUS,
-        )
-        with tqdm(total=len(rows), desc=f"preprocess {manifest.dataset} ({workers} {device} workers)",
-                  unit="img", disable=not progress) as bar:
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                writer.add(batch)
-                bar.update(len(batch["row"]))
-        info = writer.close({"pipeline": "ray", "workers": workers, "device": device,
-                             "ray_resources_per_worker": resources})
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
-    info.seconds = time.perf_counter() - t0
-    say(info.summary())
+    target = _cache.cache_dir_for(data_cfg, cache_root, manifest, backend)
+    info = _cache.build(target, data_cfg.map_size, data_cfg.image_size,
+                        ray_executor(address, num_workers), batch_size=batch_size, progress=progress)
+    if echo is not None:
+        echo(info.summary())
     return info

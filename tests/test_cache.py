@@ -1,15 +1,13 @@
 """The preprocessing cache: stages, failures, reuse, atomicity (fer_models.data.cache).
 
-The fakes defined here (a hand-made manifest of tiny images, a landmark backend that
-returns the shipped landmarks or None on a blank image) are shared with test_dataset.py
-and test_preprocess.py.
+The fakes (a hand-made manifest of tiny images, a landmark backend that returns the
+shipped landmarks or None on a blank image) are conftest fixtures.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -17,95 +15,18 @@ import pytest
 from PIL import Image
 
 from fer_models.data import cache
-from fer_models.data.manifest import Manifest, Sample
-
-
-def template_landmarks(w: float, h: float) -> np.ndarray:
-    """A rough frontal 68-point face (iBUG order) filling a w x h image."""
-    pts = []
-    for k in range(17):  # jaw
-        t = math.pi - k * math.pi / 16
-        pts.append((0.5 + 0.4 * math.cos(t), 0.35 + 0.6 * math.sin(t)))
-    pts += [(0.2 + 0.055 * i, 0.3) for i in range(5)]  # right brow
-    pts += [(0.58 + 0.055 * i, 0.3) for i in range(5)]  # left brow
-    pts += [(0.5, 0.38 + 0.057 * i) for i in range(4)]  # nose bridge
-    pts += [(0.42 + 0.04 * i, 0.6) for i in range(5)]  # nostrils
-    for cx in (0.32, 0.68):  # eyes
-        pts += [(cx + 0.07 * math.cos(a), 0.4 + 0.03 * math.sin(a))
-                for a in np.linspace(math.pi, -math.pi, 6, endpoint=False)]
-    pts += [(0.5 + 0.15 * math.cos(a), 0.78 + 0.06 * math.sin(a))
-            for a in np.linspace(math.pi, -math.pi, 12, endpoint=False)]
-    pts += [(0.5 + 0.1 * math.cos(a), 0.78 + 0.03 * math.sin(a))
-            for a in np.linspace(math.pi, -math.pi, 8, endpoint=False)]
-    arr = np.asarray(pts, np.float32)
-    assert arr.shape == (68, 2)
-    return arr * np.array([w - 1, h - 1], np.float32)
-
-
-class FakeBackend:
-    """Returns the shipped landmarks, or None on a blank image (no face)."""
-
-    name = "fake"
-    version = "1"
-    uses_gpu = False
-    constructed = 0
-
-    def __init__(self, device: str = "cpu"):
-        type(self).constructed += 1
-        self.device = device
-
-    def detect(self, images, samples):
-        return [None if img.std() < 1.0 else s.landmarks for img, s in zip(images, samples)]
-
-
-class ExplodingBackend(FakeBackend):
-    """A backend that must never be constructed (cache hits do no work)."""
-
-    def __init__(self, device: str = "cpu"):
-        raise AssertionError("the backend was constructed on a cache hit")
-
-
-def make_manifest(root: Path, n: int = 24, w: int = 48, h: int = 40, seed: int = 0,
-                  blank: int = 1, corrupt: int = 1, with_aus: bool = True) -> Manifest:
-    """``n`` textured faces (PNG) + ``blank`` uniform images + ``corrupt`` broken JPEGs."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    samples = []
-    splits = ["train", "train", "val", "test"]
-    for i in range(n + blank + corrupt):
-        p = root / f"img_{i:03d}.png"
-        if i < n:
-            img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-            img[: h // 2] //= 2  # not symmetric: flips and crops are visible
-        elif i < n + blank:
-            img = np.full((h, w, 3), 128, np.uint8)
-        else:
-            p = root / f"img_{i:03d}.jpg"
-            p.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
-            img = None
-        if img is not None:
-            Image.fromarray(img).save(p)
-        label = i % 7
-        aus = {12: 0.8, 6: 0.5} if with_aus and i % 3 == 0 else ({} if with_aus and i % 3 == 1 else None)
-        samples.append(Sample(
-            path=str(p), split=splits[i % 4], label=label,
-            identity=f"id{i % 5}" if i % 6 else None,
-            landmarks=template_landmarks(w, h), valence=0.1 * (i % 3), arousal=math.nan,
-            aus=aus,
-        ))
-    return Manifest(dataset="fake", root=root, samples=samples)
 
 
 CODEBOOK = "paper002"
 
 
 @pytest.fixture
-def manifest(tmp_path):
+def manifest(tmp_path, make_manifest):
     return make_manifest(tmp_path / "data")
 
 
-def test_prepare_writes_shards_meta_and_counts_failures(manifest, tmp_path):
-    info = cache.prepare(manifest, FakeBackend, CODEBOOK, 16, 32, tmp_path / "cache",
+def test_prepare_writes_shards_meta_and_counts_failures(manifest, tmp_path, fake_backend):
+    info = cache.prepare(manifest, fake_backend, CODEBOOK, 16, 32, tmp_path / "cache",
                          batch_size=8, progress=False)
     assert not info.hit and info.dir.is_dir() and info.dir.parent.name == "fake"
     meta = json.loads((info.dir / "meta.json").read_text())
@@ -137,10 +58,11 @@ def test_prepare_writes_shards_meta_and_counts_failures(manifest, tmp_path):
         assert np.allclose(d["au_map"][d["au_valid"]].max(axis=(1, 2)), 1.0)
 
 
-def test_landmarks_follow_the_resize_and_box_crop(tmp_path):
+def test_landmarks_follow_the_resize_and_box_crop(tmp_path, fake_backend, make_manifest,
+                                                  template_landmarks):
     m = make_manifest(tmp_path / "d", n=4, w=48, h=40, blank=0, corrupt=0)
     m.samples[1].box = (8.0, 4.0, 32.0, 32.0)
-    info = cache.prepare(m, FakeBackend, CODEBOOK, 16, 32, tmp_path / "c", progress=False)
+    info = cache.prepare(m, fake_backend, CODEBOOK, 16, 32, tmp_path / "c", progress=False)
     splits = [cache.load_split(info.dir, s) for s in ("train", "val", "test")]
     rows = {int(r): lm for d in splits for r, lm in zip(d["row"], d["landmarks"])}
     src = template_landmarks(48, 40)
@@ -155,59 +77,58 @@ def test_landmarks_follow_the_resize_and_box_crop(tmp_path):
     assert np.abs(stored["image"][j].astype(int) - img[4:36, 8:40].astype(int)).max() <= 1
 
 
-def test_second_run_is_a_cache_hit_and_constructs_nothing(manifest, tmp_path):
-    FakeBackend.constructed = 0
-    first = cache.prepare(manifest, FakeBackend, CODEBOOK, 16, 32, tmp_path / "c", progress=False)
-    assert FakeBackend.constructed == 1
+def test_second_run_is_a_cache_hit_and_constructs_nothing(manifest, tmp_path, fake_backend,
+                                                          exploding_backend):
+    first = cache.prepare(manifest, fake_backend, CODEBOOK, 16, 32, tmp_path / "c", progress=False)
+    assert fake_backend.constructed == 1
     mtime = (first.dir / "meta.json").stat().st_mtime_ns
-    second = cache.prepare(manifest, ExplodingBackend, CODEBOOK, 16, 32, tmp_path / "c", progress=False)
+    second = cache.prepare(manifest, exploding_backend, CODEBOOK, 16, 32, tmp_path / "c", progress=False)
     assert second.hit and second.dir == first.dir and "cache hit" in second.summary()
     assert (first.dir / "meta.json").stat().st_mtime_ns == mtime
 
 
-def test_key_depends_on_every_input(manifest):
-    base = cache.cache_key(manifest, FakeBackend, cache.resolve_codebook(CODEBOOK), 16, 32)
+def test_key_depends_on_every_input(manifest, fake_backend):
+    base = cache.cache_key(manifest, fake_backend, cache.resolve_codebook(CODEBOOK), 16, 32)
     # an instance keys like its class; a name resolves to the same codebook
-    assert base == cache.cache_key(manifest, FakeBackend(), cache.resolve_codebook(CODEBOOK), 16, 32)
+    assert base == cache.cache_key(manifest, fake_backend(), cache.resolve_codebook(CODEBOOK), 16, 32)
 
-    class V2(FakeBackend):
+    class V2(fake_backend):
         version = "2"
 
     others = {
         cache.cache_key(manifest, V2, cache.resolve_codebook(CODEBOOK), 16, 32),
-        cache.cache_key(manifest, FakeBackend, cache.resolve_codebook("paper002-released"), 16, 32),
-        cache.cache_key(manifest, FakeBackend, cache.resolve_codebook(CODEBOOK), 8, 32),
-        cache.cache_key(manifest, FakeBackend, cache.resolve_codebook(CODEBOOK), 16, 64),
+        cache.cache_key(manifest, fake_backend, cache.resolve_codebook("paper002-released"), 16, 32),
+        cache.cache_key(manifest, fake_backend, cache.resolve_codebook(CODEBOOK), 8, 32),
+        cache.cache_key(manifest, fake_backend, cache.resolve_codebook(CODEBOOK), 16, 64),
     }
     manifest.samples[0].aus = {4: 1.0}
-    others.add(cache.cache_key(manifest, FakeBackend, cache.resolve_codebook(CODEBOOK), 16, 32))
+    others.add(cache.cache_key(manifest, fake_backend, cache.resolve_codebook(CODEBOOK), 16, 32))
     manifest.samples[0].label = 5
-    others.add(cache.cache_key(manifest, FakeBackend, cache.resolve_codebook(CODEBOOK), 16, 32))
+    others.add(cache.cache_key(manifest, fake_backend, cache.resolve_codebook(CODEBOOK), 16, 32))
     assert base not in others and len(others) == 6
 
 
-class _DiesOnSecondBatch(FakeBackend):
-    calls = 0
+def test_a_killed_run_leaves_no_cache_that_looks_complete(manifest, tmp_path, fake_backend):
+    class _DiesOnSecondBatch(fake_backend):
+        calls = 0
 
-    def detect(self, images, samples):
-        type(self).calls += 1
-        if type(self).calls == 2:
-            raise KeyboardInterrupt  # a killed run
-        return super().detect(images, samples)
+        def detect(self, images, samples):
+            type(self).calls += 1
+            if type(self).calls == 2:
+                raise KeyboardInterrupt  # a killed run
+            return super().detect(images, samples)
 
-
-def test_a_killed_run_leaves_no_cache_that_looks_complete(manifest, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         cache.prepare(manifest, _DiesOnSecondBatch, CODEBOOK, 16, 32, tmp_path / "c",
                       batch_size=4, progress=False)
     ds_dir = tmp_path / "c" / "fake"
     assert not ds_dir.exists() or list(ds_dir.iterdir()) == []
-    key = cache.cache_key(manifest, FakeBackend, cache.resolve_codebook(CODEBOOK), 16, 32)
+    key = cache.cache_key(manifest, fake_backend, cache.resolve_codebook(CODEBOOK), 16, 32)
     assert cache.find_cache(tmp_path / "c", "fake", key) is None
 
 
-def test_ground_truth_maps_only_where_aus_are_known(manifest, tmp_path):
-    info = cache.prepare(manifest, FakeBackend, CODEBOOK, 16, 32, tmp_path / "c", progress=False)
+def test_ground_truth_maps_only_where_aus_are_known(manifest, tmp_path, fake_backend):
+    info = cache.prepare(manifest, fake_backend, CODEBOOK, 16, 32, tmp_path / "c", progress=False)
     for s in ("train", "val", "test"):
         d = cache.load_split(info.dir, s)
         for r, gv, gm, aus in zip(d["row"], d["gt_valid"], d["gt_au_map"], d["aus"]):
@@ -226,9 +147,35 @@ def test_open_cache_refuses_an_unfinished_folder(tmp_path):
         cache.open_cache(tmp_path / "half")
 
 
-def test_preview_png_shows_stored_faces(manifest, tmp_path):
-    info = cache.prepare(manifest, FakeBackend, CODEBOOK, 16, 32, tmp_path / "c", progress=False)
+def test_preview_png_shows_stored_faces(manifest, tmp_path, fake_backend):
+    info = cache.prepare(manifest, fake_backend, CODEBOOK, 16, 32, tmp_path / "c", progress=False)
     out = cache.write_preview(info.dir, n=4)
     assert out == info.dir / "preview.png"
     img = np.asarray(Image.open(out))
     assert img.ndim == 3 and img.shape[0] > 100 and img.std() > 10  # a real picture, not blank
+
+
+def test_build_starts_its_executor_only_on_a_miss(manifest, tmp_path, fake_backend):
+    """The skeleton (resolve -> find -> write -> close) is shared; only the executor varies."""
+    from contextlib import contextmanager
+
+    started = []
+
+    @contextmanager
+    def recording(stages):
+        started.append(stages)
+        with cache.serial(stages) as run:
+            yield cache.Run(run.batches, {"pipeline": "recording"}, " (recording)")
+
+    target = cache.resolve(manifest, fake_backend, CODEBOOK, 16, 32, tmp_path / "c")
+    info = cache.build(target, 16, 32, recording, batch_size=5, progress=False)
+    assert len(started) == 1 and started[0].batch_size == 5 and started[0].image_size == 32
+    assert info.meta["pipeline"] == "recording" and info.key == target.key and info.dir == target.dir
+    serial = cache.prepare(manifest, fake_backend, CODEBOOK, 16, 32, tmp_path / "s", progress=False)
+    for split in ("train", "val", "test"):
+        a, b = cache.load_split(info.dir, split), cache.load_split(serial.dir, split)
+        assert all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a)
+    assert cache.build(target, 16, 32, recording, progress=False).hit and len(started) == 1
+    with pytest.raises(ValueError, match="sizes"):  # a target resolved for other sizes
+        cache.build(cache.resolve(manifest, fake_backend, CODEBOOK, 16, 64, tmp_path / "d"), 16, 32,
+                    recording, progress=False)

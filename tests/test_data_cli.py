@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -26,7 +25,6 @@ def test_synth_writes_layout_and_refuses_to_clobber(tmp_path):
 
 
 def test_show_writes_png_with_true_au_panels(tmp_path):
-    pytest.importorskip("fer_models.data.readers.rafdb")
     src = tmp_path / "raf"
     r = CliRunner().invoke(main, ["data", "synth", "--layout", "affectnet", "--out", str(src),
                                   "--n-train", "14", "--n-test", "14", "--size", "32"])

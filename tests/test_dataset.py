@@ -10,15 +10,14 @@ import torch
 from fer_models.config import DataConfig
 from fer_models.data import cache
 from fer_models.data.dataset import IMAGENET_MEAN, IMAGENET_STD, FaceDataset, build_loaders
-from test_cache import FakeBackend, make_manifest
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture
-def built(tmp_path):
+def built(tmp_path, make_manifest, fake_backend):
     m = make_manifest(tmp_path / "data", n=24)
-    info = cache.prepare(m, FakeBackend, "paper002", 16, 32, tmp_path / "cache", progress=False)
+    info = cache.prepare(m, fake_backend, "paper002", 16, 32, tmp_path / "cache", progress=False)
     return m, info
 
 
@@ -88,13 +87,12 @@ def test_augmentation_moves_images_and_maps_but_not_targets(built):
     assert torch.equal(again["image"], b["image"])  # seeded
 
 
-def test_build_loaders_prepares_once_then_reads(tmp_path):
+def test_build_loaders_prepares_once_then_reads(tmp_path, make_manifest, fake_backend):
     m = make_manifest(tmp_path / "data", n=40)
     cfg = DataConfig(dataset="fake", codebook="paper002", image_size=32, map_size=16, augment=True)
-    FakeBackend.constructed = 0
     loaders = build_loaders(cfg, batch_size=8, seed=0, cache_root=tmp_path / "cache",
-                            manifest=m, backend=FakeBackend, progress=False)
-    assert FakeBackend.constructed == 1 and loaders.num_classes == 7
+                            manifest=m, backend=fake_backend, progress=False)
+    assert fake_backend.constructed == 1 and loaders.num_classes == 7
     n_train = loaders.info.counts["train"]
     batches = list(loaders.train)
     assert len(batches) == n_train // 8 and all(b["image"].shape == (8, 3, 32, 32) for b in batches)
@@ -103,20 +101,20 @@ def test_build_loaders_prepares_once_then_reads(tmp_path):
     test_rows = torch.cat([b["index"] for b in loaders.test])
     assert test_rows.tolist() == list(range(loaders.info.counts["test"]))  # in order, all rows
     again = build_loaders(cfg, batch_size=8, seed=0, cache_root=tmp_path / "cache",
-                          manifest=m, backend=FakeBackend, progress=False)
-    assert FakeBackend.constructed == 1 and again.cache_dir == loaders.cache_dir
+                          manifest=m, backend=fake_backend, progress=False)
+    assert fake_backend.constructed == 1 and again.cache_dir == loaders.cache_dir
     first = [b["index"] for b in again.train]
     assert all(torch.equal(x["index"], y) for x, y in zip(batches, first))  # seeded order
 
 
-def test_memory_mapped_shards_read_like_in_memory(built, tmp_path, monkeypatch):
+def test_memory_mapped_shards_read_like_in_memory(built, tmp_path, monkeypatch, fake_backend):
     from fer_models.data import dataset as dsmod
 
     m, info = built
     whole = FaceDataset(info.dir, "train")
     monkeypatch.setattr(dsmod, "MAX_IN_MEMORY_BYTES", 0)
-    monkeypatch.setattr(cache, "SHARD_ROWS", 3)
-    small = cache.prepare(m, FakeBackend, "paper002", 16, 32, tmp_path / "c3", progress=False)
+    monkeypatch.setattr(cache.writer, "SHARD_ROWS", 3)
+    small = cache.prepare(m, fake_backend, "paper002", 16, 32, tmp_path / "c3", progress=False)
     assert len(small.meta["shards"]["train"]) > 3
     mapped = FaceDataset(small.dir, "train")
     assert len(mapped._big["image"]) > 1
@@ -127,7 +125,7 @@ def test_memory_mapped_shards_read_like_in_memory(built, tmp_path, monkeypatch):
 
 
 def test_synthetic_rafdb_through_the_real_reader_backend_and_renderer(tmp_path):
-    from fer_models.data.readers._base import read_dataset
+    from fer_models.data.readers import read_dataset
 
     m = read_dataset("synthetic-rafdb", tmp_path / "s", n_train=28, n_test=14, image_size=48,
                      n_identities=3, progress=False)

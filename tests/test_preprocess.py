@@ -9,19 +9,18 @@ import pytest
 
 from fer_models.config import DataConfig
 from fer_models.data import cache
-from test_cache import ExplodingBackend, FakeBackend, make_manifest
 
 SPLITS = ("train", "val", "test")
 
 
 @pytest.fixture
-def ray_fakes(ray_local):
-    """Ship the fake backend (defined in a test module) to Ray workers by value."""
+def ray_fakes(ray_local, fake_backend):
+    """Ship the fake backend (defined in conftest) to Ray workers by value."""
     import ray.cloudpickle as cp
 
-    cp.register_pickle_by_value(sys.modules[FakeBackend.__module__])
+    cp.register_pickle_by_value(sys.modules[fake_backend.__module__])
     yield ray_local
-    cp.unregister_pickle_by_value(sys.modules[FakeBackend.__module__])
+    cp.unregister_pickle_by_value(sys.modules[fake_backend.__module__])
 
 
 def _cfg(**kw):
@@ -30,14 +29,15 @@ def _cfg(**kw):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_ray_pipeline_writes_the_same_cache_as_the_serial_path(ray_fakes, tmp_path):
+def test_ray_pipeline_writes_the_same_cache_as_the_serial_path(ray_fakes, tmp_path, make_manifest,
+                                                               fake_backend):
     from orchestrator.preprocess import preprocess
 
     m = make_manifest(tmp_path / "data", n=40)
     msgs: list[str] = []
     ray_info = preprocess(_cfg(), num_workers=2, cache_root=tmp_path / "ray", manifest=m,
-                          backend=FakeBackend, batch_size=8, progress=False, echo=msgs.append)
-    serial = cache.prepare(m, FakeBackend, "paper002", 16, 32, tmp_path / "serial",
+                          backend=fake_backend, batch_size=8, progress=False, echo=msgs.append)
+    serial = cache.prepare(m, fake_backend, "paper002", 16, 32, tmp_path / "serial",
                            batch_size=5, progress=False)
     assert not ray_info.hit and ray_info.key == serial.key
     assert ray_info.meta["pipeline"] == "ray" and ray_info.meta["workers"] == 2
@@ -56,7 +56,8 @@ def test_ray_pipeline_writes_the_same_cache_as_the_serial_path(ray_fakes, tmp_pa
     assert "rows/s" in text and "failures.csv" in text and "unreadable" in text
 
 
-def test_a_cache_hit_does_no_work(tmp_path, monkeypatch):
+def test_a_cache_hit_does_no_work(tmp_path, monkeypatch, make_manifest, fake_backend,
+                                  exploding_backend):
     import orchestrator.ray_utils
     from orchestrator.preprocess import preprocess
 
@@ -65,10 +66,10 @@ def test_a_cache_hit_does_no_work(tmp_path, monkeypatch):
 
     monkeypatch.setattr(orchestrator.ray_utils, "init_ray", no_ray)
     m = make_manifest(tmp_path / "data", n=8)
-    first = cache.prepare(m, FakeBackend, "paper002", 16, 32, tmp_path / "c", progress=False)
+    first = cache.prepare(m, fake_backend, "paper002", 16, 32, tmp_path / "c", progress=False)
     msgs: list[str] = []
-    # ExplodingBackend has the same name/version: a constructed backend would raise
-    info = preprocess(_cfg(), cache_root=tmp_path / "c", manifest=m, backend=ExplodingBackend,
+    # exploding_backend has fake_backend's name/version: a constructed backend would raise
+    info = preprocess(_cfg(), cache_root=tmp_path / "c", manifest=m, backend=exploding_backend,
                       progress=False, echo=msgs.append)
     assert info.hit and info.dir == first.dir and "cache hit" in msgs[0]
 
@@ -108,7 +109,7 @@ def test_cli_preprocess_builds_then_hits_the_cache_on_synthetic_data(ray_local, 
     assert sum(meta["counts"].values()) == meta["rows_in"] > 1000
 
 
-def test_worker_resources_follow_the_cluster():
+def test_worker_resources_follow_the_cluster(fake_backend):
     from fer_models.errors import ConfigError
     from orchestrator.preprocess import AU_STAGE_CPUS, _resources
 
@@ -119,16 +120,16 @@ def test_worker_resources_follow_the_cluster():
         def cluster_resources(self):
             return self.res
 
-    class GpuBackend(FakeBackend):
+    class GpuBackend(fake_backend):
         uses_gpu = True
 
     w, res, dev = _resources(FakeRay(CPU=16, GPU=2), GpuBackend, None)
     assert (w, res["num_gpus"], dev) == (2, 1.0, "cuda")
     w, res, dev = _resources(FakeRay(CPU=16, GPU=1), GpuBackend, 4)
     assert (w, res["num_gpus"], dev) == (4, 0.25, "cuda")  # fractional GPUs
-    w, res, dev = _resources(FakeRay(CPU=16, GPU=1), FakeBackend, 2)  # CPU backend ignores GPUs
+    w, res, dev = _resources(FakeRay(CPU=16, GPU=1), fake_backend, 2)  # CPU backend ignores GPUs
     assert dev == "cpu" and res == {"num_cpus": 1.0} and "num_gpus" not in res
-    w, res, dev = _resources(FakeRay(CPU=2), FakeBackend, 2)
+    w, res, dev = _resources(FakeRay(CPU=2), fake_backend, 2)
     assert w == 2 and w * res["num_cpus"] + AU_STAGE_CPUS <= 2  # the AU stage still fits
     with pytest.raises(ConfigError, match="--workers"):
-        _resources(FakeRay(CPU=0.2), FakeBackend, 1)
+        _resources(FakeRay(CPU=0.2), fake_backend, 1)

@@ -9,32 +9,16 @@ import pytest
 from PIL import Image
 
 from fer_models.data.images import UnreadableImage, load_image
-from fer_models.data.readers._base import read_dataset, subject_folds
+from fer_models.data.readers import read_dataset, subject_folds
 from fer_models.errors import ConfigError, DatasetError
 from fer_models.labels import INDEX
 from fer_models.registry import DATASETS
 
 
-def write_img(path, size=(32, 32), value=128, mode="RGB"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(abs(hash(str(path))) % 2**32)
-    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
-    arr = np.clip(rng.normal(value, 20, shape), 0, 255).astype(np.uint8)
-    fmt = "PNG" if path.suffix.lower() == ".png" else "JPEG"
-    Image.fromarray(arr, mode).save(path, format=fmt)
-    return path
-
-
-def write_corrupt(path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
-    return path
-
-
 # --------------------------------------------------------------------------- images
 
 
-def test_load_image_gray_to_rgb_and_errors(tmp_path):
+def test_load_image_gray_to_rgb_and_errors(tmp_path, write_img, write_corrupt):
     p = write_img(tmp_path / "g.png", (40, 30), mode="L")
     arr = load_image(p)
     assert arr.shape == (30, 40, 3) and arr.dtype == np.uint8
@@ -59,7 +43,7 @@ def test_registry_lists_all_readers():
     assert {"rafdb", "affectnet", "ckplus", "fer2013", "kdef", "rafd", "tfd", "disfa"} <= names
 
 
-def test_unknown_option_is_config_error(tmp_path):
+def test_unknown_option_is_config_error(tmp_path, make_rafdb):
     make_rafdb(tmp_path)
     with pytest.raises(ConfigError, match="unknown reader option"):
         read_dataset("rafdb", tmp_path, colour="blue")
@@ -78,23 +62,27 @@ RAF = {"train_00001.jpg": 5, "train_00002.jpg": 1, "train_00003.jpg": 4, "train_
        "test_0001.jpg": 2, "test_0002.jpg": 4}
 
 
-def make_rafdb(root, spelling="list_patition_label.txt", missing=(), with_points=True):
-    (root / "EmoLabel").mkdir(parents=True, exist_ok=True)
-    (root / "EmoLabel" / spelling).write_text("".join(f"{n} {l}\n" for n, l in RAF.items()))
-    for name in RAF:
-        stem = name[:-4]
-        if name not in missing:
-            write_img(root / "Image" / "aligned" / f"{stem}_aligned.jpg", (100, 100))
-            write_img(root / "Image" / "original" / name, (120, 90))
-        if with_points:
-            man = root / "Annotation" / "manual" / f"{stem}_manu_attri.txt"
-            man.parent.mkdir(parents=True, exist_ok=True)
-            man.write_text("10.5\t20.0\n30.0\t20.5\n20.0\t30.0\n12.0\t40.0\n28.0\t40.0\n0\n1\n")
-    return root
+@pytest.fixture
+def make_rafdb(write_img):
+    def make(root, spelling="list_patition_label.txt", missing=(), with_points=True):
+        (root / "EmoLabel").mkdir(parents=True, exist_ok=True)
+        (root / "EmoLabel" / spelling).write_text("".join(f"{n} {l}\n" for n, l in RAF.items()))
+        for name in RAF:
+            stem = name[:-4]
+            if name not in missing:
+                write_img(root / "Image" / "aligned" / f"{stem}_aligned.jpg", (100, 100))
+                write_img(root / "Image" / "original" / name, (120, 90))
+            if with_points:
+                man = root / "Annotation" / "manual" / f"{stem}_manu_attri.txt"
+                man.parent.mkdir(parents=True, exist_ok=True)
+                man.write_text("10.5\t20.0\n30.0\t20.5\n20.0\t30.0\n12.0\t40.0\n28.0\t40.0\n0\n1\n")
+        return root
+
+    return make
 
 
 @pytest.mark.parametrize("spelling", ["list_patition_label.txt", "list_partition_label.txt"])
-def test_rafdb_both_spellings_labels_and_points(tmp_path, spelling):
+def test_rafdb_both_spellings_labels_and_points(tmp_path, spelling, make_rafdb):
     m = read_dataset("rafdb", make_rafdb(tmp_path, spelling), val_fraction=0.0)
     assert m.counts() == {"train": 8, "val": 0, "test": 2}
     by_name = {s.meta["name"]: s for s in m.samples}
@@ -109,7 +97,7 @@ def test_rafdb_both_spellings_labels_and_points(tmp_path, spelling):
     assert pts.shape == (5, 2) and pts[0, 0] == pytest.approx(10.5)
 
 
-def test_rafdb_original_images_missing_counted_and_val_from_train(tmp_path):
+def test_rafdb_original_images_missing_counted_and_val_from_train(tmp_path, make_rafdb):
     make_rafdb(tmp_path, missing=("train_00003.jpg",), with_points=False)
     m = read_dataset("rafdb", tmp_path, images="original", val_fraction=0.34, seed=1)
     assert m.skipped["missing image"] == 1
@@ -122,7 +110,7 @@ def test_rafdb_original_images_missing_counted_and_val_from_train(tmp_path):
     assert [s.path for s in m2.split("val")] == [s.path for s in val]
 
 
-def test_rafdb_missing_and_malformed(tmp_path):
+def test_rafdb_missing_and_malformed(tmp_path, make_rafdb):
     with pytest.raises(DatasetError, match="list_patition_label.txt.*under"):
         read_dataset("rafdb", tmp_path)
     with pytest.raises(DatasetError, match="does not exist"):
@@ -133,7 +121,7 @@ def test_rafdb_missing_and_malformed(tmp_path):
         read_dataset("rafdb", tmp_path)
 
 
-def test_rafdb_verify_drops_corrupt_jpeg(tmp_path):
+def test_rafdb_verify_drops_corrupt_jpeg(tmp_path, make_rafdb, write_corrupt):
     make_rafdb(tmp_path)
     write_corrupt(tmp_path / "Image" / "aligned" / "train_00004_aligned.jpg")
     lazy = read_dataset("rafdb", tmp_path, val_fraction=0)
@@ -145,39 +133,8 @@ def test_rafdb_verify_drops_corrupt_jpeg(tmp_path):
 # --------------------------------------------------------------------------- AffectNet
 
 
-def _lnd_text(i):
-    pts = np.stack([np.linspace(5, 60, 68) + i, np.linspace(8, 50, 68)], 1)
-    return ";".join(f"{v:.2f}" for v in pts.reshape(-1))
-
-
-AFF_TRAIN = [  # (file, expression, valence, arousal)
-    ("1/a.jpg", 0, 0.1, 0.2), ("1/b.jpg", 1, 0.8, 0.3), ("1/c.jpg", 6, -0.6, 0.7),
-    ("2/d.jpg", 7, -0.3, 0.2), ("2/e.jpg", 8, -2, -2), ("2/f.jpg", 9, 0.0, 0.0),
-    ("2/g.jpg", 10, -2, -2), ("3/h.jpg", 3, 0.2, 0.9), ("3/missing.jpg", 2, -0.4, -0.3),
-    ("3/i.jpg", 1, 0.7, 0.4), ("3/j.jpg", 6, -2, 0.5),
-]
-AFF_TEST = [("4/k.jpg", 2, -0.5, -0.2), ("4/l.jpg", 5, -0.6, 0.3)]
-
-
-def make_affectnet(root, header=True, corrupt=()):
-    lists = root / "Manually_Annotated_file_lists"
-    lists.mkdir(parents=True, exist_ok=True)
-    for fname, rows in (("training.csv", AFF_TRAIN), ("validation.csv", AFF_TEST)):
-        lines = []
-        if header:
-            lines.append("subDirectory_filePath,face_x,face_y,face_width,face_height,"
-                         "facial_landmarks,expression,valence,arousal")
-        for i, (f, e, v, a) in enumerate(rows):
-            lines.append(f'{f},4,6,50,52,"{_lnd_text(i)}",{e},{v},{a}')
-            if "missing" not in f:
-                p = root / "Manually_Annotated_Images" / f
-                write_corrupt(p) if f in corrupt else write_img(p, (64, 64))
-        (lists / fname).write_text("\n".join(lines) + "\n")
-    return root
-
-
 @pytest.mark.parametrize("header", [True, False])
-def test_affectnet_official_with_and_without_header(tmp_path, header):
+def test_affectnet_official_with_and_without_header(tmp_path, header, make_affectnet):
     m = read_dataset("affectnet", make_affectnet(tmp_path, header), val_fraction=0)
     assert m.num_classes == 7
     assert m.skipped["expression 8 (none)"] == 1
@@ -197,7 +154,7 @@ def test_affectnet_official_with_and_without_header(tmp_path, header):
     assert math.isnan(by["3/j.jpg"].valence) and by["3/j.jpg"].arousal == pytest.approx(0.5)
 
 
-def test_affectnet_eight_classes_keeps_contempt_and_corrupt_is_load_time(tmp_path):
+def test_affectnet_eight_classes_keeps_contempt_and_corrupt_is_load_time(tmp_path, make_affectnet):
     make_affectnet(tmp_path, corrupt=("1/b.jpg",))
     m = read_dataset("affectnet", tmp_path, classes=8, val_fraction=0)
     assert m.num_classes == 8
@@ -210,7 +167,7 @@ def test_affectnet_eight_classes_keeps_contempt_and_corrupt_is_load_time(tmp_pat
     assert v.skipped["unreadable image"] == 1 and len(v.samples) == len(m.samples) - 1
 
 
-def test_affectnet_npy_layout(tmp_path):
+def test_affectnet_npy_layout(tmp_path, write_img):
     rows = {"train_set": [(0, 1, 0.5, 0.1), (1, 4, -0.3, 0.8), (2, 8, 0, 0), (3, 0, -2, -2)],
             "val_set": [(4, 6, -0.7, 0.6)]}
     for folder, items in rows.items():
@@ -232,7 +189,7 @@ def test_affectnet_npy_layout(tmp_path):
     assert math.isnan(by["3.jpg"].valence) and by["0.jpg"].valence == pytest.approx(0.5)
 
 
-def test_affectnet_missing_and_bad_columns(tmp_path):
+def test_affectnet_missing_and_bad_columns(tmp_path, make_affectnet):
     with pytest.raises(DatasetError, match="training.csv"):
         read_dataset("affectnet", tmp_path)
     make_affectnet(tmp_path)
@@ -242,7 +199,7 @@ def test_affectnet_missing_and_bad_columns(tmp_path):
         read_dataset("affectnet", tmp_path)
 
 
-def test_rafdb_all_images_missing_is_one_clear_error(tmp_path):
+def test_rafdb_all_images_missing_is_one_clear_error(tmp_path, make_rafdb):
     make_rafdb(tmp_path, missing=tuple(RAF))
     (tmp_path / "Image" / "aligned").mkdir(parents=True, exist_ok=True)
     with pytest.raises(DatasetError, match=r"no usable image.*missing image"):

@@ -8,37 +8,39 @@ from PIL import Image
 from scipy.io import savemat
 
 from fer_models.data.images import load_image
-from fer_models.data.readers._base import read_dataset
+from fer_models.data.readers import read_dataset
 from fer_models.errors import ConfigError, DatasetError
 from fer_models.labels import INDEX
-
-from test_readers import write_img
 
 
 # --------------------------------------------------------------------------- CK+
 
 
-def make_ckplus(root, n_subjects=4):
-    # (subject, sequence, CK+ id or None, n frames)
-    seqs = []
-    for i in range(n_subjects):
-        subj = f"S{5 + i:03d}"
-        seqs += [(subj, "001", (i % 7) + 1, 5), (subj, "002", None, 3)]
-    seqs.append(("S005", "003", 2, 4))  # contempt
-    for subj, seq, ck, n in seqs:
-        for f in range(1, n + 1):
-            write_img(root / "cohn-kanade-images" / subj / seq / f"{subj}_{seq}_{f:08d}.png", (40, 32), mode="L")
-        if ck is not None:
-            emo = root / "Emotion" / subj / seq / f"{subj}_{seq}_{n:08d}_emotion.txt"
-            emo.parent.mkdir(parents=True, exist_ok=True)
-            emo.write_text(f"   {ck:.7e}\n")
-            facs = root / "FACS" / subj / seq / f"{subj}_{seq}_{n:08d}_facs.txt"
-            facs.parent.mkdir(parents=True, exist_ok=True)
-            facs.write_text("   1.0000000e+00   2.0000000e+00\n   1.2000000e+01   0.0000000e+00\n")
-    return root
+@pytest.fixture
+def make_ckplus(write_img):
+    def make(root, n_subjects=4):
+        # (subject, sequence, CK+ id or None, n frames)
+        seqs = []
+        for i in range(n_subjects):
+            subj = f"S{5 + i:03d}"
+            seqs += [(subj, "001", (i % 7) + 1, 5), (subj, "002", None, 3)]
+        seqs.append(("S005", "003", 2, 4))  # contempt
+        for subj, seq, ck, n in seqs:
+            for f in range(1, n + 1):
+                write_img(root / "cohn-kanade-images" / subj / seq / f"{subj}_{seq}_{f:08d}.png", (40, 32), mode="L")
+            if ck is not None:
+                emo = root / "Emotion" / subj / seq / f"{subj}_{seq}_{n:08d}_emotion.txt"
+                emo.parent.mkdir(parents=True, exist_ok=True)
+                emo.write_text(f"   {ck:.7e}\n")
+                facs = root / "FACS" / subj / seq / f"{subj}_{seq}_{n:08d}_facs.txt"
+                facs.parent.mkdir(parents=True, exist_ok=True)
+                facs.write_text("   1.0000000e+00   2.0000000e+00\n   1.2000000e+01   0.0000000e+00\n")
+        return root
+
+    return make
 
 
-def test_ckplus_protocol_folds_and_aus(tmp_path):
+def test_ckplus_protocol_folds_and_aus(tmp_path, make_ckplus):
     make_ckplus(tmp_path)
     m = read_dataset("ckplus", tmp_path, fold=1, n_folds=4, val_fraction=0)
     assert m.num_classes == 8
@@ -60,7 +62,7 @@ def test_ckplus_protocol_folds_and_aus(tmp_path):
     assert m6.skipped["neutral (6-class mode)"] == 5 and m6.skipped["contempt (6-class mode)"] == 6
 
 
-def test_ckplus_missing_and_bad_fold(tmp_path):
+def test_ckplus_missing_and_bad_fold(tmp_path, make_ckplus):
     with pytest.raises(DatasetError, match="cohn-kanade-images"):
         read_dataset("ckplus", tmp_path)
     make_ckplus(tmp_path)
@@ -113,19 +115,23 @@ def test_fer2013_bad_header(tmp_path):
 # --------------------------------------------------------------------------- KDEF
 
 
-def make_kdef(root, ids=("F01", "F02", "M01", "M02", "M03")):
-    for ident in ids:
-        for session in "AB":
-            folder = root / "KDEF" / f"{session}{ident}"
-            for expr in ("AF", "AN", "DI", "HA", "NE", "SA", "SU"):
-                for angle in ("S", "HL"):
-                    write_img(folder / f"{session}{ident}{expr}{angle}.JPG", (32, 40))
-    (root / "KDEF" / "AF01" / "notes.txt").write_text("x")
-    write_img(root / "KDEF" / "AF01" / "AF01XXS.JPG")
-    return root
+@pytest.fixture
+def make_kdef(write_img):
+    def make(root, ids=("F01", "F02", "M01", "M02", "M03")):
+        for ident in ids:
+            for session in "AB":
+                folder = root / "KDEF" / f"{session}{ident}"
+                for expr in ("AF", "AN", "DI", "HA", "NE", "SA", "SU"):
+                    for angle in ("S", "HL"):
+                        write_img(folder / f"{session}{ident}{expr}{angle}.JPG", (32, 40))
+        (root / "KDEF" / "AF01" / "notes.txt").write_text("x")
+        write_img(root / "KDEF" / "AF01" / "AF01XXS.JPG")
+        return root
+
+    return make
 
 
-def test_kdef_frontal_subject_split(tmp_path):
+def test_kdef_frontal_subject_split(tmp_path, make_kdef):
     make_kdef(tmp_path)
     m = read_dataset("kdef", tmp_path, val_fraction=0)
     assert len(m.samples) == 5 * 2 * 7  # straight only, both sessions
@@ -149,17 +155,21 @@ def test_kdef_missing(tmp_path):
 # --------------------------------------------------------------------------- RaFD
 
 
-def make_rafd(root):
-    emotions = ["angry", "contemptuous", "disgusted", "fearful", "happy", "neutral", "sad", "surprised"]
-    for ident in (1, 2, 3, 5, 7):
-        for emo in emotions:
-            for angle in ("090", "045"):
-                write_img(root / "RaFD" / f"Rafd{angle}_{ident:02d}_Caucasian_female_{emo}_frontal.jpg", (40, 32))
-    write_img(root / "RaFD" / "Rafd090_01_Caucasian_female_bored_frontal.jpg")
-    return root
+@pytest.fixture
+def make_rafd(write_img):
+    def make(root):
+        emotions = ["angry", "contemptuous", "disgusted", "fearful", "happy", "neutral", "sad", "surprised"]
+        for ident in (1, 2, 3, 5, 7):
+            for emo in emotions:
+                for angle in ("090", "045"):
+                    write_img(root / "RaFD" / f"Rafd{angle}_{ident:02d}_Caucasian_female_{emo}_frontal.jpg", (40, 32))
+        write_img(root / "RaFD" / "Rafd090_01_Caucasian_female_bored_frontal.jpg")
+        return root
+
+    return make
 
 
-def test_rafd_frontal_contempt_and_subjects(tmp_path):
+def test_rafd_frontal_contempt_and_subjects(tmp_path, make_rafd):
     make_rafd(tmp_path)
     m = read_dataset("rafd", tmp_path, val_fraction=0)
     assert len(m.samples) == 5 * 7 and m.skipped["contempt (7-class mode)"] == 5
@@ -218,20 +228,24 @@ def test_tfd_missing_variable(tmp_path):
 # --------------------------------------------------------------------------- DISFA
 
 
-def make_disfa(root, n_frames=6):
-    for subj in ("SN001", "SN002"):
-        lab = root / "ActionUnit_Labels" / subj
-        lab.mkdir(parents=True)
-        for au in (1, 12):
-            (lab / f"{subj}_au{au}.txt").write_text(
-                "".join(f"{f},{(f * au) % 6}\n" for f in range(1, n_frames + 1)))
-        for f in range(1, n_frames + 1):
-            if not (subj == "SN002" and f == 4):
-                write_img(root / "Frames_LeftCamera" / subj / f"{f:05d}.png", (32, 32))
-    return root
+@pytest.fixture
+def make_disfa(write_img):
+    def make(root, n_frames=6):
+        for subj in ("SN001", "SN002"):
+            lab = root / "ActionUnit_Labels" / subj
+            lab.mkdir(parents=True)
+            for au in (1, 12):
+                (lab / f"{subj}_au{au}.txt").write_text(
+                    "".join(f"{f},{(f * au) % 6}\n" for f in range(1, n_frames + 1)))
+            for f in range(1, n_frames + 1):
+                if not (subj == "SN002" and f == 4):
+                    write_img(root / "Frames_LeftCamera" / subj / f"{f:05d}.png", (32, 32))
+        return root
+
+    return make
 
 
-def test_disfa_joins_aus_to_frames(tmp_path):
+def test_disfa_joins_aus_to_frames(tmp_path, make_disfa):
     make_disfa(tmp_path)
     m = read_dataset("disfa", tmp_path)
     assert len(m.samples) == 11 and m.skipped["missing frame"] == 1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_models.data import au, synth, synth_io
+from fer_models.data import au, synth, synth_face, synth_io, synth_render
 from fer_models.errors import ConfigError, DatasetError
 from fer_models.labels import INDEX, NEUTRAL
 from fer_models.registry import DATASETS
@@ -78,9 +78,9 @@ def test_landmarks_move_with_aus():
     """Same identity and pose seed, AU12 on vs off: lip corners rise; AU26: jaw drops."""
     p = synth.identities(1, seed=0)[0]
     zero = np.zeros(len(au.AU_IDS))
-    base = synth.face_landmarks(p, zero)
-    smile = synth.face_landmarks(p, np.where(np.array(au.AU_IDS) == 12, 1.0, 0.0))
-    drop = synth.face_landmarks(p, np.where(np.array(au.AU_IDS) == 26, 1.0, 0.0))
+    base = synth_face.face_landmarks(p, zero)
+    smile = synth_face.face_landmarks(p, np.where(np.array(au.AU_IDS) == 12, 1.0, 0.0))
+    drop = synth_face.face_landmarks(p, np.where(np.array(au.AU_IDS) == 26, 1.0, 0.0))
     assert smile[48, 1] < base[48, 1] - 0.05 and smile[54, 1] < base[54, 1] - 0.05
     assert smile[48, 0] < base[48, 0] and smile[54, 0] > base[54, 0]  # corners pulled apart
     assert drop[8, 1] > base[8, 1] + 0.05 and drop[66, 1] - drop[62, 1] > 0.05
@@ -95,8 +95,8 @@ def test_appearance_cues_are_drawn():
     t = np.array([64.0, 64.0])
 
     def mouth_pixels(aus):
-        lm = synth.face_landmarks(p, aus)
-        im = np.asarray(synth._render(p, lm, aus, a, t, 128, (128, 128, 128)).reduce(2)).astype(int)
+        lm = synth_face.face_landmarks(p, aus)
+        im = np.asarray(synth_render.render_face(p, lm, aus, a, t, 128, (128, 128, 128))).astype(int)
         m = (lm[60:68] @ a.T + t).mean(0).astype(int)
         return im[m[1] - 10 : m[1] + 11, m[0] - 12 : m[0] + 13]  # the whole mouth, open or closed
 
@@ -168,8 +168,6 @@ def test_affectnet_layout_on_disk(tmp_path):
 
 
 def test_synthetic_reader_generates_once_and_attaches_truth(tmp_path):
-    if "rafdb" not in DATASETS:
-        pytest.skip("the rafdb reader has not landed")
     reader = DATASETS.get("synthetic-rafdb")()
     root = tmp_path / "sr"
     m = reader.read(root, val_fraction=0.3, n_train=21, n_test=7, image_size=32, n_identities=3,
@@ -194,10 +192,8 @@ def test_synthetic_reader_generates_once_and_attaches_truth(tmp_path):
 
 
 def test_synthetic_affectnet_default_root(tmp_path):
-    if "affectnet" not in DATASETS:
-        pytest.skip("the affectnet reader has not landed")
     from fer_models import paths
-    from fer_models.data.readers._base import read_dataset
+    from fer_models.data.readers import read_dataset
 
     m = read_dataset("synthetic-affectnet", n_train=14, n_test=7, image_size=32, n_identities=2,
                      progress=False)

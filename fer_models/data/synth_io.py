@@ -35,36 +35,19 @@ from PIL import Image
 
 from fer_models.data import synth
 from fer_models.data.au import AU_IDS
+from fer_models.data.readers import affectnet, rafdb
 from fer_models.errors import ConfigError, DatasetError
-from fer_models.labels import INDEX
 
 SIDE_FILE = "fer_orch_synth.csv"
 INFO_FILE = "fer_orch_synth.json"
 SYNTH_VERSION = "4"  # bump when the generator's output changes
 LAYOUTS = ("rafdb", "affectnet")
 
-PROJECT_TO_RAF = {
-    INDEX["surprise"]: 1,
-    INDEX["fear"]: 2,
-    INDEX["disgust"]: 3,
-    INDEX["happiness"]: 4,
-    INDEX["sadness"]: 5,
-    INDEX["anger"]: 6,
-    INDEX["neutral"]: 7,
-}
-PROJECT_TO_AFFECTNET = {
-    INDEX["neutral"]: 0,
-    INDEX["happiness"]: 1,
-    INDEX["sadness"]: 2,
-    INDEX["surprise"]: 3,
-    INDEX["fear"]: 4,
-    INDEX["disgust"]: 5,
-    INDEX["anger"]: 6,
-}
-AFFECTNET_COLUMNS = (
-    "subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
-    "facial_landmarks", "expression", "valence", "arousal",
-)
+# The label ids and columns the files are written with are the real readers' own, inverted,
+# so the writer and the reader cannot disagree.
+PROJECT_TO_RAF = {p: r for r, p in rafdb.RAF_TO_PROJECT.items()}
+PROJECT_TO_AFFECTNET = {p: a for a, p in affectnet.AFFECTNET_TO_PROJECT.items()}
+AFFECTNET_COLUMNS = affectnet.COLUMNS
 SIDE_COLUMNS = ("path", "split", "label", "identity", "intensity", "valence", "arousal",
                 *(f"AU{a}" for a in AU_IDS), "landmarks")
 
@@ -92,7 +75,7 @@ def _names(layout: str, split: str, i: int, n: int, seed: int) -> tuple[str, str
     digest = hashlib.sha1(f"{seed}/{split}/{i}".encode()).hexdigest()
     sub = f"{split}{1 + i // 500}" if split == "test" else f"{1 + i // 500}"
     rel = f"{sub}/{digest}.jpg"
-    return f"Manually_Annotated_Images/{rel}", rel
+    return f"{affectnet.IMAGES}/{rel}", rel
 
 
 def read_info(root: str | Path) -> dict | None:
@@ -185,10 +168,11 @@ def write_dataset(
         bar.close()
 
     if layout == "rafdb":
-        (out / "EmoLabel").mkdir(exist_ok=True)
-        (out / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(rows_label) + "\n")
+        label_file = out / rafdb.LABEL_FILES[0]  # the official (misspelt) name
+        label_file.parent.mkdir(exist_ok=True)
+        label_file.write_text("\n".join(rows_label) + "\n")
     else:
-        lists = out / "Manually_Annotated_file_lists"
+        lists = out / affectnet.LISTS
         lists.mkdir(exist_ok=True)
         for split, fname in (("train", "training.csv"), ("test", "validation.csv")):
             with (lists / fname).open("w", newline="") as f:

@@ -78,13 +78,12 @@ def show_cmd(dataset, root, split, out, n, codebook, backend, map_size, seed) ->
 
     from fer_models import paths
     from fer_models.data.au import AU_IDS, expression_au_maps, render_au_maps
+    from fer_models.data.cache import resolve_backend
     from fer_models.data.images import load_image
-    from fer_models.data.landmarks import default_backend
     from fer_models.data.overlay import overlay_grid
-    from fer_models.data.readers._base import read_dataset
+    from fer_models.data.readers import read_dataset
     from fer_models.errors import ConfigError, DatasetError
     from fer_models.labels import EXPRESSIONS
-    from fer_models.registry import LANDMARKS
 
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
@@ -93,8 +92,8 @@ def show_cmd(dataset, root, split, out, n, codebook, backend, map_size, seed) ->
     if not picked:
         raise DatasetError(f"{dataset} has no '{split}' images; pick another --split")
     images = [load_image(s.path) for s in picked]
-    name = default_backend(manifest) if backend == "auto" else backend
-    detector = LANDMARKS.get(name)(device="cpu")
+    backend_cls = resolve_backend(backend, manifest)  # "auto" as preprocessing resolves it
+    detector = backend_cls(device="cpu")
     found = detector.detect(images, picked)
     nan = np.full((68, 2), np.nan, np.float32)
     titles, cb_maps, gt_maps, lms = [], [], [], []
@@ -115,7 +114,7 @@ def show_cmd(dataset, root, split, out, n, codebook, backend, map_size, seed) ->
         panels["true AUs"] = gt_maps
     out = Path(out) if out else paths.home() / "show" / f"{dataset}.png"
     overlay_grid(images, panels, titles, out, landmarks=lms, ncols=4)
-    click.echo(f"wrote {out} ({len(picked)} {split} faces of {dataset}, landmarks: {name})")
+    click.echo(f"wrote {out} ({len(picked)} {split} faces of {dataset}, landmarks: {backend_cls.name})")
 
 
 COMMANDS: list = [data]

@@ -1,8 +1,17 @@
-"""Landmark backends, one module per LANDMARKS entry (imported on first lookup).
+"""Landmark backends: one module per ``LANDMARKS`` entry (imported on first lookup).
 
-``default_backend(manifest)`` resolves ``landmarks: auto`` to a backend name.
+The public API is here: :class:`LandmarkBackend` (the base a backend subclasses),
+:func:`default_backend` (what ``landmarks: auto`` resolves to) and the helpers
+:func:`as_landmarks` and :func:`package_version`. A new backend is one new module in this
+package; its ``auto_order=`` registration metadata places it in the ``auto`` order (lower first)
+and its :meth:`LandmarkBackend.suits` says whether it can serve a manifest.
 """
 
-from fer_models.data.landmarks._base import LandmarkBackend, default_backend
+from fer_models.data.landmarks._base import (
+    LandmarkBackend,
+    as_landmarks,
+    default_backend,
+    package_version,
+)
 
-__all__ = ["LandmarkBackend", "default_backend"]
+__all__ = ["LandmarkBackend", "as_landmarks", "default_backend", "package_version"]

@@ -6,6 +6,11 @@ a backend; it includes the versions of the packages and weights that produce the
 and ``uses_gpu``, built as ``Backend(device="cpu")``, whose
 ``detect(images, samples)`` returns one ``(68, 2)`` float32 array in the pixels of the
 image it was given (iBUG 300-W order), or ``None`` for "no face" (counted downstream).
+
+``landmarks: auto`` is registry metadata, not a list kept here: a backend registered with
+``LANDMARKS.register(name, auto_order=N)`` takes part, tried in increasing ``N``, and the
+first whose :meth:`LandmarkBackend.suits` accepts the manifest is chosen (ground truth 10,
+shipped 20, face-alignment 30, dlib 90 as the offline fallback).
 """
 
 from __future__ import annotations
@@ -16,10 +21,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from fer_models.data.manifest import Manifest, Sample
-
-# "auto" uses the dataset's own landmarks when at least this fraction of rows ships them;
-# the rows without become counted "no face" failures of the `dataset` backend.
-SHIPPED_FRACTION = 0.95
+from fer_models.errors import ConfigError
 
 
 def package_version(*dists: str) -> str:
@@ -50,6 +52,13 @@ class LandmarkBackend:
     def __init__(self, device: str = "cpu"):
         self.device = device
 
+    @classmethod
+    def suits(cls, manifest: Manifest) -> bool:
+        """Whether ``landmarks: auto`` may choose this backend for ``manifest`` (cheap: no
+        image is read, nothing is constructed). Only asked of backends registered with
+        ``auto_order``; the default accepts every manifest."""
+        return True
+
     def detect(self, images: Sequence[np.ndarray], samples: Sequence[Sample]) -> list[np.ndarray | None]:
         raise NotImplementedError
 
@@ -60,22 +69,17 @@ class LandmarkBackend:
 def default_backend(manifest: Manifest) -> str:
     """The LANDMARKS name that ``landmarks: auto`` means for ``manifest``.
 
-    synthetic data -> ``synthetic`` (ground truth); landmarks shipped with the dataset
-    (AffectNet) -> ``dataset``; else ``face-alignment`` when its weights are on this
-    machine, else ``dlib`` (offline CPU).
+    The registered backends with an ``auto_order`` are asked in that order whether they
+    :meth:`~LandmarkBackend.suits` the manifest: synthetic data -> ``synthetic`` (ground
+    truth); landmarks shipped with the dataset (AffectNet) -> ``dataset``; else
+    ``face-alignment`` when its weights are on this machine, else ``dlib`` (offline CPU).
     """
-    samples = manifest.samples
-    if samples and all(s.meta.get("synthetic") for s in samples):
-        return "synthetic"
-    if samples:
-        shipped = sum(as_landmarks(s.landmarks) is not None for s in samples)
-        if shipped >= SHIPPED_FRACTION * len(samples):
-            return "dataset"
-    from fer_models.data.landmarks.fan import missing_weights
+    from fer_models.registry import LANDMARKS
 
-    try:
-        if not missing_weights():
-            return "face-alignment"
-    except ImportError:
-        pass
-    return "dlib"
+    ranked = sorted((LANDMARKS.meta(n)["auto_order"], n) for n in LANDMARKS.names()
+                    if LANDMARKS.meta(n).get("auto_order") is not None)
+    for _, name in ranked:
+        if LANDMARKS.get(name).suits(manifest):
+            return name
+    raise ConfigError(f"no landmark backend suits dataset '{manifest.dataset}' for landmarks 'auto' "
+                      f"(tried {', '.join(n for _, n in ranked) or 'none'}); pass --landmarks NAME")

@@ -6,17 +6,29 @@ from typing import Sequence
 
 import numpy as np
 
-from fer_models.data.landmarks._base import LandmarkBackend, as_landmarks
-from fer_models.data.manifest import Sample
+from fer_models.data.landmarks import LandmarkBackend, as_landmarks
+from fer_models.data.manifest import Manifest, Sample
 from fer_models.registry import LANDMARKS
 
+# "auto" uses the dataset's own landmarks when at least this fraction of rows ships them;
+# the rows without become counted "no face" failures.
+SHIPPED_FRACTION = 0.95
 
-@LANDMARKS.register("dataset")
+
+@LANDMARKS.register("dataset", auto_order=20)
 class DatasetLandmarks(LandmarkBackend):
     """Landmarks shipped with the dataset (Sample.landmarks); None where a row has none."""
 
     name = "dataset"
     version = "1"
+
+    @classmethod
+    def suits(cls, manifest: Manifest) -> bool:
+        """At least :data:`SHIPPED_FRACTION` of the rows ship landmarks (the rest become
+        counted "no face" failures)."""
+        samples = manifest.samples
+        shipped = sum(as_landmarks(s.landmarks) is not None for s in samples)
+        return bool(samples) and shipped >= SHIPPED_FRACTION * len(samples)
 
     def detect(self, images: Sequence[np.ndarray], samples: Sequence[Sample]) -> list[np.ndarray | None]:
         return [as_landmarks(s.landmarks) for s in samples]

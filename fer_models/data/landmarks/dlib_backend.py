@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fer_models.data.landmarks._base import LandmarkBackend, package_version
+from fer_models.data.landmarks import LandmarkBackend, package_version
 from fer_models.data.manifest import Sample
 from fer_models.errors import MissingWeightsError
 from fer_models.registry import LANDMARKS
@@ -40,7 +40,7 @@ def predictor_path() -> Path:
     )
 
 
-@LANDMARKS.register("dlib")
+@LANDMARKS.register("dlib", auto_order=90)
 class DlibLandmarks(LandmarkBackend):
     """dlib 68-point shape predictor (offline, CPU); HOG face detector or the sample's box."""
 

@@ -20,8 +20,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from fer_models.data.landmarks._base import LandmarkBackend, as_landmarks, package_version
-from fer_models.data.manifest import Sample
+from fer_models.data.landmarks import LandmarkBackend, as_landmarks, package_version
+from fer_models.data.manifest import Manifest, Sample
 from fer_models.errors import MissingWeightsError
 from fer_models.registry import LANDMARKS
 
@@ -47,13 +47,21 @@ def missing_weights() -> list[str]:
     return [name for name in weight_urls() if not (folder / name).is_file()]
 
 
-@LANDMARKS.register("face-alignment")
+@LANDMARKS.register("face-alignment", auto_order=30)
 class FaceAlignmentLandmarks(LandmarkBackend):
     """FAN 2D landmarks (face-alignment package), S3FD detector or the sample's box; GPU when present."""
 
     name = "face-alignment"
     version = f"face-alignment-{package_version('face-alignment')}-2DFAN4-s3fd"
     uses_gpu = True
+
+    @classmethod
+    def suits(cls, manifest: Manifest) -> bool:
+        """The package is installed and its weights are on this machine."""
+        try:
+            return not missing_weights()
+        except ImportError:
+            return False
 
     def __init__(self, device: str = "cpu"):
         super().__init__(device)

@@ -6,18 +6,23 @@ from typing import Sequence
 
 import numpy as np
 
-from fer_models.data.landmarks._base import LandmarkBackend, as_landmarks
-from fer_models.data.manifest import Sample
+from fer_models.data.landmarks import LandmarkBackend, as_landmarks
+from fer_models.data.manifest import Manifest, Sample
 from fer_models.errors import ConfigError
 from fer_models.registry import LANDMARKS
 
 
-@LANDMARKS.register("synthetic")
+@LANDMARKS.register("synthetic", auto_order=10)
 class SyntheticLandmarks(LandmarkBackend):
     """Ground-truth landmarks of the synthetic datasets (rows with meta["synthetic"])."""
 
     name = "synthetic"
     version = "1"
+
+    @classmethod
+    def suits(cls, manifest: Manifest) -> bool:
+        """Every row is synthetic (its ground truth is known)."""
+        return bool(manifest.samples) and all(s.meta.get("synthetic") for s in manifest.samples)
 
     def detect(self, images: Sequence[np.ndarray], samples: Sequence[Sample]) -> list[np.ndarray | None]:
         for s in samples:

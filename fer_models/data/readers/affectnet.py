@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fer_models.data.manifest import Manifest, Sample
-from fer_models.data.readers._base import DatasetReader
+from fer_models.data.readers import DatasetReader
 from fer_models.errors import DatasetError
 from fer_models.labels import INDEX
 from fer_models.registry import DATASETS

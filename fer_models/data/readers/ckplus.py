@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fer_models.data.manifest import Manifest, Sample
-from fer_models.data.readers._base import DatasetReader, add_if_exists, check_fold, subject_folds
+from fer_models.data.readers import DatasetReader, add_if_exists, check_fold, subject_folds
 from fer_models.labels import INDEX
 from fer_models.registry import DATASETS
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fer_models.data.manifest import Manifest, Sample
-from fer_models.data.readers._base import DatasetReader
+from fer_models.data.readers import DatasetReader
 from fer_models.errors import ConfigError, DatasetError
 from fer_models.labels import NEUTRAL
 from fer_models.registry import DATASETS

@@ -24,7 +24,7 @@ import numpy as np
 from fer_models import paths
 from fer_models.data.images import png_cache_complete, source_fingerprint, write_png_cache
 from fer_models.data.manifest import Manifest, Sample
-from fer_models.data.readers._base import DatasetReader
+from fer_models.data.readers import DatasetReader
 from fer_models.errors import DatasetError
 from fer_models.labels import INDEX
 from fer_models.registry import DATASETS

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from fer_models.data.manifest import Manifest, Sample
-from fer_models.data.readers._base import DatasetReader, add_if_exists
+from fer_models.data.readers import DatasetReader, add_if_exists
 from fer_models.errors import DatasetError
 from fer_models.labels import INDEX
 from fer_models.registry import DATASETS

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from fer_models import paths
 from fer_models.data import synth_io
 from fer_models.data.manifest import Manifest
-from fer_models.data.readers._base import read_dataset
+from fer_models.data.readers import read_dataset
 from fer_models.errors import ConfigError
 from fer_models.registry import DATASETS
 

@@ -1,0 +1,126 @@
+"""Reading a finished cache: :class:`CacheInfo` (meta.json), shards, whole splits."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from fer_models.data.cache.layout import CACHE_FORMAT, NO_FACE, SHARD_COLUMNS, cache_path
+from fer_models.data.manifest import SPLITS
+from fer_models.errors import ConfigError, DatasetError
+
+
+@dataclass
+class CacheInfo:
+    """What a preprocessing call produced or found (``hit``) and its summary."""
+
+    dir: Path
+    key: str
+    dataset: str
+    hit: bool
+    counts: dict[str, int]  # rows stored per split
+    failures: dict[str, int]  # reason -> rows
+    failure_examples: dict[str, list[str]]
+    failures_csv: Path
+    reader_skipped: dict[str, int]
+    rows_in: int
+    build_seconds: float  # time the cache took to build
+    seconds: float = 0.0  # time of this call (tiny on a hit)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_in / self.build_seconds if self.build_seconds > 0 else float("nan")
+
+    def summary(self) -> str:
+        c = self.counts
+        lines = [
+            f"{self.dataset}: {'cache hit' if self.hit else 'cache built'} at {self.dir}",
+            f"  rows in {self.rows_in}; stored {c.get('train', 0)} train / {c.get('val', 0)} val / "
+            f"{c.get('test', 0)} test",
+        ]
+        if self.failures:
+            fails = ", ".join(f"{n} {r}" for r, n in sorted(self.failures.items()))
+            lines.append(f"  failures: {fails} (every row listed in {self.failures_csv}); "
+                         f"'{NO_FACE}' rows are kept for classification without an AU map")
+        else:
+            lines.append("  failures: none")
+        if self.reader_skipped:
+            sk = ", ".join(f"{n} {r}" for r, n in sorted(self.reader_skipped.items()))
+            lines.append(f"  skipped by the reader before preprocessing: {sk}")
+        if self.hit:
+            lines.append(f"  nothing recomputed ({self.seconds:.2f} s); built in {self.build_seconds:.1f} s")
+        else:
+            lines.append(f"  time {self.build_seconds:.1f} s, {self.rows_per_s:.1f} rows/s")
+        return "\n".join(lines)
+
+
+def open_cache(cache_dir: str | Path) -> CacheInfo:
+    """Read a finished cache's meta.json (raises DatasetError if it is not a finished cache)."""
+    d = Path(cache_dir)
+    meta_path = d / "meta.json"
+    if not meta_path.is_file():
+        raise DatasetError(
+            f"{d} is not a finished fer-orch cache (no meta.json); run `fer-orch preprocess` "
+            f"for its dataset, or delete the folder"
+        )
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != CACHE_FORMAT:
+        raise DatasetError(
+            f"cache {d} has format {meta.get('format')} but this fer-orch reads format "
+            f"{CACHE_FORMAT}; delete the folder and preprocess again"
+        )
+    return CacheInfo(
+        dir=d,
+        key=meta["key"],
+        dataset=meta["dataset"],
+        hit=True,
+        counts=meta["counts"],
+        failures=meta["failures"],
+        failure_examples=meta["failure_examples"],
+        failures_csv=d / "failures.csv",
+        reader_skipped=meta.get("reader_skipped", {}),
+        rows_in=meta["rows_in"],
+        build_seconds=meta["timings"]["total_s"],
+        meta=meta,
+    )
+
+
+def find_at(cache_dir: str | Path) -> CacheInfo | None:
+    """The finished cache in ``cache_dir`` (a hit, timed), or None when there is none."""
+    d = Path(cache_dir)
+    if not (d / "meta.json").is_file():
+        return None
+    t0 = time.perf_counter()
+    info = open_cache(d)
+    info.seconds = time.perf_counter() - t0
+    return info
+
+
+def find_cache(cache_root: str | Path | None, dataset: str, key: str) -> CacheInfo | None:
+    """The finished cache ``<cache_root>/<dataset>/<key>``, or None."""
+    return find_at(cache_path(cache_root, dataset, key))
+
+
+def iter_shards(cache_dir: str | Path, split: str, mmap: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """Each shard of ``split`` as {column: array}; ``mmap=True`` maps instead of reading."""
+    info = open_cache(cache_dir)
+    for name in info.meta["shards"].get(split, []):
+        d = Path(cache_dir) / name
+        yield {k: np.load(d / f"{k}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+               for k in SHARD_COLUMNS}
+
+
+def load_split(cache_dir: str | Path, split: str) -> dict[str, np.ndarray]:
+    """All rows of ``split`` as arrays (columns of SHARD_COLUMNS); empty arrays if none."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
+    parts = list(iter_shards(cache_dir, split))
+    if not parts:
+        return {}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
