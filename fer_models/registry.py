@@ -61,6 +61,10 @@ class Registry(Generic[T]):
                     importlib.import_module(f"{self.package}.{mod.name}")
         self._loaded = True
 
+    def rescan(self) -> None:
+        """Import the package's modules again on the next lookup (a module added since)."""
+        self._loaded = self.package is None
+
     def get(self, name: str) -> T:
         self._load()
         key = name.lower()

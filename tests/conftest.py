@@ -51,3 +51,37 @@ def log_trial(tmp_path):
         return run.info.run_id
 
     return _log
+
+
+@pytest.fixture
+def entry_module(tmp_path, monkeypatch):
+    """Add a module to a registry's package as if it were one more file there.
+
+    ``entry_module(REGISTRY, "module_name", source) -> module name``: writes ``source`` into a
+    temporary folder appended to the package's ``__path__`` and lets the registry rescan, so
+    the entry is found exactly as a new file in the package would be, with no other file
+    edited. Afterwards the entries it registered and the module are removed again.
+    """
+    import importlib
+    import sys
+    import textwrap
+
+    added = []
+
+    def _add(registry, name: str, source: str) -> str:
+        before = set(registry.names())  # the real entries, loaded before the package grows
+        folder = tmp_path / "entry-modules" / registry.package
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.py").write_text(textwrap.dedent(source))
+        pkg = importlib.import_module(registry.package)
+        monkeypatch.setattr(pkg, "__path__", [*pkg.__path__, str(folder)])
+        registry.rescan()
+        module = f"{registry.package}.{name}"
+        added.append((registry, module, before))
+        return module
+
+    yield _add
+    for registry, module, before in added:
+        for entry in set(registry.names()) - before:
+            registry.unregister(entry)
+        sys.modules.pop(module, None)
