@@ -21,11 +21,31 @@ def _fer_orch_home(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def ray_local():
     """A local Ray instance shared by the session (never joins a stray cluster)."""
-    ray = pytest.importorskip("ray")
+    import ray
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def mlflow_template_db(tmp_path_factory):
+    """One MLflow SQLite store made per session: creating its tables takes seconds."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()  # creates the tables
+    return path
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, mlflow_template_db):
+    """A fresh, empty MLflow store of this test (a copy of the session's template)."""
+    import shutil
+
+    path = tmp_path / "mlflow.db"
+    shutil.copy(mlflow_template_db, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture

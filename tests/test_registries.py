@@ -195,7 +195,7 @@ def test_a_new_preset_file_is_listed_and_usable_from_the_cli(entry_module):
     assert "preset: tiny-test" in res.output and "epochs: 1" in res.output and "# grid: 2 trials" in res.output
 
 
-def test_a_new_study_file_is_expanded_run_by_grid_offered_by_ablate_and_reported(entry_module, tmp_path):
+def test_a_new_study_file_is_expanded_run_by_grid_offered_by_ablate_and_reported(entry_module, mlflow_uri, tmp_path):
     from orchestrator import presets, studies
     from orchestrator.report import build_report
     from orchestrator.tracking import ensure_experiment
@@ -230,9 +230,8 @@ def test_a_new_study_file_is_expanded_run_by_grid_offered_by_ablate_and_reported
     assert res.exit_code == 0 and res.output.rstrip().endswith("# deep-test: 3 trials"), res.output
     res = CliRunner().invoke(main, ["ablate", "deep-test", "--print-config"])
     assert res.exit_code == 0 and "# deep-test: 3 trials" in res.output, res.output
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    ensure_experiment("empty", uri)
-    md = build_report("empty", uri, tmp_path / "out", log=False).markdown
+    ensure_experiment("empty", mlflow_uri)
+    md = build_report("empty", mlflow_uri, tmp_path / "out", log=False).markdown
     assert md.index("No finished layer-ablation") < md.index("No finished deep-test trials.") < md.index("No finished λ")
 
 
