@@ -68,7 +68,7 @@ def main() -> None:
             changes["methods"] = parse_list(args.methods)
         if args.epochs:
             changes["base"] = {"epochs": args.epochs}
-        g = presets.cpu(**changes)
+        g = presets.get("cpu", **changes)
         studies = ("lambda", "grid", "layers") if args.ablations else ("grid",)
         out = run_grid(g, studies=studies, resume=False)
         m = measure(g.experiment, args.tracking_uri, out.parent_run_id)

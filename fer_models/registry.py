@@ -2,7 +2,11 @@
 
 Each registry knows the package whose modules hold its entries and imports them all on
 first lookup, so a new entry is one new file with a ``@REGISTRY.register("name")``
-decorator and nothing else.
+decorator and nothing else. Keyword arguments of ``register`` are the entry's metadata
+(``METHODS.meta("cam")["backbone"]``), so facts about an entry live beside it instead of
+in lists elsewhere. A module-level ``Registry`` of ``fer_models.registry``,
+``fer_analysis.registry`` or ``orchestrator.registry`` is a family of its own:
+``fer-orch list`` and the contract tests find it there.
 """
 
 from __future__ import annotations
@@ -17,10 +21,15 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, family: str, package: str | None = None):
-        """``package``: the package (or single module) whose import registers the entries."""
+    def __init__(self, family: str, package: str | None = None, *, plural: str | None = None,
+                 cli_name: str | None = None):
+        """``package``: the package (or single module) whose import registers the entries;
+        ``plural`` (default ``family + "s"``) for messages; ``cli_name`` (default ``plural``)
+        names the family in ``fer-orch list``."""
         self.family = family
         self.package = package
+        self.plural = plural or f"{family}s"
+        self.cli_name = cli_name or self.plural
         self._entries: dict[str, T] = {}
         self._meta: dict[str, dict[str, Any]] = {}
         self._loaded = package is None
@@ -52,18 +61,32 @@ class Registry(Generic[T]):
                     importlib.import_module(f"{self.package}.{mod.name}")
         self._loaded = True
 
+    def rescan(self) -> None:
+        """Import the package's modules again on the next lookup (a module added since)."""
+        self._loaded = self.package is None
+
     def get(self, name: str) -> T:
         self._load()
         key = name.lower()
         if key not in self._entries:
             raise UnknownNameError(
-                f"unknown {self.family} '{name}'; known {self.family}s: {', '.join(self.names())}"
+                f"unknown {self.family} '{name}'; known {self.plural}: {', '.join(self.names())}"
             )
         return self._entries[key]
+
+    def unregister(self, name: str) -> None:
+        """Remove an entry (a notebook redefining one, a test's throw-away entry)."""
+        key = name.lower()
+        self._entries.pop(key, None)
+        self._meta.pop(key, None)
 
     def names(self) -> list[str]:
         self._load()
         return sorted(self._entries)
+
+    def ordered_by(self, key: str) -> list[str]:
+        """Names of the entries that carry metadata ``key``, sorted by its value (then name)."""
+        return sorted((n for n in self.names() if key in self._meta[n]), key=lambda n: (self._meta[n][key], n))
 
     def meta(self, name: str) -> dict[str, Any]:
         self.get(name)
@@ -77,9 +100,20 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-# The families of fer_models. fer_analysis declares its own (explainers, probes).
+def registries_in(*modules: str) -> list[Registry]:
+    """The ``Registry`` objects defined at module level in ``modules``, in definition order."""
+    found: dict[int, Registry] = {}
+    for name in modules:
+        for value in vars(importlib.import_module(name)).values():
+            if isinstance(value, Registry):
+                found.setdefault(id(value), value)
+    return list(found.values())
+
+
+# The families of fer_models, in the order `fer-orch list` shows them. fer_analysis and
+# orchestrator declare their own in their `registry` modules.
 DATASETS: Registry = Registry("dataset", "fer_models.data.readers")
-LANDMARKS: Registry = Registry("landmark backend", "fer_models.data.landmarks")
+LANDMARKS: Registry = Registry("landmark backend", "fer_models.data.landmarks", cli_name="landmarks")
+CODEBOOKS: Registry = Registry("codebook", "fer_models.data.au")
 BACKBONES: Registry = Registry("backbone", "fer_models.backbones")
 METHODS: Registry = Registry("method", "fer_models.methods")
-CODEBOOKS: Registry = Registry("codebook", "fer_models.data.au")

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import sys
 
 import click
 
 from fer_models.errors import FerOrchError
-from orchestrator.commands import data, explain, grid, preprocess, probe, train
+
+#: the modules whose module-level registries are the families of `fer-orch list`, in order
+REGISTRY_MODULES = ("fer_models.registry", "fer_analysis.registry", "orchestrator.registry")
 
 
 def _families() -> dict:
-    from fer_analysis.registry import EXPLAINERS, PROBES
-    from fer_models.registry import BACKBONES, CODEBOOKS, DATASETS, LANDMARKS, METHODS
+    """``{cli name: Registry}`` of every registry declared in :data:`REGISTRY_MODULES`."""
+    from fer_models.registry import registries_in
 
-    return {
-        "datasets": DATASETS,
-        "landmarks": LANDMARKS,
-        "codebooks": CODEBOOKS,
-        "backbones": BACKBONES,
-        "methods": METHODS,
-        "explainers": EXPLAINERS,
-        "probes": PROBES,
-    }
+    return {reg.cli_name: reg for reg in registries_in(*REGISTRY_MODULES)}
 
 
 class _Group(click.Group):
@@ -57,9 +53,16 @@ def list_cmd(family: str | None) -> None:
             click.echo(f"  {name:<22} {desc}")
 
 
-for _module in (data, preprocess, train, grid, explain, probe):
-    for _cmd in _module.COMMANDS:
-        main.add_command(_cmd)
+def _add_commands(group: click.Group, package: str = "orchestrator.commands") -> None:
+    """Add the ``COMMANDS`` of every module of ``package``: a new command is a new module."""
+    pkg = importlib.import_module(package)
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if not mod.name.startswith("_"):
+            for cmd in importlib.import_module(f"{package}.{mod.name}").COMMANDS:
+                group.add_command(cmd)
+
+
+_add_commands(main)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """The grid's configuration: frozen dataclasses <-> YAML, overridden from the CLI.
 
-A :class:`GridConfig` describes one study of paper 002 and expands into the list of
-trial :class:`~fer_models.config.TrainConfig` it needs:
+A :class:`GridConfig` holds everything a grid invocation varies; the studies of
+``orchestrator/studies/`` (registered in :data:`orchestrator.registry.STUDIES`) expand it
+into the :class:`Trial` list they need with :func:`orchestrator.studies.expand`:
 
 - ``grid``   (Table 1 and 2): method x dataset x {w/o AU, w/ AU} x seed;
 - ``lambda`` (Fig. 5): CAM, layer 5, one dataset, λ in ``lambdas`` plus the w/o-AU model;
 - ``layers`` (Table 3): CAM, one dataset, each set in ``layer_sets`` plus the w/o-AU model.
 
-A w/o-AU trial has no λ and no aligned layers, so it is normalised to ``lam=0``,
-``layers=(5,)``: the same vanilla model is then one config (one hash) shared by all three
-studies and trained once.
+A w/o-AU trial has no λ and no aligned layers, so :meth:`GridConfig.train_config`
+normalises it to ``lam=0``, ``layers=(5,)``: the same vanilla model is then one config (one
+hash) shared by all studies and trained once.
 
 λ of the main grid is chosen on *validation*, never on test (paper 002, Sec. 4.1: "λ is
 estimated using validation ... hyper-parameters are transferred from RAF-DB to AffectNet"):
@@ -30,26 +31,18 @@ import yaml
 from fer_models.config import TrainConfig, from_dict, parse_layers, to_dict
 from fer_models.errors import ConfigError
 
-STUDIES = ("grid", "lambda", "layers")
-
-#: Paper 002, Table 1, in the paper's order.
-PAPER_METHODS: tuple[str, ...] = (
-    "cam",
-    "wildcat",
-    "gradcam",
-    "gradcampp",
-    "acol",
-    "prm",
-    "adl",
-    "cutmix",
-    "layercam",
-    "tscam",
-    "apvit",
-)
 #: Paper 002, Fig. 5: "values that range from less than 1 to 20".
 PAPER_LAMBDAS: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 20.0)
 #: Paper 002, Table 3 (layer 1 is the input layer).
 PAPER_LAYER_SETS: tuple[str, ...] = ("1", "2", "3", "4", "5", "5+4", "5+4+3", "5+4+3+2", "5+4+3+2+1")
+
+
+def _paper_methods() -> tuple[str, ...]:
+    """The 11 methods of paper 002's Table 1 (METHODS metadata ``table1``), imported on use
+    so that reading a config does not import torch."""
+    from fer_models.methods import paper_methods
+
+    return paper_methods()
 
 
 @dataclass(frozen=True)
@@ -63,7 +56,7 @@ class Resources:
 @dataclass(frozen=True)
 class GridConfig:
     datasets: tuple[str, ...] = ("synthetic-rafdb", "synthetic-affectnet")
-    methods: tuple[str, ...] = PAPER_METHODS
+    methods: tuple[str, ...] = field(default_factory=_paper_methods)
     seeds: tuple[int, ...] = (0,)
     au: tuple[bool, ...] = (False, True)  # the Table-1 columns w/o AU, w/ AU
     lam: float | None = None  # None: chosen on validation (λ ablation), else default_lam
@@ -149,41 +142,6 @@ class GridConfig:
         else:
             d["layers"] = list(parse_layers(d["layers"]))
         return from_dict(TrainConfig, d)
-
-    def expand(self, study: str = "grid", lam: float | None = None) -> list["Trial"]:
-        """The trials of ``study``; ``lam`` is the λ of the main grid / layer ablation."""
-        lam = self.lam if self.lam is not None else (lam if lam is not None else self.default_lam)
-        trials: list[Trial] = []
-        if study == "grid":
-            for dataset in self.datasets:
-                for method in self.methods:
-                    for au in self.au:
-                        for seed in self.seeds:
-                            cfg = self.train_config(method, dataset, au=au, lam=lam, layers=list(self.layers), seed=seed)
-                            trials.append(Trial(cfg, study))
-        elif study == "lambda":
-            ds, m = self.ablation_on(), self.ablation_method
-            for seed in self.seeds:
-                trials.append(Trial(self.train_config(m, ds, au=False, seed=seed), study))
-                for value in self.lambdas:
-                    cfg = self.train_config(m, ds, au=True, lam=float(value), layers=list(self.layers), seed=seed)
-                    trials.append(Trial(cfg, study))
-        elif study == "layers":
-            ds, m = self.ablation_on(), self.ablation_method
-            for seed in self.seeds:
-                trials.append(Trial(self.train_config(m, ds, au=False, seed=seed), study))
-                for spec in self.layer_sets:
-                    cfg = self.train_config(m, ds, au=True, lam=lam, layers=list(parse_layers(spec)), seed=seed)
-                    trials.append(Trial(cfg, study))
-        else:
-            raise ConfigError(f"unknown study '{study}'; known studies: {', '.join(STUDIES)}")
-        seen: set[str] = set()
-        unique = []
-        for t in trials:  # duplicates (e.g. au=(True, True)) would be one run anyway
-            if t.hash not in seen:
-                seen.add(t.hash)
-                unique.append(t)
-        return unique
 
 
 @dataclass(frozen=True)

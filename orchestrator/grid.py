@@ -42,6 +42,8 @@ from fer_models.config import TrainConfig, flatten, from_dict, to_dict
 from fer_models.errors import ConfigError
 from orchestrator import tracking
 from orchestrator.config import GridConfig, Trial
+from orchestrator.registry import STUDIES
+from orchestrator.studies import expand, run_order
 
 STATE_FILE = "state.json"
 
@@ -89,7 +91,7 @@ def choose_lambda(grid_cfg: GridConfig, experiment_id: str | None, uri: str | No
         return float(grid_cfg.lam), "configured"
     if experiment_id is None:
         return float(grid_cfg.default_lam), "default (no λ ablation yet)"
-    expected = {t.hash: t for t in grid_cfg.expand("lambda")}
+    expected = {t.hash: t for t in expand(grid_cfg, "lambda")}
     done = tracking.finished_trials(experiment_id, uri)
     runs = [(expected[h], done[h]) for h in expected if h in done]
     scores: dict[float | None, list[tuple[float, float]]] = {}
@@ -408,12 +410,12 @@ def run_grid(
     # our tqdm bar replaces Tune's tables (the legacy reporter honours verbose=0)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
-    studies = tuple(s for s in ("lambda", "grid", "layers") if s in studies)
+    studies = run_order(studies)  # the λ ablation first (its runs choose λ), then the report's order
     if not studies:
-        raise ConfigError("nothing to run: pick at least one study of grid, lambda, layers")
+        raise ConfigError(f"nothing to run: pick at least one study of {', '.join(STUDIES.names())}")
     uri = tracking.resolve_uri(grid_cfg.tracking_uri)  # unreachable server: one sentence, now
     experiment_id = tracking.ensure_experiment(grid_cfg.experiment, uri)
-    all_cfgs = [t.cfg for s in studies for t in grid_cfg.expand(s)]
+    all_cfgs = [t.cfg for s in studies for t in expand(grid_cfg, s)]
     if train_fn is None:
         _validate_names(all_cfgs)
     home = str(paths.home())
@@ -458,13 +460,13 @@ def run_grid(
     status = "FAILED"
     try:
         if "lambda" in studies:
-            trials = grid_cfg.expand("lambda")
+            trials = expand(grid_cfg, "lambda")
             record(trials)
             _run_phase(f"{grid_cfg.experiment}-{inv}-lambda", "λ ablation", trials, grid_cfg, ctx, resume, train_fn, outcome, verbose)
         lam, source = choose_lambda(grid_cfg, experiment_id, uri)
         outcome.lam, outcome.lam_source = lam, source
         tracking.set_tags(parent_id, {"lambda": f"{lam:g}", "lambda_source": source}, uri)
-        rest = [t for s in studies if s != "lambda" for t in grid_cfg.expand(s, lam=lam)]
+        rest = [t for s in studies if s != "lambda" for t in expand(grid_cfg, s, lam=lam)]
         if rest:
             record(rest)
             if verbose:

@@ -21,11 +21,31 @@ def _fer_orch_home(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def ray_local():
     """A local Ray instance shared by the session (never joins a stray cluster)."""
-    ray = pytest.importorskip("ray")
+    import ray
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def mlflow_template_db(tmp_path_factory):
+    """One MLflow SQLite store made per session: creating its tables takes seconds."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()  # creates the tables
+    return path
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, mlflow_template_db):
+    """A fresh, empty MLflow store of this test (a copy of the session's template)."""
+    import shutil
+
+    path = tmp_path / "mlflow.db"
+    shutil.copy(mlflow_template_db, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture
@@ -239,6 +259,16 @@ def one_file_entry(tmp_path, monkeypatch):
     let the registry discover it on its next lookup. The file lives in a temporary folder
     appended to the package's ``__path__``; the package, the registry and ``sys.modules`` are
     restored after the test."""
+
+@pytest.fixture
+def entry_module(tmp_path, monkeypatch):
+    """Add a module to a registry's package as if it were one more file there.
+
+    ``entry_module(REGISTRY, "module_name", source) -> module name``: writes ``source`` into a
+    temporary folder appended to the package's ``__path__`` and lets the registry rescan, so
+    the entry is found exactly as a new file in the package would be, with no other file
+    edited. Afterwards the entries it registered and the module are removed again.
+    """
     import importlib
     import sys
     import textwrap
@@ -261,3 +291,23 @@ def one_file_entry(tmp_path, monkeypatch):
     yield add
     for name in added:
         sys.modules.pop(name, None)
+
+    added = []
+
+    def _add(registry, name: str, source: str) -> str:
+        before = set(registry.names())  # the real entries, loaded before the package grows
+        folder = tmp_path / "entry-modules" / registry.package
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.py").write_text(textwrap.dedent(source))
+        pkg = importlib.import_module(registry.package)
+        monkeypatch.setattr(pkg, "__path__", [*pkg.__path__, str(folder)])
+        registry.rescan()
+        module = f"{registry.package}.{name}"
+        added.append((registry, module, before))
+        return module
+
+    yield _add
+    for registry, module, before in added:
+        for entry in set(registry.names()) - before:
+            registry.unregister(entry)
+        sys.modules.pop(module, None)

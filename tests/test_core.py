@@ -31,6 +31,17 @@ def test_registry_lookup_and_clear_error():
         reg.register("alpha")(object)
 
 
+def test_registry_metadata_order_plural_and_unregister():
+    reg: Registry = Registry("study", plural="studies")
+    for name, row in (("c", 2), ("a", 3), ("b", None), ("d", 1)):
+        reg.register(name, **({"row": row} if row else {}))(type(name, (), {"__doc__": f"study {name}"}))
+    assert reg.ordered_by("row") == ["d", "c", "a"]  # by value; entries without it left out
+    with pytest.raises(UnknownNameError, match="known studies: a, b, c, d"):
+        reg.get("e")
+    reg.unregister("C")
+    assert reg.names() == ["a", "b", "d"] and reg.cli_name == "studies"
+
+
 def test_registry_imports_its_package(tmp_path, monkeypatch):
     pkg = tmp_path / "plugs"
     pkg.mkdir()

@@ -151,16 +151,18 @@ def test_grid_logs_parent_and_children(ray_local, tmp_path):
 
 
 def test_cpu_preset_expands_the_paper_grid():
+    from fer_models.methods import paper_methods
     from orchestrator import presets
+    from orchestrator.studies import expand
 
-    g = presets.cpu()
-    grid = g.expand("grid", lam=2.0)
+    g = presets.get("cpu")
+    grid = expand(g, "grid", lam=2.0)
     assert len(grid) == 11 * 2 * 2  # Table 1: methods x datasets x {w/o, w/ AU}
-    assert {t.cfg.method for t in grid} == set(presets.PAPER_METHODS)
+    assert {t.cfg.method for t in grid} == set(paper_methods())
     assert all(t.cfg.lam == (2.0 if t.cfg.au else 0.0) for t in grid)
-    lam = g.expand("lambda")
+    lam = expand(g, "lambda")
     assert [t.cfg.lam for t in lam] == [0.0, *g.lambdas] and {t.cfg.method for t in lam} == {"cam"}
-    layers = g.expand("layers", lam=2.0)
+    layers = expand(g, "layers", lam=2.0)
     assert [t.cfg.layers for t in layers][1:] == [(1,), (2,), (3,), (4,), (5,), (5, 4), (5, 4, 3), (5, 4, 3, 2), (5, 4, 3, 2, 1)]
     # the vanilla CAM model is one config shared by the three studies (trained once)
     vanilla = {t.hash for t in grid if t.cfg.method == "cam" and not t.cfg.au and t.cfg.data.dataset == g.datasets[0]}
@@ -171,9 +173,10 @@ def test_cpu_preset_expands_the_paper_grid():
 
 def test_paper_preset_follows_paper_002():
     from orchestrator import presets
+    from orchestrator.studies import expand
 
-    g = presets.paper()
-    by = {(t.cfg.method, t.cfg.data.dataset, t.cfg.au): t.cfg for t in g.expand("grid", lam=4.0)}
+    g = presets.get("paper")
+    by = {(t.cfg.method, t.cfg.data.dataset, t.cfg.au): t.cfg for t in expand(g, "grid", lam=4.0)}
     assert by[("cam", "rafdb", True)].epochs == 100 and by[("cam", "rafdb", True)].batch_size == 32
     assert by[("cam", "affectnet", True)].epochs == 20 and by[("cam", "affectnet", True)].batch_size == 224
     assert by[("apvit", "rafdb", True)].data.image_size == 112 and by[("cam", "rafdb", True)].data.image_size == 224
@@ -181,8 +184,8 @@ def test_paper_preset_follows_paper_002():
 
 
 def test_yaml_round_trip_and_cli_overrides(tmp_path):
-    from orchestrator import presets
     from orchestrator.commands.grid import build_grid_config
+    from orchestrator.presets.cpu import CPU_MAP_SIZE
 
     g = tiny_grid(tmp_path)
     assert GridConfig.from_dict(__import__("yaml").safe_load(g.to_yaml())) == g
@@ -190,7 +193,7 @@ def test_yaml_round_trip_and_cli_overrides(tmp_path):
     c = build_grid_config(config_path=str(tmp_path / "g.yaml"), seeds="3", gpus_per_trial=0.25, epochs=4)
     assert c.preset == "cpu" and c.methods == ("cam", "acol") and c.seeds == (0, 1, 2)
     assert c.base.epochs == 4  # the CLI beats the file, the file beats the preset
-    assert c.base.data.image_size == 40 and c.base.data.map_size == presets.CPU_MAP_SIZE and c.lambdas == (1, 3)
+    assert c.base.data.image_size == 40 and c.base.data.map_size == CPU_MAP_SIZE and c.lambdas == (1, 3)
     assert c.resources.gpus == 0.25 and c.resources.cpus == 1
     assert build_grid_config(datasets="rafdb").preset == "paper"
 
@@ -263,13 +266,14 @@ def _finished(uri, exp, parent, trial, metrics):
 
 def test_lambda_is_chosen_on_validation_not_test(tmp_path):
     from orchestrator.grid import choose_lambda
+    from orchestrator.studies import expand
 
     g = tiny_grid(tmp_path, lambdas=(0.5, 4.0, 20.0))
     uri = g.tracking_uri
     exp = tracking.ensure_experiment(g.experiment, uri)
     assert choose_lambda(g, exp, uri)[1].startswith("default")
     parent = tracking.start_grid_run(exp, "abl", "", [], {"fer_orch.studies": "lambda"}, uri)
-    vanilla, l05, l4, l20 = g.expand("lambda")
+    vanilla, l05, l4, l20 = expand(g, "lambda")
     # test metrics point the other way on purpose: they must not be read
     _finished(uri, exp, parent, vanilla, {"best_val_cl": 60, "best_val_cam_cos": 0.3, "test_cam_cos": 0.9})
     _finished(uri, exp, parent, l05, {"best_val_cl": 62, "best_val_cam_cos": 0.4, "test_cam_cos": 0.99})
@@ -430,7 +434,7 @@ def test_real_preprocess_train_and_report(ray_local, tmp_path):
     from orchestrator.report import build_report
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    g = presets.cpu(methods=("cam",), datasets=("synthetic-rafdb",), lambdas=(1.0,), layer_sets=("5", "5+4"),
+    g = presets.get("cpu", methods=("cam",), datasets=("synthetic-rafdb",), lambdas=(1.0,), layer_sets=("5", "5+4"),
                     base={"epochs": 1}, tracking_uri=uri, storage_path=str(tmp_path / "ray"), experiment="real")
     out = run_grid(g, verbose=False)
     assert out.ok, (out.failed, out.unfinished)

@@ -45,6 +45,14 @@ def test_all_paper_002_methods_and_seed_networks_are_registered():
     assert {"resnet50", "resnet18", "resnet18-small", "resnet-tiny", "deit-small", "vit-tiny-small"} <= set(BACKBONES.names())
 
 
+def test_paper_methods_come_in_the_order_of_paper_002_table_1():
+    from fer_models.methods import paper_methods
+
+    assert paper_methods() == ("cam", "wildcat", "gradcam", "gradcampp", "acol", "prm", "adl", "cutmix",
+                               "layercam", "tscam", "apvit")
+    assert {METHODS.meta(m)["backbone"] for m in paper_methods()[-2:]} == {"vit"}  # the Transformer-based rows
+
+
 @pytest.mark.parametrize("au", [False, True], ids=["no-au", "au"])
 @pytest.mark.parametrize("method", METHODS.names())
 def test_method_trains_a_few_steps_and_gives_maps(method, au):

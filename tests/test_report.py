@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import pytest
 
@@ -22,8 +24,9 @@ def _trial(uri, exp, parent, study, method, dataset, au, seed, metrics, lam=2.0,
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, mlflow_template_db):
     tmp_path = tmp_path_factory.mktemp("store")
+    shutil.copy(mlflow_template_db, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     exp = tracking.ensure_experiment("rep", uri)
     # main grid: cam (AU helps), gradcam (AU hurts CL), two seeds each, one dataset
@@ -89,12 +92,11 @@ def test_report_tables_from_mlflow(store, tmp_path):
     assert "report/fig5_lambda.png" in {a.path for a in c.list_artifacts(lp, "report")}
 
 
-def test_report_unknown_experiment_is_one_sentence(tmp_path):
+def test_report_unknown_experiment_is_one_sentence(tmp_path, mlflow_uri):
     from fer_models.errors import FerOrchError
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.raises(FerOrchError, match="no MLflow experiment 'nope'.*fer-orch grid"):
-        build_report("nope", uri, tmp_path / "out")
+        build_report("nope", mlflow_uri, tmp_path / "out")
 
 
 def test_report_cli(store, tmp_path):

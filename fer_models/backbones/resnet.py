@@ -75,19 +75,19 @@ def _timm_resnet(name: str, pretrained, **kw) -> nn.Module:
     return create_timm(name, pretrained, num_classes=0, global_pool="", **kw)
 
 
-@BACKBONES.register("resnet50", family="cnn")
+@BACKBONES.register("resnet50", family="cnn", vit="deit-small")
 def resnet50(pretrained: str | bool = False, image_size: int = 224) -> ResNetBackbone:
     """ResNet50 (paper 002's CNN encoder), timm ``resnet50``."""
     return ResNetBackbone(_timm_resnet("resnet50", pretrained), "resnet50")
 
 
-@BACKBONES.register("resnet18", family="cnn")
+@BACKBONES.register("resnet18", family="cnn", vit="deit-small")
 def resnet18(pretrained: str | bool = False, image_size: int = 224) -> ResNetBackbone:
     """ResNet18, timm ``resnet18`` (layer 5 at 1/32 of the input)."""
     return ResNetBackbone(_timm_resnet("resnet18", pretrained), "resnet18")
 
 
-@BACKBONES.register("resnet18-small", family="cnn")
+@BACKBONES.register("resnet18-small", family="cnn", vit="vit-tiny-small")
 def resnet18_small(pretrained: str | bool = False, image_size: int = 64) -> ResNetBackbone:
     """ResNet18 without the stem max-pool: layer 5 at 1/16 (4x4 at 64 px); ImageNet weights load."""
     net = _timm_resnet("resnet18", pretrained)
@@ -95,7 +95,7 @@ def resnet18_small(pretrained: str | bool = False, image_size: int = 64) -> ResN
     return ResNetBackbone(net, "resnet18-small")
 
 
-@BACKBONES.register("resnet-tiny", family="cnn")
+@BACKBONES.register("resnet-tiny", family="cnn", vit="vit-tiny-small")
 def resnet_tiny(pretrained: str | bool = False, image_size: int = 48) -> ResNetBackbone:
     """Narrow ResNet (1 BasicBlock/stage, 16-128 ch, full-res 3x3 stem + max-pool), layer 5 at 1/8: the CPU-preset encoder."""
     from timm.models.resnet import BasicBlock, ResNet

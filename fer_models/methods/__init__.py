@@ -1,38 +1,46 @@
 """Registry entries: one module per method, imported on first lookup; ``build_model`` factory.
 
-Methods registered with ``backbone="cnn"`` or ``"vit"`` sit on a ``BACKBONES`` encoder;
-the seed networks (``backbone=None``) are complete classifiers and ignore ``cfg.backbone``.
-A transformer method given a CNN backbone name (one grid config for all 11 methods) runs
-on that CNN's transformer counterpart, see ``resolve_backbone``.
+A method is a :class:`FERModel` subclass registered in ``METHODS`` with its metadata:
+``backbone`` ("cnn" or "vit": it sits on a ``BACKBONES`` encoder of that family; None: a
+seed network, a complete classifier that ignores ``cfg.backbone``), ``family`` (as paper
+002's Table 1 groups them) and, for the 11 methods of that table, ``table1`` (its row, so
+:func:`paper_methods` gives the paper's order). A transformer method given a CNN backbone
+name (one grid config for all 11 methods) runs on that CNN's transformer counterpart, the
+backbone's ``vit`` metadata, see :func:`resolve_backbone`.
 """
 
 from __future__ import annotations
 
 import inspect
 
-# transformer counterpart of each CNN backbone, so one grid config serves both families
-VIT_FOR_CNN = {
-    "resnet50": "deit-small",
-    "resnet18": "deit-small",
-    "resnet18-small": "vit-tiny-small",
-    "resnet-tiny": "vit-tiny-small",
-}
+from fer_models.methods._base import FERModel, ModelOutput
+
+__all__ = ["FERModel", "ModelOutput", "build_model", "paper_methods", "resolve_backbone"]
+
+
+def paper_methods() -> tuple[str, ...]:
+    """The methods of paper 002's Table 1, in the paper's order (METHODS metadata ``table1``)."""
+    from fer_models.registry import METHODS
+
+    return tuple(METHODS.ordered_by("table1"))
 
 
 def resolve_backbone(method: str, backbone: str) -> str | None:
     """The backbone a method really uses: None for seed nets, the ViT counterpart for a
-    transformer method named with a CNN backbone; a CNN method with a ViT backbone is an error."""
+    transformer method named with a CNN backbone (the CNN's ``vit`` metadata); a CNN method
+    with a ViT backbone is an error."""
     from fer_models.errors import ConfigError
     from fer_models.registry import BACKBONES, METHODS
 
     need = METHODS.meta(method).get("backbone")
     if need is None:
         return None
-    have = BACKBONES.meta(backbone).get("family")
+    meta = BACKBONES.meta(backbone)
+    have = meta.get("family")
     if need == have:
         return backbone.lower()
-    if need == "vit" and backbone.lower() in VIT_FOR_CNN:
-        return VIT_FOR_CNN[backbone.lower()]
+    if need == "vit" and meta.get("vit"):
+        return meta["vit"]
     raise ConfigError(
         f"method '{method}' needs a {need.upper()} backbone but '{backbone}' is a {have.upper()}; "
         f"pass one of: {', '.join(n for n in BACKBONES.names() if BACKBONES.meta(n).get('family') == need)}"

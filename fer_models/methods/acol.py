@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fer_models.backbones._base import Backbone
+from fer_models.backbones import Backbone
 from fer_models.methods._base import FERModel, ModelOutput, minmax
 from fer_models.registry import METHODS
 
@@ -22,7 +22,7 @@ def _branch(c: int, k: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, k, 1))
 
 
-@METHODS.register("acol", backbone="cnn", family="CNN-based")
+@METHODS.register("acol", backbone="cnn", family="CNN-based", table1=5)
 class ACoL(FERModel):
     """ACoL (Zhang et al. 2018): two branches, B sees A's top regions erased (threshold 0.1)."""
 

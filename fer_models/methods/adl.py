@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from fer_models.backbones._base import Backbone
+from fer_models.backbones import Backbone
 from fer_models.methods._base import ModelOutput
 from fer_models.methods.cam import CAMHead
 from fer_models.registry import METHODS
@@ -32,7 +32,7 @@ def adl(f: torch.Tensor, drop_rate: float, threshold: float) -> torch.Tensor:
     return f * mask
 
 
-@METHODS.register("adl", backbone="cnn", family="CNN-based")
+@METHODS.register("adl", backbone="cnn", family="CNN-based", table1=7)
 class ADL(CAMHead):
     """ADL (Choe & Shim 2019): attention-based dropout (drop 0.4, threshold 0.1) on layers 4, 5."""
 

@@ -30,7 +30,7 @@ def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return t.gather(1, idx.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
 
 
-@METHODS.register("apvit", backbone="vit", family="Transformer-based")
+@METHODS.register("apvit", backbone="vit", family="Transformer-based", table1=11)
 class APViT(FERModel):
     """APViT (Xue et al. 2022): attentive patch (k=160) and token (r=0.9) pooling on a ViT."""
 

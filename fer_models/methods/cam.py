@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fer_models.backbones._base import Backbone
+from fer_models.backbones import Backbone
 from fer_models.methods._base import FERModel, ModelOutput
 from fer_models.registry import METHODS
 
@@ -28,7 +28,7 @@ class CAMHead(FERModel):
         return ModelOutput(logits=cams.mean(dim=(2, 3)), features=feats, cams=cams)
 
 
-@METHODS.register("cam", backbone="cnn", family="CNN-based")
+@METHODS.register("cam", backbone="cnn", family="CNN-based", table1=1)
 class CAM(CAMHead):
     """CAM (Zhou et al. 2016): class maps from a 1x1 conv on layer 5, GAP logits."""
 

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from fer_models.backbones._base import Backbone
+from fer_models.backbones import Backbone
 from fer_models.methods.cam import CAMHead
 from fer_models.registry import METHODS
 
@@ -63,7 +63,7 @@ def cutmix_batch(batch: dict, beta: float = 1.0, prob: float = 1.0) -> dict:
     return out
 
 
-@METHODS.register("cutmix", backbone="cnn", family="CNN-based")
+@METHODS.register("cutmix", backbone="cnn", family="CNN-based", table1=8)
 class CutMix(CAMHead):
     """CutMix (Yun et al. 2019), beta 1, on a CAM classifier; AU maps mixed with the same box."""
 

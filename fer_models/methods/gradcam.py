@@ -24,7 +24,7 @@ class GAPClassifier(FERModel):
         return ModelOutput(logits=self.head(feats[5].mean(dim=(2, 3))), features=feats, cams=None)
 
 
-@METHODS.register("gradcam", backbone="cnn", family="CNN-based")
+@METHODS.register("gradcam", backbone="cnn", family="CNN-based", table1=3)
 class GradCAMMethod(GradCAMMixin, GAPClassifier):
     """Grad-CAM (Selvaraju et al. 2017) at layer 5, via pytorch-grad-cam."""
 

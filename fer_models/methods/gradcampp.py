@@ -8,7 +8,7 @@ from fer_models.methods.gradcam import GAPClassifier
 from fer_models.registry import METHODS
 
 
-@METHODS.register("gradcampp", backbone="cnn", family="CNN-based")
+@METHODS.register("gradcampp", backbone="cnn", family="CNN-based", table1=4)
 class GradCAMPPMethod(GradCAMMixin, GAPClassifier):
     """Grad-CAM++ (Chattopadhyay et al. 2018) at layer 5, via pytorch-grad-cam."""
 

@@ -11,7 +11,7 @@ from fer_models.methods.gradcam import GAPClassifier
 from fer_models.registry import METHODS
 
 
-@METHODS.register("layercam", backbone="cnn", family="CNN-based")
+@METHODS.register("layercam", backbone="cnn", family="CNN-based", table1=9)
 class LayerCAMMethod(GradCAMMixin, GAPClassifier):
     """LayerCAM (Jiang et al. 2021) at layer 5, via pytorch-grad-cam."""
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_models.backbones._base import Backbone
+from fer_models.backbones import Backbone
 from fer_models.methods._base import FERModel, ModelOutput
 from fer_models.registry import METHODS
 
@@ -25,7 +25,7 @@ def peak_stimulation(crm: torch.Tensor, window: int = 3) -> torch.Tensor:
     return (crm * mask).sum(dim=(2, 3)) / mask.sum(dim=(2, 3)).clamp_min(1.0)
 
 
-@METHODS.register("prm", backbone="cnn", family="CNN-based")
+@METHODS.register("prm", backbone="cnn", family="CNN-based", table1=6)
 class PRM(FERModel):
     """PRM (Zhou et al. 2018): class response maps scored by peak stimulation."""
 

@@ -31,7 +31,7 @@ def cls_attention(backbone: ViTBackbone, x: torch.Tensor) -> torch.Tensor:
     return acc.reshape(x.shape[0], *hw)
 
 
-@METHODS.register("tscam", backbone="vit", family="Transformer-based")
+@METHODS.register("tscam", backbone="vit", family="Transformer-based", table1=10)
 class TSCAM(FERModel):
     """TS-CAM (Gao et al. 2021): semantic maps from patch tokens x class-token attention."""
 

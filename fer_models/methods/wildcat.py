@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fer_models.backbones._base import Backbone
+from fer_models.backbones import Backbone
 from fer_models.methods._base import FERModel, ModelOutput
 from fer_models.registry import METHODS
 
@@ -34,7 +34,7 @@ def wildcat_pool(maps: torch.Tensor, kmax: float = 0.5, kmin: float = 0.1, alpha
     return score
 
 
-@METHODS.register("wildcat", backbone="cnn", family="CNN-based")
+@METHODS.register("wildcat", backbone="cnn", family="CNN-based", table1=2)
 class WILDCAT(FERModel):
     """WILDCAT (Durand et al. 2017): 5 modalities/class, kmax 0.5 + 0.6 * kmin 0.1 pooling."""
 

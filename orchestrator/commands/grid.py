@@ -6,6 +6,20 @@ import sys
 
 import click
 
+from orchestrator.commands import RegistryChoice
+
+
+def _preset_names() -> list[str]:
+    from orchestrator.registry import PRESETS
+
+    return PRESETS.names()
+
+
+def _ablation_names() -> list[str]:
+    from orchestrator import studies
+
+    return studies.ablations()
+
 
 def _grid_options(fn):
     """Options shared by `grid` and `ablate`; they override the preset and --config."""
@@ -14,7 +28,7 @@ def _grid_options(fn):
         click.option("--methods", help="Comma-separated METHODS names; default: the 11 of paper 002, Table 1."),
         click.option("--seeds", help="A count (3 = seeds 0,1,2) or a list (0,4)."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A GridConfig YAML file (partial is fine)."),
-        click.option("--preset", type=click.Choice(["cpu", "paper"]), help="Start from this preset (default: cpu for synthetic data, else paper)."),
+        click.option("--preset", type=RegistryChoice(_preset_names), help="Start from this preset (default: cpu for synthetic data, else paper)."),
         click.option("--epochs", type=int, help="Epochs per trial (overrides the preset)."),
         click.option("--lam", type=float, help="Fix λ instead of choosing it on validation from the λ ablation."),
         click.option("--resume/--no-resume", default=True, show_default=True,
@@ -62,11 +76,13 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
 
 
 def _run(studies: tuple[str, ...], resume: bool, print_config: bool, **kw) -> None:
+    from orchestrator.studies import expand
+
     g = build_grid_config(**kw)
     if print_config:
         click.echo(g.to_yaml())
         for s in studies:
-            click.echo(f"# {s}: {len(g.expand(s))} trials")
+            click.echo(f"# {s}: {len(expand(g, s))} trials")
         return
     from orchestrator.grid import run_grid
 
@@ -91,15 +107,19 @@ def grid_cmd(ablations: bool, resume: bool, print_config: bool, **kw) -> None:
     With no --datasets it runs the CPU preset on the embedded synthetic data (about 10
     minutes on 2 cores). Re-run the same command to resume after an interruption.
     """
-    studies = ("lambda", "grid", "layers") if ablations else ("grid",)
-    _run(studies, resume, print_config, **kw)
+    from orchestrator.studies import grid_studies
+
+    _run(grid_studies(ablations), resume, print_config, **kw)
 
 
 @click.command("ablate")
-@click.argument("study", type=click.Choice(["lambda", "layers"]))
+@click.argument("study", type=RegistryChoice(_ablation_names))
 @_grid_options
 def ablate_cmd(study: str, resume: bool, print_config: bool, **kw) -> None:
-    """Paper 002's ablations: `lambda` (Figure 5) or `layers` (Table 3), CAM on one dataset."""
+    """Paper 002's ablations: `lambda` (Figure 5) or `layers` (Table 3), CAM on one dataset.
+
+    STUDY is any study registered as an ablation (`fer-orch list studies`).
+    """
     _run((study,), resume, print_config, **kw)
 
 

@@ -1,0 +1,71 @@
+"""``lambda``: paper 002's Fig. 5, the impact of λ (Eq. 3) on classification and localisation.
+
+The ablation method (CAM) on one dataset at the grid's aligned layers, for each λ of
+``GridConfig.lambdas``, plus the w/o-AU model. It runs first: the driver chooses the λ of
+the other studies on its *validation* results (:func:`orchestrator.grid.choose_lambda`).
+
+Report section: CAM-COS and ATT-COS (left axis) and CL (right axis) against λ on test,
+the w/o-AU model as dashed lines (``fig5_lambda.png``), and the same numbers as a table.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+from orchestrator.registry import STUDIES
+from orchestrator.studies._base import Ablation
+
+
+@STUDIES.register("lambda")
+class LambdaAblation(Ablation):
+    """Fig. 5: λ from below 1 to 20 (CAM, layer 5, one dataset); chooses λ on validation."""
+
+    order = 5
+    runs_first = True
+    missing = "No finished λ-ablation trials (run `fer-orch ablate lambda`)."
+
+    def variants(self, g, lam: float) -> Iterable[dict[str, Any]]:
+        return ({"lam": float(value), "layers": list(g.layers)} for value in g.lambdas)
+
+    def report(self, parent, df, out: Path) -> list[str]:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from orchestrator.report import METRIC_TITLES, agg, fmt, md_table
+
+        metrics = ["cl", "cam_cos", "att_cos"]
+        au = df[df["au"]]
+        mean, std, _n = agg(au, ["lam"], metrics)
+        vanilla = df[~df["au"]][metrics].mean() if (~df["au"]).any() else None
+        mean.assign(**{f"{m}_std": std[m] for m in metrics}).to_csv(out / "fig5_lambda.csv")
+        lams = list(mean.index)
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+        ax2 = ax.twinx()
+        for m, color in (("cam_cos", "tab:red"), ("att_cos", "darkred")):
+            ax.errorbar(lams, mean[m], yerr=std[m], color=color, marker="o", label=METRIC_TITLES[m], capsize=2)
+            if vanilla is not None and math.isfinite(vanilla[m]):
+                ax.axhline(vanilla[m], color=color, ls="--", lw=1, label=f"{METRIC_TITLES[m]} w/o AU")
+        ax2.errorbar(lams, mean["cl"], yerr=std["cl"], color="tab:green", marker="s", label="CL", capsize=2)
+        if vanilla is not None and math.isfinite(vanilla["cl"]):
+            ax2.axhline(vanilla["cl"], color="tab:green", ls="--", lw=1, label="CL w/o AU")
+        ax.set_xscale("log")
+        ax.set_xlabel("λ")
+        ax.set_ylabel("localisation (cosine)", color="tab:red")
+        ax2.set_ylabel("CL (%)", color="tab:green")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
+        ds = ", ".join(sorted(df["dataset"].unique()))
+        ax.set_title(f"Fig. 5: impact of λ ({ds}, test)", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out / "fig5_lambda.png", dpi=120)
+        plt.close(fig)
+        rows = [[f"{lam:g}"] + [fmt(mean.loc[lam, m], std.loc[lam, m], 1, m) for m in metrics] for lam in lams]
+        if vanilla is not None:
+            rows.insert(0, ["w/o AU"] + [fmt(vanilla[m], 0, 1, m) for m in metrics])
+        table = "### Fig. 5 data: λ ablation (fig5_lambda.png)\n\n" + md_table(["λ", "CL", "CAM-COS", "ATT-COS"], rows)
+        return [table, "![Fig. 5](fig5_lambda.png)"]

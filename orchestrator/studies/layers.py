@@ -1,0 +1,62 @@
+"""``layers``: paper 002's Table 3, which layers to align with the AU map.
+
+The ablation method (CAM) on one dataset, for each set of aligned layers of
+``GridConfig.layer_sets`` (layer 1 is the input layer; "5+4" aligns layers 5 and 4), at
+the λ the driver chose, plus the w/o-AU model.
+
+Report section: CL, CAM-COS and ATT-COS at layer 5 per set of aligned layers, in the
+paper's row order, the scores better than w/o AU in bold (``table3_layers.csv``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+from fer_models.config import parse_layers
+from orchestrator.config import PAPER_LAYER_SETS
+from orchestrator.registry import STUDIES
+from orchestrator.studies._base import Ablation
+
+
+@STUDIES.register("layers")
+class LayerAblation(Ablation):
+    """Table 3: align layers 1..5, 5+4, ..., 5+4+3+2+1 (CAM, one dataset, the chosen λ)."""
+
+    order = 3
+    missing = "No finished layer-ablation trials (run `fer-orch ablate layers`)."
+
+    def variants(self, g, lam: float) -> Iterable[dict[str, Any]]:
+        return ({"lam": lam, "layers": list(parse_layers(spec))} for spec in g.layer_sets)
+
+    def report(self, parent, df, out: Path) -> list[str]:
+        import pandas as pd
+
+        from orchestrator.report import agg, fmt, md_table
+
+        metrics = ["cl", "cam_cos", "att_cos_5"]
+        mean, std, n = agg(df, ["au", "layers"], metrics)
+        order = [(False, None)] + [(True, s) for s in PAPER_LAYER_SETS]
+        extra = sorted({(True, lay) for au, lay in mean.index if au} - set(order))
+        rows, csv_rows = [], []
+        base = None
+        for au, lay in order + extra:
+            key = (au, lay) if au else next((k for k in mean.index if not k[0]), None)
+            if key is None or key not in mean.index:
+                continue
+            vals = [(mean.loc[key, m], std.loc[key, m], int(n.loc[key, m])) for m in metrics]
+            if not au:
+                base = vals
+            label = "w/o AU" if not au else f"w/ AU at {lay}"
+            cells = [fmt(*v, m) for v, m in zip(vals, metrics)]
+            if au and base is not None:  # mark improvements over w/o AU
+                cells = [f"**{c}**" if math.isfinite(v[0]) and v[0] > b[0] else c for c, v, b in zip(cells, vals, base)]
+            rows.append([label] + cells)
+            csv_rows.append({"au": au, "layers": lay if au else "", **{f"{m}_mean": v[0] for m, v in zip(metrics, vals)},
+                             **{f"{m}_std": v[1] for m, v in zip(metrics, vals)}, "n": vals[0][2]})
+        pd.DataFrame(csv_rows).to_csv(out / "table3_layers.csv", index=False)
+        ds = ", ".join(sorted(df["dataset"].unique()))
+        meth = ", ".join(sorted(df["method"].unique()))
+        title = f"### Table 3: layer ablation ({meth}, {ds}; bold: better than w/o AU)"
+        return [title + "\n\n" + md_table(["Layers", "CL", "CAM-COS", "ATT-COS (layer 5)"], rows)]
