@@ -73,6 +73,40 @@ def log_trial(tmp_path):
     return _log
 
 
+@pytest.fixture
+def entry_module(tmp_path, monkeypatch):
+    """Add a module to a registry's package as if it were one more file there.
+
+    ``entry_module(REGISTRY, "module_name", source) -> module name``: writes ``source`` into a
+    temporary folder appended to the package's ``__path__`` and lets the registry rescan, so
+    the entry is found exactly as a new file in the package would be, with no other file
+    edited. Afterwards the entries it registered and the module are removed again.
+    """
+    import importlib
+    import sys
+    import textwrap
+
+    added = []
+
+    def _add(registry, name: str, source: str) -> str:
+        before = set(registry.names())  # the real entries, loaded before the package grows
+        folder = tmp_path / "entry-modules" / registry.package
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.py").write_text(textwrap.dedent(source))
+        pkg = importlib.import_module(registry.package)
+        monkeypatch.setattr(pkg, "__path__", [*pkg.__path__, str(folder)])
+        registry.rescan()
+        module = f"{registry.package}.{name}"
+        added.append((registry, module, before))
+        return module
+
+    yield _add
+    for registry, module, before in added:
+        for entry in set(registry.names()) - before:
+            registry.unregister(entry)
+        sys.modules.pop(module, None)
+
+
 # ----------------------------------------------------------------------------- data fakes
 # Tiny images in a dataset's layout, a hand-made manifest, and a landmark backend that
 # returns the shipped landmarks (None on a blank image), shared by the reader, cache,
@@ -251,63 +285,3 @@ def make_affectnet():
     return _make_affectnet
 
 
-# ----------------------------------------------------------------------------- registries
-@pytest.fixture
-def one_file_entry(tmp_path, monkeypatch):
-    """``one_file_entry(REGISTRY, module_name, source)``: add ``source`` as one new module of
-    the registry's package, the way a user adds an entry (one file, nothing else edited), and
-    let the registry discover it on its next lookup. The file lives in a temporary folder
-    appended to the package's ``__path__``; the package, the registry and ``sys.modules`` are
-    restored after the test."""
-
-@pytest.fixture
-def entry_module(tmp_path, monkeypatch):
-    """Add a module to a registry's package as if it were one more file there.
-
-    ``entry_module(REGISTRY, "module_name", source) -> module name``: writes ``source`` into a
-    temporary folder appended to the package's ``__path__`` and lets the registry rescan, so
-    the entry is found exactly as a new file in the package would be, with no other file
-    edited. Afterwards the entries it registered and the module are removed again.
-    """
-    import importlib
-    import sys
-    import textwrap
-
-    added: list[str] = []
-
-    def add(registry, module: str, source: str) -> str:
-        registry.names()  # the real entries are loaded (and kept) before the new one
-        pkg = importlib.import_module(registry.package)
-        folder = tmp_path / "one-file-entries" / registry.package
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{module}.py").write_text(textwrap.dedent(source))
-        monkeypatch.setattr(pkg, "__path__", [*pkg.__path__, str(folder)])
-        monkeypatch.setattr(registry, "_entries", dict(registry._entries))
-        monkeypatch.setattr(registry, "_meta", dict(registry._meta))
-        monkeypatch.setattr(registry, "_loaded", False)
-        added.append(f"{registry.package}.{module}")
-        return added[-1]
-
-    yield add
-    for name in added:
-        sys.modules.pop(name, None)
-
-    added = []
-
-    def _add(registry, name: str, source: str) -> str:
-        before = set(registry.names())  # the real entries, loaded before the package grows
-        folder = tmp_path / "entry-modules" / registry.package
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{name}.py").write_text(textwrap.dedent(source))
-        pkg = importlib.import_module(registry.package)
-        monkeypatch.setattr(pkg, "__path__", [*pkg.__path__, str(folder)])
-        registry.rescan()
-        module = f"{registry.package}.{name}"
-        added.append((registry, module, before))
-        return module
-
-    yield _add
-    for registry, module, before in added:
-        for entry in set(registry.names()) - before:
-            registry.unregister(entry)
-        sys.modules.pop(module, None)

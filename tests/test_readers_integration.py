@@ -94,12 +94,12 @@ TOY_BACKEND = '''
 '''
 
 
-def test_a_new_reader_and_backend_are_one_file_each(tmp_path, one_file_entry, write_img):
+def test_a_new_reader_and_backend_are_one_file_each(tmp_path, entry_module, write_img):
     """Dropping one module into each package is all it takes: the registries list them,
     ``landmarks: auto`` picks the backend by its ``auto_order``/``suits``, and preprocessing
     writes their cache (the reader's counts, the backend's no-face failure)."""
-    one_file_entry(DATASETS, "toy_folders", TOY_READER)
-    one_file_entry(LANDMARKS, "toy_face", TOY_BACKEND)
+    entry_module(DATASETS, "toy_folders", TOY_READER)
+    entry_module(LANDMARKS, "toy_face", TOY_BACKEND)
     root = tmp_path / "toy"
     for split, n in (("train", 3), ("test", 1)):
         for label in range(7):
