@@ -27,6 +27,7 @@ from typing import Any
 
 from fer_models import paths
 from fer_models.errors import FerOrchError
+from fer_models.figures import save_figure
 from orchestrator import tracking
 from orchestrator.config import PAPER_LAYER_SETS, PAPER_METHODS
 
@@ -171,8 +172,7 @@ def _deltas_png(deltas: dict, path: Path) -> bool:
         fig.colorbar(im, ax=ax, fraction=0.05)
     fig.suptitle("where AU alignment helped (green) or hurt (red)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return True
 
 
@@ -238,8 +238,7 @@ def _lambda_fig(df, out: Path) -> str:
     ds = ", ".join(sorted(df["dataset"].unique()))
     ax.set_title(f"Fig. 5: impact of λ ({ds}, test)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / "fig5_lambda.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "fig5_lambda.png", dpi=120)
     rows = [[f"{lam:g}"] + [_fmt(mean.loc[lam, m], std.loc[lam, m], 1, m) for m in metrics] for lam in lams]
     if vanilla is not None:
         rows.insert(0, ["w/o AU"] + [_fmt(vanilla[m], 0, 1, m) for m in metrics])
