@@ -11,7 +11,7 @@ from orchestrator.commands import data, explain, grid, preprocess, probe, train
 
 
 def _families() -> dict:
-    from fer_analysis.registry import EXPLAINERS, PROBES
+    from fer_analysis.registry import EXPLAINERS, JOBS, PROBES
     from fer_models.registry import BACKBONES, CODEBOOKS, DATASETS, LANDMARKS, METHODS
 
     return {
@@ -21,6 +21,7 @@ def _families() -> dict:
         "backbones": BACKBONES,
         "methods": METHODS,
         "explainers": EXPLAINERS,
+        "jobs": JOBS,
         "probes": PROBES,
     }
 
