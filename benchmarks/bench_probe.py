@@ -62,7 +62,7 @@ def main() -> None:
     layers = ("batchnorm_1", "dropout_2", "flatten", "dropout_4")  # + logits = 5 layers
     rows = {}
     for n in [100, *args.sizes]:  # the first (100) warms up imports and numba's JIT; not reported
-        spec = ProbeSpec(layers=layers, n_samples=n, batch_size=256, umap=True,
+        spec = ProbeSpec(layers=layers, n_samples=n, batch_size=256, umap=True, device="cpu",
                          umap_max_samples=args.umap_max_samples or n, umap_n_epochs=args.umap_n_epochs)
         t0, c0 = time.perf_counter(), time.process_time()
         res = probe_one(

@@ -1,1 +1,2 @@
-"""Post-hoc science on trained models: explainers, filter/AU statistics, backtracking, probes."""
+"""Post-hoc science on trained models: explainers, explanation jobs, filter/AU statistics,
+backtracking, layer probes (registries in ``fer_analysis.registry``)."""

@@ -149,9 +149,9 @@ def feature_tracking(model: nn.Module, x: torch.Tensor, head: DenseHead, pixel_m
     return dd, dd_sup, dd - dd_sup
 
 
-def run_backtrack(model, loader, out_dir: Path, *, n: int = 8, class_names: Sequence[str] | None = None,
+def run_backtrack(model, loader, out_dir: Path, *, cases: int = 8, class_names: Sequence[str] | None = None,
                   device: str = "cpu", progress: bool = True) -> dict[str, float]:
-    """Paper 003 job on a test loader: up to ``n`` misclassified images (filled with correctly
+    """Paper 003 job on a test loader: up to ``cases`` misclassified images (filled with correctly
     classified ones when there are fewer), Table 3 (CSV + Markdown) and Fig. 11-style PNG."""
     from fer_analysis.plots_explain import backtrack_figure
     from fer_analysis.topn import iter_batches
@@ -171,15 +171,15 @@ def run_backtrack(model, loader, out_dir: Path, *, n: int = 8, class_names: Sequ
             y = torch.as_tensor(extras["label"]).cpu()
             for b in range(x.shape[0]):
                 (wrong if pred[b] != y[b] else right).append((x[b].cpu(), int(y[b]), int(extras["index"][b])))
-            if len(wrong) >= n:
+            if len(wrong) >= cases:
                 break
-    cases = (wrong + right)[:n]
-    if not cases:
+    found = (wrong + right)[:cases]
+    if not found:
         from fer_models.errors import DatasetError
 
         raise DatasetError("the test split is empty, so there is nothing to backtrack; check the run's dataset")
-    x = torch.stack([c[0] for c in cases]).to(device)
-    labels = [c[1] for c in cases]
+    x = torch.stack([c[0] for c in found]).to(device)
+    labels = [c[1] for c in found]
     bt = backtrack(model, x, head)
     k = bt.probs_before.shape[1]
     names = list(class_names or default_names(k))
@@ -191,7 +191,7 @@ def run_backtrack(model, loader, out_dir: Path, *, n: int = 8, class_names: Sequ
         dd = dd_sup = diff = None
     pred_after = bt.probs_after.argmax(1)
     rows = []
-    for i, (_, y, idx) in enumerate(cases):
+    for i, (_, y, idx) in enumerate(found):
         p = int(bt.pred[i])
         rows.append({
             "case": i + 1, "image_index": idx, "true": names[y], "pred_before": names[p],
@@ -211,7 +211,7 @@ def run_backtrack(model, loader, out_dir: Path, *, n: int = 8, class_names: Sequ
         md.append("| | after | " + " | ".join(f"{r['after_' + c]:.2e}" for c in names) + " |")
     (out_dir / "suppression.md").write_text("\n".join(md) + "\n")
     figs = []
-    for i in range(len(cases)):
+    for i in range(len(found)):
         figs.append({
             "image": x[i].cpu(), "label": labels[i], "pred": int(bt.pred[i]),
             "deconv": (dd if dd is not None else torch.zeros_like(x))[i].cpu(),
@@ -220,13 +220,13 @@ def run_backtrack(model, loader, out_dir: Path, *, n: int = 8, class_names: Sequ
             "before": bt.probs_before[i].cpu().numpy(), "after": bt.probs_after[i].cpu().numpy(),
         })
     backtrack_figure(figs, out_dir / "backtrack.png", names)
-    idx = torch.arange(len(cases))
+    idx = torch.arange(len(found))
     p_before = bt.probs_before[idx, bt.pred]
     p_after = bt.probs_after[idx, bt.pred]
     mis = torch.tensor([r["misclassified"] for r in rows])
     fixed = torch.tensor([names.index(r["pred_after"]) == labels[i] for i, r in enumerate(rows)])
     return {
-        "backtrack_cases": float(len(cases)),
+        "backtrack_cases": float(len(found)),
         "backtrack_misclassified": float(mis.sum()),
         "backtrack_pred_prob_before": float(p_before.mean()),
         "backtrack_pred_prob_after": float(p_after.mean()),

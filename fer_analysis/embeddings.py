@@ -18,22 +18,22 @@ tensor) would duplicate the layer before it. With the default layers (all of
 (so Keras-style names like paper 004's ``dropout_4`` survive); a tap whose output is the
 model's logits becomes the output layer and no separate ``logits`` pseudo-layer is added.
 
-The hooks are a small private context manager (:func:`tap`) that always removes them,
-also when the forward pass raises.
+The hooks are ``fer_analysis.hooks.capture`` (undetached, so aliases are found by
+identity), which always removes them, also when the forward pass raises.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
+from fer_analysis.hooks import capture, first_tensor, resolve_layer
 from fer_models.errors import ConfigError
 
 OUTPUT_LAYER = "logits"  # pseudo-layer: the network's class scores (paper 004's "out_layer")
@@ -67,19 +67,6 @@ class Embeddings:
         if not names:
             raise ConfigError("the embeddings hold no layer besides the output; tap at least one layer")
         return names[-1]
-
-    def subset(self, idx: np.ndarray) -> "Embeddings":
-        return Embeddings(
-            {k: v[idx] for k, v in self.layers.items()},
-            self.label[idx],
-            self.identity[idx],
-            self.valence[idx],
-            self.arousal[idx],
-            dict(self.shapes),
-            dict(self.pooled),
-            self.output_layer,
-            list(self.dropped),
-        )
 
     def save(self, path: str | Path) -> None:
         arrays = {f"layer::{k}": v for k, v in self.layers.items()}
@@ -123,60 +110,13 @@ def reduce_activation(a: torch.Tensor, max_features: int) -> tuple[torch.Tensor,
     return a.float().reshape(a.shape[0], -1), False
 
 
-def _first_tensor(out: Any) -> torch.Tensor | None:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    logits = getattr(out, "logits", None)
-    return logits if isinstance(logits, torch.Tensor) else None
-
-
-@contextlib.contextmanager
-def tap(modules: Mapping[str, nn.Module], sink: dict[str, torch.Tensor]) -> Iterator[dict]:
-    """Forward hooks writing each module's latest output into ``sink[name]``; always removed.
-
-    Hand-written rather than fer_analysis.hooks (which is written concurrently) so that this
-    module depends on nothing unfinished; it is ten lines and undoes itself in ``finally``.
-    """
-    handles = []
-    try:
-        for name, mod in modules.items():
-
-            def hook(_m, _inp, out, _name=name):
-                t = _first_tensor(out)
-                if t is not None:
-                    sink[_name] = t
-
-            handles.append(mod.register_forward_hook(hook))
-        yield sink
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def resolve_layers(model: nn.Module, layers: Iterable[str] | None = None) -> dict[str, nn.Module]:
-    """Named layers to tap: ``model.tap_layers()`` (all, or the ``layers`` subset), else top-level children."""
-    if hasattr(model, "tap_layers"):
-        available = dict(model.tap_layers())
-    else:
-        available = dict(model.named_children())
-    named = dict(model.named_modules())
+    """Named layers to tap: all of ``model.tap_layers()`` (its top-level children for a model
+    without them), or the ``layers`` named (``fer_analysis.hooks.resolve_layer``: a tap
+    layer or any submodule path; the ``logits`` pseudo-layer is not a module)."""
     if layers is None:
-        return available
-    out: dict[str, nn.Module] = {}
-    for name in layers:
-        if name == OUTPUT_LAYER:
-            continue
-        if name in available:
-            out[name] = available[name]
-        elif name in named and name:
-            out[name] = named[name]
-        else:
-            raise ConfigError(
-                f"unknown layer '{name}' to probe; known layers: {', '.join(available) or '(none)'}"
-            )
-    return out
+        return dict(model.tap_layers()) if hasattr(model, "tap_layers") else dict(model.named_children())
+    return dict(resolve_layer(model, name) for name in layers if name != OUTPUT_LAYER)
 
 
 def _col(batch: Mapping[str, Any], key: str, n: int, fill: float) -> np.ndarray:
@@ -222,9 +162,8 @@ def collect_embeddings(
         from tqdm.auto import tqdm
 
         it = tqdm(batches, desc="embeddings", unit="batch", leave=False)
-    sink: dict[str, torch.Tensor] = {}
     try:
-        with tap(modules, sink):
+        with capture(modules, detach=False) as sink:
             for batch in it:
                 x = batch["image"]
                 take = x.shape[0] if n_samples is None else min(x.shape[0], n_samples - seen)
@@ -233,7 +172,7 @@ def collect_embeddings(
                 sink.clear()
                 out = model(x[:take].to(device))
                 acts = dict(sink)
-                o = _first_tensor(out)
+                o = first_tensor(out)
                 if seen == 0:
                     output_layer, dropped = _aliases(list(modules), acts, o, dedupe=layers is None)
                     for name in dropped:

@@ -181,10 +181,7 @@ def run_filter_au(model, loader, out_dir: Path, *, layer: str | None = None, au_
             "faces (ground-truth AUs), CK+ or DISFA"
         )
     if au_ids is None:
-        try:
-            from fer_models.data.au import AU_IDS as au_ids  # type: ignore[no-redef]
-        except ImportError:  # data side not there: number the columns
-            au_ids = list(range(resp.aus.shape[1]))
+        from fer_models.data.au import AU_IDS as au_ids  # type: ignore[no-redef]
     res = filter_au_kl(resp.values, resp.aus, au_ids, threshold=threshold, bins=bins, eps=eps, min_count=min_count)
     filters = most_selective_filters(res, k)
     rows = table_rows(res, filters)

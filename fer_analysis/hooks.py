@@ -3,42 +3,31 @@
 Every helper here is a context manager: hooks are registered on entry and removed in a
 ``finally`` block, so a model comes back unchanged after a normal exit *and* after an
 exception. :func:`assert_no_hooks` is what the tests (and the explain jobs, after each
-job) use to check that nothing was left behind.
+job) use to check that nothing was left behind; it, :func:`hook_count` and
+:class:`LogitsOnly` live in ``fer_models.torch_utils`` (the methods use them too) and are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
 
 from fer_models.errors import ConfigError, UnknownNameError
+from fer_models.torch_utils import LogitsOnly, assert_no_hooks, hook_count
+
+__all__ = [
+    "NotApplicableError", "LogitsOnly", "assert_no_hooks", "hook_count", "tap_layers", "resolve_layer",
+    "first_tensor", "capture", "patch_input", "relus_not_inplace",
+]
+
 
 class NotApplicableError(ConfigError):
     """An analysis does not apply to this model (e.g. backtracking on a GAP head, guided
     backprop without ReLUs). Jobs report it as *skipped* with this message, not as a crash."""
-
-
-def hook_count(model: nn.Module) -> int:
-    """Number of forward / forward-pre / backward(-pre) hooks on ``model`` and its modules."""
-    n = 0
-    for m in model.modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            n += len(getattr(m, attr, {}) or {})
-    return n
-
-
-def assert_no_hooks(model: nn.Module) -> None:
-    """Raise ``AssertionError`` naming the modules that still carry a hook."""
-    left = []
-    for name, m in model.named_modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            if getattr(m, attr, None):
-                left.append(f"{name or '<root>'}.{attr}")
-    if left:
-        raise AssertionError(f"hooks left on the model: {', '.join(left)}")
 
 
 def tap_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -65,11 +54,22 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     if layer in layers:
         return layer, layers[layer]
     named = dict(model.named_modules())
-    if layer in named:
+    if layer and layer in named:  # any submodule by its dotted path (not the model itself)
         return layer, named[layer]
     raise UnknownNameError(
         f"unknown layer '{layer}'; this model's tap layers are: {', '.join(layers) or '(none)'}"
     )
+
+
+def first_tensor(out: Any) -> torch.Tensor | None:
+    """The tensor a module's output stands for: itself, the first of a tuple, or ``.logits``
+    of a ``ModelOutput``; None when there is none."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    logits = getattr(out, "logits", None)
+    return logits if isinstance(logits, torch.Tensor) else None
 
 
 @contextlib.contextmanager
@@ -79,25 +79,22 @@ def capture(
     """Record the output (or, with ``inputs=True``, the first input) of each named module.
 
     ``with capture({"conv3": m.conv3}) as acts: model(x)`` leaves ``acts["conv3"]`` set to
-    the last output seen. The hooks are removed on exit, also when the body raises.
+    the last output seen (see :func:`first_tensor`; a module with no tensor output is not
+    recorded). ``detach=False`` keeps the very tensor objects, so that a module that passes
+    another's output through unchanged is recognised by identity (``fer_analysis.embeddings``).
+    The hooks are removed on exit, also when the body raises.
     """
     store: dict[str, torch.Tensor] = {}
     handles = []
 
-    def make(name: str):
-        if inputs:
-
-            def pre(_m, args):
-                t = args[0]
-                store[name] = t.detach() if detach else t
-
-            return pre
-
-        def post(_m, _args, out):
-            t = out if torch.is_tensor(out) else out[0]
+    def keep(name: str, t: torch.Tensor | None) -> None:
+        if t is not None:
             store[name] = t.detach() if detach else t
 
-        return post
+    def make(name: str):
+        if inputs:
+            return lambda _m, args: keep(name, args[0])
+        return lambda _m, _args, out: keep(name, first_tensor(out))
 
     try:
         for name, mod in modules.items():
@@ -149,28 +146,3 @@ def relus_not_inplace(model: nn.Module) -> Iterator[int]:
     finally:
         for m, s in zip(relus, saved):
             m.inplace = s
-
-
-class LogitsOnly(nn.Module):
-    """Wraps a model whose forward returns a ``ModelOutput`` (or tuple) so that it returns
-    the logits tensor, as captum expects. Shares the wrapped model's modules (hooks set on
-    its layers see the same calls)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        if torch.is_tensor(out):
-            return out
-        if hasattr(out, "logits"):
-            return out.logits
-        if isinstance(out, (tuple, list)):
-            return out[0]
-        raise TypeError(f"cannot find logits in a {type(out).__name__}")
-
-
-def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The model's class logits for ``x``, whatever its forward returns."""
-    return LogitsOnly(model)(x)

@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from fer_models.figures import save_figure  # noqa: E402
+
 
 def show_image(x: torch.Tensor) -> np.ndarray:
     """(3, h, w) network input (any normalisation) -> (h, w, 3) in [0, 1] by min-max."""
@@ -28,14 +30,6 @@ def show_attribution(a: torch.Tensor) -> np.ndarray:
     a = a / (2 * a.abs().max().clamp_min(1e-12)) + 0.5
     a = a.permute(1, 2, 0).numpy().clip(0, 1)
     return a[..., 0] if a.shape[-1] == 1 else a
-
-
-def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def topn_grid(recs, path: Path, title: str = "") -> Path:
@@ -58,7 +52,7 @@ def topn_grid(recs, path: Path, title: str = "") -> Path:
                         ha="right", va="center", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def kl_bars(kl: np.ndarray, au_labels: Sequence[str], filters: Sequence[int], path: Path,
@@ -86,7 +80,7 @@ def kl_bars(kl: np.ndarray, au_labels: Sequence[str], filters: Sequence[int], pa
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def backtrack_figure(cases: Sequence[dict], path: Path, class_names: Sequence[str]) -> Path:
@@ -117,7 +111,7 @@ def backtrack_figure(cases: Sequence[dict], path: Path, class_names: Sequence[st
         if i == 0:
             ax.legend(fontsize=6)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def gradcam_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], path: Path,
@@ -137,7 +131,7 @@ def gradcam_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], path: Path
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def class_maps_figure(mean_maps: np.ndarray, counts: Sequence[int], class_names: Sequence[str],
@@ -153,4 +147,4 @@ def class_maps_figure(mean_maps: np.ndarray, counts: Sequence[int], class_names:
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fer_models.figures import save_figure  # noqa: E402
 from fer_models.labels import EXPRESSIONS  # noqa: E402
 
 
@@ -79,9 +80,7 @@ def plot_maps(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, bottom, 1, 1 - 0.3 / fig.get_figheight() if title else 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_silhouette_curves(
@@ -109,9 +108,7 @@ def plot_silhouette_curves(
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_valence_arousal(
@@ -145,9 +142,7 @@ def plot_valence_arousal(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_compare(curves: dict[str, Sequence[dict[str, Any]]], path: Path, title: str = "") -> Path:

@@ -22,7 +22,7 @@ neuron over a few random inputs (:func:`receptive_field`).
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -96,7 +96,6 @@ class Responses:
     input_hw: tuple[int, int]
     labels: torch.Tensor | None = None  # (M,)
     aus: torch.Tensor | None = None  # (M, A) intensities, NaN if unknown
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @torch.no_grad()

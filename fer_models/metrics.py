@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fer_models.figures import save_figure
 from fer_models.labels import NEUTRAL, class_names
 from fer_models.losses import attention, cosine
 from fer_models.methods._base import FERModel, minmax
@@ -204,8 +205,7 @@ def _save_matrix(mat: np.ndarray, rows: list[str], cols: list[str], folder: Path
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png_path)
     return [csv_path, png_path]
 
 
@@ -224,6 +224,4 @@ def _save_mean_maps(maps: np.ndarray, names: list[str], path: Path, title: str) 
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

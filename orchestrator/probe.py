@@ -1,8 +1,8 @@
 """Probing jobs (paper 004) on trained runs: Ray actors that log back to MLflow.
 
 ``probe_runs(run_id, spec)`` expands a grid's parent run to its trial children
-(``tracking.resolve_runs``), spreads one job per run over a few Ray actors with a tqdm
-bar, and each job (:func:`probe_one`):
+(``tracking.resolve_runs``) and runs one task per run on the shared actor runner
+(``orchestrator.jobs``, the same as ``fer-orch explain``). Each task (:func:`probe_one`):
 
 1. loads the run's model (``tracking.load_trained_model``) and builds a probe set from the
    run's ``DataConfig`` (or ``--dataset``): the first ``n_samples`` rows of the chosen split
@@ -16,13 +16,18 @@ bar, and each job (:func:`probe_one`):
 
 With ``compare`` the second run is probed too and each probed run gets
 ``probe/compare_<other>/`` (both silhouette curves, CSV of differences, crossover layers).
+
+Probes are not entries of the explain-job registry but have the same shape: one registered
+function per file (``fer_analysis.registry.PROBES``), run per trained run by the same runner.
+They stay a registry of their own because a probe's input is not a model and a loader but the
+layer embeddings, which one task collects once per run (with the untrained control) and hands
+to every requested probe; as explain jobs each probe would reload the model and re-collect them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,6 +36,7 @@ from typing import Any, Callable
 
 from fer_models.errors import ConfigError, FerOrchError
 from orchestrator import tracking
+from orchestrator.jobs import resolve_device, run_tasks
 
 DEFAULT_PROBES = ("silhouette", "valence-arousal", "maps")
 
@@ -52,7 +58,7 @@ class ProbeSpec:
     batch_size: int = 64
     max_features: int = 4096
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # auto: GPU actors where the cluster has GPUs (orchestrator.jobs)
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword options for every probe
 
     def check(self) -> "ProbeSpec":
@@ -108,20 +114,18 @@ def probe_one(
     The ``load_*`` / ``build_control`` hooks default to MLflow + fer_models; tests replace
     them with small fakes.
     """
-    import torch
-
     from fer_analysis.embeddings import collect_embeddings
     from fer_analysis.registry import PROBES
 
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     t0 = time.perf_counter()
-    model, cfg = (load_model or tracking.load_trained_model)(run_id, uri, spec.device)
+    device = resolve_device(spec.device)
+    model, cfg = (load_model or tracking.load_trained_model)(run_id, uri, device)
     loader = (load_probe_set or _load_probe_set)(cfg, spec)
-    kw = dict(n_samples=spec.n_samples, max_features=spec.max_features, device=spec.device)
+    kw = dict(n_samples=spec.n_samples, max_features=spec.max_features, device=device)
     emb = collect_embeddings(model, loader, spec.layers, **kw)
     control = None
     if spec.untrained_control:
-        control = collect_embeddings((build_control or _untrained)(cfg, spec.device), loader, spec.layers, **kw)
+        control = collect_embeddings((build_control or _untrained)(cfg, device), loader, spec.layers, **kw)
     t_emb = time.perf_counter() - t0
     metrics: dict[str, float] = {}
     tables: dict[str, Any] = {}
@@ -158,35 +162,6 @@ def probe_one(
     return {**summary, "metrics": metrics, "tables": tables}
 
 
-def _worker_env() -> dict[str, str]:
-    """Environment the actors need to see the same code, cache and store as the driver."""
-    from fer_models import paths
-
-    root = str(Path(__file__).resolve().parents[1])
-    env = {"FER_ORCH_HOME": str(paths.home()), "PYTHONPATH": os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        env["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"]
-    return env
-
-
-def _actor_class(ray):
-    @ray.remote(num_cpus=1)
-    class ProbeActor:
-        """Holds nothing between jobs; one job at a time per actor (1 CPU)."""
-
-        def run(self, run_id: str, spec: ProbeSpec, uri: str | None) -> dict[str, Any]:
-            return probe_one(run_id, spec, uri)
-
-    return ProbeActor
-
-
-def _cause(err: Exception) -> Exception:
-    """The user-facing exception inside a Ray task error, if there is one."""
-    cause = getattr(err, "cause", None)
-    return cause if isinstance(cause, FerOrchError) else err
-
-
 def _short(run_id: str) -> str:
     return run_id[:8]
 
@@ -201,16 +176,13 @@ def probe_runs(
     num_actors: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Probe ``run_id`` (a trial, or every trial of a grid's parent run) on Ray actors.
+    """Probe ``run_id`` (a trial, or every trial of a grid's parent run) on Ray actors
+    (``num_actors=0``: in this process).
 
     Returns ``{"results": {run_id: summary}, "failed": {run_id: message}, "compare": {...}}``.
     Jobs that fail are reported, not fatal to the others; a user mistake found before any
     work (unknown run, probe, dataset) raises at once.
     """
-    from tqdm.auto import tqdm
-
-    from orchestrator.ray_utils import init_ray
-
     spec = (spec or ProbeSpec()).check()
     uri = tracking.resolve_uri(uri)
     runs = tracking.resolve_runs(run_id, uri)
@@ -226,29 +198,10 @@ def probe_runs(
             spec = dataclasses.replace(spec, probes=(*spec.probes, "silhouette"))
     jobs = list(dict.fromkeys([*runs, *([other] if other else [])]))
 
-    ray = init_ray(address)
-    n_act = max(1, min(len(jobs), num_actors or max(1, int(ray.cluster_resources().get("CPU", 1)))))
-    Actor = _actor_class(ray)
-    actors = [Actor.options(runtime_env={"env_vars": _worker_env()}).remote() for _ in range(n_act)]
-    pending = {actors[i % n_act].run.remote(r, spec, uri): r for i, r in enumerate(jobs)}
-    results: dict[str, Any] = {}
-    failed: dict[str, str] = {}
-    bar = tqdm(total=len(jobs), desc="probe", unit="run", disable=not progress)
-    try:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                rid = pending.pop(ref)
-                try:
-                    results[rid] = ray.get(ref)
-                except Exception as e:  # noqa: BLE001 - one failed run must not stop the others
-                    failed[rid] = str(_cause(e)).strip().splitlines()[-1]
-                bar.update(1)
-                bar.set_postfix(failed=len(failed))
-    finally:
-        bar.close()
-        for a in actors:
-            ray.kill(a)
+    outcomes = run_tasks(probe_one, [(r, spec, uri) for r in jobs], desc="probe", unit="run", device=spec.device,
+                         address=address, num_actors=num_actors, progress=progress)
+    results = {o.args[0]: o.result for o in outcomes if o.error is None}
+    failed = {o.args[0]: o.error for o in outcomes if o.error is not None}
 
     comparisons: dict[str, Any] = {}
     if other is not None and other in results:
@@ -263,7 +216,7 @@ def probe_runs(
 
 def compare_and_log(res_a: dict[str, Any], res_b: dict[str, Any], uri: str | None = None, log: bool = True):
     """Silhouette comparison of two probe summaries, logged to run a under ``probe/compare_<b>``."""
-    from fer_analysis.probes._compare import compare_silhouettes
+    from fer_analysis.probes import compare_silhouettes
 
     a, b = res_a["run_id"], res_b["run_id"]
     with tempfile.TemporaryDirectory(prefix="fer-probe-cmp-") as tmp:

@@ -285,3 +285,15 @@ def make_affectnet():
     return _make_affectnet
 
 
+
+
+def mlflow_store(tmp_path):
+    """A throw-away MLflow store: ``.uri``, ``.client`` and an experiment id ``.exp``."""
+    from types import SimpleNamespace
+
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("test", artifact_location=(tmp_path / "artifacts").as_uri())
+    return SimpleNamespace(uri=uri, client=client, exp=exp)

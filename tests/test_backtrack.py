@@ -97,7 +97,7 @@ def test_run_backtrack_writes_table3_and_figure(tmp_path):
     ).eval()
     x = torch.randn(12, 3, 16, 16)
     y = torch.randint(0, 7, (12,))
-    metrics = run_backtrack(net, DataLoader(TensorDataset(x, y), batch_size=6), tmp_path, n=4, progress=False)
+    metrics = run_backtrack(net, DataLoader(TensorDataset(x, y), batch_size=6), tmp_path, cases=4, progress=False)
     rows = list(csv.DictReader(open(tmp_path / "suppression.csv")))
     assert len(rows) == 4 and {"before_anger", "after_neutral"} <= set(rows[0])
     for r in rows:

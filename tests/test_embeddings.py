@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from fer_analysis.embeddings import OUTPUT_LAYER, Embeddings, collect_embeddings, grid_size, resolve_layers
+from fer_analysis.hooks import hook_count
 from fer_models.errors import ConfigError
 
 torch.set_num_threads(1)
@@ -52,10 +53,6 @@ def _batches(n=10, bs=4, seed=0):
     return out
 
 
-def _n_hooks(model):
-    return sum(len(m._forward_hooks) for m in model.modules())
-
-
 def test_collects_every_tapped_layer_with_labels_in_order():
     model = Tiny()
     emb = collect_embeddings(model, _batches(10, 4), max_features=4096)
@@ -94,9 +91,9 @@ def test_n_samples_truncates_mid_batch():
 def test_taps_removed_after_use_and_after_error_and_mode_restored():
     model = Tiny()
     model.train()
-    assert _n_hooks(model) == 0
+    assert hook_count(model) == 0
     collect_embeddings(model, _batches(4, 4))
-    assert _n_hooks(model) == 0
+    assert hook_count(model) == 0
     assert model.training  # restored
 
     def bad_batches():
@@ -105,11 +102,11 @@ def test_taps_removed_after_use_and_after_error_and_mode_restored():
 
     with pytest.raises(RuntimeError, match="reader broke"):
         collect_embeddings(model, bad_batches())
-    assert _n_hooks(model) == 0 and model.training
+    assert hook_count(model) == 0 and model.training
 
 
 def test_unknown_layer_is_a_clear_error():
-    with pytest.raises(ConfigError, match="unknown layer 'nope'.*known layers: conv, pool, fc1"):
+    with pytest.raises(ConfigError, match="unknown layer 'nope'.*tap layers are: conv, pool, fc1"):
         resolve_layers(Tiny(), ["nope"])
     # a dotted module path that is not in tap_layers is still allowed
     assert list(resolve_layers(Tiny(), ["relu"])) == ["relu"]
@@ -160,7 +157,6 @@ def test_default_layers_drop_aliases_and_find_the_output_tap():
 
 def test_paper004_cnn_default_layers_and_no_hook_left():
     """The real paper-004 CNN (fer_models METHODS 'light-cnn'): Keras-style names, output tap, clean model."""
-    from fer_analysis.hooks import hook_count
     from fer_models.config import DataConfig, TrainConfig
     from fer_models.methods import build_model
 

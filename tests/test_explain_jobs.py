@@ -1,9 +1,13 @@
-"""The explain job runner: spec checks, in-process jobs with fakes, MLflow logging, Ray end-to-end."""
+"""The explain jobs: registry and spec, in-process jobs with fakes, MLflow logging, a new job
+added as one file, Ray end-to-end."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,8 +16,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from fer_analysis.hooks import assert_no_hooks
+from fer_analysis.jobs import ExplainSpec, job_names, run_job
+from fer_analysis.registry import JOBS
 from fer_models.errors import ConfigError
-from orchestrator.explain import ExplainSpec, explain_one
+from orchestrator.explain import explain_one
 
 torch.set_num_threads(1)
 
@@ -35,26 +41,60 @@ def _gap_net() -> nn.Module:
                          nn.Linear(4, 7)).eval()
 
 
-def _loader():
+def _loader(n: int = 24):
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(24, 3, 16, 16, generator=g)
-    y = torch.randint(0, 7, (24,), generator=g)
+    x = torch.randn(n, 3, 16, 16, generator=g)
+    y = torch.randint(0, 7, (n,), generator=g)
     return DataLoader(TensorDataset(x, y), batch_size=8)
 
 
+def _fakes(net):
+    return dict(load_model=lambda r, u, d: (net, _Cfg()), load_data=lambda c, s, j: (_loader(), 7))
+
+
+def test_registry_holds_the_four_jobs_with_their_split_and_the_old_gradcam_name():
+    assert job_names() == ["backtrack", "block-maps", "filter-au", "topn"]
+    split = {j: JOBS.meta(j)["split"] for j in job_names()}
+    assert split == {"topn": "train", "filter-au": "train", "backtrack": "test", "block-maps": "test"}
+    assert "au-labels" in JOBS.meta("filter-au")["needs"] and "dense-head" in JOBS.meta("backtrack")["needs"]
+    assert JOBS.meta("gradcam")["alias_of"] == "block-maps" and JOBS.get("gradcam") is JOBS.get("block-maps")
+
+
 def test_spec_check_refuses_unknown_jobs_before_any_work():
-    with pytest.raises(ConfigError, match="unknown explain job.*known jobs: topn, filter-au, backtrack, gradcam"):
+    with pytest.raises(ConfigError, match=r"unknown explain job\(s\) saliency; known jobs: backtrack, block-maps, "
+                                          r"filter-au, topn \(aliases: gradcam\)"):
         ExplainSpec(jobs=("topn", "saliency")).check()
     with pytest.raises(ConfigError, match="no explain job"):
         ExplainSpec(jobs=()).check()
+    with pytest.raises(ConfigError, match=r"at least 1: --cases \(got 0\)"):
+        ExplainSpec(cases=0).check()
 
 
-@pytest.mark.parametrize("job", ["topn", "backtrack", "gradcam"])
+def test_spec_check_resolves_aliases_and_drops_repeats():
+    assert ExplainSpec(jobs=("gradcam", "topn", "block-maps", "TOPN")).check().jobs == ("block-maps", "topn")
+
+
+def test_n_is_the_default_of_top_n_cases_and_images():
+    assert (ExplainSpec().top_n, ExplainSpec().cases, ExplainSpec().images) == (8, 8, 8)
+    spec = ExplainSpec(n=3, cases=5)
+    assert (spec.top_n, spec.cases, spec.images) == (3, 5, 3)
+    assert ExplainSpec(n=3, cases=5).check() == spec  # check() keeps the counts
+
+
+def test_each_job_reads_its_own_count(tmp_path):
+    spec = ExplainSpec(top_n=2, cases=3, images=5, filters=2, device="cpu")
+    run_job("topn", _dense_net(), _loader(), tmp_path / "topn", spec)
+    rows = (tmp_path / "topn" / "topn_0.csv").read_text().splitlines()[1:]
+    assert len(rows) == 2 * 2  # filters x top_n
+    assert run_job("backtrack", _dense_net(), _loader(), tmp_path / "bt", spec)["backtrack_cases"] == 3
+    run_job("gradcam", _dense_net(), _loader(), tmp_path / "maps", spec)
+    assert json.loads((tmp_path / "maps" / "gradcam.json").read_text())["images"] == 5
+
+
+@pytest.mark.parametrize("job", ["topn", "backtrack", "block-maps"])
 def test_explain_one_in_process_with_fakes(job):
     net = _dense_net()
-    res = explain_one("r1", job, ExplainSpec(jobs=(job,), n=3, filters=2, device="cpu"),
-                      load_model=lambda r, u, d: (net, _Cfg()), load_data=lambda c, s, j: (_loader(), 7),
-                      log=False)
+    res = explain_one("r1", job, ExplainSpec(jobs=(job,), n=3, filters=2, device="cpu"), log=False, **_fakes(net))
     assert res["status"] == "ok", res["reason"]
     assert any(f.endswith(".png") for f in res["files"])
     assert "summary.json" in res["files"] and res["metrics"]
@@ -63,9 +103,7 @@ def test_explain_one_in_process_with_fakes(job):
 
 def test_backtrack_on_a_gap_head_is_skipped_with_the_reason():
     net = _gap_net()
-    res = explain_one("r1", "backtrack", ExplainSpec(jobs=("backtrack",), device="cpu"),
-                      load_model=lambda r, u, d: (net, _Cfg()), load_data=lambda c, s, j: (_loader(), 7),
-                      log=False)
+    res = explain_one("r1", "backtrack", ExplainSpec(jobs=("backtrack",), device="cpu"), log=False, **_fakes(net))
     assert res["status"] == "skipped"
     assert "globally pooled" in res["reason"]
     assert res["files"] == ["skipped.txt", "summary.json"]
@@ -76,24 +114,19 @@ def test_filter_au_without_au_labels_is_a_clear_error():
     from fer_models.errors import DatasetError
 
     with pytest.raises(DatasetError, match="needs AU labels"):
-        explain_one("r1", "filter-au", ExplainSpec(jobs=("filter-au",), device="cpu"),
-                    load_model=lambda r, u, d: (_dense_net(), _Cfg()),
-                    load_data=lambda c, s, j: (_loader(), 7), log=False)
+        explain_one("r1", "filter-au", ExplainSpec(jobs=("filter-au",), device="cpu"), log=False,
+                    **_fakes(_dense_net()))
 
 
-def test_results_are_logged_to_the_explained_run(tmp_path):
-    import mlflow
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    c = mlflow.MlflowClient(tracking_uri=uri)
-    exp = c.create_experiment("explain-test", artifact_location=(tmp_path / "artifacts").as_uri())
-    rid = c.create_run(exp, tags={"fer_orch.kind": "trial"}).info.run_id
-    res = explain_one(rid, "gradcam", ExplainSpec(jobs=("gradcam",), n=2, device="cpu"), uri,
-                      load_model=lambda r, u, d: (_dense_net(), _Cfg()),
-                      load_data=lambda c_, s, j: (_loader(), 7))
-    files = {f.path for f in c.list_artifacts(rid, "explain/gradcam")}
-    assert {"explain/gradcam/gradcam_blocks.png", "explain/gradcam/class_mean_maps.png",
-            "explain/gradcam/summary.json"} <= files
+def test_results_are_logged_to_the_explained_run_under_the_jobs_own_name(mlflow_store):
+    c = mlflow_store.client
+    rid = c.create_run(mlflow_store.exp, tags={"fer_orch.kind": "trial"}).info.run_id
+    res = explain_one(rid, "gradcam", ExplainSpec(jobs=("gradcam",), n=2, device="cpu"), mlflow_store.uri,
+                      **_fakes(_dense_net()))
+    assert res["job"] == "block-maps"
+    files = {f.path for f in c.list_artifacts(rid, "explain/block-maps")}
+    assert {"explain/block-maps/gradcam_blocks.png", "explain/block-maps/class_mean_maps.png",
+            "explain/block-maps/summary.json"} <= files
     logged = c.get_run(rid).data.metrics
     assert logged["gradcam_blocks"] == res["metrics"]["gradcam_blocks"] == 1.0
 
@@ -108,22 +141,82 @@ def test_cli_unknown_job_and_unknown_run_are_one_red_sentence(tmp_path):
     assert r.exit_code == 2 and "no MLflow run 'nope'" in r.output
 
 
+def test_cli_keeps_n_and_the_gradcam_name_and_adds_a_count_per_job(monkeypatch):
+    from orchestrator import explain as explain_mod
+    from orchestrator.cli import main
+
+    seen = {}
+
+    def fake_runs(run_id, spec, **kw):
+        seen["spec"], seen["kw"] = spec.check(), kw
+        return [{"run_id": run_id, "job": j, "status": "ok", "metrics": {}} for j in seen["spec"].jobs]
+
+    monkeypatch.setattr(explain_mod, "explain_runs", fake_runs)
+    r = CliRunner().invoke(main, ["explain", "--run", "r1", "--job", "gradcam,topn", "--n", "3", "--cases", "5",
+                                  "--num-actors", "0"])
+    assert r.exit_code == 0, r.output
+    spec = seen["spec"]
+    assert spec.jobs == ("block-maps", "topn") and (spec.top_n, spec.cases, spec.images) == (3, 5, 3)
+    assert seen["kw"]["num_actors"] == 0 and "explain/block-maps/" in r.output
+
+
+def test_a_new_job_is_one_file_and_runs_through_the_runner_in_process(tmp_path, monkeypatch):
+    """A throw-away job written as one module: registering it is all it takes for the spec, the
+    runner (in-process), the split it asks for, the MLflow path and `fer-orch list jobs`."""
+    from fer_models.config import DataConfig
+    from orchestrator import tracking
+    from orchestrator.cli import main
+    from orchestrator.explain import explain_runs
+
+    JOBS.names()  # load the registry, then let the test forget what it adds
+    monkeypatch.setattr(JOBS, "_entries", dict(JOBS._entries))
+    monkeypatch.setattr(JOBS, "_meta", dict(JOBS._meta))
+    (tmp_path / "throwaway_job.py").write_text(textwrap.dedent('''
+        from fer_analysis.jobs import register_job
+
+        @register_job("throwaway", split="train", needs=("nothing",), paper="none")
+        def throwaway(model, loader, out_dir, spec, *, num_classes=None, device="cpu", progress=False):
+            """Counts the images of its split."""
+            images = sum(len(x) for x, _ in loader)
+            (out_dir / "count.txt").write_text(str(images))
+            return {"throwaway_images": float(images), "throwaway_top_n": float(spec.top_n)}
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("throwaway_job")
+
+    train, test = _loader(24), _loader(8)
+    monkeypatch.setattr("fer_models.data.dataset.build_loaders",
+                        lambda *a, **k: SimpleNamespace(train=train, val=None, test=test, num_classes=7))
+    cfg = SimpleNamespace(method="toy", seed=0, data=DataConfig())
+    logged = {}
+    monkeypatch.setattr(tracking, "resolve_uri", lambda uri=None: "fake://store")
+    monkeypatch.setattr(tracking, "resolve_runs", lambda run_id, uri=None: ["run-a", "run-b"])
+    monkeypatch.setattr(tracking, "load_trained_model", lambda run_id, uri, device: (_dense_net(), cfg))
+    monkeypatch.setattr(tracking, "log_to_run", lambda run_id, folder, path, metrics, uri=None: logged.update(
+        {(run_id, path): sorted(p.name for p in Path(folder).iterdir())}))
+
+    out = explain_runs("parent", ExplainSpec(jobs=("throwaway",), top_n=3, device="cpu"), num_actors=0,
+                       progress=False)
+    assert [(r["run_id"], r["status"]) for r in out] == [("run-a", "ok"), ("run-b", "ok")]
+    assert out[0]["metrics"] == {"throwaway_images": 24.0, "throwaway_top_n": 3.0}  # its split: train
+    assert logged == {(r, "explain/throwaway"): ["count.txt", "summary.json"] for r in ("run-a", "run-b")}
+    listed = CliRunner().invoke(main, ["list", "jobs"]).output
+    assert "throwaway" in listed and "Counts the images of its split." in listed
+
+
 @pytest.mark.slow  # generates the synthetic faces (~15 s), trains a few steps, starts Ray actors
 @pytest.mark.ray
-def test_grid_parent_end_to_end_on_ray(tmp_path, ray_local, log_trial):
+def test_grid_parent_end_to_end_on_ray(tmp_path, ray_local, log_trial, mlflow_store):
     """A grid parent with a Tiny VGG (dense head) and a CAM ResNet (GAP head) trial: every job
-    runs on Ray actors, results land in MLflow, backtrack on the CAM ResNet is skipped."""
-    import mlflow
-
+    runs on Ray actors, results land in MLflow, backtrack on the CAM ResNet is skipped, the old
+    job name ``gradcam`` runs ``block-maps``."""
     from fer_models.config import DataConfig, TrainConfig
     from fer_models.data.dataset import build_loaders
     from fer_models.methods import build_model
     from orchestrator import tracking
     from orchestrator.explain import explain_runs
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    c = mlflow.MlflowClient(tracking_uri=uri)
-    exp = c.create_experiment("explain-e2e", artifact_location=(tmp_path / "artifacts").as_uri())
+    uri, c, exp = mlflow_store.uri, mlflow_store.client, mlflow_store.exp
     parent = c.create_run(exp, tags={tracking.KIND_TAG: "grid"}).info.run_id
     data = DataConfig(image_size=32, augment=False)
     loaders = build_loaders(data, 32, 0, progress=False)
@@ -149,7 +242,7 @@ def test_grid_parent_end_to_end_on_ray(tmp_path, ray_local, log_trial):
     assert status[(runs["cam"], "backtrack")]["status"] == "skipped"
     assert "does not apply" in status[(runs["cam"], "backtrack")]["reason"]
     tv = runs["tiny-vgg"]
-    assert status[(tv, "backtrack")]["status"] == "ok"
+    assert status[(tv, "backtrack")]["status"] == "ok" and status[(tv, "block-maps")]["status"] == "ok"
     files = {f.path for f in c.list_artifacts(tv, "explain/filter-au")}
     assert "explain/filter-au/filter_au_conv3_2.md" in files
     assert "explain/filter-au/topn_conv3_2.png" in files

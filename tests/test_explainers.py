@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from fer_analysis.explainers.gradcam import normalise_maps
+from fer_analysis.explainers import ReluBackpropExplainer
 from fer_analysis.hooks import assert_no_hooks
 from fer_analysis.registry import EXPLAINERS
+from fer_models.torch_utils import minmax
 
 torch.set_num_threads(1)
 
@@ -27,7 +28,11 @@ X = torch.tensor([[1.0, 1.0, -2.0]])
 
 
 def test_registry_lists_the_three_explainers():
-    assert {"deconvnet", "guided-backprop", "gradcam"} <= set(EXPLAINERS.names())
+    assert {"deconvnet", "guided-backprop", "layer-gradcam"} <= set(EXPLAINERS.names())
+    # deconvnet and guided backprop: one base, one flag
+    dec, gbp = EXPLAINERS.get("deconvnet"), EXPLAINERS.get("guided-backprop")
+    assert issubclass(dec, ReluBackpropExplainer) and issubclass(gbp, ReluBackpropExplainer)
+    assert dec.use_relu_grad_output and not gbp.use_relu_grad_output
 
 
 def test_guided_backprop_zeroes_negative_gradients_and_negative_inputs():
@@ -113,7 +118,7 @@ class _OneConvLinear(nn.Module):
 def test_gradcam_of_a_one_conv_linear_net_equals_the_hand_weighted_sum():
     net = _OneConvLinear()
     x = torch.tensor([[[[1.0, -1.0], [2.0, 0.0]]]])
-    cam = EXPLAINERS.get("gradcam")(net, layer="conv")
+    cam = EXPLAINERS.get("layer-gradcam")(net, layer="conv")
     # alpha_c = V[k, c] / (h w) = V[k, c] / 4
     # k=0: relu((2x - x) / 4) = relu(x) / 4;  k=1: relu((-2x - 2x) / 4) = relu(-x)
     assert torch.allclose(cam.raw(x, 0)[0], torch.tensor([[0.25, 0.0], [0.5, 0.0]]))
@@ -127,9 +132,9 @@ def test_gradcam_of_a_one_conv_linear_net_equals_the_hand_weighted_sum():
     assert_no_hooks(net)
 
 
-def test_normalise_maps_keeps_constant_maps_at_zero():
+def test_minmax_keeps_constant_maps_at_zero():
     m = torch.stack([torch.full((3, 3), 2.0), torch.arange(9.0).view(3, 3)])
-    n = normalise_maps(m)
+    n = minmax(m, eps=1e-12)
     assert torch.count_nonzero(n[0]) == 0
     assert n[1].min() == 0 and n[1].max() == 1
 
@@ -137,9 +142,9 @@ def test_normalise_maps_keeps_constant_maps_at_zero():
 def test_gradcam_without_a_layer_is_a_clear_error_and_leaves_no_hook():
     net = _OneConvLinear()
     with pytest.raises(ValueError, match="needs a layer"):
-        EXPLAINERS.get("gradcam")(net).attribute(torch.randn(1, 1, 2, 2), 0)
+        EXPLAINERS.get("layer-gradcam")(net).attribute(torch.randn(1, 1, 2, 2), 0)
     with pytest.raises(IndexError):
-        EXPLAINERS.get("gradcam")(net, layer="conv").attribute(torch.randn(1, 1, 2, 2), 5)
+        EXPLAINERS.get("layer-gradcam")(net, layer="conv").attribute(torch.randn(1, 1, 2, 2), 5)
     assert_no_hooks(net)
 
 
@@ -173,7 +178,7 @@ class _MapsByLabel(nn.Module):
 def test_class_mean_maps_average_the_true_class_map_per_class():
     from torch.utils.data import DataLoader, TensorDataset
 
-    from fer_analysis.explainers.gradcam import class_mean_maps
+    from fer_analysis.jobs.block_maps import class_mean_maps
 
     x = torch.rand(10, 3, 8, 8)
     y = torch.tensor([0, 1, 1, 2, 2, 2, 0, 1, 2, 2])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
@@ -99,18 +101,28 @@ def test_resolve_layer_names_known_layers_on_error():
 
 
 def test_logits_only_unwraps_model_outputs():
-    class Out:
-        def __init__(self, logits):
-            self.logits = logits
-
-    class M(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(2, 3)
-
-        def forward(self, x):
-            return Out(self.fc(x))
-
-    m = M()
+    fc = nn.Linear(2, 3)
     x = torch.randn(4, 2)
-    assert torch.allclose(LogitsOnly(m)(x), m.fc(x))
+    for wrap in (lambda t: t, lambda t: SimpleNamespace(logits=t), lambda t: (t, "aux")):
+        model = nn.Sequential(fc, _Lambda(wrap))
+        assert torch.allclose(LogitsOnly(model)(x), fc(x))
+
+
+class _Lambda(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def test_capture_takes_the_logits_of_a_model_output_and_skips_non_tensors():
+    fc = nn.Linear(2, 3)
+    out_obj = _Lambda(lambda t: SimpleNamespace(logits=t))
+    nothing = _Lambda(lambda t: None)
+    x = torch.randn(4, 2)
+    with capture({"out": out_obj, "none": nothing}) as acts:
+        out_obj(fc(x))
+        nothing(x)
+    assert set(acts) == {"out"} and torch.allclose(acts["out"], fc(x))

@@ -11,8 +11,8 @@ from fer_models.config import DataConfig, TrainConfig
 from fer_models.errors import ConfigError, MissingWeightsError, UnknownNameError
 from fer_models.losses import au_alignment_loss
 from fer_models.methods import build_model, resolve_backbone
-from fer_models.methods._base import count_hooks
 from fer_models.registry import BACKBONES, METHODS
+from fer_models.torch_utils import hook_count
 
 torch.set_num_threads(1)
 S = 32  # image size
@@ -84,7 +84,7 @@ def test_method_trains_a_few_steps_and_gives_maps(method, au):
     assert float(maps.min()) >= 0.0 and float(maps.max()) <= 1.0
     assert torch.isfinite(maps).all()
     assert not model.training  # class_maps kept the mode
-    assert count_hooks(model) == 0  # pytorch-grad-cam hooks released
+    assert hook_count(model) == 0  # pytorch-grad-cam hooks released
     taps = model.tap_layers()
     assert taps and all(isinstance(m, torch.nn.Module) for m in taps.values())
 
@@ -93,11 +93,36 @@ def test_grad_cam_restores_train_mode_and_leaves_no_hook():
     model = build_model(_cfg("gradcam"), K)
     model.train()
     maps = model.class_maps(_batch()["image"], torch.tensor([0, 1, 2, 3]))
-    assert model.training and count_hooks(model) == 0
+    assert model.training and hook_count(model) == 0
     assert maps.shape == (4, S, S)
     # the map depends on the class asked for
     other = model.class_maps(_batch()["image"], torch.tensor([4, 5, 6, 0]))
     assert not torch.allclose(maps, other)
+
+
+def test_gradient_cam_methods_are_one_template_differing_by_the_cam_class():
+    """gradcam / gradcampp / layercam: the same classifier whose class_maps is the named
+    pytorch-grad-cam class at layer 5."""
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from fer_models.torch_utils import LogitsOnly
+
+    x, y = _batch()["image"], torch.tensor([0, 3, 5, 1])
+    torch.manual_seed(0)
+    weights = build_model(_cfg("gradcam"), K).state_dict()
+    maps = {}
+    for method, cls in (("gradcam", GradCAM), ("gradcampp", GradCAMPlusPlus), ("layercam", LayerCAM)):
+        model = build_model(_cfg(method), K)
+        model.load_state_dict(weights)
+        model.eval()
+        with cls(model=LogitsOnly(model), target_layers=[model.cam_layer()]) as cam:
+            want = torch.from_numpy(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in y]))
+        maps[method] = model.class_maps(x, y)
+        assert torch.allclose(maps[method], want.clamp(0, 1), atol=1e-6), method
+        assert hook_count(model) == 0
+    assert not torch.allclose(maps["gradcam"], maps["gradcampp"], atol=1e-3)
+    assert not torch.allclose(maps["gradcam"], maps["layercam"], atol=1e-3)
 
 
 def test_wildcat_kmin_term_contributes():

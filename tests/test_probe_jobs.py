@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from orchestrator.probe import ProbeSpec, compare_and_log, probe_one
 from fer_models.errors import ConfigError, UnknownNameError
+from orchestrator.probe import ProbeSpec, compare_and_log, probe_one
 
 torch.set_num_threads(1)
 
@@ -92,6 +91,37 @@ def test_spec_check_rejects_mistakes_before_work():
         ProbeSpec(n_samples=1).check()
 
 
+def test_probe_runs_in_process_with_a_failing_run_and_a_comparison(monkeypatch):
+    """The same runner as explain, in this process: one run fails, the others and the
+    comparison with the --compare run go on."""
+    from fer_models.config import DataConfig
+    from orchestrator import tracking
+    from orchestrator.probe import probe_runs
+
+    def load(run_id, uri, device):
+        if run_id == "bad-run":
+            raise ConfigError("the run's weights are gone")
+        torch.manual_seed(len(run_id))
+        return Net().eval(), SimpleNamespace(seed=0, data=DataConfig())
+
+    logged = []
+    monkeypatch.setattr(tracking, "resolve_uri", lambda uri=None: "fake://store")
+    monkeypatch.setattr(tracking, "resolve_runs",
+                        lambda run_id, uri=None: [run_id] if run_id == "other-run" else ["run-a", "bad-run"])
+    monkeypatch.setattr(tracking, "load_trained_model", load)
+    monkeypatch.setattr(tracking, "log_to_run", lambda run_id, folder, path, metrics, uri=None: logged.append(
+        (run_id, path)))
+    monkeypatch.setattr("fer_models.data.dataset.build_loaders",
+                        lambda *a, **k: SimpleNamespace(test=_probe_set(), num_classes=7))
+    spec = ProbeSpec(probes=("valence-arousal",), n_samples=32, umap=False, device="cpu")
+    out = probe_runs("parent", spec, compare="other-run", num_actors=0, progress=False)
+    assert list(out["results"]) == ["run-a", "other-run"]
+    assert out["failed"] == {"bad-run": "the run's weights are gone"}
+    assert "silhouette_identity_conv" in out["results"]["run-a"]["metrics"]  # --compare adds silhouette
+    assert list(out["compare"]) == ["run-a"] and out["compare"]["run-a"]["other"] == "other-run"
+    assert logged == [("run-a", "probe"), ("other-run", "probe"), ("run-a", "probe/compare_other-ru")]
+
+
 @pytest.mark.slow  # creating the SQLite store (MLflow migrations) alone takes ~10 s
 def test_cli_probe_unknown_run_is_one_red_sentence(tmp_path):
     from click.testing import CliRunner
@@ -106,18 +136,14 @@ def test_cli_probe_unknown_run_is_one_red_sentence(tmp_path):
 
 @pytest.mark.slow  # generates the synthetic faces (~15 s), starts Ray actors and an MLflow store
 @pytest.mark.ray
-def test_probe_grid_parent_end_to_end_on_ray(tmp_path, ray_local, log_trial):
+def test_probe_grid_parent_end_to_end_on_ray(ray_local, log_trial, mlflow_store):
     """A grid parent with two paper-004 CNN trials -> both probed by Ray actors, results in MLflow."""
-    import mlflow
-
     from fer_models.config import DataConfig, TrainConfig
     from fer_models.methods import build_model
     from orchestrator import tracking
     from orchestrator.probe import probe_runs
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    c = mlflow.MlflowClient(tracking_uri=uri)
-    exp = c.create_experiment("probe-test", artifact_location=(tmp_path / "artifacts").as_uri())
+    uri, c, exp = mlflow_store.uri, mlflow_store.client, mlflow_store.exp
     parent = c.create_run(exp, tags={tracking.KIND_TAG: "grid"}).info.run_id
     cfg = TrainConfig(method="light-cnn", data=DataConfig(image_size=32, augment=False), epochs=1)
     runs = []

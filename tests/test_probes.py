@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from fer_analysis.embeddings import Embeddings
-from fer_analysis.probes._base import pca_project, read_csv
-from fer_analysis.probes._compare import compare_silhouettes
+from fer_analysis.probes import compare_silhouettes, pca_project, read_csv
 from fer_analysis.probes.silhouette import crossover, silhouette, silhouette_curve
 from fer_analysis.probes.valence_arousal import regress, va_fits
 from fer_analysis.registry import PROBES

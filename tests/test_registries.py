@@ -101,6 +101,17 @@ def _probe(name, fn, meta):
     assert "seed" in params and any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def _job(name, fn, meta):
+    from fer_analysis.jobs import SPLITS, canonical_job
+
+    assert meta["split"] in SPLITS and isinstance(meta["needs"], tuple)
+    params = _params(fn)
+    assert list(params)[:4] == ["model", "loader", "out_dir", "spec"]
+    assert all(params[k].kind is inspect.Parameter.KEYWORD_ONLY for k in ("num_classes", "device", "progress"))
+    if "alias_of" in meta:
+        assert canonical_job(name) == meta["alias_of"] != name
+
+
 def _preset(name, fn, meta):
     from orchestrator import presets
     from orchestrator.config import GridConfig
@@ -129,6 +140,7 @@ CONTRACTS = {
     "backbones": _backbone,
     "methods": _method,
     "explainers": _explainer,
+    "jobs": _job,
     "probes": _probe,
     "presets": _preset,
     "studies": _study,

@@ -1,4 +1,5 @@
-"""What every explainer shares (not a registry entry: the name starts with ``_``).
+"""What every explainer shares (not a registry entry: the name starts with ``_``); the public
+names are re-exported by ``fer_analysis.explainers``.
 
 An explainer is built on a model and answers two questions:
 
@@ -11,6 +12,9 @@ An explainer is built on a model and answers two questions:
 (``max`` over h, w), so the gradient flowing back is one-hot at that position, which is
 exactly the Zeiler-Fergus top signal up to a scale (they keep the activation's value,
 we use 1: the reconstructions are normalised for display anyway).
+
+:class:`ReluBackpropExplainer` is the captum-style base of deconvnet and guided backprop,
+which differ by one flag (captum's ``use_relu_grad_output``, see its subclasses).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import warnings
 from typing import Iterator
 
 import torch
+from captum.attr import Deconvolution, GuidedBackprop, NeuronDeconvolution, NeuronGuidedBackprop
 from torch import nn
 
-from fer_analysis.hooks import LogitsOnly, resolve_layer
+from fer_analysis.hooks import LogitsOnly, relus_not_inplace, resolve_layer
 
 
 def filter_max_selector(filter_index: int):
@@ -55,11 +60,11 @@ def quiet() -> Iterator[None]:
 
 
 class Explainer:
-    """Base class; subclasses set ``name`` and implement the two methods."""
+    """Base class; subclasses set ``name`` and implement the two methods. Their registry entry
+    says what :meth:`attribute` returns: ``output="input"``, a (B, 3, H, W) image-space
+    attribution; ``output="map"``, a (B, H, W) map in [0, 1]."""
 
     name = "explainer"
-    #: "input": returns a (B, 3, H, W) image-space attribution; "map": (B, H, W) in [0, 1]
-    output = "input"
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -77,3 +82,39 @@ class Explainer:
     def signal(self, x: torch.Tensor, layer: str | nn.Module, signal: torch.Tensor) -> torch.Tensor:
         """Project a chosen signal at ``layer`` (same shape as its output) back to the input."""
         raise NotImplementedError(f"{self.name} does not project layer signals")
+
+
+class ReluBackpropExplainer(Explainer):
+    """Backpropagation with modified ReLU gradients (captum), for a class score
+    (:meth:`attribute`), a filter's maximum (:meth:`neuron`) or a whole layer signal
+    (:meth:`signal`).
+
+    ``use_relu_grad_output`` is the one flag between the two subclasses, as in captum: True
+    rectifies the backward signal at each ReLU whatever the forward pass did (deconvnet);
+    False also masks it where the forward ReLU was off (guided backprop). Captum sets and
+    removes the ReLU backward hooks itself; :func:`relus_not_inplace` is needed around the
+    call (captum's hooks fail on in-place ReLUs), and the model's ReLUs must be ``nn.ReLU``
+    modules.
+    """
+
+    use_relu_grad_output = False
+
+    def _algorithms(self):
+        if self.use_relu_grad_output:
+            return Deconvolution, NeuronDeconvolution
+        return GuidedBackprop, NeuronGuidedBackprop
+
+    def attribute(self, x: torch.Tensor, target) -> torch.Tensor:
+        with relus_not_inplace(self.model), quiet():
+            return self._algorithms()[0](self.forward_model).attribute(x, target=target).detach()
+
+    def neuron(self, x: torch.Tensor, layer: str | nn.Module, filter_index: int) -> torch.Tensor:
+        return self._backprop(x, layer, filter_max_selector(filter_index))
+
+    def signal(self, x: torch.Tensor, layer: str | nn.Module, signal: torch.Tensor) -> torch.Tensor:
+        return self._backprop(x, layer, weighted_selector(signal))
+
+    def _backprop(self, x: torch.Tensor, layer: str | nn.Module, selector) -> torch.Tensor:
+        with relus_not_inplace(self.model), quiet():
+            algo = self._algorithms()[1](self.forward_model, self._layer(layer))
+            return algo.attribute(x, neuron_selector=selector).detach()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from fer_analysis.embeddings import Embeddings
 from fer_analysis.plots_probe import plot_maps
@@ -67,13 +68,7 @@ def maps_probe(
     rows_idx: dict[str, dict[str, np.ndarray]] = {}
     scores: dict[str, dict[str, float]] = {}
     table = []
-    layers = list(emb.layers.items())
-    try:
-        from tqdm.auto import tqdm
-
-        layers = tqdm(layers, desc="maps", unit="layer", leave=False)
-    except ImportError:  # pragma: no cover
-        pass
+    layers = tqdm(list(emb.layers.items()), desc="maps", unit="layer", leave=False)
     for name, x in layers:
         pca2, _ = pca_project(x, 2, seed)
         if pca2.shape[1] == 1:

@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from fer_models.figures import save_figure
+
 
 def overlay_grid(
     images: Sequence[np.ndarray] | np.ndarray,
@@ -61,8 +63,4 @@ def overlay_grid(
                           extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="bilinear")
             ax.set_title(name, fontsize=6, pad=2)
     fig.tight_layout(pad=0.3)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=dpi)

@@ -9,7 +9,8 @@
 - ``classification_loss(out, batch)``: cross-entropy, label-mixed when the batch was mixed,
   plus the method's auxiliary classifiers (``aux["extra_logits"]``).
 - ``class_maps(x, target) -> (B, h, w)`` in [0, 1]: the method's map M[k] of class ``target``;
-  gradient methods go through pytorch-grad-cam, whose hooks are released on exit.
+  gradient methods (:class:`GradCAMMixin`) go through pytorch-grad-cam, whose hooks are
+  released on exit.
 - ``tap_layers()``: named modules the analysis jobs may hook.
 """
 
@@ -18,9 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import importlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fer_models.torch_utils import LogitsOnly, minmax
 
 
 @dataclass
@@ -29,13 +34,6 @@ class ModelOutput:
     features: dict[int, torch.Tensor]  # paper layer 1..5 -> (B, C, h, w)
     cams: torch.Tensor | None = None  # (B, K, h, w) for methods with built-in class maps
     aux: dict[str, Any] = field(default_factory=dict)
-
-
-def minmax(m: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Per-sample min-max normalisation of (B, ..., h, w) maps over their last two dims; flat maps -> 0."""
-    lo = m.amin(dim=(-2, -1), keepdim=True)
-    hi = m.amax(dim=(-2, -1), keepdim=True)
-    return (m - lo) / (hi - lo).clamp_min(eps)
 
 
 def cross_entropy(logits: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -88,34 +86,20 @@ class FERModel(nn.Module):
         return taps
 
 
-class _LogitsOnly(nn.Module):
-    """pytorch-grad-cam wants ``model(x) -> logits``."""
-
-    def __init__(self, model: FERModel):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).logits
-
-
-GRAD_CAMS = ("gradcam", "gradcampp", "layercam")
-
-
-def grad_class_maps(model: FERModel, x: torch.Tensor, target: torch.Tensor, kind: str, layer: nn.Module) -> torch.Tensor:
-    """Grad-CAM / Grad-CAM++ / LayerCAM of ``target`` at ``layer`` via pytorch-grad-cam.
+def grad_class_maps(model: FERModel, x: torch.Tensor, target: torch.Tensor, cam_class: str,
+                    layer: nn.Module) -> torch.Tensor:
+    """The pytorch-grad-cam map ``cam_class`` (a class name of that library: ``GradCAM``,
+    ``GradCAMPlusPlus``, ``LayerCAM`` ...) of ``target`` at ``layer``.
 
     The library min-max normalises each map and resizes it to the input size. Its hooks are
     released by the context manager; the model's train/eval mode and gradients are restored.
     """
-    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    cls = {"gradcam": GradCAM, "gradcampp": GradCAMPlusPlus, "layercam": LayerCAM}[kind]
+    cls = getattr(importlib.import_module("pytorch_grad_cam"), cam_class)
     was_training = model.training
-    wrapper = _LogitsOnly(model)
     try:
-        with torch.enable_grad(), cls(model=wrapper, target_layers=[layer]) as cam:
+        with torch.enable_grad(), cls(model=LogitsOnly(model), target_layers=[layer]) as cam:
             maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in target])
     finally:
         model.train(was_training)
@@ -124,19 +108,15 @@ def grad_class_maps(model: FERModel, x: torch.Tensor, target: torch.Tensor, kind
 
 
 class GradCAMMixin:
-    """class_maps through pytorch-grad-cam at layer 5 (``grad_kind`` picks the variant)."""
+    """The template of the gradient CAM methods: ``class_maps`` is pytorch-grad-cam's
+    ``cam_class`` at ``cam_layer()`` (layer 5). A new variant sets ``cam_class`` and nothing else.
 
-    grad_kind = "gradcam"
+    ``cam_class`` names the library's class rather than holding it: importing pytorch-grad-cam
+    takes seconds (it pulls OpenCV), and every method module is imported when the registry loads.
+    """
+
+    cam_class = "GradCAM"
     map_source = "grad"
 
     def class_maps(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return grad_class_maps(self, x, target, self.grad_kind, self.cam_layer())
-
-
-def count_hooks(module: nn.Module) -> int:
-    """Forward/backward hooks left on ``module`` and its children (tests check it is 0)."""
-    n = 0
-    for m in module.modules():
-        n += len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-        n += len(getattr(m, "_backward_pre_hooks", {}))
-    return n
+        return grad_class_maps(self, x, target, self.cam_class, self.cam_layer())

@@ -16,7 +16,6 @@ from fer_models.methods._base import FERModel, GradCAMMixin, ModelOutput
 
 
 class SeedNet(GradCAMMixin, FERModel):
-    grad_kind = "gradcam"
     # paper layer -> name of the module (in self.layers) whose output is that layer
     layer_names: dict[int, str] = {}
 

@@ -1,5 +1,9 @@
 """Grad-CAM (Selvaraju et al., ICCV 2017): a plain classifier (backbone, GAP, linear); the maps are
-computed post hoc at layer 5 by pytorch-grad-cam's ``GradCAM``."""
+computed post hoc at layer 5 by pytorch-grad-cam's ``GradCAM``.
+
+:class:`GradCAMMethod` is also the template of the other gradient CAM methods (Grad-CAM++,
+LayerCAM): a variant subclasses it and sets ``cam_class`` (see ``GradCAMMixin``).
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ class GradCAMMethod(GradCAMMixin, GAPClassifier):
     """Grad-CAM (Selvaraju et al. 2017) at layer 5, via pytorch-grad-cam."""
 
     name = "gradcam"
-    grad_kind = "gradcam"
+    cam_class = "GradCAM"
 
     def __init__(self, backbone: Backbone, num_classes: int, image_size: int = 48):
         super().__init__(backbone, num_classes)

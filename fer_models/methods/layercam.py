@@ -5,18 +5,13 @@ Paper 002 uses one layer (its Table 1 row); LayerCAM's multi-layer fusion is not
 
 from __future__ import annotations
 
-from fer_models.backbones._base import Backbone
-from fer_models.methods._base import GradCAMMixin
-from fer_models.methods.gradcam import GAPClassifier
+from fer_models.methods.gradcam import GradCAMMethod
 from fer_models.registry import METHODS
 
 
 @METHODS.register("layercam", backbone="cnn", family="CNN-based", table1=9)
-class LayerCAMMethod(GradCAMMixin, GAPClassifier):
+class LayerCAMMethod(GradCAMMethod):
     """LayerCAM (Jiang et al. 2021) at layer 5, via pytorch-grad-cam."""
 
     name = "layercam"
-    grad_kind = "layercam"
-
-    def __init__(self, backbone: Backbone, num_classes: int, image_size: int = 48):
-        super().__init__(backbone, num_classes)
+    cam_class = "LayerCAM"

@@ -5,16 +5,30 @@ from __future__ import annotations
 import click
 
 from orchestrator.config import parse_list
-from orchestrator.explain import JOBS
+
+
+class _JobOption(click.Option):
+    """``--job``, whose help lists the registered jobs, read only when the help is shown
+    (loading the job registry imports torch, which ``fer-orch`` avoids at start-up)."""
+
+    def get_help_record(self, ctx: click.Context):
+        from fer_analysis.jobs import job_names
+        from fer_analysis.registry import JOBS
+
+        aliases = [f"{a} = {JOBS.meta(a)['alias_of']}" for a in JOBS.names() if a not in job_names()]
+        self.help = (f"Job(s) to run, repeated or comma-separated: {', '.join(job_names())}"
+                     + (f" (aliases: {', '.join(aliases)})" if aliases else "") + "; default: topn. See `fer-orch list jobs`.")
+        return super().get_help_record(ctx)
 
 
 @click.command("explain")
 @click.option("--run", "run_id", required=True, help="Trial run id, or a grid's parent run id (explains all its trials).")
-@click.option("--job", "jobs", multiple=True, metavar="|".join(JOBS),
-              help="Job(s) to run, repeated or comma-separated: " + ", ".join(JOBS) + " (default: topn).")
+@click.option("--job", "jobs", cls=_JobOption, multiple=True, metavar="JOB")
 @click.option("--layer", default=None, help="Tap layer for topn / filter-au (default: the deepest conv layer, e.g. conv3).")
-@click.option("--n", type=int, default=8, show_default=True,
-              help="Top-N images per filter; cases for backtrack; images for gradcam.")
+@click.option("--top-n", type=int, default=None, help="topn / filter-au: images shown per filter [default: --n].")
+@click.option("--cases", type=int, default=None, help="backtrack: faces backtracked, misclassified first [default: --n].")
+@click.option("--images", type=int, default=None, help="block-maps: test images shown per block [default: --n].")
+@click.option("--n", type=int, default=None, help="Default of --top-n, --cases and --images (8 when not given).")
 @click.option("--filters", type=int, default=10, show_default=True, help="Filters shown by topn / filter-au.")
 @click.option("--max-images", type=int, default=2000, show_default=True,
               help="Training images scanned by topn / filter-au (0: the whole split).")
@@ -22,13 +36,15 @@ from orchestrator.explain import JOBS
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto (GPU actors where the cluster has GPUs).")
 @click.option("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray).")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite under FER_ORCH_HOME).")
-@click.option("--num-actors", type=int, default=None, help="Parallel actors (default: one per CPU, or one per GPU).")
-def explain(run_id, jobs, layer, n, filters, max_images, au_threshold, device, address, tracking_uri, num_actors) -> None:
+@click.option("--num-actors", type=int, default=None,
+              help="Parallel actors (default: one per CPU, or one per GPU); 0: run in this process without Ray.")
+def explain(run_id, jobs, layer, top_n, cases, images, n, filters, max_images, au_threshold, device, address,
+            tracking_uri, num_actors) -> None:
     """Explain trained runs: top-N patches per filter, filter<->AU divergences, backtracking, Grad-CAM per block."""
     from orchestrator.explain import ExplainSpec, explain_runs
 
-    spec = ExplainSpec(jobs=parse_list(jobs) or ("topn",), layer=layer, n=n, filters=filters,
-                       max_images=max_images or None, au_threshold=au_threshold, device=device)
+    spec = ExplainSpec(jobs=parse_list(jobs) or ("topn",), layer=layer, top_n=top_n, cases=cases, images=images,
+                       n=n, filters=filters, max_images=max_images or None, au_threshold=au_threshold, device=device)
     results = explain_runs(run_id, spec, uri=tracking_uri, address=address, num_actors=num_actors)
     failed = 0
     for r in results:

@@ -21,12 +21,14 @@ from orchestrator.config import parse_list
 @click.option("--compare", default=None, help="A second trial run id: plot both silhouette curves and log the differences.")
 @click.option("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray).")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite under FER_ORCH_HOME).")
-@click.option("--num-actors", type=int, default=None, help="Parallel probe actors (default: one per CPU, at most one per run).")
+@click.option("--num-actors", type=int, default=None,
+              help="Parallel probe actors (default: one per CPU, or one per GPU; at most one per run); 0: run in this process without Ray.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto (GPU actors where the cluster has GPUs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 def probe(run_id, untrained_control, layers, dataset, split, n_samples, probe_names, n_pcs, umap,
-          umap_max_samples, compare, address, tracking_uri, num_actors, seed) -> None:
+          umap_max_samples, compare, address, tracking_uri, num_actors, device, seed) -> None:
     """Probe trained runs layer by layer: silhouette by identity/expression, PCA/UMAP maps, valence/arousal."""
-    from fer_analysis.probes._base import metric_key
+    from fer_analysis.probes import metric_key
     from orchestrator.probe import DEFAULT_PROBES, ProbeSpec, probe_runs
 
     spec = ProbeSpec(
@@ -40,6 +42,7 @@ def probe(run_id, untrained_control, layers, dataset, split, n_samples, probe_na
         umap=umap,
         umap_max_samples=umap_max_samples,
         seed=seed,
+        device=device,
     )
     out = probe_runs(run_id, spec, compare=compare, uri=tracking_uri, address=address, num_actors=num_actors)
     for rid, res in out["results"].items():

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
+from fer_models.figures import save_figure
 from orchestrator.registry import STUDIES
 from orchestrator.studies._base import Study
 
@@ -129,6 +130,5 @@ def deltas_png(deltas: dict, path: Path) -> bool:
         fig.colorbar(im, ax=ax, fraction=0.05)
     fig.suptitle("where AU alignment helped (green) or hurt (red)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return True

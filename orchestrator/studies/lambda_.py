@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
+from fer_models.figures import save_figure
 from orchestrator.registry import STUDIES
 from orchestrator.studies._base import Ablation
 
@@ -62,8 +63,7 @@ class LambdaAblation(Ablation):
         ds = ", ".join(sorted(df["dataset"].unique()))
         ax.set_title(f"Fig. 5: impact of λ ({ds}, test)", fontsize=10)
         fig.tight_layout()
-        fig.savefig(out / "fig5_lambda.png", dpi=120)
-        plt.close(fig)
+        save_figure(fig, out / "fig5_lambda.png", dpi=120)
         rows = [[f"{lam:g}"] + [fmt(mean.loc[lam, m], std.loc[lam, m], 1, m) for m in metrics] for lam in lams]
         if vanilla is not None:
             rows.insert(0, ["w/o AU"] + [fmt(vanilla[m], 0, 1, m) for m in metrics])

@@ -1,74 +1,31 @@
-"""Grad-CAM (Selvaraju et al. 2017) of any block, as in paper 004 Fig. 2e-f.
+"""Job ``block-maps`` (alias ``gradcam``): where the network looks, block by block.
 
-For a layer with feature maps A^c (c = channels), the class-``k`` map is
-``relu(sum_c alpha_c A^c)`` with ``alpha_c`` the spatial mean of d y_k / d A^c. Captum's
-``LayerGradCam`` computes it (its hooks are removed by captum); :meth:`raw` returns that map
-at the layer's resolution, :meth:`attribute` up-samples it bilinearly to the input and
-min-max normalises each image to [0, 1] (an all-zero map stays zero), which is how paper
-004 shows it ("dark blue zeros, dark red ones").
+Paper 004 Fig. 2e-f: Grad-CAM (the ``layer-gradcam`` explainer) of the predicted class at every
+block for a few test images; paper 002 Figs. 6-11: the mean over the test images of each class
+of the method's own map M[k] of the true class (``class_maps``; Grad-CAM at the deepest block for
+a model without one). The job was called ``gradcam`` before; that name is kept as an alias (the
+method ``gradcam`` and the explainer ``layer-gradcam`` are other things).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
-from captum.attr import LayerGradCam
 
-from fer_analysis.explainers._base import Explainer, quiet
+from fer_analysis.jobs._base import register_job
 from fer_analysis.registry import EXPLAINERS
 
 
-def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Per-image min-max to [0, 1] of (B, H, W); constant maps become zeros."""
-    flat = maps.reshape(maps.shape[0], -1)
-    lo = flat.min(dim=1, keepdim=True).values
-    hi = flat.max(dim=1, keepdim=True).values
-    span = (hi - lo).clamp_min(1e-12)
-    out = (flat - lo) / span
-    out = torch.where((hi - lo) > 1e-12, out, torch.zeros_like(out))
-    return out.reshape(maps.shape)
+@register_job("block-maps", split="test", paper="004, 002", aliases=("gradcam",))
+def block_maps(model, loader, out_dir, spec, *, num_classes=None, device="cpu", progress=False):
+    """Grad-CAM of the predicted class at every block (paper 004) and the per-class mean maps (paper 002)."""
+    return run_block_maps(model, loader, out_dir, images=spec.images, num_classes=num_classes, device=device,
+                          progress=progress)
 
 
-@EXPLAINERS.register("gradcam", output="map", paper="004")
-class GradCamExplainer(Explainer):
-    """Grad-CAM of a chosen block (captum LayerGradCam), up-sampled and normalised."""
-
-    name = "gradcam"
-    output = "map"
-
-    def __init__(self, model, layer=None):
-        super().__init__(model)
-        self.layer = layer
-
-    def _target(self, x: torch.Tensor, target):
-        if target is None:
-            with torch.no_grad():
-                target = self.forward_model(x).argmax(dim=1)
-        return target
-
-    def raw(self, x: torch.Tensor, target=None, layer=None) -> torch.Tensor:
-        """``relu(sum_c alpha_c A^c)`` at the layer's own resolution, (B, h, w)."""
-        layer = layer if layer is not None else self.layer
-        if layer is None:
-            raise ValueError("Grad-CAM needs a layer: pass layer= to the explainer or the call")
-        target = self._target(x, target)
-        with quiet():
-            algo = LayerGradCam(self.forward_model, self._layer(layer))
-            cam = algo.attribute(x, target=target, relu_attributions=True)
-        return cam.detach()[:, 0]
-
-    def attribute(self, x: torch.Tensor, target=None, layer=None) -> torch.Tensor:
-        cam = self.raw(x, target, layer)
-        cam = F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-        return normalise_maps(cam.clamp_min(0))
-
-    def per_block(self, x: torch.Tensor, target=None, layers=()) -> dict[str, torch.Tensor]:
-        """Grad-CAM of the same target class at every block in ``layers`` (names)."""
-        target = self._target(x, target)
-        return {name: self.attribute(x, target, name) for name in layers}
-
-
-# ----------------------------------------------------------------------------- jobs
 def default_blocks(model) -> list[str]:
     """The blocks to show: the model's paper layers 1..5 where it names them (seed nets:
     ``layer_names``; backbone methods: ``layer1..layer5`` taps), else its conv tap layers."""
@@ -103,7 +60,7 @@ def class_mean_maps(model, loader, num_classes: int, *, max_samples: int = 512, 
         if hasattr(model, "class_maps"):
             m = model.class_maps(x, y)
         else:
-            fallback = fallback or GradCamExplainer(model, layer=default_blocks(model)[-1])
+            fallback = fallback or EXPLAINERS.get("layer-gradcam")(model, layer=default_blocks(model)[-1])
             m = fallback.attribute(x, y)
         m = m.detach().float()
         s = size or x.shape[-1]
@@ -122,14 +79,11 @@ def class_mean_maps(model, loader, num_classes: int, *, max_samples: int = 512, 
     return maps, counts.long().tolist()
 
 
-def run_gradcam(model, loader, out_dir, *, layers=None, n: int = 8, num_classes: int | None = None,
-                class_names=None, max_samples: int = 512, device: str = "cpu",
-                progress: bool = True) -> dict[str, float]:
-    """Paper 004 Fig. 2e-f (Grad-CAM of the predicted class at every block, ``n`` test images)
-    and the per-class mean maps of the method (``class_maps``), PNG + JSON."""
-    import json
-    from pathlib import Path
-
+def run_block_maps(model, loader, out_dir, *, layers=None, images: int = 8, num_classes: int | None = None,
+                   class_names=None, max_samples: int = 512, device: str = "cpu",
+                   progress: bool = True) -> dict[str, float]:
+    """Paper 004 Fig. 2e-f (Grad-CAM of the predicted class at every block, ``images`` test
+    images) and the per-class mean maps of the method (``class_maps``), PNG + JSON."""
     from fer_analysis.plots_explain import class_maps_figure, gradcam_grid
     from fer_analysis.topn import iter_batches
     from fer_models.labels import class_names as default_names
@@ -142,11 +96,11 @@ def run_gradcam(model, loader, out_dir, *, layers=None, n: int = 8, num_classes:
     for x, extras in iter_batches(loader, device):
         xs.append(x)
         ys.append(torch.as_tensor(extras["label"]))
-        if sum(len(t) for t in xs) >= n:
+        if sum(len(t) for t in xs) >= images:
             break
-    x = torch.cat(xs)[:n]
-    y = torch.cat(ys)[:n].cpu()
-    cam = GradCamExplainer(model)
+    x = torch.cat(xs)[:images]
+    y = torch.cat(ys)[:images].cpu()
+    cam = EXPLAINERS.get("layer-gradcam")(model)
     with torch.no_grad():
         logits = cam.forward_model(x)
     k = num_classes or logits.shape[1]

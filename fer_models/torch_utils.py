@@ -1,0 +1,67 @@
+"""Small torch helpers shared by fer_models and fer_analysis (which imports them from here:
+the package layering lets arrows point down only).
+
+- :class:`LogitsOnly`: a model whose forward returns a ``ModelOutput`` (or a tuple) seen as
+  ``model(x) -> logits``, which captum and pytorch-grad-cam expect;
+- :func:`hook_count` / :func:`assert_no_hooks`: the check, after every hook-using call, that a
+  model carries no forward/backward hook any more (DESIGN.md, Conventions);
+- :func:`minmax`: per-map min-max normalisation to [0, 1], the display and metric
+  convention of every class map in the project.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# the hook dictionaries torch keeps on every module (``_backward_pre_hooks`` since torch 2.0)
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def _hooks(model: nn.Module) -> list[tuple[str, str, int]]:
+    """(module name, hook dict, how many hooks) for every non-empty hook dict of ``model``."""
+    return [(name or "<root>", attr, len(getattr(m, attr)))
+            for name, m in model.named_modules() for attr in _HOOK_DICTS if getattr(m, attr, None)]
+
+
+def hook_count(model: nn.Module) -> int:
+    """Number of forward / forward-pre / backward(-pre) hooks on ``model`` and its modules."""
+    return sum(n for _, _, n in _hooks(model))
+
+
+def assert_no_hooks(model: nn.Module) -> None:
+    """Raise ``AssertionError`` naming the modules that still carry a hook."""
+    left = [f"{name}.{attr}" for name, attr, _ in _hooks(model)]
+    if left:
+        raise AssertionError(f"hooks left on the model: {', '.join(left)}")
+
+
+class LogitsOnly(nn.Module):
+    """Wraps a model whose forward returns a ``ModelOutput`` (or tuple) so that it returns
+    the logits tensor, as captum and pytorch-grad-cam expect. Shares the wrapped model's
+    modules (hooks set on its layers see the same calls)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        if torch.is_tensor(out):
+            return out
+        if hasattr(out, "logits"):
+            return out.logits
+        if isinstance(out, (tuple, list)):
+            return out[0]
+        raise TypeError(f"cannot find logits in a {type(out).__name__}")
+
+
+def minmax(m: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Per-map min-max normalisation of (B, ..., h, w) maps over their last two dims to [0, 1].
+
+    A flat map (max - min = 0) becomes zeros; the span is clamped at ``eps``, so a map whose
+    span is below ``eps`` is scaled by ``1/eps`` (and stays below 1) instead of blown up.
+    """
+    lo = m.amin(dim=(-2, -1), keepdim=True)
+    hi = m.amax(dim=(-2, -1), keepdim=True)
+    return (m - lo) / (hi - lo).clamp_min(eps)

@@ -1,0 +1,170 @@
+"""One Ray actor runner for every analysis job: ``fer-orch explain`` and ``fer-orch probe``.
+
+:func:`run_tasks` calls one task function (``orchestrator.explain.explain_one``,
+``orchestrator.probe.probe_one``) once per argument tuple, spread over Ray actors:
+
+- **placement**: where the cluster has GPUs and the job may use one (``device`` is not
+  ``cpu``), one actor per GPU holding a whole GPU; otherwise one actor per CPU. Never more
+  actors than tasks; ``num_actors`` overrides the count, and ``num_actors=0`` runs the tasks
+  one after the other in this process without Ray (debugging, tests, notebooks);
+- **worker environment** (:func:`worker_env`): the driver's code (``PYTHONPATH``), data cache
+  and outputs (``FER_ORCH_HOME``), MLflow store (``MLFLOW_TRACKING_URI``) and intra-op thread
+  count (``OMP_NUM_THREADS``, which each actor also hands to torch);
+- **errors**: a failing task does not stop the others; its outcome carries one line
+  (:func:`error_message`) instead of a result;
+- **progress**: one tqdm bar over finished tasks, with the count of skipped and failed ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from fer_models.errors import ConfigError, FerOrchError
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` where torch sees a GPU, else ``cpu``; any other name unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def worker_env() -> dict[str, str]:
+    """What an actor needs to see the driver's code, data cache, MLflow store and thread count."""
+    from fer_models import paths
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {"FER_ORCH_HOME": str(paths.home()),
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        env["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"]
+    return env
+
+
+def error_message(err: BaseException) -> str:
+    """One line for a failed task: a fer-orch error's own sentence; for anything else, its
+    type and the last line of its message. A Ray task error is unwrapped to its cause first."""
+    cause = getattr(err, "cause", None)
+    err = cause if isinstance(cause, BaseException) else err
+    lines = str(err).strip().splitlines()
+    last = lines[-1] if lines else ""
+    if isinstance(err, FerOrchError):
+        return last or type(err).__name__
+    return f"{type(err).__name__}: {last}" if last else type(err).__name__
+
+
+def placement(resources: dict[str, float], n_tasks: int, device: str,
+              num_actors: int | None = None) -> tuple[int, float]:
+    """(number of actors, GPUs per actor) for ``n_tasks`` tasks on a cluster with ``resources``."""
+    gpus = int(resources.get("GPU", 0))
+    if gpus and device != "cpu":
+        return max(1, min(n_tasks, num_actors or gpus)), 1.0
+    return max(1, min(n_tasks, num_actors or max(1, int(resources.get("CPU", 1))))), 0.0
+
+
+@dataclass
+class Outcome:
+    """One task's end: its ``result``, or the one-line ``error`` it failed with."""
+
+    args: tuple
+    result: Any = None
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "failed"
+        return self.result.get("status", "ok") if isinstance(self.result, dict) else "ok"
+
+
+def _set_threads() -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+
+
+def _actor_class(ray, num_gpus: float):
+    @ray.remote(num_cpus=1, num_gpus=num_gpus)
+    class JobActor:
+        """Runs one task at a time; keeps nothing between tasks."""
+
+        def __init__(self) -> None:
+            _set_threads()
+
+        def run(self, fn: Callable[..., Any], args: tuple) -> Any:
+            return fn(*args)
+
+    return JobActor
+
+
+def _in_process(fn: Callable[..., Any], tasks: Sequence[tuple]):
+    """The tasks one after the other in this process, as (index, result, error) when each ends."""
+    for i, args in enumerate(tasks):
+        try:
+            yield i, fn(*args), None
+        except Exception as e:  # noqa: BLE001 - one failed task must not stop the others
+            yield i, None, error_message(e)
+
+
+def _on_ray(fn: Callable[..., Any], tasks: Sequence[tuple], device: str, address: str | None,
+            num_actors: int | None):
+    """The tasks on Ray actors (see :func:`placement`), as (index, result, error) when each ends."""
+    from orchestrator.ray_utils import init_ray
+
+    ray = init_ray(address)
+    n_act, per_gpu = placement(ray.cluster_resources(), len(tasks), device, num_actors)
+    Actor = _actor_class(ray, per_gpu)
+    actors = [Actor.options(runtime_env={"env_vars": worker_env()}).remote() for _ in range(n_act)]
+    pending = {actors[i % n_act].run.remote(fn, args): i for i, args in enumerate(tasks)}
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                i = pending.pop(ref)
+                try:
+                    yield i, ray.get(ref), None
+                except Exception as e:  # noqa: BLE001 - one failed task must not stop the others
+                    yield i, None, error_message(e)
+    finally:
+        for a in actors:
+            ray.kill(a)
+
+
+def run_tasks(
+    fn: Callable[..., Any],
+    tasks: Sequence[tuple],
+    *,
+    desc: str,
+    unit: str = "job",
+    device: str = "auto",
+    address: str | None = None,
+    num_actors: int | None = None,
+    progress: bool = True,
+) -> list[Outcome]:
+    """``fn(*args)`` for every ``args`` of ``tasks``; returns one :class:`Outcome` per task, in
+    task order. ``fn`` must be a module-level function (actors import it by name)."""
+    from tqdm.auto import tqdm
+
+    if num_actors is not None and num_actors < 0:
+        raise ConfigError(f"--num-actors must be 0 (run in this process) or more, got {num_actors}")
+    outcomes = [Outcome(tuple(args)) for args in tasks]
+    args = [o.args for o in outcomes]
+    ends = _in_process(fn, args) if num_actors == 0 else _on_ray(fn, args, device, address, num_actors)
+    ended: Counter[str] = Counter()
+    bar = tqdm(total=len(outcomes), desc=desc, unit=unit, disable=not progress)
+    try:
+        for i, result, error in ends:
+            outcomes[i].result, outcomes[i].error = result, error
+            ended[outcomes[i].status] += 1
+            bar.update(1)
+            bar.set_postfix(skipped=ended["skipped"], failed=ended["failed"])
+    finally:
+        bar.close()
+    return outcomes
