@@ -49,6 +49,18 @@ def mlflow_uri(tmp_path, mlflow_template_db):
 
 
 @pytest.fixture
+def mlflow_store(tmp_path, mlflow_uri):
+    """A throw-away MLflow store: ``.uri``, ``.client`` and an experiment id ``.exp``."""
+    from types import SimpleNamespace
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_uri)
+    exp = client.create_experiment("test", artifact_location=(tmp_path / "artifacts").as_uri())
+    return SimpleNamespace(uri=mlflow_uri, client=client, exp=exp)
+
+
+@pytest.fixture
 def log_trial(tmp_path):
     """Log a trial run in the tracking layout (tags, config.yaml, weights/best.pt) -> run id."""
     import torch
@@ -283,17 +295,3 @@ def make_affectnet():
     """``make_affectnet(root, header=True, corrupt=())``: 13 listed AffectNet rows (official
     layout) covering every expression id 0-10, one missing image, -2 valence/arousal."""
     return _make_affectnet
-
-
-
-
-def mlflow_store(tmp_path):
-    """A throw-away MLflow store: ``.uri``, ``.client`` and an experiment id ``.exp``."""
-    from types import SimpleNamespace
-
-    import mlflow
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    exp = client.create_experiment("test", artifact_location=(tmp_path / "artifacts").as_uri())
-    return SimpleNamespace(uri=uri, client=client, exp=exp)
