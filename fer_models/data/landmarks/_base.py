@@ -10,7 +10,6 @@ image it was given (iBUG 300-W order), or ``None`` for "no face" (counted downst
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import ClassVar, Sequence
 
 import numpy as np
@@ -20,16 +19,6 @@ from fer_models.data.manifest import Manifest, Sample
 # "auto" uses the dataset's own landmarks when at least this fraction of rows ships them;
 # the rows without become counted "no face" failures of the `dataset` backend.
 SHIPPED_FRACTION = 0.95
-
-
-def package_version(*dists: str) -> str:
-    """The installed version of the first of ``dists`` found, else ``"absent"``."""
-    for dist in dists:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return "absent"
 
 
 def as_landmarks(points) -> np.ndarray | None:
