@@ -34,7 +34,6 @@ from fer_models.losses import attention, cosine
 from fer_models.methods._base import FERModel, minmax
 
 COSINE_COLUMNS = ("layer1", "layer2", "layer3", "layer4", "layer5", "cam")
-METRIC_KEYS = ("cl", "cam_cos", "att_cos", "gt_cam_cos", "gt_att_cos")
 
 
 @dataclass

@@ -18,7 +18,8 @@
   data order of the remaining epochs is not the one an uninterrupted run would have seen
   (the loaders restart their seeded shuffles);
 - finally evaluates ``best.pt`` on test (metrics, confusion, cosine matrix, mean maps) and
-  writes ``run_dir/test_metrics.json``.
+  writes ``run_dir/test_metrics.json``; the result carries that evaluation and the
+  validation metrics of the selected epoch, so callers log them without re-deriving them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,21 +38,19 @@ import torch
 
 from fer_models.config import TrainConfig
 from fer_models.errors import ConfigError
-from fer_models.losses import au_alignment_loss
-from fer_models.metrics import evaluate, to_device
+from fer_models.losses import total_loss
+from fer_models.metrics import EvalResult, evaluate, to_device
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass
 class TrainResult:
-    best_path: Path
-    best_epoch: int
-    test: dict[str, float]
-    history: list[dict[str, float]]
-    confusion: np.ndarray
-    cosine_matrix: np.ndarray
-    mean_maps: dict[str, np.ndarray] = field(default_factory=dict)
+    best_path: Path  # run_dir/best.pt, a state_dict
+    best_epoch: int  # 1-based, as ``on_epoch`` and the history number epochs
+    best_val: dict[str, float]  # validation metrics of best_epoch: cl, cam_cos, att_cos
+    test: EvalResult  # best.pt on test: metrics, confusion, cosine matrix, mean maps
+    history: list[dict[str, float]]  # one row per epoch: "epoch" and on_epoch's metrics
     seconds: float = 0.0  # wall time of this call (training + evaluation)
     num_classes: int = 7
     backbone: str | None = None  # the backbone actually used (see methods.resolve_backbone)
@@ -116,8 +115,13 @@ def train(
     loaders: Any = None,
     progress: bool = True,
     cache_root: str | Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> TrainResult:
-    """Train ``cfg`` into ``run_dir``; ``loaders`` (train/val/test/num_classes) overrides the data."""
+    """Train ``cfg`` into ``run_dir``; ``loaders`` (train/val/test/num_classes) overrides the data.
+
+    ``cache_dir``, the already prepared cache of ``cfg.data``, spares reading the dataset
+    and hashing its cache key (the grid passes the one its preprocessing returned).
+    """
     from tqdm.auto import tqdm
 
     from fer_models.methods import build_model
@@ -138,7 +142,8 @@ def train(
     if loaders is None:
         from fer_models.data.dataset import build_loaders
 
-        loaders = build_loaders(cfg.data, cfg.batch_size, cfg.seed, cache_root, progress=progress)
+        loaders = build_loaders(cfg.data, cfg.batch_size, cfg.seed, cache_root, progress=progress,
+                                cache_dir=cache_dir)
     num_classes = int(loaders.num_classes)
     model = build_model(cfg, num_classes).to(device)
     if cuda and cfg.channels_last:
@@ -151,6 +156,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     layers = tuple(int(l) for l in cfg.layers)
     att_layer = layers[0]
+    lam = cfg.lam if cfg.au else 0.0
 
     ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
     start, best_epoch, best_cl, history = 1, 0, -math.inf, []
@@ -181,12 +187,10 @@ def train(
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 out = model(batch["image"], labels=batch["label"])
                 ce = model.classification_loss(out, batch)
-                if cfg.au and cfg.lam > 0:
-                    align = au_alignment_loss(out.features, batch["au_map"], batch["au_valid"], layers)
-                    loss = ce + cfg.lam * align
+                if lam > 0:
+                    loss, align = total_loss(ce, out.features, batch["au_map"], batch["au_valid"], layers, lam)
                 else:
-                    align = ce.new_zeros(())
-                    loss = ce
+                    loss, align = ce, ce.new_zeros(())
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -238,14 +242,13 @@ def train(
     (run_dir / "test_metrics.json").write_text(
         json.dumps({"best_epoch": best_epoch, "seconds": seconds, **test.metrics}, indent=2)
     )
+    best_row = next(h for h in history if int(h["epoch"]) == best_epoch)
     return TrainResult(
         best_path=best_path,
         best_epoch=best_epoch,
-        test=test.metrics,
+        best_val={k[len("val_"):]: v for k, v in best_row.items() if k.startswith("val_")},
+        test=test,
         history=history,
-        confusion=test.confusion,
-        cosine_matrix=test.cosine_matrix,
-        mean_maps=test.mean_maps,
         seconds=seconds,
         num_classes=num_classes,
         backbone=getattr(model, "backbone_name", None),

@@ -19,7 +19,6 @@ see :func:`orchestrator.grid.choose_lambda`. ``lam`` set explicitly wins over th
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -228,7 +227,3 @@ def parse_seeds(text: str | None) -> tuple[int, ...] | None:
             raise ConfigError(f"--seeds must be at least 1, got {n}")
         return tuple(range(n))
     return parse_list(text, int)
-
-
-def field_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(GridConfig)]

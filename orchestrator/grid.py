@@ -10,6 +10,8 @@
    on *validation* (:func:`choose_lambda`);
 4. phase 2: the Table-1 grid and/or the layer ablation (Table 3) in one Tuner.
 
+Each trial is :func:`orchestrator.trial.run_trial`, handed the cache folder step 2 returned.
+
 Fault tolerance. Every trial reports a Tune checkpoint each epoch (the trainer's
 ``checkpoint.pt`` + ``best.pt`` + the MLflow run id); ``FailureConfig(max_failures)``
 restarts a trial whose worker died from that checkpoint with ``train(resume=True)``, and
@@ -23,13 +25,11 @@ also skips every trial whose config hash already has a FINISHED run in the exper
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,14 +38,14 @@ from typing import Any, Callable
 from ray import tune
 
 from fer_models import paths
-from fer_models.config import TrainConfig, flatten, from_dict, to_dict
+from fer_models.config import TrainConfig
 from fer_models.errors import ConfigError
 from orchestrator import tracking
 from orchestrator.config import GridConfig, Trial
+from orchestrator.progress import TrialProgress
 from orchestrator.registry import STUDIES
 from orchestrator.studies import expand, run_order
-
-STATE_FILE = "state.json"
+from orchestrator.trial import data_key, run_trial, trial_specs
 
 
 @dataclass
@@ -123,95 +123,6 @@ def choose_lambda(grid_cfg: GridConfig, experiment_id: str | None, uri: str | No
 
 
 # --------------------------------------------------------------------------------------
-# The trainable (runs in a Ray worker)
-# --------------------------------------------------------------------------------------
-
-
-def _best_val(result: Any) -> dict[str, float]:
-    """Validation metrics of the selected epoch, as ``best_val_<k>``."""
-    rows = tracking._history_rows(getattr(result, "history", None))
-    ep = getattr(result, "best_epoch", None)
-    row = None
-    for r in rows:
-        if ep is not None and r.get("epoch") == ep:
-            row = r
-    if row is None and rows and ep is not None and 0 <= int(ep) < len(rows):
-        row = rows[int(ep)]
-    out = {}
-    for k, v in (row or {}).items():
-        for pre in ("val_", "val/", "val."):
-            if str(k).startswith(pre) and tracking._is_number(v):
-                out[f"best_val_{str(k)[len(pre):]}"] = float(v)
-    return out
-
-
-def _trainable(config: dict[str, Any], train_fn: Callable | None = None) -> None:
-    """One trial: train with ``fer_models.train.train``, report to Tune, log to MLflow."""
-    spec = config["trial"]
-    os.environ["FER_ORCH_HOME"] = spec["home"]  # workers do not share the driver's cwd
-    import torch
-
-    torch.set_num_threads(max(1, int(spec["cpus"])))
-    if train_fn is None:
-        from fer_models.train import train as train_fn
-    cfg: TrainConfig = from_dict(TrainConfig, spec["cfg"])
-    # Finished in MLflow but not yet in Tune's state when the driver died: do not train again.
-    if spec.get("resume", True) and tracking.finished_run_id(spec["experiment_id"], spec["hash"], spec["uri"]):
-        tune.report({"done_ok": 1.0, "reused": 1.0})
-        return
-    work = Path(tempfile.mkdtemp(prefix=f"fer-orch-{spec['hash']}-"))
-    run_id = None
-    ckpt = tune.get_checkpoint()
-    if ckpt is not None:  # a retry: continue from the last epoch, in the same MLflow run
-        with ckpt.as_directory() as d:
-            for f in Path(d).iterdir():
-                if f.is_file():
-                    shutil.copy2(f, work / f.name)
-        state = work / STATE_FILE
-        if state.is_file():
-            run_id = json.loads(state.read_text()).get("run_id")
-    run = tracking.TrialRun(
-        spec["uri"], spec["experiment_id"], spec["parent_id"], spec["name"], spec["tags"], run_id=run_id
-    )
-    status = "FAILED"
-    try:
-        run.log_params(flatten(spec["cfg"]))
-
-        def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
-            nums = {k: float(v.item() if hasattr(v, "item") else v) for k, v in metrics.items() if tracking._is_number(v)}
-            run.log_metrics(nums, step=int(epoch))
-            with tempfile.TemporaryDirectory() as d:
-                for name in ("checkpoint.pt", "best.pt"):
-                    if (work / name).is_file():
-                        shutil.copy2(work / name, Path(d) / name)
-                (Path(d) / STATE_FILE).write_text(json.dumps({"run_id": run.run_id, "epoch": int(epoch)}))
-                tune.report({**nums, "epoch": int(epoch)}, checkpoint=tune.Checkpoint.from_directory(d))
-
-        t0 = time.perf_counter()
-        extra = {"progress": False} if "progress" in inspect.signature(train_fn).parameters else {}
-        result = train_fn(cfg, work, on_epoch=on_epoch, resume=True, **extra)
-        seconds = time.perf_counter() - t0
-        test = {f"test_{k}": v for k, v in (getattr(result, "test", None) or {}).items()}
-        final = {**test, **_best_val(result), "train_seconds": seconds}
-        if getattr(result, "best_epoch", None) is not None:
-            final["best_epoch"] = result.best_epoch
-        run.log_metrics(final)
-        with tempfile.TemporaryDirectory() as d:
-            tracking.write_trial_artifacts(result, cfg, Path(d))
-            run.log_artifacts(Path(d))
-        status = "FINISHED"
-        tune.report({k: float(v) for k, v in final.items() if tracking._is_number(v)} | {"done_ok": 1.0})
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        try:
-            run.end(status)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------------------
 # The driver
 # --------------------------------------------------------------------------------------
 
@@ -225,19 +136,21 @@ def _validate_names(cfgs: list[TrainConfig]) -> None:
         BACKBONES.get(c.backbone)
 
 
-def _preprocess_all(cfgs: list[TrainConfig], address: str | None, preprocess_fn: Callable | None) -> None:
+def _preprocess_all(cfgs: list[TrainConfig], address: str | None, preprocess_fn: Callable | None) -> dict[str, str | None]:
+    """Build or find the cache of each distinct data config: ``data_key -> cache folder``.
+
+    ``preprocess_fn`` returns a ``CacheInfo``; a test fake that prepares nothing returns
+    None, and its trials find or prepare their cache themselves.
+    """
     if preprocess_fn is None:
-        try:
-            from orchestrator.preprocess import preprocess as preprocess_fn
-        except ImportError:  # the serial fallback in build_loaders prepares the cache
-            print("fer-orch: orchestrator.preprocess is missing; each trial prepares its cache serially", file=sys.stderr)
-            return
-    seen = set()
+        from orchestrator.preprocess import preprocess as preprocess_fn
+    dirs: dict[str, str | None] = {}
     for c in cfgs:
-        key = json.dumps(to_dict(c.data), sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            preprocess_fn(c.data, address=address)
+        key = data_key(c)
+        if key not in dirs:
+            info = preprocess_fn(c.data, address=address)
+            dirs[key] = str(info.dir) if info is not None else None
+    return dirs
 
 
 def _routable_uri(uri: str, ray: Any) -> str:
@@ -262,60 +175,6 @@ def _invocation_id(grid_cfg: GridConfig, studies: tuple[str, ...]) -> str:
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-class TrialProgress(tune.Callback):
-    """A tqdm bar over a phase's trials (Tune's own table is silenced with verbose=0).
-
-    Tune pickles its run config (callbacks included) for ``Tuner.restore``; the bar is
-    made in ``setup`` and left out of the pickle, so a restored run gets a fresh one.
-    """
-
-    def __init__(self, desc: str):
-        self.desc = desc
-        self.bar = None
-
-    def __getstate__(self):
-        return {"desc": self.desc, "bar": None}
-
-    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total_num_samples, desc=self.desc, unit="trial", file=sys.stderr, dynamic_ncols=True)
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if self.bar is not None and "epoch" in result:
-            running = sum(1 for t in trials if t.status == "RUNNING")
-            self.bar.set_postfix_str(f"{running} running; {trial.config['trial']['name']} epoch {result['epoch']}",
-                                     refresh=False)
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.write(f"trial {trial.config['trial']['name']} failed; traceback in {trial.local_path}/error.txt")
-
-    def on_experiment_end(self, trials, **info):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _specs(trials: list[Trial], ctx: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "cfg": to_dict(t.cfg),
-            "hash": t.hash,
-            "name": t.name,
-            "study": t.study,
-            "tags": {**t.tags(), **ctx["git"]},
-            **{k: ctx[k] for k in ("parent_id", "experiment_id", "uri", "home", "cpus", "resume")},
-        }
-        for t in trials
-    ]
-
-
 def _run_phase(
     name: str,
     desc: str,
@@ -325,11 +184,10 @@ def _run_phase(
     resume: bool,
     train_fn: Callable | None,
     outcome: GridOutcome,
-    verbose: bool,
 ) -> None:
     storage = ctx["storage"]
     path = Path(storage) / name
-    trainable = _trainable if train_fn is None else tune.with_parameters(_trainable, train_fn=train_fn)
+    trainable = run_trial if train_fn is None else tune.with_parameters(run_trial, train_fn=train_fn)
     res = {"cpu": grid_cfg.resources.cpus, "gpu": grid_cfg.resources.gpus}
     trainable = tune.with_resources(trainable, res)
     done = tracking.finished_trials(ctx["experiment_id"], ctx["uri"]) if resume else {}
@@ -350,7 +208,7 @@ def _run_phase(
                 shutil.rmtree(path, ignore_errors=True)
             tuner = tune.Tuner(
                 trainable,
-                param_space={"trial": tune.grid_search(_specs(todo, ctx))},
+                param_space={"trial": tune.grid_search(trial_specs(todo, ctx))},
                 tune_config=tune.TuneConfig(
                     max_concurrent_trials=grid_cfg.max_concurrent or None,
                     reuse_actors=True,
@@ -432,37 +290,34 @@ def run_grid(
 
     ray = init_ray(grid_cfg.address)
     uri = _routable_uri(uri, ray)
-    _preprocess_all(all_cfgs, grid_cfg.address, preprocess_fn)
+    cache_dirs = _preprocess_all(all_cfgs, grid_cfg.address, preprocess_fn)
 
     git = tracking.git_info()
-    parent_tags = {
-        tracking.STUDY_TAG: "+".join(studies),
-        "fer_orch.studies": ",".join(studies),
-        "fer_orch.invocation": inv,
-        "fer_orch.preset": grid_cfg.preset,
-    }
-    parent_id = tracking.start_grid_run(
-        experiment_id, f"{'+'.join(studies)}-{inv}", grid_cfg.to_yaml(), [], parent_tags, uri,
-        run_id=state.get("parent_id"),
-    )
+    parent_id = state.get("parent_id")
+    if parent_id is None:
+        parent_tags = {tracking.STUDY_TAG: ",".join(studies), "fer_orch.invocation": inv, "fer_orch.preset": grid_cfg.preset}
+        parent_id = tracking.create_grid_run(experiment_id, f"{'+'.join(studies)}-{inv}", parent_tags, uri)
+    else:
+        tracking.reopen_run(parent_id, uri)
     state_path.parent.mkdir(parents=True, exist_ok=True)
     state_path.write_text(json.dumps({"parent_id": parent_id}))
     ctx = {"parent_id": parent_id, "experiment_id": experiment_id, "uri": uri, "home": home,
-           "cpus": grid_cfg.resources.cpus, "git": git, "storage": storage, "resume": resume}
+           "cpus": grid_cfg.resources.cpus, "git": git, "storage": storage, "resume": resume,
+           "cache_dirs": cache_dirs}
     outcome = GridOutcome(grid_cfg.experiment, experiment_id, uri, parent_id, studies, 0.0, "", storage=storage)
     listed: list[dict[str, Any]] = []
 
     def record(trials: list[Trial]) -> None:
         listed.extend({"hash": t.hash, "name": t.name, "study": t.study} for t in trials)
         outcome.trials = listed
-        tracking.start_grid_run(experiment_id, "", grid_cfg.to_yaml(), listed, None, uri, run_id=parent_id)
+        tracking.log_grid_artifacts(parent_id, grid_cfg.to_yaml(), listed, uri)
 
     status = "FAILED"
     try:
         if "lambda" in studies:
             trials = expand(grid_cfg, "lambda")
             record(trials)
-            _run_phase(f"{grid_cfg.experiment}-{inv}-lambda", "λ ablation", trials, grid_cfg, ctx, resume, train_fn, outcome, verbose)
+            _run_phase(f"{grid_cfg.experiment}-{inv}-lambda", "λ ablation", trials, grid_cfg, ctx, resume, train_fn, outcome)
         lam, source = choose_lambda(grid_cfg, experiment_id, uri)
         outcome.lam, outcome.lam_source = lam, source
         tracking.set_tags(parent_id, {"lambda": f"{lam:g}", "lambda_source": source}, uri)
@@ -471,7 +326,7 @@ def run_grid(
             record(rest)
             if verbose:
                 print(f"fer-orch: λ = {lam:g} for {', '.join(s for s in studies if s != 'lambda')}; source: {source}", file=sys.stderr)
-            _run_phase(f"{grid_cfg.experiment}-{inv}-main-l{lam:g}", "+".join(s for s in studies if s != "lambda"), rest, grid_cfg, ctx, resume, train_fn, outcome, verbose)
+            _run_phase(f"{grid_cfg.experiment}-{inv}-main-l{lam:g}", "+".join(s for s in studies if s != "lambda"), rest, grid_cfg, ctx, resume, train_fn, outcome)
         status = "FINISHED" if outcome.ok else ("KILLED" if outcome.unfinished and not outcome.failed else "FAILED")
     except KeyboardInterrupt:
         status = "KILLED"

@@ -1,21 +1,18 @@
 """The Tune grid: trials, MLflow layout, resume after a killed driver, loss of a worker node.
 
 Most tests inject a fake ``train`` that follows the contract of ``fer_models.train.train``
-(checkpoint.pt every epoch, resume, on_epoch, TrainResult fields) and takes well under a
+(checkpoint.pt every epoch, resume, on_epoch, a TrainResult) and takes well under a
 second, so the orchestration itself is what is tested; the slow test at the end runs the
 real trainer.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +20,8 @@ import pytest
 from ray import cloudpickle
 
 from fer_models.config import DataConfig, TrainConfig
+from fer_models.metrics import EvalResult
+from fer_models.train import TrainResult
 from orchestrator import tracking
 from orchestrator.config import GridConfig, Resources
 
@@ -30,51 +29,54 @@ from orchestrator.config import GridConfig, Resources
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-@dataclass
-class FakeResult:
-    best_path: Path
-    best_epoch: int
-    test: dict
-    history: list = field(default_factory=list)
-    confusion: Any = None
-    cosine_matrix: Any = None
-    mean_maps: Any = None
-
-
-def fake_train(cfg: TrainConfig, run_dir, *, on_epoch=None, resume=True, sleep=0.0, marker_dir=None):
-    """Contract-shaped trainer: deterministic metrics from the config, checkpoint each epoch."""
+def fake_train(cfg: TrainConfig, run_dir, *, on_epoch=None, resume=True, loaders=None, progress=True,
+               cache_root=None, cache_dir=None, sleep=0.0, marker_dir=None) -> TrainResult:
+    """``fer_models.train.train``'s contract, fast: epochs 1..cfg.epochs, checkpoint.pt and
+    best.pt every epoch, resume after the saved epoch, a TrainResult with the test EvalResult;
+    deterministic metrics from the config (AU and λ raise them)."""
     import torch
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoint.pt"
-    start, history = 0, []
+    start, history = 1, []
     if resume and ckpt.is_file():
         state = torch.load(ckpt, weights_only=True)
         start, history = int(state["epoch"]) + 1, list(state["history"])
     if marker_dir is not None:  # record where each attempt started
         Path(marker_dir).mkdir(parents=True, exist_ok=True)
-        (Path(marker_dir) / f"{cfg.method}-{cfg.seed}-{cfg.lam:g}-{os.getpid()}-{start}").touch()
+        (Path(marker_dir) / f"{cfg.method}-{cfg.seed}-{cfg.lam:g}-{os.getpid()}-{start}").write_text(str(cache_dir))
     bonus = 0.1 * cfg.lam / (1 + cfg.lam) if cfg.au else 0.0
-    for epoch in range(start, cfg.epochs):
+    for epoch in range(start, cfg.epochs + 1):
         if sleep:
             time.sleep(sleep)
-        m = {"train_loss": 1.0 / (epoch + 1), "val_cl": 0.5 + 0.01 * epoch + bonus / 2, "val_cam_cos": 0.3 + bonus}
-        history.append({"epoch": epoch, **m})
+        m = {"train_loss": 1.0 / epoch, "val_cl": 0.5 + 0.01 * epoch + bonus / 2, "val_cam_cos": 0.3 + bonus}
+        history.append({"epoch": float(epoch), **m})
         torch.save({"w": torch.ones(2) * epoch}, run_dir / "best.pt")
         torch.save({"epoch": epoch, "history": history}, ckpt)
         if on_epoch is not None:
             on_epoch(epoch, m)
     k = 7
-    return FakeResult(
-        best_path=run_dir / "best.pt",
-        best_epoch=cfg.epochs - 1,
-        test={"cl": 0.6 + bonus, "cam_cos": 0.4 + bonus, "att_cos": 0.45 + bonus, "gt_cam_cos": 0.3, "gt_att_cos": 0.35},
-        history=history,
-        confusion=np.eye(k) * 5 + 1,
-        cosine_matrix=np.full((k, k), 0.5),
+    test = EvalResult(
+        metrics={"cl": 0.6 + bonus, "cam_cos": 0.4 + bonus, "att_cos": 0.45 + bonus, "gt_cam_cos": 0.3,
+                 "gt_att_cos": 0.35},
+        confusion=np.eye(k, dtype=np.int64) * 5 + 1,
+        cosine_matrix=np.full((k, 6), 0.5),
         mean_maps={"cam": np.random.rand(k, 8, 8), "att": np.random.rand(k, 8, 8)},
     )
+    best = history[-1]
+    return TrainResult(best_path=run_dir / "best.pt", best_epoch=cfg.epochs,
+                       best_val={"cl": best["val_cl"], "cam_cos": best["val_cam_cos"]}, test=test, history=history)
+
+
+def test_fake_train_takes_what_train_takes():
+    """The fake stands in for train in the grid tests: it must accept every argument train does."""
+    import inspect
+
+    from fer_models.train import train
+
+    real, fake = inspect.signature(train).parameters, inspect.signature(fake_train).parameters
+    assert all(name in fake and fake[name].kind == p.kind for name, p in real.items())
 
 
 def tiny_grid(tmp_path, **kw) -> GridConfig:
@@ -107,14 +109,27 @@ def _children(outcome):
 
 @pytest.mark.ray
 def test_grid_logs_parent_and_children(ray_local, tmp_path):
+    from functools import partial
+    from types import SimpleNamespace
+
     from orchestrator.grid import run_grid
 
+    prepared = []
+
+    def preprocess(data_cfg, address=None):  # the driver's cache, handed to every trial
+        prepared.append(data_cfg)
+        return SimpleNamespace(dir=tmp_path / "cache" / data_cfg.dataset)
+
     g = tiny_grid(tmp_path, datasets=("synthetic-rafdb",))
-    out = run_grid(g, studies=("grid",), train_fn=fake_train, preprocess_fn=_no_preprocess, verbose=False)
+    train = partial(fake_train, marker_dir=tmp_path / "markers")
+    out = run_grid(g, studies=("grid",), train_fn=train, preprocess_fn=preprocess, verbose=False)
     assert out.ok, (out.failed, out.unfinished)
+    assert len(prepared) == 1  # one data config, prepared once by the driver
+    assert {p.read_text() for p in (tmp_path / "markers").iterdir()} == {str(tmp_path / "cache" / "synthetic-rafdb")}
     c = tracking.client(out.uri)
     parent = c.get_run(out.parent_run_id)
     assert parent.data.tags[tracking.KIND_TAG] == "grid"
+    assert tracking.studies_of(parent.data.tags) == ["grid"] and tracking.OLD_STUDIES_TAG not in parent.data.tags
     assert parent.info.status == "FINISHED"
     kids = _children(out)
     assert len(kids) == 2 * 2 == len(out.ran)
@@ -126,7 +141,9 @@ def test_grid_logs_parent_and_children(ray_local, tmp_path):
         assert r.data.params["data.dataset"] == r.data.tags["dataset"]
         for m in ("test_cl", "test_cam_cos", "test_att_cos", "test_gt_cam_cos", "best_val_cl", "train_seconds"):
             assert m in r.data.metrics, m
-        assert len(c.get_metric_history(r.info.run_id, "val_cl")) == 2  # one point per epoch
+        val_cl = c.get_metric_history(r.info.run_id, "val_cl")
+        assert sorted(p.step for p in val_cl) == [1, 2]  # one point per epoch, steps numbered as train numbers them
+        assert r.data.metrics["best_epoch"] == 2 and r.data.metrics["best_val_cl"] == max(p.value for p in val_cl)
         arts = {a.path for a in c.list_artifacts(r.info.run_id)}
         assert {"config.yaml", "weights", "matrices", "maps"} <= arts
         inner = {a.path for a in c.list_artifacts(r.info.run_id, "matrices")}
@@ -272,7 +289,7 @@ def test_lambda_is_chosen_on_validation_not_test(tmp_path):
     uri = g.tracking_uri
     exp = tracking.ensure_experiment(g.experiment, uri)
     assert choose_lambda(g, exp, uri)[1].startswith("default")
-    parent = tracking.start_grid_run(exp, "abl", "", [], {"fer_orch.studies": "lambda"}, uri)
+    parent = tracking.create_grid_run(exp, "abl", {tracking.STUDY_TAG: "lambda"}, uri)
     vanilla, l05, l4, l20 = expand(g, "lambda")
     # test metrics point the other way on purpose: they must not be read
     _finished(uri, exp, parent, vanilla, {"best_val_cl": 60, "best_val_cam_cos": 0.3, "test_cam_cos": 0.9})
@@ -417,12 +434,12 @@ def test_trial_survives_the_loss_of_its_worker_node(tmp_path):
     out = result["out"]
     assert out.ok, (out.failed, out.unfinished)
     starts = sorted(int(p.name.rsplit("-", 1)[1]) for p in markers.iterdir())
-    assert len(starts) == 2 and starts[0] == 0 and starts[1] >= 2  # resumed, not restarted
+    assert len(starts) == 2 and starts[0] == 1 and starts[1] >= 3  # resumed, not restarted
     runs = _children(out)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     c = tracking.client(uri)
     epochs = sorted(m.step for m in c.get_metric_history(runs[0].info.run_id, "val_cl"))
-    assert epochs[-1] == 3 and len(set(epochs)) == 4
+    assert set(epochs) == {1, 2, 3, 4}
 
 
 @pytest.mark.slow

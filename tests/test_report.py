@@ -30,7 +30,7 @@ def store(tmp_path_factory, mlflow_template_db):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     exp = tracking.ensure_experiment("rep", uri)
     # main grid: cam (AU helps), gradcam (AU hurts CL), two seeds each, one dataset
-    gp = tracking.start_grid_run(exp, "grid", "x: 1\n", [], {"fer_orch.studies": "grid", "lambda": "2"}, uri)
+    gp = tracking.create_grid_run(exp, "grid", {tracking.STUDY_TAG: "grid", "lambda": "2"}, uri)
     trials = []
     for seed, jitter in ((0, -1.0), (1, 1.0)):
         trials.append(_trial(uri, exp, gp, "grid", "cam", "synthetic-rafdb", False, seed,
@@ -41,14 +41,14 @@ def store(tmp_path_factory, mlflow_template_db):
                              {"cl": 82.0, "cam_cos": 0.55, "att_cos": 0.5, "gt_cam_cos": 0.3, "gt_att_cos": 0.3}))
         trials.append(_trial(uri, exp, gp, "grid", "gradcam", "synthetic-rafdb", True, seed,
                              {"cl": 81.0, "cam_cos": 0.60, "att_cos": 0.7, "gt_cam_cos": 0.4, "gt_att_cos": 0.5}))
-    tracking.start_grid_run(exp, "", "x: 1\n", trials, None, uri, run_id=gp)
+    tracking.log_grid_artifacts(gp, "x: 1\n", trials, uri)
     tracking.end_run(gp, "FINISHED", uri)
     # an unfinished trial must be ignored
     bad = tracking.TrialRun(uri, exp, gp, "bad", {"method": "cam", "dataset": "synthetic-rafdb", "au": "true",
                                                    tracking.HASH_TAG: trials[1]["hash"] + "x"})
     bad.log_metrics({"test_cl": 1.0})
     # λ ablation and layer ablation in another invocation
-    lp = tracking.start_grid_run(exp, "abl", "x: 1\n", [], {"fer_orch.studies": "lambda,layers"}, uri)
+    lp = tracking.create_grid_run(exp, "abl", {tracking.STUDY_TAG: "lambda,layers"}, uri)
     abl = [_trial(uri, exp, lp, "lambda", "cam", "synthetic-rafdb", False, 0, {"cl": 80, "cam_cos": 0.5, "att_cos": 0.4})]
     for lam in (0.5, 2.0, 8.0):
         abl.append(_trial(uri, exp, lp, "lambda", "cam", "synthetic-rafdb", True, 0,
@@ -57,7 +57,7 @@ def store(tmp_path_factory, mlflow_template_db):
         abl.append(_trial(uri, exp, lp, "layers", "cam", "synthetic-rafdb", True, 0,
                           {"cl": cl, "cam_cos": 0.6, "att_cos": 0.7, "att_cos_5": 0.7}, layers=layers))
     abl.append({**abl[0], "study": "layers"})  # the vanilla model is shared by both ablations
-    tracking.start_grid_run(exp, "", "x: 1\n", abl, None, uri, run_id=lp)
+    tracking.log_grid_artifacts(lp, "x: 1\n", abl, uri)
     return uri, gp, lp
 
 

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pytest
 import torch
 
 from fer_models.config import TrainConfig
 from fer_models.errors import FerOrchError
+from fer_models.metrics import EvalResult
+from fer_models.train import TrainResult
 from orchestrator import tracking
 
 
 @pytest.fixture
 def uri(tmp_path):
     return f"sqlite:///{tmp_path / 'db' / 'mlflow.db'}"
-
-
-@dataclass
-class Result:
-    best_path: Path
-    best_epoch: int = 2
-    test: dict = field(default_factory=dict)
-    history: Any = None
-    confusion: Any = None
-    cosine_matrix: Any = None
-    mean_maps: Any = None
 
 
 def test_experiment_artifacts_live_beside_the_sqlite_db(uri, tmp_path, monkeypatch):
@@ -41,19 +28,19 @@ def test_experiment_artifacts_live_beside_the_sqlite_db(uri, tmp_path, monkeypat
 
 def test_trial_artifacts_and_weights_round_trip(uri, tmp_path):
     exp = tracking.ensure_experiment("e2", uri)
-    parent = tracking.start_grid_run(exp, "g", "a: 1\n", [{"hash": "h1", "name": "n", "study": "grid"}],
-                                     {"fer_orch.studies": "grid"}, uri)
+    parent = tracking.create_grid_run(exp, "g", {tracking.STUDY_TAG: "grid"}, uri)
+    tracking.log_grid_artifacts(parent, "a: 1\n", [{"hash": "h1", "name": "n", "study": "grid"}], uri)
     best = tmp_path / "best.pt"
     torch.save({"fc.weight": torch.ones(7, 3)}, best)
     k = 7
-    res = Result(
-        best_path=best,
-        test={"cl": 50.0},
-        history=[{"epoch": 1.0, "val_cl": 40.0}, {"epoch": 2.0, "val_cl": 45.0}],
+    test = EvalResult(
+        metrics={"cl": 50.0},
         confusion=np.arange(k * k).reshape(k, k),
-        cosine_matrix=torch.rand(k, 6),  # classes x (layers 1-5, CAM)
-        mean_maps={"cam": np.random.rand(k, 6, 6), "att": np.random.rand(k, 6, 6), "bad": "x"},
+        cosine_matrix=np.random.rand(k, 6),  # classes x (layers 1-5, CAM)
+        mean_maps={"cam": np.random.rand(k, 6, 6), "att": np.random.rand(k, 6, 6)},
     )
+    res = TrainResult(best_path=best, best_epoch=2, best_val={"cl": 45.0}, test=test,
+                      history=[{"epoch": 1.0, "val_cl": 40.0}, {"epoch": 2.0, "val_cl": 45.0}])
     out = tracking.write_trial_artifacts(res, TrainConfig(method="acol"), tmp_path / "art")
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert {"config.yaml", "weights/best.pt", "matrices/confusion.csv", "matrices/confusion.png",
@@ -79,13 +66,15 @@ def test_trial_artifacts_and_weights_round_trip(uri, tmp_path):
                        weights_only=True)
     assert torch.equal(state["fc.weight"], torch.ones(7, 3))
     assert tracking.grid_trials(parent, uri) == [{"hash": "h1", "name": "n", "study": "grid"}]
+    assert c.download_artifacts(parent, tracking.GRID_ARTIFACT, str(tmp_path / "dl2")).endswith("grid.yaml")
+    assert (out / "history.csv").read_text().splitlines()[1:] == ["1.0,40.0", "2.0,45.0"]
     assert tracking.finished_run_id(exp, "h1", uri) == run.run_id
 
 
 def test_a_retry_reopens_its_unfinished_run(uri):
     """One trial = one run: a retry without checkpoint finds the run by parent + hash."""
     exp = tracking.ensure_experiment("e3", uri)
-    parent = tracking.start_grid_run(exp, "g", "", [], None, uri)
+    parent = tracking.create_grid_run(exp, "g", None, uri)
     first = tracking.TrialRun(uri, exp, parent, "t", {tracking.HASH_TAG: "abc"})
     first.log_params({"a": 1})
     first.log_metrics({"val_cl": 1.0}, step=1)
@@ -103,19 +92,44 @@ def test_a_retry_reopens_its_unfinished_run(uri):
     assert set(done) == {"abc"} and done["abc"].info.run_id == first.run_id
 
 
+def _grid_run(exp, name, tags, trials, uri):
+    run_id = tracking.create_grid_run(exp, name, tags, uri)
+    tracking.log_grid_artifacts(run_id, "", trials, uri)
+    return run_id
+
+
 def test_study_runs_picks_the_latest_invocation(uri):
     exp = tracking.ensure_experiment("e4", uri)
-    old = tracking.start_grid_run(exp, "old", "", [{"hash": "a", "study": "lambda", "name": "a"}],
-                                  {"fer_orch.studies": "lambda"}, uri)
+    old = _grid_run(exp, "old", {tracking.STUDY_TAG: "lambda"}, [{"hash": "a", "study": "lambda", "name": "a"}], uri)
     run = tracking.TrialRun(uri, exp, old, "a", {tracking.HASH_TAG: "a"})
     run.end("FINISHED")
-    new = tracking.start_grid_run(exp, "new", "", [{"hash": "a", "study": "lambda", "name": "a"},
-                                                  {"hash": "b", "study": "lambda", "name": "b"}],
-                                  {"fer_orch.studies": "lambda,grid"}, uri)
+    new = _grid_run(exp, "new", {tracking.STUDY_TAG: "lambda,grid"},
+                    [{"hash": "a", "study": "lambda", "name": "a"}, {"hash": "b", "study": "lambda", "name": "b"}], uri)
     parent, runs = tracking.study_runs(exp, "lambda", uri)
     assert parent.info.run_id == new
     assert [r.info.run_id for r in runs] == [run.run_id]  # b never finished; a reused from the old one
     assert tracking.study_runs(exp, "layers", uri) == (None, [])
+
+
+def test_parents_written_before_the_one_study_tag_are_still_read(uri):
+    """Older grid parents carried ``fer_orch.studies`` = "lambda,grid" and ``fer_orch.study`` = "lambda+grid"."""
+    exp = tracking.ensure_experiment("e5", uri)
+    old = _grid_run(exp, "old", {tracking.STUDY_TAG: "lambda+grid", tracking.OLD_STUDIES_TAG: "lambda,grid"},
+                    [{"hash": "a", "study": "grid", "name": "a"}], uri)
+    assert tracking.study_runs(exp, "grid", uri)[0].info.run_id == old
+    assert tracking.studies_of({tracking.STUDY_TAG: "layers,grid"}) == ["layers", "grid"]
+
+
+def test_client_resolves_its_uri_once(monkeypatch):
+    """An HTTP store is checked (a socket opened) the first time only; the client is reused."""
+    from orchestrator.tracking import store
+
+    calls = []
+    monkeypatch.setattr(store, "resolve_uri", lambda u: calls.append(u) or u)
+    monkeypatch.setattr(store, "_CLIENTS", {})
+    first = tracking.client("http://127.0.0.1:9")
+    assert tracking.client("http://127.0.0.1:9") is first and calls == ["http://127.0.0.1:9"]
+    assert tracking.client("http://127.0.0.1:8") is not first and len(calls) == 2
 
 
 def test_store_errors_are_one_sentence(tmp_path):

@@ -59,8 +59,11 @@ def test_train_writes_checkpoints_reports_epochs_and_evaluates_best(tmp_path):
     assert res.best_epoch in (1, 2)
     best_val = max(h["val_cl"] for h in res.history)
     assert res.history[res.best_epoch - 1]["val_cl"] == best_val  # selected on validation accuracy
-    assert {"cl", "cam_cos", "att_cos", "gt_cam_cos", "gt_att_cos"} <= set(res.test)
-    assert res.confusion.sum() == 16 and res.cosine_matrix.shape == (K, 6)
+    row = res.history[res.best_epoch - 1]
+    assert res.best_val == {"cl": row["val_cl"], "cam_cos": row["val_cam_cos"], "att_cos": row["val_att_cos"]}
+    assert {"cl", "cam_cos", "att_cos", "gt_cam_cos", "gt_att_cos"} <= set(res.test.metrics)
+    assert res.test.confusion.sum() == 16 and res.test.cosine_matrix.shape == (K, 6)
+    assert res.test.mean_maps["cam"].shape == (K, M, M)
     # best.pt is a plain state_dict that loads with weights_only into a fresh model
     state = torch.load(res.best_path, weights_only=True)
     build_model(_cfg(), K).load_state_dict(state)
@@ -90,7 +93,17 @@ def test_au_loss_raises_att_cos_on_learnable_fake_data(tmp_path):
     off = train(_cfg(au=False, **common), tmp_path / "off", loaders=_loaders(), progress=False)
     on = train(_cfg(au=True, lam=4.0, **common), tmp_path / "on", loaders=_loaders(), progress=False)
     assert on.history[-1]["train_align"] < on.history[0]["train_align"]
-    assert on.test["att_cos"] > off.test["att_cos"]
+    assert on.test.metrics["att_cos"] > off.test.metrics["att_cos"]
+
+
+def test_train_reads_the_cache_it_is_handed_without_reading_the_dataset(tmp_path, make_manifest, fake_backend):
+    from fer_models.data import cache
+
+    info = cache.prepare(make_manifest(tmp_path / "data", n=24), fake_backend, "paper002", M, S, tmp_path / "cache",
+                         progress=False)
+    cfg = _cfg(epochs=1, data=DataConfig(dataset="not-a-dataset", image_size=S, map_size=M))
+    res = train(cfg, tmp_path / "run", cache_dir=info.dir, progress=False)
+    assert res.test.confusion.sum() == info.counts["test"] > 0
 
 
 def test_config_mistakes_fail_before_training(tmp_path):

@@ -175,18 +175,25 @@ def batch_loader(ds: FaceDataset, batch_size: int, shuffle: bool, seed: int = 0,
 
 
 def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | Path | None = None,
-                  *, manifest=None, backend=None, progress: bool = True) -> Loaders:
+                  *, manifest=None, backend=None, progress: bool = True,
+                  cache_dir: str | Path | None = None) -> Loaders:
     """Train/val/test loaders of ``data_cfg`` (a DataConfig), preparing the cache if missing.
+
+    ``cache_dir``: the finished cache of ``data_cfg`` (what ``orchestrator.preprocess``
+    returned); read as is, without reading the dataset or hashing the cache key again.
 
     The train loader shuffles (seeded) and augments when ``data_cfg.augment``; it drops the
     last incomplete batch when the split has at least one full batch (BatchNorm cannot
     train on a batch of one). Val and test keep order and all rows.
     """
-    manifest, backend, codebook, key, _ = cache_dir_for(data_cfg, cache_root, manifest, backend)
-    info = _cache.find_cache(cache_root, manifest.dataset, key)
-    if info is None:
-        info = _cache.prepare(manifest, backend, codebook, data_cfg.map_size, data_cfg.image_size,
-                              cache_root, progress=progress)
+    if cache_dir is not None:
+        info = _cache.open_cache(cache_dir)
+    else:
+        manifest, backend, codebook, key, _ = cache_dir_for(data_cfg, cache_root, manifest, backend)
+        info = _cache.find_cache(cache_root, manifest.dataset, key)
+        if info is None:
+            info = _cache.prepare(manifest, backend, codebook, data_cfg.map_size, data_cfg.image_size,
+                                  cache_root, progress=progress)
     train = FaceDataset(info.dir, "train", data_cfg.image_size, data_cfg.augment, seed)
     val = FaceDataset(info.dir, "val", data_cfg.image_size, False, seed)
     test = FaceDataset(info.dir, "test", data_cfg.image_size, False, seed)
@@ -194,7 +201,7 @@ def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | P
         train=batch_loader(train, batch_size, True, seed, drop_last=len(train) >= batch_size),
         val=batch_loader(val, batch_size, False),
         test=batch_loader(test, batch_size, False),
-        num_classes=int(manifest.num_classes),
+        num_classes=int(info.meta["num_classes"]),
         cache_dir=info.dir,
         info=info,
     )

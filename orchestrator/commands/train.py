@@ -1,4 +1,7 @@
-"""`fer-orch train`: one training run, locally, no Ray (fer_models.train.train with a progress bar)."""
+"""`fer-orch train`: one training run, locally, no Ray (fer_models.train.train with a progress bar).
+
+The options' defaults are those of ``fer_models.config.TrainConfig`` / ``DataConfig``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,10 @@ from pathlib import Path
 
 import click
 
+from fer_models.config import DataConfig, TrainConfig
 from fer_models.errors import ConfigError
+
+_T, _D = TrainConfig(), DataConfig()
 
 
 def _kv(items: tuple[str, ...]) -> dict:
@@ -30,18 +36,19 @@ def _fmt(v) -> str:
 @click.command("train")
 @click.option("--dataset", required=True, help="A dataset name (fer-orch list datasets), e.g. synthetic-rafdb.")
 @click.option("--method", required=True, help="A method name (fer-orch list methods), e.g. cam.")
-@click.option("--backbone", default="resnet-tiny", show_default=True, help="A backbone name (fer-orch list backbones).")
-@click.option("--pretrained", default="false", show_default=True, help="false, true (timm hub) or a local weights file.")
-@click.option("--au/--no-au", default=True, show_default=True, help="Add the AU alignment loss (paper 002, Eq. 3).")
-@click.option("--lambda", "lam", type=float, default=1.0, show_default=True, help="Weight of the AU loss.")
-@click.option("--layers", default="5", show_default=True, help="Aligned layers, e.g. 5 or 5+4+3.")
-@click.option("--epochs", type=int, default=5, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=0.01, show_default=True)
-@click.option("--optimizer", default="sgd", show_default=True, help="sgd (paper 002), adam or adamw.")
-@click.option("--image-size", type=int, default=48, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--backbone", default=_T.backbone, show_default=True, help="A backbone name (fer-orch list backbones).")
+@click.option("--pretrained", default=str(_T.pretrained).lower(), show_default=True,
+              help="false, true (timm hub) or a local weights file.")
+@click.option("--au/--no-au", default=_T.au, show_default=True, help="Add the AU alignment loss (paper 002, Eq. 3).")
+@click.option("--lambda", "lam", type=float, default=_T.lam, show_default=True, help="Weight of the AU loss.")
+@click.option("--layers", default="+".join(map(str, _T.layers)), show_default=True, help="Aligned layers, e.g. 5 or 5+4+3.")
+@click.option("--epochs", type=int, default=_T.epochs, show_default=True)
+@click.option("--batch-size", type=int, default=_T.batch_size, show_default=True)
+@click.option("--lr", type=float, default=_T.lr, show_default=True)
+@click.option("--optimizer", default=_T.optimizer, show_default=True, help="sgd (paper 002), adam or adamw.")
+@click.option("--image-size", type=int, default=_D.image_size, show_default=True)
+@click.option("--seed", type=int, default=_T.seed, show_default=True)
+@click.option("--device", default=_T.device, show_default=True)
 @click.option("--method-kw", multiple=True, help="Method hyper-parameter KEY=VALUE (repeatable), e.g. alpha=0.6.")
 @click.option("--root", default=None, help="Dataset root on disk (default: the reader's).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Run folder (default under FER_ORCH_HOME/runs).")
@@ -51,8 +58,8 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     """Train one METHOD on DATASET (with or without AU alignment) and print its test metrics."""
 
     from fer_models import paths
-    from fer_models.config import DataConfig, TrainConfig, parse_layers
-    from fer_models.metrics import EvalResult, save_figures
+    from fer_models.config import parse_layers
+    from fer_models.metrics import save_figures
     from fer_models.registry import METHODS
     from fer_models.train import train
 
@@ -70,13 +77,12 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
                    f"CAM-COS {_fmt(m['val_cam_cos'])}  ATT-COS {_fmt(m['val_att_cos'])}  lr {m['lr']:.4g}")
 
     res = train(cfg, run_dir, on_epoch=on_epoch, resume=resume, progress=True)
-    figs = save_figures(EvalResult(res.test, res.confusion, res.cosine_matrix, res.mean_maps), run_dir,
-                        title=f"{method} {'w/' if au else 'w/o'} AU on {dataset}")
+    figs = save_figures(res.test, run_dir, title=f"{method} {'w/' if au else 'w/o'} AU on {dataset}")
     (run_dir / "history.json").write_text(json.dumps(res.history, indent=2))
     click.secho(f"\ntest metrics ({method}, {'w/' if au else 'w/o'} AU, backbone {res.backbone}, "
                 f"best epoch {res.best_epoch}, {res.seconds:.1f} s)", bold=True)
     for k in ("cl", "cam_cos", "att_cos", "gt_cam_cos", "gt_att_cos"):
-        click.echo(f"  {k:<11} {_fmt(res.test.get(k, float('nan')))}")
+        click.echo(f"  {k:<11} {_fmt(res.test.metrics.get(k, float('nan')))}")
     click.echo(f"weights: {res.best_path}\nfigures: {', '.join(str(p) for p in figs)}")
 
 

@@ -15,23 +15,12 @@ shipped 20, face-alignment 30, dlib 90 as the offline fallback).
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import ClassVar, Sequence
 
 import numpy as np
 
 from fer_models.data.manifest import Manifest, Sample
 from fer_models.errors import ConfigError
-
-
-def package_version(*dists: str) -> str:
-    """The installed version of the first of ``dists`` found, else ``"absent"``."""
-    for dist in dists:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return "absent"
 
 
 def as_landmarks(points) -> np.ndarray | None:

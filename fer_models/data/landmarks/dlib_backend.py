@@ -17,10 +17,11 @@ from typing import Sequence
 
 import numpy as np
 
-from fer_models.data.landmarks import LandmarkBackend, package_version
+from fer_models.data.landmarks import LandmarkBackend
 from fer_models.data.manifest import Sample
 from fer_models.errors import MissingWeightsError
 from fer_models.registry import LANDMARKS
+from fer_models.versions import package_version
 
 PREDICTOR = "shape_predictor_68_face_landmarks.dat"
 UPSAMPLE_BELOW = 400  # px: smaller images are upsampled once before detection

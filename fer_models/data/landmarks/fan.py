@@ -20,10 +20,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from fer_models.data.landmarks import LandmarkBackend, as_landmarks, package_version
+from fer_models.data.landmarks import LandmarkBackend, as_landmarks
 from fer_models.data.manifest import Manifest, Sample
 from fer_models.errors import MissingWeightsError
 from fer_models.registry import LANDMARKS
+from fer_models.versions import package_version
 
 
 def weight_urls() -> dict[str, str]:

@@ -1,0 +1,55 @@
+"""The MLflow run layout every fer-orch job shares: the names of its tags and artifacts.
+
+Layout of a trial run (a nested child of its grid's parent run):
+
+- tags ``fer_orch.kind`` = ``trial`` (the parent: ``grid``), ``method``, ``dataset``,
+  ``au``, ``lambda``, ``layers``, ``seed``, ``git_commit``; ``mlflow.parentRunId``;
+- artifact ``config.yaml``: ``fer_models.config.to_dict(TrainConfig)``;
+- artifact ``weights/best.pt``: the selected checkpoint, a ``state_dict`` only.
+
+Analysis jobs (explain, probe) read that layout through
+:func:`orchestrator.tracking.load_trained_model` and log back under ``explain/<job>/`` or
+``probe/<job>/`` of the same run.
+
+Written by the grid (:mod:`orchestrator.grid`, :mod:`orchestrator.trial`) in addition:
+
+- trial tags ``fer_orch.config_hash`` (what the trial learns, :func:`orchestrator.config.config_hash`),
+  ``fer_orch.study`` (``grid`` | ``lambda`` | ``layers``), ``git_dirty``, ``versions.<package>``;
+- trial params: the flattened config (``data.dataset``, ``lam``, ...);
+- trial metrics: every number ``train`` hands to ``on_epoch`` (step = epoch), then
+  ``test_<k>`` for the test metrics (``cl``, ``cam_cos``, ``att_cos``, ``gt_cam_cos``,
+  ``gt_att_cos``, ``att_cos_1``..``att_cos_5``), ``best_val_<k>`` (validation metrics of the
+  selected epoch), ``best_epoch`` and ``train_seconds``;
+- trial artifacts ``matrices/{confusion,cosine}.{csv,png}``, ``maps/mean_<kind>.png``
+  (per-class mean CAM / attention maps, paper 002 Figs. 6-9), ``history.csv``;
+- the parent (grid) run: tags ``fer_orch.study`` (the studies it ran, comma-separated, e.g.
+  ``lambda,grid``; runs written before this scheme carry them in ``fer_orch.studies``, which
+  the readers still accept), ``fer_orch.invocation``, ``fer_orch.preset``, ``lambda``,
+  ``lambda_source``; metrics ``wall_seconds``, ``trials_trained``, ``trials_skipped``;
+  artifacts ``grid/grid.yaml`` (the resolved GridConfig) and ``grid/trials.json`` (every
+  trial of the invocation: hash, name, study; finished trials reused from earlier
+  invocations included), and ``report/`` once ``fer-orch report`` ran.
+
+One trial is one MLflow run, also across retries and ``--resume``: the run id travels in
+the trial's Tune checkpoint, and a retry without checkpoint reopens the unfinished run of
+the same parent and config hash.
+"""
+
+from __future__ import annotations
+
+KIND_TAG = "fer_orch.kind"
+HASH_TAG = "fer_orch.config_hash"
+STUDY_TAG = "fer_orch.study"  # trial: its study; grid parent: its studies, comma-separated
+OLD_STUDIES_TAG = "fer_orch.studies"  # a grid parent's studies before STUDY_TAG was used for both
+PARENT_TAG = "mlflow.parentRunId"
+CONFIG_ARTIFACT = "config.yaml"
+WEIGHTS_ARTIFACT = "weights/best.pt"
+HISTORY_ARTIFACT = "history.csv"
+GRID_ARTIFACT = "grid/grid.yaml"
+TRIALS_ARTIFACT = "grid/trials.json"
+
+
+def studies_of(parent_tags: dict[str, str]) -> list[str]:
+    """The studies a grid parent run ran, from its tags (either scheme)."""
+    text = parent_tags.get(OLD_STUDIES_TAG) or parent_tags.get(STUDY_TAG, "")
+    return [s for s in text.split(",") if s]

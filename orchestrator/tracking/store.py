@@ -1,0 +1,128 @@
+"""The MLflow store: which URI, checked once, one client per URI; experiments; run status."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from fer_models import paths
+from fer_models.errors import FerOrchError
+
+_CLIENTS: dict[str, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{paths.home() / 'mlflow.db'}"
+
+
+def _chosen_uri(uri: str | None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def resolve_uri(uri: str | None) -> str:
+    """The tracking URI to use, checked before any long work starts.
+
+    SQLite (the offline default) needs its folder to exist; an HTTP server must answer.
+    """
+    uri = _chosen_uri(uri)
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "sqlite":
+        # sqlite:///relative.db or sqlite:////absolute/path.db
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    elif parsed.scheme in ("http", "https"):
+        host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((host, port), timeout=3).close()
+        except OSError:
+            raise FerOrchError(
+                f"MLflow tracking server {uri} is unreachable; start it (e.g. `mlflow server "
+                f"--host 0.0.0.0 --port {port}` on the head node) or pass --tracking-uri"
+            ) from None
+    elif parsed.scheme in ("", "file"):
+        raise FerOrchError(
+            f"MLflow tracking URI '{uri}' is a file store, which MLflow refuses; "
+            f"use sqlite:///{Path(uri).absolute()}/mlflow.db or an http:// server"
+        )
+    return uri
+
+
+def client(uri: str | None = None):
+    """The ``MlflowClient`` of ``uri`` (default: ``$MLFLOW_TRACKING_URI``, else the SQLite
+    store under ``FER_ORCH_HOME``). The URI is checked (:func:`resolve_uri`: a socket to a
+    server) the first time only; later calls in this process reuse the client."""
+    uri = _chosen_uri(uri)
+    c = _CLIENTS.get(uri)
+    if c is None:
+        import mlflow
+
+        c = mlflow.MlflowClient(tracking_uri=resolve_uri(uri))
+        with _CLIENTS_LOCK:
+            c = _CLIENTS.setdefault(uri, c)
+    return c
+
+
+def ensure_experiment(name: str, uri: str | None = None) -> str:
+    """The id of experiment ``name``, created if missing.
+
+    With a SQLite store the artifacts go to an absolute folder beside the database, so a
+    Tune worker (whose working directory is its trial folder) writes them to the same
+    place; with an HTTP server the server decides (``--serve-artifacts`` proxies them).
+    """
+    uri = resolve_uri(uri)
+    c = client(uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            c.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts" / name).as_uri()
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another process
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def search_all(c, experiment_id: str, filter_string: str) -> list:
+    """Every run of ``experiment_id`` matching ``filter_string`` (all result pages)."""
+    runs, token = [], None
+    while True:
+        page = c.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def set_tags(run_id: str, tags: dict[str, Any], uri: str | None = None) -> None:
+    from mlflow.entities import RunTag
+
+    client(uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def reopen_run(run_id: str, uri: str | None = None) -> None:
+    """Mark an existing run RUNNING again (a resumed grid or a retried trial logs into it)."""
+    client(uri).update_run(run_id, status="RUNNING")
+
+
+def end_run(run_id: str, status: str = "FINISHED", uri: str | None = None) -> None:
+    client(uri).set_terminated(run_id, status)
+
+
+def ui_command(uri: str | None = None, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """The ``mlflow ui`` command line serving the same store the grid writes to."""
+    import sys
+
+    uri = resolve_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        raise FerOrchError(f"the tracking store {uri} is already a server; open it in a browser instead of `fer-orch ui`")
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]

@@ -1,0 +1,129 @@
+"""One Ray Tune trial: train one config, report every epoch to Tune, log it all to MLflow.
+
+:func:`run_trial` is the Tune trainable :mod:`orchestrator.grid` schedules; it runs in a Ray
+worker and gets everything it needs in its *spec* (``config["trial"]``, built by
+:func:`trial_specs` in the driver):
+
+========== ==============================================================================
+``cfg``    the ``TrainConfig`` as a dict (``fer_models.config.to_dict``)
+``hash``   its config hash; ``name``, ``study``, ``tags``: the MLflow run's name and tags
+``cache_dir`` the preprocessed cache of ``cfg.data`` the driver built or found (None: the
+           trainer finds or prepares it itself)
+``parent_id``, ``experiment_id``, ``uri``: where the MLflow child run goes
+``home``   the driver's ``FER_ORCH_HOME``; ``cpus``: torch threads; ``resume``: reuse a
+           FINISHED run of the same hash instead of training again
+========== ==============================================================================
+
+Every epoch the trial reports its metrics with a Tune checkpoint (the trainer's
+``checkpoint.pt`` + ``best.pt`` + :data:`STATE_FILE` holding the MLflow run id), so a
+restarted trial resumes its training (``train(resume=True)``) in the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from ray import tune
+
+from fer_models.config import TrainConfig, flatten, from_dict, to_dict
+from orchestrator import tracking
+from orchestrator.config import Trial
+
+STATE_FILE = "state.json"
+
+
+def data_key(cfg: TrainConfig) -> str:
+    """Trials whose data configs are equal share one preprocessed cache."""
+    return json.dumps(to_dict(cfg.data), sort_keys=True)
+
+
+def trial_specs(trials: list[Trial], ctx: dict[str, Any]) -> list[dict[str, Any]]:
+    """The spec of each trial (module docstring) from the driver's context ``ctx``
+    (``ctx["cache_dirs"]`` maps :func:`data_key` to a cache folder)."""
+    return [
+        {
+            "cfg": to_dict(t.cfg),
+            "hash": t.hash,
+            "name": t.name,
+            "study": t.study,
+            "tags": {**t.tags(), **ctx["git"]},
+            "cache_dir": ctx["cache_dirs"].get(data_key(t.cfg)),
+            **{k: ctx[k] for k in ("parent_id", "experiment_id", "uri", "home", "cpus", "resume")},
+        }
+        for t in trials
+    ]
+
+
+def _restore_checkpoint(work: Path) -> str | None:
+    """Copy the Tune checkpoint of a retried trial into ``work``; the MLflow run id it holds."""
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return None
+    with ckpt.as_directory() as d:
+        for f in Path(d).iterdir():
+            if f.is_file():
+                shutil.copy2(f, work / f.name)
+    state = work / STATE_FILE
+    return json.loads(state.read_text()).get("run_id") if state.is_file() else None
+
+
+def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
+    """The Tune trainable. ``train_fn`` replaces ``fer_models.train.train`` (tests inject a
+    fake honouring its contract)."""
+    spec = config["trial"]
+    os.environ["FER_ORCH_HOME"] = spec["home"]  # workers do not share the driver's cwd
+    import torch
+
+    torch.set_num_threads(max(1, int(spec["cpus"])))
+    if train_fn is None:
+        from fer_models.train import train as train_fn
+    cfg: TrainConfig = from_dict(TrainConfig, spec["cfg"])
+    # Finished in MLflow but not yet in Tune's state when the driver died: do not train again.
+    if spec.get("resume", True) and tracking.finished_run_id(spec["experiment_id"], spec["hash"], spec["uri"]):
+        tune.report({"done_ok": 1.0, "reused": 1.0})
+        return
+    work = Path(tempfile.mkdtemp(prefix=f"fer-orch-{spec['hash']}-"))
+    run_id = _restore_checkpoint(work)  # a retry continues from its last epoch, in the same MLflow run
+    run = tracking.TrialRun(
+        spec["uri"], spec["experiment_id"], spec["parent_id"], spec["name"], spec["tags"], run_id=run_id
+    )
+    status = "FAILED"
+    try:
+        run.log_params(flatten(spec["cfg"]))
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            nums = {k: float(v) for k, v in metrics.items()}
+            run.log_metrics(nums, step=epoch)
+            with tempfile.TemporaryDirectory() as d:
+                for name in ("checkpoint.pt", "best.pt"):
+                    if (work / name).is_file():
+                        shutil.copy2(work / name, Path(d) / name)
+                (Path(d) / STATE_FILE).write_text(json.dumps({"run_id": run.run_id, "epoch": epoch}))
+                tune.report({**nums, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(d))
+
+        result = train_fn(cfg, work, on_epoch=on_epoch, resume=True, progress=False, cache_dir=spec.get("cache_dir"))
+        final = {
+            **{f"test_{k}": v for k, v in result.test.metrics.items()},
+            **{f"best_val_{k}": v for k, v in result.best_val.items()},
+            "train_seconds": result.seconds,
+            "best_epoch": result.best_epoch,
+        }
+        run.log_metrics(final)
+        with tempfile.TemporaryDirectory() as d:
+            tracking.write_trial_artifacts(result, cfg, Path(d))
+            run.log_artifacts(Path(d))
+        status = "FINISHED"
+        tune.report({k: float(v) for k, v in final.items()} | {"done_ok": 1.0})
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        try:
+            run.end(status)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
