@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = [ROOT / "cluster.yaml", *sorted((ROOT / "orchestrator" / "clusters").glob("*.yaml"))]
 
 

@@ -38,7 +38,7 @@ def test_worker_env_carries_code_home_store_and_threads(monkeypatch, tmp_path):
     assert env["FER_ORCH_HOME"] == str(tmp_path / "home")
     assert env["OMP_NUM_THREADS"] == "3"
     assert env["MLFLOW_TRACKING_URI"] == "http://head:5000"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     assert env["PYTHONPATH"].split(os.pathsep)[0] == root
 
 
