@@ -54,7 +54,9 @@ def to_size(m: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _uses_builtin_cams(model: FERModel) -> bool:
-    return type(model).class_maps is FERModel.class_maps
+    """The CAM of the forward pass is the method's map (``map_source == "cam"``): read it from
+    the evaluation forward instead of a second pass through :meth:`FERModel.class_maps`."""
+    return model.map_source == "cam"
 
 
 def to_device(batch: dict, device: torch.device | str) -> dict:

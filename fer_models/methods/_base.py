@@ -49,7 +49,10 @@ class FERModel(nn.Module):
     """Base of every method. Subclasses set ``self.backbone`` (or their own layers) and a head."""
 
     name: str = ""
-    map_source: str = "cam"  # "cam" (built-in cams), "grad" (pytorch-grad-cam), "attention"
+    #: where M[k] comes from, read by ``fer_models.metrics``: "cam" (the forward's built-in
+    #: cams), "grad" (pytorch-grad-cam), "attention" (APViT), "cam-x-attention" (TS-CAM);
+    #: any value but "cam" makes evaluation call :meth:`class_maps`
+    map_source: str = "cam"
 
     def __init__(self, num_classes: int):
         super().__init__()

@@ -37,6 +37,8 @@ class TSCAM(FERModel):
 
     name = "tscam"
 
+    map_source = "cam-x-attention"  # semantic map x class-token attention (class_maps)
+
     def __init__(self, backbone: ViTBackbone, num_classes: int, image_size: int = 48):
         super().__init__(num_classes)
         self.backbone = backbone

@@ -107,3 +107,21 @@ def test_figures_are_written(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths if p.suffix == ".png")
     rows = (tmp_path / "matrices" / "confusion.csv").read_text().splitlines()
     assert rows[1].split(",")[1] == "2"  # two anger faces predicted anger (labels echo)
+
+
+class FlatMaps(MapEcho):
+    """Same forward as MapEcho, but its method's map M[k] is a constant: metrics must call
+    :meth:`class_maps` for any ``map_source`` other than the forward's built-in CAMs."""
+
+    map_source = "grad"
+
+    def class_maps(self, x, target):
+        return torch.ones(x.shape[0], 4, 4)
+
+
+def test_map_source_decides_where_cam_cos_reads_the_map():
+    loader = _loader([0, 1, 2, 3], [0, 1, 2, 3])
+    built_in = evaluate(MapEcho(), loader, num_classes=K).metrics["cam_cos"]
+    own = evaluate(FlatMaps(), loader, num_classes=K).metrics["cam_cos"]
+    assert built_in > 0.97  # the forward's CAM is (a pooled copy of) the AU map itself
+    assert own < built_in - 0.1  # the flat map of class_maps was used, not the forward's CAM
