@@ -1,4 +1,4 @@
-"""`fer-orch` commands: grid, ablate, report, ui."""
+"""`fer-orch` commands: grid, ablate, report."""
 
 from __future__ import annotations
 
@@ -137,22 +137,4 @@ def report_cmd(experiment: str, out: str | None, tracking_uri: str | None, no_lo
     click.secho(f"report written to {rep.out} ({len(rep.files)} files)", fg="green", err=True)
 
 
-@click.command("ui")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 for every one).")
-@click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--tracking-uri", help="MLflow tracking URI (default: the grid's default store).")
-def ui_cmd(host: str, port: int, tracking_uri: str | None) -> None:
-    """Start the MLflow UI against the store the grid writes to."""
-    import subprocess
-
-    from orchestrator import tracking
-
-    cmd = tracking.ui_command(tracking_uri, host, port)
-    click.secho(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", fg="green", err=True)
-    try:
-        sys.exit(subprocess.call(cmd))
-    except KeyboardInterrupt:
-        pass
-
-
-COMMANDS: list = [grid_cmd, ablate_cmd, report_cmd, ui_cmd]
+COMMANDS: list = [grid_cmd, ablate_cmd, report_cmd]

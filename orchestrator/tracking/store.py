@@ -67,29 +67,36 @@ def client(uri: str | None = None):
 
 
 def ensure_experiment(name: str, uri: str | None = None) -> str:
-    """The id of experiment ``name``, created if missing.
+    """The id of experiment ``name``, created if missing, tagged for the MLflow UI's
+    model-training mode (:mod:`orchestrator.tracking.ui`).
 
     With a SQLite store the artifacts go to an absolute folder beside the database, so a
     Tune worker (whose working directory is its trial folder) writes them to the same
     place; with an HTTP server the server decides (``--serve-artifacts`` proxies them).
     """
+    from orchestrator.tracking.ui import KIND_KEY, mark_model_training
+
     uri = resolve_uri(uri)
     c = client(uri)
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             c.restore_experiment(exp.experiment_id)
+        if KIND_KEY not in exp.tags:  # made by an older fer-orch or by hand
+            mark_model_training(c, exp.experiment_id)
         return exp.experiment_id
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts" / name).as_uri()
     try:
-        return c.create_experiment(name, artifact_location=location)
+        exp_id = c.create_experiment(name, artifact_location=location)
     except Exception:  # created concurrently by another process
         exp = c.get_experiment_by_name(name)
         if exp is None:
             raise
         return exp.experiment_id
+    mark_model_training(c, exp_id)
+    return exp_id
 
 
 def search_all(c, experiment_id: str, filter_string: str) -> list:
