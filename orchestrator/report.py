@@ -86,7 +86,7 @@ def published():
     """Paper 002's published numbers (``orchestrator/published/paper002.csv``) as a frame."""
     import pandas as pd
 
-    return pd.read_csv(PUBLISHED_CSV, dtype={"table": str, "layers": str, "lam": str}, keep_default_na=False)
+    return pd.read_csv(PUBLISHED_CSV, dtype={"table": str, "au": str, "layers": str, "lam": str}, keep_default_na=False)
 
 
 def published_value(table: str, dataset: str, method: str, metric: str, au: bool, layers: str = "",
