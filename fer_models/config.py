@@ -24,7 +24,10 @@ class DataConfig:
     val_fraction: float = 0.1
     split_seed: int = 0
     num_workers: int = 0
-    augment: bool = True  # geometric augmentation moving image and AU map together
+    augment: bool | tuple[str, ...] = True  # train-time steps (WAVE-A Interface 1; True = the CPU recipe)
+    # WAVE-A Interface 1 (r10-datapath implements them; declared here so presets can name them)
+    eval_steps: tuple[str, ...] = ()  # deterministic val/test steps
+    stored_size: int | None = None  # image size in the cache (None = image_size)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,15 @@ class TrainConfig:
     amp: bool = True  # only takes effect on CUDA
     channels_last: bool = True  # only takes effect on CUDA
     method_kwargs: dict[str, Any] = field(default_factory=dict)
+    # paper 002 reproduction (docs/reproducing-paper-002.md lists who sets what)
+    weights_tag: str | None = None  # timm pretrained tag of hub weights; None = the backbone's default
+    head_lr: float | None = None  # lr of the method's new head (FERModel.new_modules); None = lr
+    head_layers: tuple[int, ...] = ()  # backbone layers trained at head_lr too (released code: (5,))
+    nesterov: bool = False  # SGD only
+    lr_step: int = 0  # scheduler "step": x lr_gamma every lr_step epochs; 0 = x0.1 at 1/3 and 2/3
+    lr_gamma: float = 0.1
+    min_lr: float = 0.0  # floor of the "step" schedule
+    metric_def: str = "project"  # "project" | "released": how CAM-/ATT-COS are computed (metrics.py)
     data: DataConfig = field(default_factory=DataConfig)
 
 

@@ -2,24 +2,39 @@
 
 - ``cl``: classification accuracy in percent (as paper 002's tables print it).
 - ``cam_cos``: cosine (Eq. 2) between the CAM of the *true* class (``FERModel.class_maps``,
-  min-max normalised) resized to the AU map's size and the AU map A.
-- ``att_cos``: the same for the attention T_l (Eq. 1, min-max normalised) of the aligned
-  layer ``att_layer``; the trainer passes the first of ``cfg.layers`` (5 by default, the
-  layer of paper 002's Table 2), with or without AU so both runs are measured alike.
-  ``att_cos_1..5`` give every layer.
-- Localisation metrics only use samples whose AU map is defined and whose label is not
-  neutral (neutral has no AU). On synthetic data ``gt_cam_cos`` / ``gt_att_cos`` compare
-  with the map of the AUs truly active in the image (``gt_au_map``, where ``gt_valid``).
+  min-max normalised) and the AU map A of the sample, over the samples whose map is
+  defined and whose label is not neutral (neutral has no AU); NaN for a method without a
+  CAM (APViT, ``FERModel.has_cam``).
+- ``att_cos``: the same for the attention T_l (Eq. 1) of ``att_layer``; the trainer passes
+  the top aligned layer, ``max(cfg.layers)`` (5 by default: paper 002's Table 2 reports
+  layer 5), with or without AU so both runs are measured alike. ``att_cos_1..5``: every layer.
+- ``cam_cos_avg`` / ``att_cos_avg``: the mean of the per-class means, the "Average" row of
+  paper 002's per-class cosine matrix, which is what its Tables 1-2 print; ``cam_cos`` /
+  ``att_cos`` are the per-sample means. Both exist for both definitions below.
+- On synthetic data ``gt_cam_cos`` / ``gt_att_cos`` compare with the map of the AUs truly
+  active in the image (``gt_au_map``, where ``gt_valid``).
 - ``confusion`` (K x K, rows true, columns predicted); ``cosine_matrix`` (K x 6: rows classes,
   columns layers 1..5 + CAM, NaN where a class has no valid sample, e.g. neutral);
-  ``mean_maps``: per-class mean CAM and attention at the map size, for Figs. 6-9.
+  ``mean_maps``: per-class mean CAM and attention at the reference map's size, Figs. 6-9.
 
-Resizing to the AU map: bilinear when up-sampling (the paper's wording), area averaging
-when a map is larger than A (Grad-CAM maps come at input size).
+Two definitions (``metric_def``, ``TrainConfig.metric_def``):
+
+- ``project`` (default): A is the stored training map (``au_map``, ``DataConfig.map_size``);
+  the CAM and the attention are min-max normalised and resized to it (bilinear up, area
+  down).
+- ``released``: as paper 002's released evaluation (``dlib/learning/inference_wsol.py``,
+  ``update_avg_per_cl_au_cosine``). A is rendered at the network input's full resolution
+  (224 px, not the 28 px training map) from the batch's ``landmarks`` and the codebook
+  (when a batch carries no landmarks, the stored map is up-sampled to that size instead,
+  with a warning). The attention is up-sampled bilinearly (corners aligned) to that size,
+  clamped to its own [min, max] and shifted by -min only when min < 0 (never divided: no
+  min-max); the CAM, min-max normalised at its own resolution, is up-sampled bilinearly
+  (corners not aligned) and clamped to [0, 1].
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +43,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fer_models.errors import ConfigError
 from fer_models.figures import save_figure
 from fer_models.labels import NEUTRAL, class_names
 from fer_models.losses import attention, cosine
 from fer_models.methods._base import FERModel, minmax
 
 COSINE_COLUMNS = ("layer1", "layer2", "layer3", "layer4", "layer5", "cam")
+METRIC_DEFS = ("project", "released")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,6 +71,53 @@ def to_size(m: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(m.unsqueeze(1).float(), size=(size, size), mode=mode, **kw)[:, 0]
 
 
+def released_attention(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Released ATT map: (B, h, w) attention up-sampled to ``size`` (bilinear, corners
+    aligned, antialiased), clamped to its own per-sample [min, max], shifted by -min where
+    min < 0. No division: its scale is kept (cosine is scale-free, the shift is not)."""
+    t = t.float()
+    lo = t.amin(dim=(-2, -1), keepdim=True)
+    hi = t.amax(dim=(-2, -1), keepdim=True)
+    up = t if t.shape[-2:] == tuple(size) else F.interpolate(
+        t.unsqueeze(1), size=size, mode="bilinear", align_corners=True, antialias=True)[:, 0]
+    up = torch.minimum(torch.maximum(up, lo), hi)
+    return up - lo.clamp(max=0.0)
+
+
+def released_cam(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Released CAM map: (B, h, w) min-max normalised map up-sampled bilinearly (corners not
+    aligned) to ``size`` and clamped to [0, 1]."""
+    cam = cam.float()
+    if cam.shape[-2:] != tuple(size):
+        cam = F.interpolate(cam.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0]
+    return cam.clamp(0.0, 1.0)
+
+
+def full_resolution_maps(batch: dict, codebook: str | None, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The AU map of each sample at the network input's resolution, and where it is defined.
+
+    Rendered from ``batch["landmarks"]`` (network-input pixels) with the same vectorised
+    renderer as the cache (``fer_models.data.au.expression_au_maps``); without landmarks,
+    the stored ``au_map`` up-sampled bilinearly (a coarser stand-in, warned about).
+    """
+    y = batch["label"]
+    valid = batch["au_valid"].bool()
+    lm = batch.get("landmarks")
+    if torch.is_tensor(lm) and codebook:
+        from fer_models.data.au import expression_au_maps
+
+        maps, ok = expression_au_maps(lm.detach().float().cpu().numpy(), y.cpu().numpy(), codebook, size, size[0])
+        return torch.from_numpy(maps).to(y.device), valid & torch.from_numpy(ok).to(valid.device)
+    if not getattr(full_resolution_maps, "_warned", False):
+        log.warning("metric_def 'released': the batch has no landmarks, so the AU map is the stored map "
+                    "up-sampled to %s px, not rendered at that resolution", size[0])
+        full_resolution_maps._warned = True  # type: ignore[attr-defined]
+    a = batch["au_map"][:, 0].float()
+    if a.shape[-2:] != tuple(size):
+        a = F.interpolate(a.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0]
+    return a, valid
+
+
 def _uses_builtin_cams(model: FERModel) -> bool:
     """The CAM of the forward pass is the method's map (``map_source == "cam"``): read it from
     the evaluation forward instead of a second pass through :meth:`FERModel.class_maps`."""
@@ -61,6 +126,21 @@ def _uses_builtin_cams(model: FERModel) -> bool:
 
 def to_device(batch: dict, device: torch.device | str) -> dict:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def eval_options(cfg: Any) -> dict[str, Any]:
+    """The :func:`evaluate` options a ``TrainConfig`` sets: its metric definition and codebook."""
+    return {"metric_def": cfg.metric_def, "codebook": cfg.data.codebook}
+
+
+def class_mean(cos_sum: np.ndarray, cos_cnt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class mean cosines (NaN for a class without samples) and their mean over the
+    classes that have samples: paper 002's per-class matrix and its "Average" row."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mat = np.where(cos_cnt > 0, cos_sum / np.maximum(cos_cnt, 1), np.nan)
+    rows = mat[np.isfinite(mat).any(axis=1)]
+    avg = np.nanmean(rows, axis=0) if len(rows) else np.full(mat.shape[1], np.nan)
+    return mat, avg
 
 
 def evaluate(
@@ -74,10 +154,18 @@ def evaluate(
     mean_maps: bool = False,
     progress: bool = False,
     desc: str = "eval",
+    metric_def: str = "project",
+    codebook: str | None = None,
 ) -> EvalResult:
-    """Classification and localisation metrics of ``model`` over ``loader`` (batched)."""
+    """Classification and localisation metrics of ``model`` over ``loader`` (batched); see
+    the module docstring for ``metric_def``. The model gets the true labels
+    (``model(x, labels=y)``): only a method that asks for them at evaluation uses them
+    (ACoL with ``eval_erase="label"``, as the released code)."""
     from tqdm.auto import tqdm
 
+    if metric_def not in METRIC_DEFS:
+        raise ConfigError(f"metric_def must be one of {', '.join(METRIC_DEFS)}, got '{metric_def}'")
+    released = metric_def == "released"
     model.eval()
     K = num_classes
     conf = np.zeros((K, K), dtype=np.int64)
@@ -88,27 +176,36 @@ def evaluate(
     layer_sum, layer_cnt = np.zeros(5), 0
     mm: dict[str, Any] = {}
     mm_cnt = np.zeros(K)
+    has_cam = bool(getattr(model, "has_cam", True))
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         batch = to_device(batch, device)
         x, y = batch["image"], batch["label"]
         with torch.no_grad():
-            out = model(x)
+            out = model(x, labels=y)
         pred = out.logits.argmax(1)
         np.add.at(conf, (y.cpu().numpy(), pred.cpu().numpy()), 1)
         if not maps:
             continue
-        a = batch["au_map"][:, 0].float()
-        M = a.shape[-1]
         if _uses_builtin_cams(model) and out.cams is not None:
             idx = torch.arange(x.shape[0], device=x.device)
             cam = minmax(out.cams[idx, y].detach().float())
         else:
             cam = model.class_maps(x, y)
-        cam = to_size(cam, M)
-        atts = {l: to_size(minmax(attention(out.features[l]).detach().float()), M) for l in range(1, 6) if l in out.features}
+        feats = {l: attention(out.features[l]).detach().float() for l in range(1, 6) if l in out.features}
+        if released:
+            size = tuple(int(v) for v in x.shape[-2:])
+            a, au_valid = full_resolution_maps(batch, codebook, size)
+            cam = released_cam(cam, size)
+            atts = {l: released_attention(t, size) for l, t in feats.items()}
+        else:
+            a, au_valid = batch["au_map"][:, 0].float(), batch["au_valid"].bool()
+            M = a.shape[-1]
+            cam = to_size(cam, M)
+            atts = {l: to_size(minmax(t), M) for l, t in feats.items()}
+        M = a.shape[-1]
         att = atts[att_layer]
         not_neutral = y != NEUTRAL
-        loc = batch["au_valid"].bool() & not_neutral
+        loc = au_valid & not_neutral
         c_cam, c_att = cosine(cam, a), cosine(att, a)
         if loc.any():
             sums["cam"] += float(c_cam[loc].sum())
@@ -127,7 +224,8 @@ def evaluate(
             if gt.any():
                 g = batch["gt_au_map"][:, 0].float()
                 if g.shape[-1] != M:
-                    g = to_size(g, M)
+                    g = to_size(g, M) if not released else F.interpolate(
+                        g.unsqueeze(1), size=(M, M), mode="bilinear", align_corners=False)[:, 0]
                 sums["gt_cam"] += float(cosine(cam, g)[gt].sum())
                 sums["gt_att"] += float(cosine(att, g)[gt].sum())
                 cnts["gt_cam"] += int(gt.sum())
@@ -143,13 +241,18 @@ def evaluate(
     nan = float("nan")
     total = conf.sum()
     metrics = {"cl": 100.0 * float(np.trace(conf)) / float(total) if total else nan}
+    cos_mat, avg = class_mean(cos_sum, cos_cnt)
+    if not has_cam:
+        cos_mat[:, -1], avg[-1] = nan, nan
     if maps:
         for key, name in (("cam", "cam_cos"), ("att", "att_cos"), ("gt_cam", "gt_cam_cos"), ("gt_att", "gt_att_cos")):
             metrics[name] = sums[key] / cnts[key] if cnts[key] else nan
+        if not has_cam:
+            metrics["cam_cos"] = metrics["gt_cam_cos"] = nan
         for l in range(5):
             metrics[f"att_cos_{l + 1}"] = float(layer_sum[l] / layer_cnt) if layer_cnt else nan
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos_mat = np.where(cos_cnt > 0, cos_sum / np.maximum(cos_cnt, 1), np.nan)
+        metrics["cam_cos_avg"] = float(avg[-1])
+        metrics["att_cos_avg"] = float(avg[att_layer - 1])
     means = {k: v / np.maximum(mm_cnt, 1)[:, None, None] for k, v in mm.items()}
     return EvalResult(metrics=metrics, confusion=conf, cosine_matrix=cos_mat, mean_maps=means)
 

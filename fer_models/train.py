@@ -39,7 +39,7 @@ import torch
 from fer_models.config import TrainConfig
 from fer_models.errors import ConfigError
 from fer_models.losses import total_loss
-from fer_models.metrics import EvalResult, evaluate, to_device
+from fer_models.metrics import EvalResult, eval_options, evaluate, to_device
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -54,6 +54,7 @@ class TrainResult:
     seconds: float = 0.0  # wall time of this call (training + evaluation)
     num_classes: int = 7
     backbone: str | None = None  # the backbone actually used (see methods.resolve_backbone)
+    weights: str | None = None  # its weights: "tag:<timm tag>", "file:<path>" or "none" (methods.weights_of)
 
 
 def seed_everything(seed: int) -> None:
@@ -70,24 +71,72 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def param_groups(cfg: TrainConfig, model: torch.nn.Module) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups: ``backbone`` at ``cfg.lr`` and ``head`` at ``cfg.head_lr``.
+
+    ``head`` is what the method adds to its encoder (:meth:`FERModel.new_modules`; a seed
+    network is all new) plus the encoder layers ``cfg.head_layers``. Paper 002's released
+    code puts ResNet's layer4 in the head's group (the WSOL recipe it builds on): its
+    ``head_layers`` is ``(5,)``. With no ``head_lr`` and no ``head_layers`` there is one group.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if cfg.head_lr is None and not cfg.head_layers:
+        return [{"name": "all", "params": trainable, "lr": cfg.lr}]
+    head_ids: set[int] = set()
+    new_modules = getattr(model, "new_modules", None)
+    for m in (new_modules() if callable(new_modules) else []):
+        head_ids.update(id(p) for p in m.parameters())
+    backbone = getattr(model, "backbone", None)
+    for layer in cfg.head_layers:
+        if backbone is None:
+            break
+        head_ids.update(id(p) for p in backbone.stage(int(layer)).parameters())
+    head = [p for p in trainable if id(p) in head_ids]
+    rest = [p for p in trainable if id(p) not in head_ids]
+    head_lr = cfg.lr if cfg.head_lr is None else cfg.head_lr
+    groups = [{"name": "backbone", "params": rest, "lr": cfg.lr}, {"name": "head", "params": head, "lr": head_lr}]
+    return [g for g in groups if g["params"]]
+
+
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    """``sgd`` (momentum, weight decay, ``nesterov`` as paper 002's released code), ``adam`` or
+    ``adamw``, over :func:`param_groups`."""
+    groups = param_groups(cfg, model)
     name = cfg.optimizer.lower()
+    if cfg.nesterov and name != "sgd":
+        raise ConfigError(f"nesterov applies to SGD only, but the optimizer is '{cfg.optimizer}'")
     if name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        if cfg.nesterov and cfg.momentum <= 0:
+            raise ConfigError("Nesterov SGD needs momentum > 0; set momentum or nesterov=false")
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=bool(cfg.nesterov))
     if name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ConfigError(f"unknown optimizer '{cfg.optimizer}'; use sgd, adam or adamw")
 
 
 def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
-    """A per-step scheduler (``scheduler.step()`` after every optimiser step)."""
+    """A per-step scheduler (``scheduler.step()`` after every optimiser step).
+
+    ``step`` with ``lr_step`` > 0 is paper 002's released schedule, which steps once per
+    epoch: every group's lr is ``max(lr0 * lr_gamma ** (epoch // lr_step), min_lr)``, held
+    constant within an epoch. ``step`` with ``lr_step`` = 0 keeps fer-orch's x0.1 at 1/3 and
+    2/3 of the run.
+    """
     name = cfg.scheduler.lower()
     total = max(1, cfg.epochs * steps_per_epoch)
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    if name == "step" and cfg.lr_step > 0:
+        per_epoch, every, gamma = max(1, steps_per_epoch), int(cfg.lr_step), float(cfg.lr_gamma)
+
+        def factor(base: float):
+            floor = cfg.min_lr / base if base > 0 else 0.0
+            return lambda s: max(gamma ** ((s // per_epoch) // every), floor)
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, [factor(g["lr"]) for g in opt.param_groups])
     if name == "step":
         marks = sorted({max(1, total // 3), max(1, 2 * total // 3)})
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=marks, gamma=0.1)
@@ -155,7 +204,7 @@ def train(
     amp_dtype = torch.bfloat16 if (use_amp and torch.cuda.is_bf16_supported()) else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     layers = tuple(int(l) for l in cfg.layers)
-    att_layer = layers[0]
+    att_layer = max(layers)  # paper 002, Table 2: ATT-COS at the top aligned layer, whatever the order
     lam = cfg.lam if cfg.au else 0.0
 
     ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
@@ -204,7 +253,7 @@ def train(
         if n_batches == 0:
             raise ConfigError("the training split gave no batch; lower batch_size or check the dataset")
         val = evaluate(model, loaders.val, num_classes=num_classes, att_layer=att_layer, device=device,
-                       progress=progress, desc="val")
+                       progress=progress, desc="val", **eval_options(cfg))
         metrics = {
             "train_loss": tot["loss"] / n_batches,
             "train_ce": tot["ce"] / n_batches,
@@ -237,7 +286,7 @@ def train(
 
     model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
     test = evaluate(model, loaders.test, num_classes=num_classes, att_layer=att_layer, device=device,
-                    mean_maps=True, progress=progress, desc="test")
+                    mean_maps=True, progress=progress, desc="test", **eval_options(cfg))
     seconds = time.perf_counter() - t0
     (run_dir / "test_metrics.json").write_text(
         json.dumps({"best_epoch": best_epoch, "seconds": seconds, **test.metrics}, indent=2)
@@ -252,4 +301,5 @@ def train(
         seconds=seconds,
         num_classes=num_classes,
         backbone=getattr(model, "backbone_name", None),
+        weights=getattr(model, "weights", None),
     )

@@ -11,14 +11,23 @@ Which runs: for each study, the latest grid invocation that contained it
 trial run, whichever invocation trained it. Everything lands in ``--out`` (default
 ``FER_ORCH_HOME/report/<experiment>``) as Markdown + CSV + PNG, is printed, and is logged
 under ``report/`` of the parent run.
+
+Against the paper: paper 002's published numbers (Tables 1-3, Fig. 5) are data,
+``orchestrator/published/paper002.csv`` (one row per number, with the line of the paper's
+text or the figure it was typed from). On runs of the paper's datasets (RAF-DB, AffectNet)
+each study's section adds a table of ours beside the published value and the difference
+(:func:`vs_paper`); on synthetic data one line says why there is none (:data:`NO_PUBLISHED`).
+Ours is the class-mean cosine (the "Average" row the paper prints) where the runs have it,
+else the per-sample mean.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from fer_models import paths
 from fer_models.errors import FerOrchError
@@ -26,6 +35,16 @@ from orchestrator import studies, tracking
 
 #: column titles of the paper
 METRIC_TITLES = {"cl": "CL", "cam_cos": "CAM-COS", "att_cos": "ATT-COS", "gt_cam_cos": "GT CAM-COS", "gt_att_cos": "GT ATT-COS"}
+#: class-mean ("Average" row) counterparts of the per-sample cosines, when the runs log them
+CLASS_MEAN = {"cam_cos": "cam_cos_avg", "att_cos": "att_cos_avg"}
+#: how a column set beside the paper is named
+COMPARED_NAMES = {"cl": "CL", "cam_cos": "CAM-COS (per sample)", "att_cos": "ATT-COS (per sample)",
+                  "cam_cos_avg": "CAM-COS (class mean)", "att_cos_avg": "ATT-COS (class mean)"}
+PUBLISHED_CSV = Path(__file__).with_name("published") / "paper002.csv"
+#: the datasets paper 002 reports on
+PAPER_DATASETS = ("rafdb", "affectnet")
+NO_PUBLISHED = ("No column of published numbers: these runs are not on RAF-DB or AffectNet "
+                "(e.g. the synthetic faces), and paper 002 reports only those two datasets.")
 
 
 @dataclass
@@ -54,10 +73,84 @@ def runs_frame(runs: list[Any]):
                 "layers": t.get("layers"),
                 "seed": int(t.get("seed", 0)),
                 **{k: m.get(f"test_{k}", math.nan) for k in METRIC_TITLES},
+                **{k: m.get(f"test_{k}", math.nan) for k in CLASS_MEAN.values()},
                 "att_cos_5": m.get("test_att_cos_5", m.get("test_att_cos", math.nan)),
+                "metric_def": r.data.params.get("metric_def", "project"),
             }
         )
     return pd.DataFrame(rows)
+
+
+@lru_cache(maxsize=1)
+def published():
+    """Paper 002's published numbers (``orchestrator/published/paper002.csv``) as a frame."""
+    import pandas as pd
+
+    return pd.read_csv(PUBLISHED_CSV, dtype={"table": str, "au": str, "layers": str, "lam": str}, keep_default_na=False)
+
+
+def published_value(table: str, dataset: str, method: str, metric: str, au: bool, layers: str = "",
+                    lam: float | None = None) -> float:
+    """One published number (NaN when the paper has none, e.g. APViT's CAM-COS)."""
+    p = published()
+    sel = (p.table == table) & (p.dataset == dataset) & (p.method == method) & (p.metric == metric) & \
+        (p.au == str(bool(au)).lower())
+    if layers:
+        sel &= p.layers == layers
+    if lam is not None:
+        sel &= p.lam == f"{lam:g}"
+    vals = p.loc[sel, "value"]
+    return float(vals.iloc[0]) if len(vals) else math.nan
+
+
+def on_paper_data(df) -> bool:
+    return bool(df["dataset"].isin(PAPER_DATASETS).any())
+
+
+def comparable(df, metric: str) -> str:
+    """The column of ``df`` to set beside the paper's ``metric``: the class mean when logged."""
+    avg = CLASS_MEAN.get(metric)
+    if avg and avg in df and df[avg].notna().any():
+        return avg
+    return metric
+
+
+def against_paper(df, title: str, first: list[str], metrics: Iterable[str], keys: list[str],
+                  label: Callable[[tuple], list[str]], lookup: Callable[[str, str, tuple], float],
+                  order: Callable[[tuple], Any] | None = None) -> list[str]:
+    """For each paper dataset in ``df``: the groups of ``keys`` (mean ± std over seeds of the
+    :func:`comparable` column of each metric) beside ``lookup(dataset, metric, key)``, the
+    published value, as one :func:`vs_paper` table titled ``title.format(d=dataset)``;
+    ``label(key)`` gives a row's first cells, ``order`` sorts the groups."""
+    parts = []
+    for d in (x for x in PAPER_DATASETS if x in set(df["dataset"])):
+        sub = df[df["dataset"] == d]
+        rows = []
+        for metric in metrics:
+            col = comparable(sub, metric)
+            mean, std, n = agg(sub, keys, [col])
+            for key in sorted(mean.index, key=order) if order else mean.index:
+                k = key if isinstance(key, tuple) else (key,)
+                rows.append((label(k) + [COMPARED_NAMES[col]], mean.loc[key, col], std.loc[key, col],
+                             lookup(d, metric, k), int(n.loc[key, col])))
+        md = vs_paper(title.format(d=d), rows, first + ["Metric"])
+        if md:
+            parts.append(md)
+    return parts
+
+
+def vs_paper(title: str, rows: Iterable[tuple[list[str], float, float, float, int]], first: list[str]) -> str:
+    """A Markdown table ``first columns | ours | paper | Δ (ours − paper)`` from rows
+    ``(labels, ours mean, ours std, published, n)``; rows without a published value are left out."""
+    out = []
+    for labels, mean, std, pub, n in rows:
+        if not math.isfinite(pub):
+            continue
+        diff = f"{mean - pub:+.2f}" if math.isfinite(mean) else "–"
+        out.append(labels + [fmt(mean, std, n, ""), f"{pub:.2f}", diff])
+    if not out:
+        return ""
+    return f"### {title}\n\n" + md_table(first + ["ours", "paper", "Δ (ours − paper)"], out)
 
 
 def agg(df, keys: list[str], metrics: list[str]):
@@ -112,14 +205,19 @@ def build_report(experiment: str = "fer-orch", uri: str | None = None, out: str 
     files: list[Path] = []
     counts: dict[str, int] = {}
     parent_ids = []
+    real = False
     for name in studies.report_order():
         parent, runs = tracking.study_runs(exp.experiment_id, name, uri)
         counts[name] = len(runs)
         if runs:
             parent_ids.append(parent.info.run_id)
-            parts += studies.get(name).report(parent, runs_frame(runs), out)
+            df = runs_frame(runs)
+            real = real or on_paper_data(df)
+            parts += studies.get(name).report(parent, df, out)
         else:
             parts.append(studies.get(name).missing)
+    if any(counts.values()) and not real:
+        parts.insert(1, NO_PUBLISHED)
     markdown = "\n\n".join(parts) + "\n"
     (out / "report.md").write_text(markdown)
     files = sorted(p for p in out.iterdir() if p.is_file())

@@ -107,6 +107,9 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
                 tune.report({**nums, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(d))
 
         result = train_fn(cfg, work, on_epoch=on_epoch, resume=True, progress=False, cache_dir=spec.get("cache_dir"))
+        # what was really built (a transformer method runs on the CNN's counterpart; issue 9)
+        run.log_params({"built.backbone": getattr(result, "backbone", None) or "none",
+                        "built.weights": getattr(result, "weights", None) or "none"})
         final = {
             **{f"test_{k}": v for k, v in result.test.metrics.items()},
             **{f"best_val_{k}": v for k, v in result.best_val.items()},

@@ -51,10 +51,16 @@ def local_weights_only(name: str, pretrained: str | bool | None) -> str | bool:
     return pretrained
 
 
-def create_timm(name: str, pretrained: str | bool, **kwargs) -> nn.Module:
+def timm_name(name: str, tag: str | None) -> str:
+    """timm's ``architecture.tag`` (``resnet50.tv_in1k``); the bare architecture without a tag."""
+    return f"{name}.{tag}" if tag else name
+
+
+def create_timm(name: str, pretrained: str | bool, tag: str | None = None, **kwargs) -> nn.Module:
     """``timm.create_model`` with fer-orch's pretrained policy.
 
-    ``True`` downloads from the timm/Hugging Face hub (a clear ``MissingWeightsError`` when
+    ``True`` downloads the weights of ``name.tag`` from the timm/Hugging Face hub (timm's
+    default tag of ``name`` when ``tag`` is None; a clear ``MissingWeightsError`` when
     offline); a path loads a local state_dict strictly (``weights_only=True``); ``False``
     starts from scratch.
     """
@@ -62,14 +68,15 @@ def create_timm(name: str, pretrained: str | bool, **kwargs) -> nn.Module:
 
     pretrained = wants_pretrained(pretrained)
     if pretrained is True:
+        full = timm_name(name, tag)
         try:
             if _hub_reachable():
-                return timm.create_model(name, pretrained=True, **kwargs)
+                return timm.create_model(full, pretrained=True, **kwargs)
             with _hub_offline():  # weights already in the local cache still load
-                return timm.create_model(name, pretrained=True, **kwargs)
+                return timm.create_model(full, pretrained=True, **kwargs)
         except Exception as e:  # network, hub or cache failure
             raise MissingWeightsError(
-                f"pretrained weights for '{name}' could not be fetched from the timm hub ({type(e).__name__}); "
+                f"pretrained weights for '{full}' could not be fetched from the timm hub ({type(e).__name__}); "
                 f"download them on a connected machine and pass their file path as --pretrained, or train from scratch"
             ) from None
     if not pretrained:

@@ -71,31 +71,55 @@ class ResNetBackbone(Backbone):
         return out
 
 
-def _timm_resnet(name: str, pretrained, **kw) -> nn.Module:
-    return create_timm(name, pretrained, num_classes=0, global_pool="", **kw)
+def _timm_resnet(name: str, pretrained, tag: str | None = None, **kw) -> nn.Module:
+    return create_timm(name, pretrained, tag, num_classes=0, global_pool="", **kw)
 
 
-@BACKBONES.register("resnet50", family="cnn", vit="deit-small")
-def resnet50(pretrained: str | bool = False, image_size: int = 224) -> ResNetBackbone:
-    """ResNet50 (paper 002's CNN encoder), timm ``resnet50``."""
-    return ResNetBackbone(_timm_resnet("resnet50", pretrained), "resnet50")
+def unstride(layer: nn.Sequential) -> None:
+    """Set the stride of a ResNet stage's first block to 1 (its 3x3 conv and its shortcut),
+    so the stage keeps its input resolution. No parameter changes, ImageNet weights load."""
+    first = layer[0]
+    first.conv2.stride = (1, 1)
+    if first.downsample is not None:
+        first.downsample[0].stride = (1, 1)
 
 
-@BACKBONES.register("resnet18", family="cnn", vit="deit-small")
-def resnet18(pretrained: str | bool = False, image_size: int = 224) -> ResNetBackbone:
+@BACKBONES.register("resnet50", family="cnn", vit="deit-small", hybrid="ir50-vit", weights="tv_in1k")
+def resnet50(pretrained: str | bool = False, image_size: int = 224, tag: str | None = None) -> ResNetBackbone:
+    """ResNet50 (paper 002's CNN encoder), timm ``resnet50``; hub weights ``tv_in1k`` (torchvision's)."""
+    return ResNetBackbone(_timm_resnet("resnet50", pretrained, tag), "resnet50")
+
+
+@BACKBONES.register("resnet50-s8", family="cnn", vit="deit-small", hybrid="ir50-vit", weights="tv_in1k")
+def resnet50_s8(pretrained: str | bool = False, image_size: int = 224, tag: str | None = None) -> ResNetBackbone:
+    """ResNet50 with layer3 and layer4 at stride 1: layer 5 at 1/8 (28x28 at 224 px), paper 002's released ``large_maps``.
+
+    The released encoder (``dlib/encoders/resnet.py``, ``large_maps=True`` in the README's
+    commands) sets both strides to 1 without dilation, so the 3x3 convs of the last two
+    stages see a smaller context than in the ImageNet network; we do the same. The
+    torchvision weights load unchanged (strides are not parameters).
+    """
+    net = _timm_resnet("resnet50", pretrained, tag)
+    unstride(net.layer3)
+    unstride(net.layer4)
+    return ResNetBackbone(net, "resnet50-s8")
+
+
+@BACKBONES.register("resnet18", family="cnn", vit="deit-small", hybrid="ir50-vit")
+def resnet18(pretrained: str | bool = False, image_size: int = 224, tag: str | None = None) -> ResNetBackbone:
     """ResNet18, timm ``resnet18`` (layer 5 at 1/32 of the input)."""
-    return ResNetBackbone(_timm_resnet("resnet18", pretrained), "resnet18")
+    return ResNetBackbone(_timm_resnet("resnet18", pretrained, tag), "resnet18")
 
 
-@BACKBONES.register("resnet18-small", family="cnn", vit="vit-tiny-small")
-def resnet18_small(pretrained: str | bool = False, image_size: int = 64) -> ResNetBackbone:
+@BACKBONES.register("resnet18-small", family="cnn", vit="vit-tiny-small", hybrid="ir-tiny-vit")
+def resnet18_small(pretrained: str | bool = False, image_size: int = 64, tag: str | None = None) -> ResNetBackbone:
     """ResNet18 without the stem max-pool: layer 5 at 1/16 (4x4 at 64 px); ImageNet weights load."""
-    net = _timm_resnet("resnet18", pretrained)
+    net = _timm_resnet("resnet18", pretrained, tag)
     net.maxpool = nn.Identity()
     return ResNetBackbone(net, "resnet18-small")
 
 
-@BACKBONES.register("resnet-tiny", family="cnn", vit="vit-tiny-small")
+@BACKBONES.register("resnet-tiny", family="cnn", vit="vit-tiny-small", hybrid="ir-tiny-vit")
 def resnet_tiny(pretrained: str | bool = False, image_size: int = 48) -> ResNetBackbone:
     """Narrow ResNet (1 BasicBlock/stage, 16-128 ch, full-res 3x3 stem + max-pool), layer 5 at 1/8: the CPU-preset encoder."""
     from timm.models.resnet import BasicBlock, ResNet

@@ -91,16 +91,16 @@ class ViTBackbone(Backbone):
         return ((q * a.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
 
 
-@BACKBONES.register("deit-small", family="vit")
-def deit_small(pretrained: str | bool = False, image_size: int = 224) -> ViTBackbone:
-    """DeiT-S (timm ``deit_small_patch16_224``), paper 002's transformer encoder."""
+@BACKBONES.register("deit-small", family="vit", hybrid="ir50-vit", weights="fb_in1k")
+def deit_small(pretrained: str | bool = False, image_size: int = 224, tag: str | None = None) -> ViTBackbone:
+    """DeiT-S (timm ``deit_small_patch16_224``, hub weights ``fb_in1k``), paper 002's transformer encoder."""
     net = create_timm(
-        "deit_small_patch16_224", pretrained, num_classes=0, img_size=image_size, dynamic_img_size=True
+        "deit_small_patch16_224", pretrained, tag, num_classes=0, img_size=image_size, dynamic_img_size=True
     )
     return ViTBackbone(net, "deit-small")
 
 
-@BACKBONES.register("vit-tiny-small", family="vit")
+@BACKBONES.register("vit-tiny-small", family="vit", hybrid="ir-tiny-vit")
 def vit_tiny_small(pretrained: str | bool = False, image_size: int = 48) -> ViTBackbone:
     """Tiny ViT for CPU (patch 8, width 64, depth 5, 2 heads): the CPU-preset transformer."""
     from timm.models.vision_transformer import VisionTransformer

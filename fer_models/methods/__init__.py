@@ -6,16 +6,22 @@ seed network, a complete classifier that ignores ``cfg.backbone``), ``family`` (
 002's Table 1 groups them) and, for the 11 methods of that table, ``table1`` (its row, so
 :func:`paper_methods` gives the paper's order). A transformer method given a CNN backbone
 name (one grid config for all 11 methods) runs on that CNN's transformer counterpart, the
-backbone's ``vit`` metadata, see :func:`resolve_backbone`.
+backbone's ``vit`` metadata, see :func:`resolve_backbone` (APViT, whose encoder is an IR-50 +
+ViT hybrid, uses the ``hybrid`` metadata the same way). :func:`resolve_weights` says which
+backbone and which weights a config builds without building anything; :func:`build_model`
+logs both and keeps them on the model (``backbone_name``, ``weights``).
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 
 from fer_models.methods._base import FERModel, ModelOutput
 
-__all__ = ["FERModel", "ModelOutput", "build_model", "paper_methods", "resolve_backbone"]
+__all__ = ["FERModel", "ModelOutput", "build_model", "paper_methods", "resolve_backbone", "resolve_weights"]
+
+log = logging.getLogger(__name__)
 
 
 def paper_methods() -> tuple[str, ...]:
@@ -26,9 +32,10 @@ def paper_methods() -> tuple[str, ...]:
 
 
 def resolve_backbone(method: str, backbone: str) -> str | None:
-    """The backbone a method really uses: None for seed nets, the ViT counterpart for a
-    transformer method named with a CNN backbone (the CNN's ``vit`` metadata); a CNN method
-    with a ViT backbone is an error."""
+    """The backbone a method really uses: None for seed nets; for a method of another family
+    than ``backbone``, the counterpart that backbone names in its metadata under the method's
+    family (``vit`` for TS-CAM, ``hybrid`` for APViT); a CNN method with a ViT backbone is an
+    error."""
     from fer_models.errors import ConfigError
     from fer_models.registry import BACKBONES, METHODS
 
@@ -39,12 +46,49 @@ def resolve_backbone(method: str, backbone: str) -> str | None:
     have = meta.get("family")
     if need == have:
         return backbone.lower()
-    if need == "vit" and meta.get("vit"):
-        return meta["vit"]
+    if meta.get(need):
+        return meta[need]
     raise ConfigError(
         f"method '{method}' needs a {need.upper()} backbone but '{backbone}' is a {have.upper()}; "
         f"pass one of: {', '.join(n for n in BACKBONES.names() if BACKBONES.meta(n).get('family') == need)}"
     )
+
+
+def resolve_weights(cfg) -> tuple[str | None, str]:
+    """``(backbone actually built, its weights)`` for a ``TrainConfig``, without building it.
+
+    Weights: ``"none"`` (random init), ``"file:<path>"`` (a local file or folder) or
+    ``"hub:<tag>"`` (timm hub weights ``<architecture>.<tag>``), where the tag is
+    ``cfg.weights_tag`` when the backbone built is the one named (a transformer method
+    swapped to the CNN's counterpart gets the counterpart's registered tag), else the
+    backbone's registered ``weights`` metadata, else timm's default (``hub:default``).
+    """
+    from fer_models.backbones._base import wants_pretrained
+    from fer_models.registry import BACKBONES
+
+    name = resolve_backbone(cfg.method, cfg.backbone)
+    if name is None:
+        return None, "none"
+    pre = wants_pretrained(cfg.pretrained)
+    if not pre:
+        return name, "none"
+    if pre is not True:
+        return name, f"file:{pre}"
+    folder = BACKBONES.meta(name).get("weights_dir")
+    if folder:  # weights on no hub: files in FER_ORCH_HOME (APViT's IR-50 and ViT-S)
+        from fer_models import paths
+
+        return name, f"file:{paths.home() / folder}"
+    return name, f"hub:{weights_tag(cfg, name) or 'default'}"
+
+
+def weights_tag(cfg, name: str) -> str | None:
+    """The hub tag ``name`` is built with (see :func:`resolve_weights`)."""
+    from fer_models.registry import BACKBONES
+
+    if cfg.weights_tag and name == str(cfg.backbone).lower():
+        return cfg.weights_tag
+    return BACKBONES.meta(name).get("weights")
 
 
 def build_model(cfg, num_classes: int | None = None):
@@ -63,9 +107,24 @@ def build_model(cfg, num_classes: int | None = None):
         raise ConfigError(
             f"method '{cfg.method}' has no option(s) {unknown}; its options are {allowed or 'none'}"
         )
-    name = resolve_backbone(cfg.method, cfg.backbone)
-    backbone = None if name is None else BACKBONES.get(name)(pretrained=cfg.pretrained, image_size=image_size)
+    name, weights = resolve_weights(cfg)
+    backbone = None
+    if name is not None:
+        fn = BACKBONES.get(name)
+        kwargs = {"pretrained": cfg.pretrained, "image_size": image_size}
+        tag = weights_tag(cfg, name)
+        if "tag" in inspect.signature(fn).parameters:
+            kwargs["tag"] = tag
+        elif cfg.weights_tag and name == str(cfg.backbone).lower():
+            raise ConfigError(f"backbone '{name}' has no hub weights tags; drop weights_tag '{cfg.weights_tag}'")
+        backbone = fn(**kwargs)
     model = cls(backbone, k, image_size=image_size, **dict(cfg.method_kwargs))
     model.backbone_name = name
+    model.weights = weights
     model.method_name = cfg.method.lower()
+    if name is not None and name != str(cfg.backbone).lower():
+        log.info("method %s runs on %s (the %s counterpart of %s), weights %s", cfg.method, name,
+                 METHODS.meta(cfg.method).get("backbone"), cfg.backbone, weights)
+    else:
+        log.info("method %s on backbone %s, weights %s", cfg.method, name, weights)
     return model

@@ -12,6 +12,8 @@
   gradient methods (:class:`GradCAMMixin`) go through pytorch-grad-cam, whose hooks are
   released on exit.
 - ``tap_layers()``: named modules the analysis jobs may hook.
+- ``new_modules()``: what the method adds to its (possibly pretrained) encoder, the optimiser's
+  head group (``fer_models.train.param_groups``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class FERModel(nn.Module):
     #: cams), "grad" (pytorch-grad-cam), "attention" (APViT), "cam-x-attention" (TS-CAM);
     #: any value but "cam" makes evaluation call :meth:`class_maps`
     map_source: str = "cam"
+    #: False for a method whose map is class-agnostic (APViT): no CAM-COS (paper 002, Table 1)
+    has_cam: bool = True
 
     def __init__(self, num_classes: int):
         super().__init__()
@@ -81,6 +85,11 @@ class FERModel(nn.Module):
             raise NotImplementedError(f"method '{self.name}' has no built-in class maps")
         idx = torch.arange(x.shape[0], device=x.device)
         return minmax(out.cams[idx, target.to(x.device)].float())
+
+    def new_modules(self) -> list[nn.Module]:
+        """Modules the method adds to its encoder: every child but ``backbone`` (a seed network,
+        which has none, is all new)."""
+        return [m for name, m in self.named_children() if name != "backbone"]
 
     def tap_layers(self) -> dict[str, nn.Module]:
         taps = {f"layer{l}": self.backbone.stage(l) for l in range(1, 6)}

@@ -3,6 +3,10 @@
 A 1x1 conv gives class response maps; the class score is the mean of the map's local peaks
 (maxima of a 3x3 window that also exceed the map's median, the PRM peak finder's median
 filter), so the gradient flows only through the peaks. The peak mask is not differentiated.
+
+Option ``pooling``: ``"peaks"`` (default, the above) or ``"maxpool"``, paper 002's released
+PRM (``dlib/poolings/core.py``): a 3x3 max-pool of stride 1 (no padding) over the response
+maps, then their global average, with no peak finding.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_models.backbones import Backbone
+from fer_models.errors import ConfigError
 from fer_models.methods._base import FERModel, ModelOutput
 from fer_models.registry import METHODS
 
@@ -31,13 +36,21 @@ class PRM(FERModel):
 
     name = "prm"
 
-    def __init__(self, backbone: Backbone, num_classes: int, image_size: int = 48, window: int = 3):
+    def __init__(self, backbone: Backbone, num_classes: int, image_size: int = 48, window: int = 3,
+                 pooling: str = "peaks"):
         super().__init__(num_classes)
+        if pooling not in ("peaks", "maxpool"):
+            raise ConfigError(f"PRM's pooling is 'peaks' or 'maxpool', got '{pooling}'")
         self.backbone = backbone
-        self.window = window
+        self.window, self.pooling = window, pooling
         self.head = nn.Conv2d(backbone.channels[5], num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> ModelOutput:
         feats = self.backbone(x)
         crm = self.head(feats[5])
-        return ModelOutput(logits=peak_stimulation(crm, self.window), features=feats, cams=crm)
+        if self.pooling == "maxpool":
+            w = min(self.window, *crm.shape[-2:])
+            logits = F.max_pool2d(crm, w, stride=1).mean(dim=(2, 3))
+        else:
+            logits = peak_stimulation(crm, self.window)
+        return ModelOutput(logits=logits, features=feats, cams=crm)

@@ -41,7 +41,9 @@ def _grid_options(fn):
         click.option("--gpus-per-trial", type=float, help="GPUs per trial; fractions (0.5) pack trials on one GPU."),
         click.option("--max-concurrent", type=int, help="At most this many trials at once (0: resources decide)."),
         click.option("--max-failures", type=int, help="Retries of a trial whose worker died, from its last checkpoint."),
-        click.option("--print-config", is_flag=True, help="Print the resolved GridConfig YAML and the trial count, run nothing."),
+        click.option("--print-config", is_flag=True,
+                     help="Print the resolved GridConfig YAML, every trial's settings as a table and the trial "
+                          "counts; run nothing (offline: no dataset, cache or weights is touched)."),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -75,12 +77,94 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
     )
 
 
+SETTINGS_COLUMNS = ("id", "method", "dataset", "backbone (weights)", "input", "optimiser", "lr per group",
+                    "schedule", "augmentation", "codebook", "metric", "method options")
+TRIAL_COLUMNS = ("study", "settings", "AU", "λ", "layers", "seeds")
+
+
+def _lr_groups(c) -> str:
+    if c.head_lr is None and not c.head_layers:
+        return f"all {c.lr:g}"
+    head = "head" + "".join(f"+layer{l}" for l in c.head_layers)
+    return f"backbone {c.lr:g}, {head} {c.lr if c.head_lr is None else c.head_lr:g}"
+
+
+def _schedule(c) -> str:
+    name = c.scheduler.lower()
+    if name == "step" and c.lr_step > 0:
+        floor = f", floor {c.min_lr:g}" if c.min_lr > 0 else ""
+        return f"step x{c.lr_gamma:g} every {c.lr_step} ep{floor}; {c.epochs} ep, batch {c.batch_size}"
+    if name == "step":
+        return f"step x0.1 at 1/3, 2/3; {c.epochs} ep, batch {c.batch_size}"
+    return f"{name}; {c.epochs} ep, batch {c.batch_size}"
+
+
+def _steps(steps) -> str:
+    if steps is True:
+        return "cpu recipe"
+    return " ".join(steps) if steps else "none"
+
+
+def settings_row(c) -> list[str]:
+    """A trial's resolved settings but its study variables (AU, λ, layers, seed), from the
+    config and the registries only: nothing is built, downloaded or read from disk."""
+    from fer_models.methods import resolve_weights
+
+    built, weights = resolve_weights(c)
+    d = c.data
+    stored = f" (stored {d.stored_size})" if getattr(d, "stored_size", None) else ""
+    if c.optimizer.lower() == "sgd":
+        opt = f"sgd m{c.momentum:g}{' nesterov' if c.nesterov else ''} wd{c.weight_decay:g}"
+    else:
+        opt = f"{c.optimizer} wd{c.weight_decay:g}"
+    eval_steps = getattr(d, "eval_steps", ())
+    aug = f"train: {_steps(d.augment)}" + (f"; eval: {_steps(eval_steps)}" if eval_steps else "")
+    options = " ".join(f"{k}={v}" for k, v in sorted(c.method_kwargs.items())) or "–"
+    backbone = "–" if built is None else f"{built} ({weights})"
+    if built is not None and built != str(c.backbone).lower():
+        backbone += f" for {c.backbone}"
+    return [c.method, d.dataset, backbone, f"{d.image_size}{stored}", opt, _lr_groups(c), _schedule(c), aug,
+            d.codebook, c.metric_def, options]
+
+
+def trial_table(g, studies: tuple[str, ...]) -> str:
+    """Every trial of ``studies`` with its resolved settings, as two Markdown tables: the
+    distinct settings (S1, S2, ...) and the trials (study, settings, AU, λ, layers), the
+    seeds of otherwise equal trials on one row, in run order.
+
+    The λ of the studies that do not vary it is chosen on validation from the λ ablation when
+    the grid runs (``orchestrator.grid.choose_lambda``); until then it is ``default_lam``,
+    marked ``(val)``.
+    """
+    from orchestrator.report import md_table
+    from orchestrator.studies import expand, get
+
+    settings: dict[tuple[str, ...], str] = {}
+    trials: dict[tuple[str, ...], list[str]] = {}
+    for s in studies:
+        note = " (val)" if g.lam is None and not get(s).runs_first else ""
+        for t in expand(g, s):
+            c = t.cfg
+            key = tuple(settings_row(c))
+            sid = settings.setdefault(key, f"S{len(settings) + 1}")
+            row = (s, sid, "w/" if c.au else "w/o", f"{c.lam:g}{note}" if c.au else "–",
+                   "+".join(map(str, c.layers)) if c.au else "–")
+            trials.setdefault(row, []).append(str(c.seed))
+    parts = [md_table(list(SETTINGS_COLUMNS), [[sid, *key] for key, sid in settings.items()]),
+             md_table(list(TRIAL_COLUMNS), [[*row, ",".join(seeds)] for row, seeds in trials.items()])]
+    if any("(val)" in row[3] for row in trials):
+        parts.append(f"λ (val): chosen on validation from the λ ablation when the grid runs; "
+                     f"{g.default_lam:g} until it has run.")
+    return "\n\n".join(parts)
+
+
 def _run(studies: tuple[str, ...], resume: bool, print_config: bool, **kw) -> None:
     from orchestrator.studies import expand
 
     g = build_grid_config(**kw)
     if print_config:
         click.echo(g.to_yaml())
+        click.echo(trial_table(g, studies))
         for s in studies:
             click.echo(f"# {s}: {len(expand(g, s))} trials")
         return

@@ -4,7 +4,9 @@ Report section: Table 1 (CL and CAM-COS), Table 2 (ATT-COS at the aligned layer)
 on synthetic data (the same localisation scores against the map of the AUs truly active,
 a ground truth the real datasets do not have), each per dataset as methods x (w/o | w/ |
 Δ) with the better column in bold, and ``deltas.png``, a heat-map of w/ AU minus w/o AU
-per method and dataset, so where AU helped is visible at a glance.
+per method and dataset, so where AU helped is visible at a glance; the λ each method's w/-AU
+runs used; on RAF-DB / AffectNet, Tables 1 and 2 against the published numbers
+(:func:`paper_tables`).
 """
 
 from __future__ import annotations
@@ -50,7 +52,38 @@ class Grid(Study):
             parts.append(md)
         if deltas_png({**d1, **d2}, out / "deltas.png"):
             parts.append("![where AU helped](deltas.png)")
+        line = lambda_per_method(df)
+        if line:
+            parts.append(line)
+        parts += paper_tables(df)
         return parts
+
+
+def lambda_per_method(df) -> str | None:
+    """One line: the λ of each method's w/-AU runs (one value for all when they agree)."""
+    au = df[df["au"]]
+    if au.empty:
+        return None
+    from orchestrator.report import method_order
+
+    lams = {m: sorted(set(au.loc[au["method"] == m, "lam"])) for m in method_order(au["method"].unique())}
+    values = {tuple(v) for v in lams.values()}
+    if len(values) == 1 and len(next(iter(values))) == 1:
+        return f"λ of the w/ AU runs: {next(iter(values))[0]:g} for every method."
+    return "λ of the w/ AU runs per method: " + ", ".join(
+        f"{m} {'/'.join(f'{x:g}' for x in v)}" for m, v in lams.items()) + "."
+
+
+def paper_tables(df) -> list[str]:
+    """Tables 1 (CL, CAM-COS) and 2 (ATT-COS) beside paper 002's numbers, per paper dataset."""
+    from orchestrator.report import against_paper, method_order, published_value
+
+    rank = {m: i for i, m in enumerate(method_order(df["method"].unique()))}
+    return against_paper(
+        df, "Tables 1-2 against paper 002 ({d}, test)", ["Method", "AU"], ("cl", "cam_cos", "att_cos"),
+        ["method", "au"], lambda k: [k[0], "w/" if k[1] else "w/o"],
+        lambda d, metric, k: published_value("2" if metric == "att_cos" else "1", d, k[0], metric, k[1]),
+        order=lambda k: (rank[k[0]], k[1]))
 
 
 def au_table(df, metrics: list[str], title: str, out: Path, stem: str):

@@ -1,11 +1,13 @@
 """``lambda``: paper 002's Fig. 5, the impact of λ (Eq. 3) on classification and localisation.
 
 The ablation method (CAM) on one dataset at the grid's aligned layers, for each λ of
-``GridConfig.lambdas``, plus the w/o-AU model. It runs first: the driver chooses the λ of
+``GridConfig.lambdas`` (the paper presets: Fig. 5's 0.01, 0.1 and 1..20), plus the w/o-AU
+model. It runs first: the driver chooses the λ of
 the other studies on its *validation* results (:func:`orchestrator.grid.choose_lambda`).
 
 Report section: CAM-COS and ATT-COS (left axis) and CL (right axis) against λ on test,
-the w/o-AU model as dashed lines (``fig5_lambda.png``), and the same numbers as a table.
+the w/o-AU model as dashed lines (``fig5_lambda.png``), and the same numbers as a table; on
+RAF-DB, the same points beside the values read off paper 002's Fig. 5.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from orchestrator.studies._base import Ablation
 
 @STUDIES.register("lambda")
 class LambdaAblation(Ablation):
-    """Fig. 5: λ from below 1 to 20 (CAM, layer 5, one dataset); chooses λ on validation."""
+    """Fig. 5: λ from 0.01 to 20 (CAM, layer 5, one dataset); chooses λ on validation."""
 
     order = 5
     runs_first = True
@@ -68,4 +70,14 @@ class LambdaAblation(Ablation):
         if vanilla is not None:
             rows.insert(0, ["w/o AU"] + [fmt(vanilla[m], 0, 1, m) for m in metrics])
         table = "### Fig. 5 data: λ ablation (fig5_lambda.png)\n\n" + md_table(["λ", "CL", "CAM-COS", "ATT-COS"], rows)
-        return [table, "![Fig. 5](fig5_lambda.png)"]
+        return [table, "![Fig. 5](fig5_lambda.png)"] + fig5_vs_paper(df)
+
+
+def fig5_vs_paper(df) -> list[str]:
+    """Fig. 5's points (CL, CAM-COS, ATT-COS per λ; w/o AU) beside the values read off the paper's figure."""
+    from orchestrator.report import against_paper, published_value
+
+    return against_paper(
+        df[df["method"] == "cam"], "Fig. 5 against paper 002 ({d}, test; paper values read off the figure)", ["λ"],
+        ("cl", "cam_cos", "att_cos"), ["au", "lam"], lambda k: [f"{k[1]:g}" if k[0] else "w/o AU"],
+        lambda d, metric, k: published_value("fig5", d, "cam", metric, k[0], lam=k[1] if k[0] else None))

@@ -5,7 +5,8 @@ The ablation method (CAM) on one dataset, for each set of aligned layers of
 the λ the driver chose, plus the w/o-AU model.
 
 Report section: CL, CAM-COS and ATT-COS at layer 5 per set of aligned layers, in the
-paper's row order, the scores better than w/o AU in bold (``table3_layers.csv``).
+paper's row order, the scores better than w/o AU in bold (``table3_layers.csv``); on RAF-DB,
+the same rows beside paper 002's Table 3.
 """
 
 from __future__ import annotations
@@ -59,4 +60,15 @@ class LayerAblation(Ablation):
         ds = ", ".join(sorted(df["dataset"].unique()))
         meth = ", ".join(sorted(df["method"].unique()))
         title = f"### Table 3: layer ablation ({meth}, {ds}; bold: better than w/o AU)"
-        return [title + "\n\n" + md_table(["Layers", "CL", "CAM-COS", "ATT-COS (layer 5)"], rows)]
+        parts = [title + "\n\n" + md_table(["Layers", "CL", "CAM-COS", "ATT-COS (layer 5)"], rows)]
+        return parts + table3_vs_paper(df)
+
+
+def table3_vs_paper(df) -> list[str]:
+    """Table 3 (CL, CAM-COS per set of aligned layers) beside paper 002's, for CAM on a paper dataset."""
+    from orchestrator.report import against_paper, published_value
+
+    return against_paper(
+        df[df["method"] == "cam"], "Table 3 against paper 002 ({d}, test)", ["Layers"], ("cl", "cam_cos"),
+        ["au", "layers"], lambda k: [f"w/ AU at {k[1]}" if k[0] else "w/o AU"],
+        lambda d, metric, k: published_value("3", d, "cam", metric, k[0], k[1] if k[0] else ""))

@@ -42,7 +42,8 @@ def test_all_paper_002_methods_and_seed_networks_are_registered():
     paper = {"cam", "wildcat", "gradcam", "gradcampp", "acol", "prm", "adl", "cutmix", "layercam", "tscam", "apvit"}
     assert paper <= names
     assert {"zerobias-cnn", "tiny-vgg", "light-cnn"} <= names
-    assert {"resnet50", "resnet18", "resnet18-small", "resnet-tiny", "deit-small", "vit-tiny-small"} <= set(BACKBONES.names())
+    assert {"resnet50", "resnet50-s8", "resnet18", "resnet18-small", "resnet-tiny", "deit-small", "vit-tiny-small",
+            "ir50-vit", "ir-tiny-vit"} <= set(BACKBONES.names())
 
 
 def test_paper_methods_come_in_the_order_of_paper_002_table_1():
@@ -50,7 +51,8 @@ def test_paper_methods_come_in_the_order_of_paper_002_table_1():
 
     assert paper_methods() == ("cam", "wildcat", "gradcam", "gradcampp", "acol", "prm", "adl", "cutmix",
                                "layercam", "tscam", "apvit")
-    assert {METHODS.meta(m)["backbone"] for m in paper_methods()[-2:]} == {"vit"}  # the Transformer-based rows
+    assert {METHODS.meta(m)["family"] for m in paper_methods()[-2:]} == {"Transformer-based"}
+    assert [METHODS.meta(m)["backbone"] for m in paper_methods()[-2:]] == ["vit", "hybrid"]  # APViT: IR-50 + ViT
 
 
 @pytest.mark.parametrize("au", [False, True], ids=["no-au", "au"])
@@ -217,7 +219,8 @@ def test_adl_is_active_in_training_only_and_keeps_the_backbone_keys():
 
 def test_transformer_methods_use_the_vit_counterpart_and_cnn_methods_refuse_a_vit():
     assert resolve_backbone("tscam", "resnet-tiny") == "vit-tiny-small"
-    assert resolve_backbone("apvit", "resnet50") == "deit-small"
+    assert resolve_backbone("apvit", "resnet50") == "ir50-vit"
+    assert resolve_backbone("apvit", "resnet-tiny") == "ir-tiny-vit"
     assert resolve_backbone("zerobias-cnn", "resnet50") is None
     with pytest.raises(ConfigError, match="CNN backbone"):
         resolve_backbone("cam", "vit-tiny-small")
@@ -249,14 +252,12 @@ def test_local_pretrained_weights_load_strictly(tmp_path):
 
 
 def test_apvit_pools_tokens_with_k_scaled_to_the_grid():
-    model = build_model(_cfg("apvit", backbone="vit-tiny-small"), K)
-    assert (model.k, model.r) == (160, 0.9)
+    model = build_model(_cfg("apvit"), K)  # ir-tiny-vit: 4x4 grid at 32 px, 4 blocks
+    assert (model.k, model.r, model.keep_rates) == (160, 0.9, [1.0, 1.0, 0.9, 0.9])
     out = model(_batch()["image"])
-    f1 = out.features[1]  # 4x4 grid at 32 px; ceil(160/196*16) = 14 patches kept by APP
-    kept = (f1.abs().sum(1) > 0).flatten(1).sum(1)
-    assert torch.all(kept == 14)
-    f5 = out.features[5]  # three ATP steps (r = 0.9) after layers 1..3 -> 13, 12, 11 tokens
-    assert torch.all((f5.abs().sum(1) > 0).flatten(1).sum(1) < 14)
+    assert out.features[5].shape == (4, 64, 4, 4) and out.cams is None
+    # APP keeps ceil(160/196*16) = 14 tokens; ATP after blocks 3 and 4: int(14*0.9) = 12, int(12*0.9) = 10
+    assert out.aux["kept_tokens"] == [14, 14, 14, 12, 10]
 
 
 def test_local_weights_for_a_timm_model_load_through_timm(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -135,3 +136,15 @@ def test_cli_train_end_to_end_on_synthetic_rafdb(tmp_path):
                                   "resnet-tiny", "--epochs", "1", "--image-size", "32", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert "cam_cos" in r.output and (tmp_path / "best.pt").exists()
+
+
+@pytest.mark.parametrize("spec", ["3+4+5", "5+4+3"])
+def test_att_cos_of_a_multi_layer_run_is_at_its_top_layer_whatever_the_order(tmp_path, spec):
+    """Paper 002, Table 2 reports ATT-COS at layer 5; `--layers 3+4+5` must not report layer 3."""
+    from fer_models.config import parse_layers
+
+    res = train(_cfg(epochs=1, layers=parse_layers(spec)), tmp_path, loaders=_loaders(), progress=False)
+    m = res.test.metrics
+    assert m["att_cos"] == pytest.approx(m["att_cos_5"])
+    assert m["att_cos"] != pytest.approx(m["att_cos_3"])  # the layers' scores differ: the check bites
+    assert m["att_cos_avg"] == pytest.approx(float(np.nanmean(res.test.cosine_matrix[:, 4])))

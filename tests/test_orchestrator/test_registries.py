@@ -67,9 +67,10 @@ def _backbone(name, fn, meta):
     from fer_models.backbones import Backbone
 
     _takes(fn, "pretrained", "image_size")
-    assert meta["family"] in ("cnn", "vit")
-    if meta.get("vit"):  # the transformer counterpart is a registered ViT
-        assert meta["family"] == "cnn" and BACKBONES.meta(meta["vit"])["family"] == "vit"
+    assert meta["family"] in ("cnn", "vit", "hybrid")
+    for other in ("vit", "hybrid"):  # a counterpart of another family is a registered backbone of it
+        if meta.get(other):
+            assert meta["family"] != other and BACKBONES.meta(meta[other])["family"] == other
     net = fn(pretrained=False, image_size=32)
     assert isinstance(net, Backbone) and net.family == meta["family"]
     assert all(isinstance(net.stage(layer), torch.nn.Module) for layer in range(1, 6))
@@ -79,7 +80,7 @@ def _method(name, cls, meta):
     from fer_models.methods import FERModel, build_model
 
     assert issubclass(cls, FERModel)
-    assert meta["backbone"] in ("cnn", "vit", None)
+    assert meta["backbone"] in ("cnn", "vit", "hybrid", None)
     assert list(_params(cls.__init__))[1:3] == ["backbone", "num_classes"]
     _takes(cls.__init__, "image_size")
     model = build_model(TrainConfig(method=name, backbone="resnet-tiny", data=DataConfig(image_size=32, map_size=16)), 7)
