@@ -13,6 +13,10 @@ from typing import Any
 from fer_models.errors import ConfigError
 
 
+#: values of TrainConfig.target
+TARGETS = ("expression", "identity")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "synthetic-rafdb"  # a DATASETS name
@@ -25,6 +29,12 @@ class DataConfig:
     split_seed: int = 0
     num_workers: int = 0
     augment: bool = True  # geometric augmentation moving image and AU map together
+    # the dataset reader's options (``fer-orch list datasets`` / each reader's docstring), e.g.
+    # {"classes": 6, "fold": 3}; they change the manifest, so they are part of the cache key
+    options: dict[str, Any] = field(default_factory=dict)
+    # Interface 1 (the device data path): the last step and the channels the network sees
+    normalize: str = "imagenet"  # "imagenet" | "per_image" (paper 001) | "none"
+    color: str = "rgb"  # "rgb" | "gray" (papers 001 and 004: one input channel)
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,19 @@ class TrainConfig:
     amp: bool = True  # only takes effect on CUDA
     channels_last: bool = True  # only takes effect on CUDA
     method_kwargs: dict[str, Any] = field(default_factory=dict)
+    # what the network predicts: "expression" (the dataset's labels) or "identity" (the
+    # subject, paper 003's 67-way RaFD face recognition); identity runs have no AU loss
+    target: str = "expression"
     data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got '{self.target}'")
+        if self.target == "identity" and self.au:
+            raise ConfigError(
+                "the AU loss does not apply to identity targets (the AU maps encode expressions); "
+                "pass --no-au with --target identity"
+            )
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

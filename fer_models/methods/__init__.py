@@ -65,7 +65,10 @@ def build_model(cfg, num_classes: int | None = None):
         )
     name = resolve_backbone(cfg.method, cfg.backbone)
     backbone = None if name is None else BACKBONES.get(name)(pretrained=cfg.pretrained, image_size=image_size)
-    model = cls(backbone, k, image_size=image_size, **dict(cfg.method_kwargs))
+    kwargs = dict(cfg.method_kwargs)
+    if "in_chans" in params and "in_chans" not in kwargs:  # the seed nets: one channel for grey input
+        kwargs["in_chans"] = 1 if getattr(cfg.data, "color", "rgb") == "gray" else 3
+    model = cls(backbone, k, image_size=image_size, **kwargs)
     model.backbone_name = name
     model.method_name = cfg.method.lower()
     return model
