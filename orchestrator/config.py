@@ -213,6 +213,12 @@ _HASH_EXCLUDE = {"device", "amp", "channels_last"}
 _HASH_EXCLUDE_DATA = {"num_workers", "root"}
 
 
+# Fields added after trials were first hashed, left out while they hold their default, so a
+# finished trial of an older grid keeps its hash (and is not trained again).
+_HASH_NEW_DEFAULTS = {"target": "expression"}
+_HASH_NEW_DEFAULTS_DATA = {"options": {}, "normalize": "imagenet", "color": "rgb"}
+
+
 def config_hash(cfg: TrainConfig) -> str:
     """12 hex digits identifying what a trial learns (used to skip finished trials)."""
     d = to_dict(cfg)
@@ -220,6 +226,10 @@ def config_hash(cfg: TrainConfig) -> str:
         d.pop(k, None)
     for k in _HASH_EXCLUDE_DATA:
         d["data"].pop(k, None)
+    for part, defaults in ((d, _HASH_NEW_DEFAULTS), (d["data"], _HASH_NEW_DEFAULTS_DATA)):
+        for k, v in defaults.items():
+            if k in part and part[k] == v:
+                del part[k]
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -44,11 +44,13 @@ LAYOUTS = ("ckplus", "disfa")
 def _paste(face: np.ndarray, landmarks: np.ndarray, frame: tuple[int, int], at: tuple[int, int],
            rng: np.random.Generator, gray: bool) -> tuple[np.ndarray, np.ndarray]:
     """``face`` pasted with its top-left corner at ``at`` into a ``frame`` (W, H) filled with
-    the face image's border colour plus noise; returns (frame image, landmarks in frame pixels)."""
+    the face image's border colour under a soft vertical light gradient (a studio backdrop;
+    smooth, so the PNG files stay small); returns (frame image, landmarks in frame pixels)."""
     w, h = frame
     s = face.shape[0]
     border = np.concatenate([face[0], face[-1], face[:, 0], face[:, -1]]).astype(np.float32)
-    canvas = border.mean(0) + rng.normal(0, 2, (h, w, 3)).astype(np.float32)
+    shade = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None, None] * rng.uniform(4, 12)
+    canvas = np.broadcast_to(border.mean(0) + shade, (h, w, 3)).copy()
     canvas[at[1]: at[1] + s, at[0]: at[0] + s] = face
     img = np.clip(canvas, 0, 255).astype(np.uint8)
     if gray:
@@ -101,7 +103,7 @@ def write_ckplus(out: str | Path, n_identities: int = 12, n_sequences: int = 3, 
             j = k * per + f
             img, lm = _paste(b.images[j], b.landmarks[j], size, at, rng, gray=True)
             name = f"{subject}_{seq}_{f + 1:08d}"
-            Image.fromarray(img).save(folder / f"{name}.png")
+            Image.fromarray(img).save(folder / f"{name}.png", compress_level=1)
             side.append(synth_io.side_row(f"{ckplus.IMAGES}/{subject}/{seq}/{name}.png", "train", b, j, lm))
         last = k * per + per - 1
         for sub, suffix, text in (
@@ -140,7 +142,7 @@ def write_disfa(out: str | Path, n_identities: int = 6, n_frames: int = 40, imag
         for f in range(n_frames):
             j = subj * n_frames + f
             img, lm = _paste(b.images[j], b.landmarks[j], size, at, rng, gray=False)
-            Image.fromarray(img).save(folder / f"{f + 1:05d}.png")
+            Image.fromarray(img).save(folder / f"{f + 1:05d}.png", compress_level=1)
             side.append(synth_io.side_row(f"Frames_LeftCamera/{name}/{f + 1:05d}.png", "test", b, j, lm))
             for au in DISFA_AUS:
                 lines[au].append(f"{f + 1},{int(round(5 * float(b.aus[j][AU_INDEX[au]])))}")
