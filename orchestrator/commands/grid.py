@@ -44,9 +44,9 @@ def _grid_options(fn):
         click.option("--print-config", is_flag=True, help="Print the resolved GridConfig YAML and the trial count, run nothing."),
         click.option("--data-opt", "data_opts", multiple=True, metavar="NAME=VALUE",
                      help="A dataset reader option, repeatable (e.g. --data-opt classes=6 --data-opt fold=3); "
-                          "see each dataset in `fer-orch list datasets`."),
-        click.option("--folds", help="Cross-validation: N subject-wise folds (10) or 'all' (every fold the dataset has), "
-                                     "each fold a trial; the report gives mean ± sd over folds."),
+                          "a wrong one is refused with the list of valid ones (docs/reproducing-seed-papers.md)."),
+        click.option("--folds", help="Cross-validation of the main grid: N subject-wise folds (10) or 'all' (every fold "
+                                     "the dataset has), each fold a trial; the report gives mean ± sd over folds."),
     ]
     for o in reversed(opts):
         fn = o(fn)

@@ -156,3 +156,15 @@ def test_cross_validated_seed_preset_runs_and_reports_over_folds(ray_local, tmp_
     rep = build_report("cv", uri, tmp_path / "report", log=False)
     row = next(line for line in rep.markdown.splitlines() if line.startswith("| zerobias-cnn"))
     assert "±" in row  # mean ± sd over the 3 folds
+
+
+def test_data_synth_writes_the_whole_frame_layouts_the_real_readers_read(tmp_path):
+    from fer_models.data.readers import read_dataset
+
+    for layout, n in (("ckplus", 2 * 3 * 4), ("disfa", 2 * 40)):  # onset + 3 peak frames a sequence
+        res = CliRunner().invoke(main, ["data", "synth", "--layout", layout, "--out", str(tmp_path / layout),
+                                        "--identities", "2", "--size", "32"])
+        assert res.exit_code == 0, res.output
+        m = read_dataset(layout, tmp_path / layout, val_fraction=0)
+        assert len(m.samples) == n and m.frames == "whole"
+        assert {s.identity for s in m.samples} == ({"S001", "S002"} if layout == "ckplus" else {"SN001", "SN002"})
