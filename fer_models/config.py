@@ -13,6 +13,10 @@ from typing import Any
 from fer_models.errors import ConfigError
 
 
+#: values of TrainConfig.target
+TARGETS = ("expression", "identity")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "synthetic-rafdb"  # a DATASETS name
@@ -28,6 +32,12 @@ class DataConfig:
     # WAVE-A Interface 1 (r10-datapath implements them; declared here so presets can name them)
     eval_steps: tuple[str, ...] = ()  # deterministic val/test steps
     stored_size: int | None = None  # image size in the cache (None = image_size)
+    # the dataset reader's options (``fer-orch list datasets`` / each reader's docstring), e.g.
+    # {"classes": 6, "fold": 3}; they change the manifest, so they are part of the cache key
+    options: dict[str, Any] = field(default_factory=dict)
+    # Interface 1 (the device data path): the last step and the channels the network sees
+    normalize: str = "imagenet"  # "imagenet" | "per_image" (paper 001) | "none"
+    color: str = "rgb"  # "rgb" | "gray" (papers 001 and 004: one input channel)
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,19 @@ class TrainConfig:
     lr_gamma: float = 0.1
     min_lr: float = 0.0  # floor of the "step" schedule
     metric_def: str = "project"  # "project" | "released": how CAM-/ATT-COS are computed (metrics.py)
+    # what the network predicts: "expression" (the dataset's labels) or "identity" (the
+    # subject, paper 003's 67-way RaFD face recognition); identity runs have no AU loss
+    target: str = "expression"
     data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got '{self.target}'")
+        if self.target == "identity" and self.au:
+            raise ConfigError(
+                "the AU loss does not apply to identity targets (the AU maps encode expressions); "
+                "pass --no-au with --target identity"
+            )
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -19,4 +19,8 @@ INDEX = {name: i for i, name in enumerate(EXPRESSIONS)}
 
 
 def class_names(num_classes: int = NUM_CLASSES) -> list[str]:
+    """The expression names of the first ``num_classes`` classes; more classes than there are
+    expressions (an identity target, ``fer_models.data.targets``) are numbered "0", "1", ..."""
+    if num_classes > len(EXPRESSIONS):
+        return [str(i) for i in range(num_classes)]
     return list(EXPRESSIONS[:num_classes])

@@ -193,6 +193,10 @@ def train(
 
         loaders = build_loaders(cfg.data, cfg.batch_size, cfg.seed, cache_root, progress=progress,
                                 cache_dir=cache_dir)
+    if cfg.target != "expression":  # identity labels and count (paper 003), fer_models.data.targets
+        from fer_models.data.targets import with_target
+
+        loaders = with_target(loaders, cfg.target)
     num_classes = int(loaders.num_classes)
     model = build_model(cfg, num_classes).to(device)
     if cuda and cfg.channels_last:

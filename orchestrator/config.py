@@ -77,6 +77,12 @@ class GridConfig:
     max_failures: int = 2  # retries of a trial whose worker died, from its last checkpoint
     address: str | None = None  # Ray address; None: $RAY_ADDRESS or a local instance
     preset: str = "custom"  # informational: which preset this started from
+    # cross-validation (papers 001, 003): None = the fold the data options name (one run);
+    # N = folds 0..N-1 of N subject-wise folds; "all" = every fold the dataset has
+    folds: int | str | None = None
+    # whether `fer-orch grid` also runs the ablation studies (λ, layers); the seed-paper
+    # presets turn them off (their AU loss is off); `--ablations/--no-ablations` overrides
+    ablations: bool = True
 
     def __post_init__(self) -> None:
         if not self.datasets:
@@ -95,6 +101,7 @@ class GridConfig:
         for s in self.layer_sets:
             parse_layers(s)
         parse_layers(self.layers)
+        object.__setattr__(self, "folds", parse_folds(self.folds))
 
     # -- YAML ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -130,12 +137,34 @@ class GridConfig:
     def ablation_on(self) -> str:
         return self.ablation_dataset or self.datasets[0]
 
+    def check_data_options(self) -> None:
+        """Every dataset's reader options (with its overrides) and ``folds`` suit its reader:
+        one sentence listing the valid options, before any work."""
+        from fer_models.data.readers import check_options
+
+        for dataset in self.datasets:
+            check_options(dataset, self.train_config(self.methods[0], dataset, au=False).data.options)
+            self.fold_options(self.methods[0], dataset)
+
+    def fold_options(self, method: str, dataset: str) -> list[dict[str, Any]]:
+        """The data options of each cross-validation trial of ``dataset`` (``[{}]`` without
+        ``folds``): ``{"fold": k}`` plus ``n_folds`` where the reader takes it. An unknown
+        fold count or a dataset without folds is one sentence (before any work)."""
+        if self.folds is None:
+            return [{}]
+        from fer_models.data.readers import fold_options
+
+        options = self.train_config(method, dataset, au=False).data.options
+        return fold_options(dataset, options, self.folds)
+
     def train_config(self, method: str, dataset: str, **fields: Any) -> TrainConfig:
-        """``base`` + method override + dataset override + ``fields`` (the grid's variables)."""
+        """``base`` + method override + dataset override + ``fields`` (the grid's variables;
+        ``data={"options": {...}}`` merges into the data options)."""
         d = to_dict(self.base)
         d = _deep_merge(d, self.method_overrides.get(method, {}))
         d = _deep_merge(d, self.dataset_overrides.get(dataset, {}))
-        d = _deep_merge(d, {"method": method, "data": {"dataset": dataset}, **fields})
+        d = _deep_merge(d, {"method": method, "data": {"dataset": dataset}})
+        d = _deep_merge(d, fields)
         if not d["au"]:
             d["lam"], d["layers"] = 0.0, [5]  # one vanilla config for every study
         else:
@@ -156,11 +185,13 @@ class Trial:
     def name(self) -> str:
         c = self.cfg
         au = f"au-l{c.lam:g}-L{'+'.join(map(str, c.layers))}" if c.au else "noau"
-        return f"{c.method}-{c.data.dataset}-{au}-s{c.seed}"
+        fold = f"-f{c.data.options['fold']}" if "fold" in c.data.options else ""
+        target = "-identity" if c.target != "expression" else ""
+        return f"{c.method}-{c.data.dataset}{target}-{au}{fold}-s{c.seed}"
 
     def tags(self) -> dict[str, str]:
         c = self.cfg
-        return {
+        tags = {
             "method": c.method,
             "dataset": c.data.dataset,
             "au": str(bool(c.au)).lower(),
@@ -170,11 +201,22 @@ class Trial:
             "fer_orch.config_hash": self.hash,
             "fer_orch.study": self.study,
         }
+        if c.target != "expression":
+            tags["target"] = c.target
+        if "fold" in c.data.options:  # the report averages over folds (papers 001, 003)
+            tags["fold"] = str(c.data.options["fold"])
+        return tags
 
 
 # Fields that change where or how fast a run goes, not what it learns.
 _HASH_EXCLUDE = {"device", "amp", "channels_last"}
 _HASH_EXCLUDE_DATA = {"num_workers", "root"}
+
+
+# Fields added after trials were first hashed, left out while they hold their default, so a
+# finished trial of an older grid keeps its hash (and is not trained again).
+_HASH_NEW_DEFAULTS = {"target": "expression"}
+_HASH_NEW_DEFAULTS_DATA = {"options": {}, "normalize": "imagenet", "color": "rgb"}
 
 
 def config_hash(cfg: TrainConfig) -> str:
@@ -184,6 +226,10 @@ def config_hash(cfg: TrainConfig) -> str:
         d.pop(k, None)
     for k in _HASH_EXCLUDE_DATA:
         d["data"].pop(k, None)
+    for part, defaults in ((d, _HASH_NEW_DEFAULTS), (d["data"], _HASH_NEW_DEFAULTS_DATA)):
+        for k, v in defaults.items():
+            if k in part and part[k] == v:
+                del part[k]
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -211,6 +257,38 @@ def parse_list(text: str | tuple[str, ...] | list[str] | None, kind: type = str)
         return tuple(kind(x) for x in items)
     except ValueError:
         raise ConfigError(f"could not read '{text}' as a comma-separated list of {kind.__name__}") from None
+
+
+def parse_folds(value: int | str | None) -> int | str | None:
+    """``--folds``: None, a count N >= 2 (folds 0..N-1) or ``"all"`` (every fold the dataset has)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return "all"
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--folds takes a count (10) or 'all', got '{value}'") from None
+    if n < 2:
+        raise ConfigError(f"--folds needs at least 2 folds (or 'all'), got {n}")
+    return n
+
+
+def parse_data_opts(items: tuple[str, ...] | list[str] | None) -> dict[str, Any]:
+    """``("classes=6", "fold=3")`` -> ``{"classes": 6, "fold": 3}`` (``--data-opt``, repeatable).
+
+    Values are read as YAML scalars (``6`` an int, ``true`` a bool, ``045,090`` a string);
+    whether a name and value suit the dataset is the reader's check
+    (:func:`fer_models.data.readers.check_options`), which lists the valid ones.
+    """
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--data-opt expects NAME=VALUE (e.g. classes=6), got '{item}'")
+        parsed = yaml.safe_load(value) if value.strip() else ""
+        out[key.strip()] = value.strip() if isinstance(parsed, (list, dict)) or parsed is None else parsed
+    return out
 
 
 def parse_seeds(text: str | None) -> tuple[int, ...] | None:

@@ -273,6 +273,8 @@ def run_grid(
         raise ConfigError(f"nothing to run: pick at least one study of {', '.join(STUDIES.names())}")
     uri = tracking.resolve_uri(grid_cfg.tracking_uri)  # unreachable server: one sentence, now
     experiment_id = tracking.ensure_experiment(grid_cfg.experiment, uri)
+    if train_fn is None:
+        grid_cfg.check_data_options()  # reader options and folds: one sentence, now
     all_cfgs = [t.cfg for s in studies for t in expand(grid_cfg, s)]
     if train_fn is None:
         _validate_names(all_cfgs)

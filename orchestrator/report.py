@@ -72,6 +72,7 @@ def runs_frame(runs: list[Any]):
                 "lam": float(t.get("lambda", "nan")),
                 "layers": t.get("layers"),
                 "seed": int(t.get("seed", 0)),
+                "fold": int(t["fold"]) if t.get("fold", "").lstrip("-").isdigit() else math.nan,
                 **{k: m.get(f"test_{k}", math.nan) for k in METRIC_TITLES},
                 **{k: m.get(f"test_{k}", math.nan) for k in CLASS_MEAN.values()},
                 "att_cos_5": m.get("test_att_cos_5", m.get("test_att_cos", math.nan)),
@@ -154,7 +155,19 @@ def vs_paper(title: str, rows: Iterable[tuple[list[str], float, float, float, in
 
 
 def agg(df, keys: list[str], metrics: list[str]):
-    """mean, std (ddof=1; 0 for one seed) and n per group."""
+    """mean, std (ddof=1; 0 for one value) and n per group.
+
+    Cross-validated runs (a ``fold`` tag, ``fer-orch grid --folds``): the seeds of each fold
+    are averaged first, then mean ± std are taken over the folds and n counts folds, as
+    papers 001 and 003 report ("average the results over all 5 folds"); without folds, over
+    the seeds.
+    """
+    if "fold" in df.columns and df["fold"].notna().any():
+        import pandas as pd
+
+        has = df["fold"].notna()
+        folds = df[has].groupby([*keys, "fold"], dropna=False)[metrics].mean().reset_index()
+        df = pd.concat([folds, df[~has][[*keys, *metrics]]], ignore_index=True)
     g = df.groupby(keys, dropna=False)[metrics]
     mean, std, n = g.mean(), g.std(ddof=1).fillna(0.0), g.count()
     return mean, std, n

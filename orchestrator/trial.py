@@ -59,6 +59,15 @@ def trial_specs(trials: list[Trial], ctx: dict[str, Any]) -> list[dict[str, Any]
     ]
 
 
+def _cache_info(cache_dir: str | None):
+    """The finished cache the driver handed over (None: none, or not a finished cache)."""
+    if not cache_dir:
+        return None
+    from fer_models.data.cache import find_at
+
+    return find_at(cache_dir)
+
+
 def _restore_checkpoint(work: Path) -> str | None:
     """Copy the Tune checkpoint of a retried trial into ``work``; the MLflow run id it holds."""
     ckpt = tune.get_checkpoint()
@@ -95,6 +104,9 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
     status = "FAILED"
     try:
         run.log_params(flatten(spec["cfg"]))
+        info = _cache_info(spec.get("cache_dir"))
+        if info is not None:  # landmark failures per class bias the AU-loss sample (issue 9)
+            run.log_metrics({f"data_no_face_rate_{k}": v for k, v in info.landmark_failure_rates().items()})
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             nums = {k: float(v) for k, v in metrics.items()}

@@ -17,7 +17,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test")  # the splits a row is stored in
+#: every row, whatever its split: what analysis-only datasets are read as (DISFA, KDEF for
+#: paper 004's probing); ``Manifest.split(ALL)`` and the cache's ``load_split(dir, ALL)``
+ALL = "all"
+READ_SPLITS = SPLITS + (ALL,)
 
 
 @dataclass
@@ -53,6 +57,8 @@ class Manifest:
     skipped: Counter = field(default_factory=Counter)  # reason -> count
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> a few items
     num_classes: int = 7
+    options: dict[str, Any] = field(default_factory=dict)  # reader options that differ from the defaults
+    frames: str = "face"  # "face": each image is a face crop; "whole": a whole frame (crop by landmarks)
 
     def skip(self, reason: str, item: str) -> None:
         self.skipped[reason] += 1
@@ -61,7 +67,8 @@ class Manifest:
             examples.append(item)
 
     def split(self, name: str) -> list[Sample]:
-        return [s for s in self.samples if s.split == name]
+        """The rows of split ``name`` (``"all"``: every row)."""
+        return list(self.samples) if name == ALL else [s for s in self.samples if s.split == name]
 
     def counts(self) -> dict[str, int]:
         c = Counter(s.split for s in self.samples)
@@ -84,22 +91,44 @@ class Manifest:
         return "; ".join(parts)
 
 
-def carve_validation(samples: Iterable[Sample], fraction: float, seed: int) -> list[Sample]:
-    """Move a stratified, seeded ``fraction`` of the train rows to split "val".
+def carve_validation(samples: Iterable[Sample], fraction: float, seed: int, by: str = "label") -> list[Sample]:
+    """Move a seeded ``fraction`` of the train rows to split "val" (never a test row).
 
+    ``by="label"``: stratified by label, each class keeping at least one training row.
+    ``by="subject"``: whole identities move (in a seeded order) until about ``fraction`` of
+    the train rows are in val, so no subject (and no CK+ sequence) straddles train and val;
+    at least one identity stays in train; rows without identity count as their own subject.
+    ``by="identity"``: stratified by identity (identity targets: every subject must be
+    seen in training, so rows, not subjects, move).
     Validation always comes out of train, never test (paper 002 selects λ on validation).
-    Each class keeps at least one training row.
     """
     samples = list(samples)
     if fraction <= 0:
         return samples
+    if by not in ("label", "subject", "identity"):
+        raise ValueError(f"carve_validation: by must be label, subject or identity, got {by!r}")
     rng = np.random.default_rng(seed)
-    by_label: dict[int, list[int]] = {}
-    for i, s in enumerate(samples):
-        if s.split == "train":
-            by_label.setdefault(s.label, []).append(i)
-    for label in sorted(by_label):
-        idx = by_label[label]
+    train = [i for i, s in enumerate(samples) if s.split == "train"]
+    if by == "subject":
+        groups: dict[str, list[int]] = {}
+        for i in train:
+            ident = samples[i].identity
+            groups.setdefault(f"id:{ident}" if ident is not None else f"row:{i}", []).append(i)
+        names = sorted(groups)
+        target, moved = fraction * len(train), 0
+        for k in rng.permutation(len(names))[: max(len(names) - 1, 0)]:
+            if moved >= target or moved + len(groups[names[k]]) > 1.5 * target + 1:
+                continue  # a subject that would overshoot by half is left in train
+            for i in groups[names[k]]:
+                samples[i].split = "val"
+            moved += len(groups[names[k]])
+        return samples
+    key = (lambda s: s.label) if by == "label" else (lambda s: s.identity)
+    by_key: dict = {}
+    for i in train:
+        by_key.setdefault(key(samples[i]), []).append(i)
+    for k in (sorted(by_key) if by == "label" else sorted(by_key, key=str)):
+        idx = by_key[k]
         n_val = min(len(idx) - 1, int(round(fraction * len(idx))))
         for i in rng.permutation(idx)[: max(n_val, 0)]:
             samples[i].split = "val"

@@ -127,12 +127,14 @@ def generate(
     *,
     start: int = 0,
     labels: np.ndarray | None = None,
+    identities_of: np.ndarray | None = None,
     progress: bool = False,
 ) -> SynthBatch:
     """Generate images ``start .. start+n-1`` of the stream defined by ``seed``.
 
     Expressions are uniform over the 7 classes unless ``labels`` fixes them; identities are
-    uniform over ``n_identities``.
+    uniform over ``n_identities`` unless ``identities_of`` fixes them (the sequences of one
+    subject in the CK+-like stand-in). Fixing either leaves every other draw unchanged.
     """
     if n < 0 or image_size < 16 or n_identities < 1:
         raise ConfigError(
@@ -162,6 +164,8 @@ def generate(
         rng = np.random.default_rng([seed, 2, start + j])
         label = int(rng.integers(NUM_CLASSES)) if labels is None else int(labels[j])
         ident = int(rng.integers(n_identities))
+        if identities_of is not None:
+            ident = int(identities_of[j])
         p = ids[ident]
         aus, inten = sample_aus(rng, label)
         val, aro = valence_arousal(rng, label, inten)

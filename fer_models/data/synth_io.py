@@ -41,7 +41,7 @@ from fer_models.errors import ConfigError, DatasetError
 SIDE_FILE = "fer_orch_synth.csv"
 INFO_FILE = "fer_orch_synth.json"
 SYNTH_VERSION = "4"  # bump when the generator's output changes
-LAYOUTS = ("rafdb", "affectnet")
+LAYOUTS = ("rafdb", "affectnet")  # face crops; the whole-frame layouts: synth_frames
 
 # The label ids and columns the files are written with are the real readers' own, inverted,
 # so the writer and the reader cannot disagree.
@@ -110,18 +110,7 @@ def write_dataset(
         raise ConfigError(f"unknown synthetic layout '{layout}'; use one of {', '.join(LAYOUTS)}")
     if n_train < 1 or n_test < 0:
         raise ConfigError(f"need n_train >= 1 and n_test >= 0, got {n_train} and {n_test}")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise DatasetError(
-                f"{out} already exists and is not empty; choose another --out or pass --overwrite"
-            )
-        if read_info(out) is None:
-            raise DatasetError(
-                f"{out} is not a fer-orch synthetic dataset (no {INFO_FILE}); refusing to overwrite it"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_root(out, overwrite)
 
     rows_label: list[str] = []
     rows_csv: dict[str, list[list]] = {"train": [], "test": []}
@@ -157,11 +146,7 @@ def write_dataset(
                     ";".join(f"{v:.2f}" for v in lm.ravel()),
                     PROJECT_TO_AFFECTNET[lab], f"{b.valence[j]:.6f}", f"{b.arousal[j]:.6f}",
                 ])
-            side.append([
-                rel, split, lab, int(b.identities[j]), f"{b.intensity[j]:.4f}",
-                f"{b.valence[j]:.6f}", f"{b.arousal[j]:.6f}",
-                *(f"{v:.4f}" for v in b.aus[j]), ";".join(f"{v:.3f}" for v in lm.ravel()),
-            ])
+            side.append(side_row(rel, split, b, j))
         if bar is not None:
             bar.update(len(b))
     if bar is not None:
@@ -179,15 +164,53 @@ def write_dataset(
                 w = csv.writer(f)
                 w.writerow(AFFECTNET_COLUMNS)
                 w.writerows(rows_csv[split])
+    write_side(out, side)
+    write_info(out, layout=layout, n_train=n_train, n_test=n_test, image_size=image_size, seed=seed,
+               n_identities=n_identities)
+    return out
+
+
+def make_root(out: str | Path, overwrite: bool) -> Path:
+    """Create the dataset root ``out``: empty or absent, or (``overwrite``) holding a previous
+    synthetic dataset, which is removed; never anything else."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise DatasetError(
+                f"{out} already exists and is not empty; choose another --out or pass --overwrite"
+            )
+        if read_info(out) is None:
+            raise DatasetError(
+                f"{out} is not a fer-orch synthetic dataset (no {INFO_FILE}); refusing to overwrite it"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def side_row(rel: str, split: str, b: "synth.SynthBatch", j: int, landmarks: np.ndarray | None = None) -> list:
+    """One row of the side file: image ``j`` of ``b`` stored at ``rel`` (``landmarks``: its
+    landmarks in the stored image when they moved, e.g. pasted into a whole frame)."""
+    lm = b.landmarks[j] if landmarks is None else landmarks
+    return [
+        rel, split, int(b.labels[j]), int(b.identities[j]), f"{b.intensity[j]:.4f}",
+        f"{b.valence[j]:.6f}", f"{b.arousal[j]:.6f}",
+        *(f"{v:.4f}" for v in b.aus[j]), ";".join(f"{v:.3f}" for v in np.ravel(lm)),
+    ]
+
+
+def write_side(out: Path, rows: list[list]) -> None:
+    """The side file (ground truth the layout has no place for), one row per image."""
     with (out / SIDE_FILE).open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(SIDE_COLUMNS)
-        w.writerows(side)
-    info = dict(generator="fer-orch synthetic faces", version=SYNTH_VERSION, layout=layout,
-                n_train=n_train, n_test=n_test, image_size=image_size, seed=seed,
-                n_identities=n_identities, au_ids=list(AU_IDS))
-    (out / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")  # written last: marks completion
-    return out
+        w.writerows(rows)
+
+
+def write_info(out: Path, **params) -> None:
+    """The generation parameters; written last, it marks the dataset complete."""
+    info = dict(generator="fer-orch synthetic faces", version=SYNTH_VERSION, **params, au_ids=list(AU_IDS))
+    (out / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
 
 
 def load_truth(root: str | Path) -> dict[str, Truth]:

@@ -118,7 +118,10 @@ def build_model(cfg, num_classes: int | None = None):
         elif cfg.weights_tag and name == str(cfg.backbone).lower():
             raise ConfigError(f"backbone '{name}' has no hub weights tags; drop weights_tag '{cfg.weights_tag}'")
         backbone = fn(**kwargs)
-    model = cls(backbone, k, image_size=image_size, **dict(cfg.method_kwargs))
+    kwargs = dict(cfg.method_kwargs)
+    if "in_chans" in params and "in_chans" not in kwargs:  # the seed nets: one channel for grey input
+        kwargs["in_chans"] = 1 if getattr(cfg.data, "color", "rgb") == "gray" else 3
+    model = cls(backbone, k, image_size=image_size, **kwargs)
     model.backbone_name = name
     model.weights = weights
     model.method_name = cfg.method.lower()

@@ -14,8 +14,9 @@ def data() -> None:
 
 
 @data.command("synth")
-@click.option("--layout", type=click.Choice(["rafdb", "affectnet"]), required=True,
-              help="Official on-disk layout to write.")
+@click.option("--layout", type=click.Choice(["rafdb", "affectnet", "ckplus", "disfa"]), required=True,
+              help="Official on-disk layout to write (ckplus, disfa: whole frames with an off-centre face, "
+                   "subjects and their sequences / videos; --n-train and --n-test do not apply).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Dataset root to create.")
 @click.option("--n-train", default=1400, show_default=True, type=int)
 @click.option("--n-test", default=350, show_default=True, type=int)
@@ -24,16 +25,22 @@ def data() -> None:
 @click.option("--identities", default=40, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace a synthetic dataset already at --out.")
 def synth_cmd(layout, out, n_train, n_test, size, seed, identities, overwrite) -> None:
-    """Write synthetic expressive faces in RAF-DB's or AffectNet's official layout."""
+    """Write synthetic expressive faces in RAF-DB's, AffectNet's, CK+'s or DISFA's official layout."""
     import time
 
+    from fer_models.data.synth_frames import WRITERS
     from fer_models.data.synth_io import SIDE_FILE, write_dataset
 
     t0 = time.time()
-    root = write_dataset(out, layout, n_train, n_test, size, seed, identities, overwrite=overwrite)
+    if layout in WRITERS:
+        root = WRITERS[layout](out, n_identities=identities, image_size=size, seed=seed, overwrite=overwrite)
+        what = f"{len(list(root.rglob('*.png')))} whole frames"
+    else:
+        root = write_dataset(out, layout, n_train, n_test, size, seed, identities, overwrite=overwrite)
+        what = f"{n_train} train + {n_test} test"
     dt = time.time() - t0
     click.echo(
-        f"wrote {n_train} train + {n_test} test synthetic faces ({size} px, {identities} identities) "
+        f"wrote {what} synthetic faces ({size} px, {identities} identities) "
         f"in the {layout} layout to {root} in {dt:.1f} s; ground truth in {root / SIDE_FILE}"
     )
     click.echo(f"read it with: fer-orch preprocess --dataset {layout} --root {root}")
@@ -60,7 +67,9 @@ def _pick(samples, n: int, seed: int):
 @click.option("--dataset", default="synthetic-rafdb", show_default=True,
               help="A dataset name (`fer-orch list datasets`).")
 @click.option("--root", default=None, help="Dataset root (default: the reader's).")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test", "all"]))
+@click.option("--data-opt", "data_opts", multiple=True, metavar="NAME=VALUE",
+              help="A dataset reader option, repeatable (e.g. --data-opt angles=all).")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="PNG to write (default: $FER_ORCH_HOME/show/<dataset>.png).")
 @click.option("--n", "n", default=16, show_default=True, type=int, help="Number of faces.")
@@ -69,7 +78,7 @@ def _pick(samples, n: int, seed: int):
               help="Landmark backend; auto = shipped/ground truth, else a detector.")
 @click.option("--map-size", default=32, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
-def show_cmd(dataset, root, split, out, n, codebook, backend, map_size, seed) -> None:
+def show_cmd(dataset, root, split, data_opts, out, n, codebook, backend, map_size, seed) -> None:
     """Write a PNG grid of faces with their codebook AU maps (and, for synthetic data,
     the map of the AUs truly active) overlaid."""
     from pathlib import Path
@@ -87,7 +96,9 @@ def show_cmd(dataset, root, split, out, n, codebook, backend, map_size, seed) ->
 
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
-    manifest = read_dataset(dataset, root)
+    from orchestrator.config import parse_data_opts
+
+    manifest = read_dataset(dataset, root, **parse_data_opts(data_opts))
     picked = _pick(manifest.split(split), n, seed)
     if not picked:
         raise DatasetError(f"{dataset} has no '{split}' images; pick another --split")

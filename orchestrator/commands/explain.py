@@ -38,13 +38,19 @@ class _JobOption(click.Option):
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite under FER_ORCH_HOME).")
 @click.option("--num-actors", type=int, default=None,
               help="Parallel actors (default: one per CPU, or one per GPU); 0: run in this process without Ray.")
+@click.option("--data-opt", "data_opts", multiple=True, metavar="NAME=VALUE",
+              help="A reader option over the run's own data options, repeatable (e.g. --data-opt fold=3).")
 def explain(run_id, jobs, layer, top_n, cases, images, n, filters, max_images, au_threshold, device, address,
-            tracking_uri, num_actors) -> None:
+            tracking_uri, num_actors, data_opts) -> None:
     """Explain trained runs: top-N patches per filter, filter<->AU divergences, backtracking, Grad-CAM per block."""
     from orchestrator.explain import ExplainSpec, explain_runs
 
+    from orchestrator.config import parse_data_opts
+
+    extra = {"data_options": parse_data_opts(data_opts)} if data_opts else {}  # applied by the data loading
     spec = ExplainSpec(jobs=parse_list(jobs) or ("topn",), layer=layer, top_n=top_n, cases=cases, images=images,
-                       n=n, filters=filters, max_images=max_images or None, au_threshold=au_threshold, device=device)
+                       n=n, filters=filters, max_images=max_images or None, au_threshold=au_threshold, device=device,
+                       **extra)
     results = explain_runs(run_id, spec, uri=tracking_uri, address=address, num_actors=num_actors)
     failed = 0
     for r in results:

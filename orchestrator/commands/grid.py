@@ -44,6 +44,11 @@ def _grid_options(fn):
         click.option("--print-config", is_flag=True,
                      help="Print the resolved GridConfig YAML, every trial's settings as a table and the trial "
                           "counts; run nothing (offline: no dataset, cache or weights is touched)."),
+        click.option("--data-opt", "data_opts", multiple=True, metavar="NAME=VALUE",
+                     help="A dataset reader option, repeatable (e.g. --data-opt classes=6 --data-opt fold=3); "
+                          "a wrong one is refused with the list of valid ones (docs/reproducing-seed-papers.md)."),
+        click.option("--folds", help="Cross-validation of the main grid: N subject-wise folds (10) or 'all' (every fold "
+                                     "the dataset has), each fold a trial; the report gives mean ± sd over folds."),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -52,16 +57,20 @@ def _grid_options(fn):
 
 def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None, preset=None, epochs=None, lam=None,
                       tracking_uri=None, experiment=None, address=None, storage_path=None, cpus_per_trial=None,
-                      gpus_per_trial=None, max_concurrent=None, max_failures=None, **_ignored):
+                      gpus_per_trial=None, max_concurrent=None, max_failures=None, data_opts=(), folds=None,
+                      **_ignored):
     from orchestrator import presets
-    from orchestrator.config import GridConfig, parse_list, parse_seeds
+    from orchestrator.config import GridConfig, parse_data_opts, parse_list, parse_seeds
 
     ds = parse_list(datasets)
     g = presets.get(preset or presets.for_datasets(ds))
     if config_path:
         g = GridConfig.from_yaml(config_path, base=g)
     resources = {k: v for k, v in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial)) if v is not None}
-    return g.override(
+    base: dict = {"epochs": epochs} if epochs is not None else {}
+    if data_opts:
+        base["data"] = {"options": parse_data_opts(data_opts)}
+    g = g.override(
         datasets=ds,
         methods=parse_list(methods),
         seeds=parse_seeds(seeds),
@@ -73,8 +82,11 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
         max_concurrent=max_concurrent,
         max_failures=max_failures,
         resources=resources or None,
-        base={"epochs": epochs} if epochs is not None else None,
+        base=base or None,
+        folds=folds,
     )
+    g.check_data_options()
+    return g
 
 
 SETTINGS_COLUMNS = ("id", "method", "dataset", "backbone (weights)", "input", "optimiser", "lr per group",
@@ -162,6 +174,8 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, **kw) -> No
     from orchestrator.studies import expand
 
     g = build_grid_config(**kw)
+    if ablations is None and not g.ablations:  # a preset without ablations (the seed papers')
+        studies = tuple(s for s in studies if not get(s).ablation)
     if print_config:
         click.echo(g.to_yaml())
         click.echo(trial_table(g, studies))
@@ -183,9 +197,10 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, **kw) -> No
 
 @click.command("grid")
 @_grid_options
-@click.option("--ablations/--no-ablations", default=True, show_default=True,
-              help="Also run the λ ablation (first, to choose λ on validation) and the layer ablation.")
-def grid_cmd(ablations: bool, resume: bool, print_config: bool, **kw) -> None:
+@click.option("--ablations/--no-ablations", default=None,
+              help="Also run the λ ablation (first, to choose λ on validation) and the layer ablation "
+                   "[default: yes, unless the preset turns them off (the seed-paper presets)].")
+def grid_cmd(ablations: bool | None, resume: bool, print_config: bool, **kw) -> None:
     """Paper 002's Table-1 grid: method x dataset x {w/o, w/ AU} x seed, as Ray Tune trials.
 
     With no --datasets it runs the CPU preset on the embedded synthetic data (about 10
@@ -193,7 +208,7 @@ def grid_cmd(ablations: bool, resume: bool, print_config: bool, **kw) -> None:
     """
     from orchestrator.studies import grid_studies
 
-    _run(grid_studies(ablations), resume, print_config, **kw)
+    _run(grid_studies(ablations is not False), resume, print_config, ablations, **kw)
 
 
 @click.command("ablate")

@@ -17,24 +17,30 @@ import click
 @click.option("--val-fraction", default=0.1, show_default=True, type=float,
               help="Fraction of train carved out as validation (part of the cache key).")
 @click.option("--split-seed", default=0, show_default=True, type=int, help="Seed of that carving.")
+@click.option("--data-opt", "data_opts", multiple=True, metavar="NAME=VALUE",
+              help="A dataset reader option, repeatable (e.g. --data-opt classes=6 --data-opt fold=3).")
 @click.option("--workers", default=None, type=int,
               help="Landmark actors (default: one per GPU, else one per CPU).")
 @click.option("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else local).")
 @click.option("--cache-root", default=None, help="Cache folder (default: $FER_ORCH_HOME/cache).")
 def preprocess_cmd(dataset, root, landmarks, codebook, image_size, map_size, val_fraction,
-                   split_seed, workers, address, cache_root) -> None:
+                   split_seed, data_opts, workers, address, cache_root) -> None:
     """Stream a dataset through the landmark and AU-map stages into the cache (reused if present)."""
     from fer_models.config import DataConfig
+    from fer_models.data.readers import check_options
     from fer_models.errors import ConfigError
+    from orchestrator.config import parse_data_opts
     from orchestrator.preprocess import preprocess
 
     if image_size < 8 or map_size < 2:
         raise ConfigError(f"--image-size must be >= 8 and --map-size >= 2, got {image_size} and {map_size}")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
+    options = parse_data_opts(data_opts)
+    check_options(dataset, options)  # a bad reader option: one sentence listing the valid ones
     cfg = DataConfig(dataset=dataset, root=root, landmarks=landmarks, codebook=codebook,
                      image_size=image_size, map_size=map_size, val_fraction=val_fraction,
-                     split_seed=split_seed)
+                     split_seed=split_seed, options=options)
     info = preprocess(cfg, address=address, num_workers=workers, cache_root=cache_root, echo=click.echo)
     preview = info.dir / "preview.png"
     if not preview.exists():

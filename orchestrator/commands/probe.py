@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.config import parse_list
+from orchestrator.config import parse_data_opts, parse_list
 
 
 @click.command("probe")
@@ -25,8 +25,10 @@ from orchestrator.config import parse_list
               help="Parallel probe actors (default: one per CPU, or one per GPU; at most one per run); 0: run in this process without Ray.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto (GPU actors where the cluster has GPUs).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data-opt", "data_opts", multiple=True, metavar="NAME=VALUE",
+              help="A reader option of the probed dataset, repeatable (e.g. --data-opt every=5).")
 def probe(run_id, untrained_control, layers, dataset, split, n_samples, probe_names, n_pcs, umap,
-          umap_max_samples, compare, address, tracking_uri, num_actors, device, seed) -> None:
+          umap_max_samples, compare, address, tracking_uri, num_actors, device, seed, data_opts) -> None:
     """Probe trained runs layer by layer: silhouette by identity/expression, PCA/UMAP maps, valence/arousal."""
     from fer_analysis.probes import metric_key
     from orchestrator.probe import DEFAULT_PROBES, ProbeSpec, probe_runs
@@ -43,6 +45,7 @@ def probe(run_id, untrained_control, layers, dataset, split, n_samples, probe_na
         umap_max_samples=umap_max_samples,
         seed=seed,
         device=device,
+        **({"data_options": parse_data_opts(data_opts)} if data_opts else {}),  # applied by the data loading
     )
     out = probe_runs(run_id, spec, compare=compare, uri=tracking_uri, address=address, num_actors=num_actors)
     for rid, res in out["results"].items():

@@ -51,25 +51,34 @@ def _fmt(v) -> str:
 @click.option("--device", default=_T.device, show_default=True)
 @click.option("--method-kw", multiple=True, help="Method hyper-parameter KEY=VALUE (repeatable), e.g. alpha=0.6.")
 @click.option("--root", default=None, help="Dataset root on disk (default: the reader's).")
+@click.option("--data-opt", "data_opts", multiple=True, metavar="NAME=VALUE",
+              help="A dataset reader option, repeatable (e.g. --data-opt classes=6 --data-opt fold=3).")
+@click.option("--target", type=click.Choice(["expression", "identity"]), default=_T.target, show_default=True,
+              help="What the network predicts: the expression, or the subject's identity (paper 003; needs --no-au).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Run folder (default under FER_ORCH_HOME/runs).")
 @click.option("--resume/--no-resume", default=True, show_default=True)
 def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, batch_size, lr, optimizer, image_size, seed,
-              device, method_kw, root, out, resume):
+              device, method_kw, root, data_opts, target, out, resume):
     """Train one METHOD on DATASET (with or without AU alignment) and print its test metrics."""
 
     from fer_models import paths
     from fer_models.config import parse_layers
+    from fer_models.data.readers import check_options
     from fer_models.metrics import save_figures
     from fer_models.registry import METHODS
     from fer_models.train import train
+    from orchestrator.config import parse_data_opts
 
     METHODS.get(method)  # unknown method: one red line before any data work
+    options = parse_data_opts(data_opts)
+    check_options(dataset, options)  # a bad reader option: one sentence listing the valid ones
     cfg = TrainConfig(
         method=method, backbone=backbone, pretrained=pretrained, au=au, lam=lam, layers=parse_layers(layers),
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed, device=device, method_kwargs=_kv(method_kw),
-        data=DataConfig(dataset=dataset, root=root, image_size=image_size),
+        target=target, data=DataConfig(dataset=dataset, root=root, image_size=image_size, options=options),
     )
-    run_dir = Path(out) if out else paths.home() / "runs" / f"{dataset}-{method}-{'au' if au else 'noau'}-s{seed}"
+    tag = "".join(f"-{k}{v}" for k, v in sorted(options.items())) + ("-identity" if target == "identity" else "")
+    run_dir = Path(out) if out else paths.home() / "runs" / f"{dataset}{tag}-{method}-{'au' if au else 'noau'}-s{seed}"
     click.echo(f"run folder: {run_dir}")
 
     def on_epoch(epoch, m):

@@ -30,15 +30,18 @@ class Grid(Study):
     def configs(self, g, lam: float) -> Iterable[Any]:
         for dataset in g.datasets:
             for method in g.methods:
-                for au in g.au:
-                    for seed in g.seeds:
-                        yield g.train_config(method, dataset, au=au, lam=lam, layers=list(g.layers), seed=seed)
+                for fold in g.fold_options(method, dataset):  # [{}] unless --folds (cross-validation)
+                    data = {"data": {"options": fold}} if fold else {}
+                    for au in g.au:
+                        for seed in g.seeds:
+                            yield g.train_config(method, dataset, au=au, lam=lam, layers=list(g.layers), seed=seed,
+                                                 **data)
 
     def report(self, parent, df, out: Path) -> list[str]:
         lam = parent.data.tags.get("lambda", "?")
         src = parent.data.tags.get("lambda_source", "")
         parts = [f"Main grid: {len(df)} finished trials, λ = {lam} ({src}). CL in %, cosines in [0, 1]; "
-                 "mean ± std over seeds; bold: the better of w/o and w/ AU."]
+                 "mean ± std over seeds (over folds when cross-validated, `--folds`); bold: the better of w/o and w/ AU."]
         md, d1 = au_table(df, ["cl", "cam_cos"], "Table 1: classification (CL) and CAM localisation (CAM-COS), test",
                           out, "table1")
         parts.append(md)

@@ -77,7 +77,20 @@ def key_inputs(manifest: Manifest, backend: Any, codebook: Any, map_size: int, i
     so a cache hit never constructs a backend. Image *bytes* are not hashed (reading every
     file would cost as much as a cache miss): replace a dataset's images in place and you
     must delete its cache folder.
+
+    Two inputs appear only where they apply, so the caches of the datasets they do not
+    concern keep their keys: ``options`` (the reader options that differ from the
+    defaults; most already show in the manifest's rows, this also covers those that do not,
+    e.g. the class count) and ``face_crop`` (whole-frame datasets: how the face is cropped,
+    :func:`fer_models.data.cache.stages.face_box`).
     """
+    from fer_models.data.cache.stages import FACE_BOX_SCALE
+
+    extra: dict[str, Any] = {}
+    if manifest.options:
+        extra["options"] = {str(k): manifest.options[k] for k in sorted(manifest.options)}
+    if manifest.frames == "whole":
+        extra["face_crop"] = {"box": "landmarks-square", "scale": FACE_BOX_SCALE}
     return {
         "format": CACHE_FORMAT,
         "dataset": manifest.dataset,
@@ -91,6 +104,7 @@ def key_inputs(manifest: Manifest, backend: Any, codebook: Any, map_size: int, i
         "au_rules": hashlib.sha256(repr(getattr(au, "AU_RULES", None)).encode()).hexdigest()[:16],
         "map_size": int(map_size),
         "image_size": int(image_size),
+        **extra,
     }
 
 
@@ -140,7 +154,7 @@ def cache_dir_for(data_cfg: Any, cache_root: str | Path | None = None, manifest=
     if manifest is None:
         from fer_models.data.readers import read_dataset
 
-        manifest = read_dataset(data_cfg.dataset, data_cfg.root,
-                                val_fraction=data_cfg.val_fraction, seed=data_cfg.split_seed)
+        manifest = read_dataset(data_cfg.dataset, data_cfg.root, val_fraction=data_cfg.val_fraction,
+                                seed=data_cfg.split_seed, **data_cfg.options)
     return resolve(manifest, backend if backend is not None else data_cfg.landmarks,
                    data_cfg.codebook, data_cfg.map_size, data_cfg.image_size, cache_root)

@@ -16,8 +16,11 @@ NO_FACE = "no-face"
 # Columns of a stored shard (all rows of a split concatenated by load_split).
 SHARD_COLUMNS = (
     "row", "path", "image", "label", "identity", "landmarks", "au_map", "au_valid",
-    "gt_au_map", "gt_valid", "valence", "arousal", "aus",
+    "gt_au_map", "gt_valid", "valence", "arousal", "aus", "sequence",
 )  # fmt: skip
+# Columns a cache written before they existed lacks (read as absent, the cache stays valid):
+# ``sequence`` (int64 index into meta.json's "sequences", -1 none; CK+ sequences).
+OPTIONAL_COLUMNS = ("sequence",)
 
 
 def cache_path(cache_root: str | Path | None, dataset: str, key: str) -> Path:

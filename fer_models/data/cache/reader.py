@@ -10,8 +10,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from fer_models.data.cache.layout import CACHE_FORMAT, NO_FACE, SHARD_COLUMNS, cache_path
-from fer_models.data.manifest import SPLITS
+from fer_models.data.cache.layout import CACHE_FORMAT, NO_FACE, OPTIONAL_COLUMNS, SHARD_COLUMNS, cache_path
+from fer_models.data.manifest import ALL, READ_SPLITS, SPLITS
 from fer_models.errors import ConfigError, DatasetError
 
 
@@ -33,6 +33,14 @@ class CacheInfo:
     seconds: float = 0.0  # time of this call (tiny on a hit)
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def landmark_failure_rates(self) -> dict[str, float]:
+        """Class name -> fraction of its stored rows without landmarks ("no-face"), for the
+        summary and MLflow (empty for a cache made before this was recorded)."""
+        from fer_models.labels import EXPRESSIONS
+
+        by = self.meta.get("landmark_failures_by_class", {})
+        return {EXPRESSIONS[int(k)] if int(k) < len(EXPRESSIONS) else k: float(v["rate"]) for k, v in by.items()}
+
     @property
     def rows_per_s(self) -> float:
         return self.rows_in / self.build_seconds if self.build_seconds > 0 else float("nan")
@@ -50,6 +58,13 @@ class CacheInfo:
                          f"'{NO_FACE}' rows are kept for classification without an AU map")
         else:
             lines.append("  failures: none")
+        rates = self.landmark_failure_rates()
+        if any(rates.values()):
+            lines.append("  landmark failure rate per class: "
+                         + ", ".join(f"{k} {100 * v:.1f}%" for k, v in rates.items()))
+        if self.meta.get("landmark_fallback_rows"):
+            lines.append(f"  {self.meta['landmark_fallback_rows']} face crops needed the whole image as "
+                         "their face box to find landmarks")
         if self.reader_skipped:
             sk = ", ".join(f"{n} {r}" for r, n in sorted(self.reader_skipped.items()))
             lines.append(f"  skipped by the reader before preprocessing: {sk}")
@@ -108,18 +123,22 @@ def find_cache(cache_root: str | Path | None, dataset: str, key: str) -> CacheIn
 
 
 def iter_shards(cache_dir: str | Path, split: str, mmap: bool = False) -> Iterator[dict[str, np.ndarray]]:
-    """Each shard of ``split`` as {column: array}; ``mmap=True`` maps instead of reading."""
+    """Each shard of ``split`` as {column: array}; ``mmap=True`` maps instead of reading.
+    ``split="all"``: the shards of every split. A column of ``OPTIONAL_COLUMNS`` that a
+    cache written before it existed lacks is left out."""
     info = open_cache(cache_dir)
-    for name in info.meta["shards"].get(split, []):
-        d = Path(cache_dir) / name
-        yield {k: np.load(d / f"{k}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
-               for k in SHARD_COLUMNS}
+    for part in SPLITS if split == ALL else (split,):
+        for name in info.meta["shards"].get(part, []):
+            d = Path(cache_dir) / name
+            yield {k: np.load(d / f"{k}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+                   for k in SHARD_COLUMNS if k not in OPTIONAL_COLUMNS or (d / f"{k}.npy").is_file()}
 
 
 def load_split(cache_dir: str | Path, split: str) -> dict[str, np.ndarray]:
-    """All rows of ``split`` as arrays (columns of SHARD_COLUMNS); empty arrays if none."""
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
+    """All rows of ``split`` as arrays (columns of SHARD_COLUMNS); empty arrays if none.
+    ``split="all"``: every row (analysis-only datasets: DISFA, KDEF for paper 004)."""
+    if split not in READ_SPLITS:
+        raise ConfigError(f"unknown split '{split}'; use one of {', '.join(READ_SPLITS)}")
     parts = list(iter_shards(cache_dir, split))
     if not parts:
         return {}

@@ -15,12 +15,22 @@ from fer_models.data import au
 from fer_models.data.manifest import Manifest, Sample
 
 
+def sequence_names(manifest: Manifest) -> list[str]:
+    """The sorted ``meta["sequence"]`` names (CK+'s ``S005/001``); a row's ``sequence``
+    column is its index here (-1: none), and the cache's meta.json lists them."""
+    return sorted({str(s.meta["sequence"]) for s in manifest.samples if s.meta.get("sequence") is not None})
+
+
 def manifest_rows(manifest: Manifest) -> list[dict[str, Any]]:
     """One plain dict per sample (numpy + str only), the unit both pipelines stream.
 
     Absent values are NaN (landmarks, box, valence, arousal, AU intensities), so every
-    row has the same columns and a batch stacks into fixed-shape arrays.
+    row has the same columns and a batch stacks into fixed-shape arrays. ``whole_frame``
+    tells the landmark stage to crop the face (``manifest.frames == "whole"``);
+    ``sequence`` indexes :func:`sequence_names` (-1 when the dataset has no sequences).
     """
+    seq_index = {name: k for k, name in enumerate(sequence_names(manifest))}
+    whole = manifest.frames == "whole"
     rows = []
     for i, s in enumerate(manifest.samples):
         lm = np.full((68, 2), np.nan, np.float32)
@@ -42,6 +52,8 @@ def manifest_rows(manifest: Manifest) -> list[dict[str, Any]]:
                 "arousal": np.float32(s.arousal),
                 "aus": aus,
                 "meta": json.dumps(s.meta, default=str, sort_keys=True),
+                "whole_frame": whole,
+                "sequence": np.int64(seq_index.get(str(s.meta.get("sequence")), -1)),
             }
         )
     return rows

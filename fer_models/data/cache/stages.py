@@ -1,9 +1,23 @@
 """The two preprocessing stages, each working on a batch of rows (DESIGN.md step 2).
 
 1. :func:`landmark_stage`: load each image (``images.load_image``), run the landmark
-   backend once on the whole batch, crop to the shipped face box when there is one, and
-   resize to the stored size ``image_size`` (square) once, so that training never decodes
-   a JPEG again. Landmarks are moved into the stored image's pixel coordinates.
+   backend once on the whole batch, crop, and resize to the stored size ``image_size``
+   (square) once, so that training never decodes a JPEG again. Landmarks are moved into the
+   stored image's pixel coordinates. The crop:
+
+   - a shipped face box (AffectNet) is cropped as it is;
+   - a *whole frame* (CK+, KDEF, RaFD, DISFA, RAF-DB's original photos: the reader's
+     ``whole_frames``) is cropped to a square around its landmarks, :func:`face_box`, so the
+     face fills the stored image as in the papers ("we simply detect the face ... and resize
+     it to 96x96", paper 001; "only faces are extracted", paper 003); a frame whose face was
+     not found is stored whole (counted as "no-face");
+   - a face crop (FER2013, TFD, RAF-DB aligned, the synthetic faces) is used whole.
+
+   Pre-aligned face crops defeat face *detectors* now and then (RAF-DB's 100 px aligned
+   faces: the face fills the image, with no margin for the detector's window), so a
+   face-crop row the backend found no face in is tried again with the whole image as its
+   face box before it is declared "no-face" (``fallback_box``); backends that take the
+   sample's box (dlib, face-alignment) then fit the landmarks in it.
 2. :func:`au_stage`: the codebook map of each row (``au.expression_au_maps``, paper 002
    Sec. 3.2) and, where ``Sample.aus`` is known (synthetic data), the map of the AUs truly
    active (``au.render_au_maps`` weighted by the AU intensities, as au.py intends for
@@ -26,17 +40,46 @@ from fer_models.data.cache.layout import NO_FACE, OK, UNREADABLE
 from fer_models.data.cache.rows import samples_from_batch
 
 
-def _crop_resize(img: np.ndarray, box: np.ndarray, size: int) -> tuple[np.ndarray, tuple]:
+#: side of the square face box over the larger side of the landmarks' bounding box. The
+#: papers crop with a face detector's box (paper 001's released code: OpenCV's Haar
+#: frontal-face cascade; paper 003 does not say), which spans about the landmarks' extent
+#: plus a band of forehead; 1.25 (12.5 % margin on each side) reproduces that framing. The
+#: box is centred on the landmarks' bounding box, so the face is centred as well.
+FACE_BOX_SCALE = 1.25
+
+
+def face_box(landmarks: np.ndarray, scale: float = FACE_BOX_SCALE) -> np.ndarray:
+    """Square ``(x, y, w, h)`` of side ``scale`` x the larger side of the landmarks'
+    bounding box, centred on it (may reach outside the image: the crop pads)."""
+    lo, hi = np.nanmin(landmarks, 0), np.nanmax(landmarks, 0)
+    side = float(np.max(hi - lo)) * scale
+    cx, cy = (lo + hi) / 2.0
+    return np.array([cx - side / 2, cy - side / 2, side, side], np.float32)
+
+
+def _crop_resize(img: np.ndarray, box: np.ndarray, size: int, pad: bool = False) -> tuple[np.ndarray, tuple]:
     """Crop to ``box`` (x, y, w, h; NaN = whole image), resize to ``size``², one PIL call.
 
-    The region is resized as-is (no aspect-preserving padding): RAF-DB's aligned faces
-    and face boxes are square or nearly so, which is what FER pipelines commonly assume.
+    A shipped box is clipped to the image and the region resized as-is (no aspect-preserving
+    padding): RAF-DB's aligned faces and AffectNet's face boxes are square or nearly so,
+    which is what FER pipelines commonly assume. ``pad=True`` (the square landmark box of a
+    whole frame) keeps the box square where it leaves the image by padding with black.
     """
     from PIL import Image
 
     h, w = img.shape[:2]
     if np.isnan(box).any():
         x0, y0, x1, y1 = 0.0, 0.0, float(w), float(h)
+    elif pad:
+        x0, y0 = float(box[0]), float(box[1])
+        x1, y1 = x0 + float(box[2]), y0 + float(box[3])
+        left, top = max(0, int(np.ceil(-x0))), max(0, int(np.ceil(-y0)))
+        right, bottom = max(0, int(np.ceil(x1 - w))), max(0, int(np.ceil(y1 - h)))
+        if left or top or right or bottom:
+            img = np.pad(img, ((top, bottom), (left, right), (0, 0)))
+        pil = Image.fromarray(img).resize((size, size), Image.BILINEAR,
+                                          box=(x0 + left, y0 + top, x1 + left, y1 + top))
+        return np.asarray(pil, np.uint8), (x0, y0, x1, y1)
     else:
         x0, y0 = max(0.0, float(box[0])), max(0.0, float(box[1]))
         x1, y1 = min(float(w), float(box[0] + box[2])), min(float(h), float(box[1] + box[3]))
@@ -55,15 +98,21 @@ def _to_stored(lm: np.ndarray, region: tuple, size: int) -> np.ndarray:
     return out
 
 
+def _found(lm: Any) -> bool:
+    return lm is not None and np.asarray(lm).shape == (68, 2) and bool(np.isfinite(lm).all())
+
+
 def landmark_stage(batch: dict[str, np.ndarray], backend: Any, image_size: int) -> dict[str, np.ndarray]:
     """Load, detect landmarks, crop/resize: adds ``image`` (B,S,S,3) uint8, ``landmarks``
     (B,68,2) float32 in stored-image pixels (NaN on failure), ``status`` ("ok",
-    "unreadable", "no-face"), ``t_landmarks`` (seconds per row, for meta.json timings)."""
+    "unreadable", "no-face"), ``fallback_box`` (landmarks found only with the whole image as
+    the face box), ``t_landmarks`` (seconds per row, for meta.json timings)."""
     from fer_models.data.images import UnreadableImage, load_image
 
     t0 = time.perf_counter()
     n = len(batch["row"])
     samples = samples_from_batch(batch)
+    whole = np.asarray(batch.get("whole_frame", np.zeros(n, bool)), bool)
     images: list[np.ndarray | None] = []
     for s in samples:
         try:
@@ -75,18 +124,33 @@ def landmark_stage(batch: dict[str, np.ndarray], backend: Any, image_size: int) 
     if len(found) != len(ok):
         raise RuntimeError(f"landmark backend {getattr(backend, 'name', backend)} returned "
                            f"{len(found)} results for {len(ok)} images")
+    found = dict(zip(ok, found))
+    fallback = np.zeros(n, bool)
+    retry = [j for j in ok if not _found(found[j]) and not whole[j] and samples[j].box is None]
+    if retry:  # a face crop: the whole image is the face box
+        for j in retry:
+            h, w = images[j].shape[:2]
+            samples[j].box = (0.0, 0.0, float(w), float(h))
+        again = backend.detect([images[j] for j in retry], [samples[j] for j in retry])
+        for j, lm in zip(retry, again):
+            if _found(lm):
+                found[j], fallback[j] = lm, True
     out_img = np.zeros((n, image_size, image_size, 3), np.uint8)
     out_lm = np.full((n, 68, 2), np.nan, np.float32)
     status = np.array([UNREADABLE] * n, dtype=object)
-    for j, lm in zip(ok, found):
-        out_img[j], region = _crop_resize(images[j], batch["box"][j], image_size)
-        if lm is None or np.asarray(lm).shape != (68, 2) or not np.isfinite(lm).all():
+    for j in ok:
+        lm = np.asarray(found[j], np.float32) if _found(found[j]) else None
+        if whole[j] and lm is not None and np.isnan(batch["box"][j]).any():
+            out_img[j], region = _crop_resize(images[j], face_box(lm), image_size, pad=True)
+        else:
+            out_img[j], region = _crop_resize(images[j], batch["box"][j], image_size)
+        if lm is None:
             status[j] = NO_FACE
         else:
             status[j] = OK
-            out_lm[j] = _to_stored(np.asarray(lm, np.float32), region, image_size)
+            out_lm[j] = _to_stored(lm, region, image_size)
     out = dict(batch)
-    out.update(image=out_img, landmarks=out_lm, status=status.astype(str))
+    out.update(image=out_img, landmarks=out_lm, status=status.astype(str), fallback_box=fallback)
     out["t_landmarks"] = np.full(n, (time.perf_counter() - t0) / max(n, 1), np.float64)
     return out
 

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_models.data.cache.layout import CACHE_FORMAT, OK, SHARD_COLUMNS, UNREADABLE
+from fer_models.data.cache.layout import CACHE_FORMAT, NO_FACE, OK, SHARD_COLUMNS, UNREADABLE
 from fer_models.data.cache.reader import CacheInfo, open_cache
+from fer_models.data.cache.rows import sequence_names
 from fer_models.data.manifest import SPLITS, Manifest
 
 SHARD_ROWS = 1000  # rows per shard (read when a writer is made, so a test may lower it)
@@ -56,6 +57,8 @@ class CacheWriter:
         self.stage_s = Counter()
         self.first_batch_s: float | None = None
         self.first_batch_rows = 0
+        self.by_class: dict[int, Counter] = {}  # label -> readable rows, no-face rows
+        self.fallback_rows = 0  # landmarks found only with the whole image as the face box
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
         n = len(batch["row"])
@@ -68,6 +71,11 @@ class CacheWriter:
         for j in np.flatnonzero(status != OK):
             self.failures.append((str(batch["path"][j]), str(batch["split"][j]), str(status[j])))
         keep = status != UNREADABLE
+        for label, st in zip(np.asarray(batch["label"])[keep], status[keep]):
+            c = self.by_class.setdefault(int(label), Counter())
+            c["rows"] += 1
+            c[NO_FACE] += int(st == NO_FACE)
+        self.fallback_rows += int(np.sum(batch.get("fallback_box", 0)))
         splits = np.asarray(batch["split"]).astype(str)
         for split in SPLITS:
             sel = keep & (splits == split)
@@ -135,6 +143,13 @@ class CacheWriter:
                         **{f"{k}_s": round(v, 3) for k, v in self.stage_s.items()}},
             "rows_per_s": round(self.rows_in / seconds, 2) if seconds > 0 else None,
             "identities": sorted({s.identity for s in m.samples if s.identity is not None}),
+            "sequences": sequence_names(m),
+            # the landmark failure rate per class (issue 9: failures are not random across
+            # classes, so they bias the AU-loss sample); keyed by the class index
+            "landmark_failures_by_class": {
+                str(k): {"rows": c["rows"], "no_face": c[NO_FACE], "rate": round(c[NO_FACE] / c["rows"], 6)}
+                for k, c in sorted(self.by_class.items())},
+            "landmark_fallback_rows": self.fallback_rows,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **(extra_meta or {}),
         }

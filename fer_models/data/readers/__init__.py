@@ -14,7 +14,7 @@ package, e.g. ``mydata.py``::
 
         name, title = "mydata", "MyData"
 
-        def check(self, root, opts):
+        def check(self, root, opts):  # options are already validated (``options``, ``choices``)
             self.require(root, "labels.txt")
 
         def collect(self, root, manifest, opts):
@@ -27,11 +27,13 @@ from fer_models.data.readers._base import (
     DATA_ENV,
     DatasetReader,
     add_if_exists,
-    check_fold,
+    check_options,
+    fold_options,
     read_dataset,
+    reader,
     subject_folds,
     verify_images,
 )
 
-__all__ = ["DATA_ENV", "DatasetReader", "add_if_exists", "check_fold", "read_dataset",
-           "subject_folds", "verify_images"]
+__all__ = ["DATA_ENV", "DatasetReader", "add_if_exists", "check_options", "fold_options", "read_dataset",
+           "reader", "subject_folds", "verify_images"]

@@ -15,8 +15,22 @@ A reader turns a dataset as the user has it on disk (its official layout) into a
    from train with :func:`carve_validation` (stratified, seeded), never from test.
 
 Subject-wise datasets (CK+, KDEF, RaFD) put whole identities in test with
-:func:`subject_folds`; the validation rows carved from the remaining train rows are
-stratified by label, not by subject (the papers select hyper-parameters on such a split).
+:func:`subject_folds`, and their validation is carved subject-wise too (whole identities
+move from train to val, so the frames of one CK+ sequence never straddle the two; paper
+001's released code holds out one of the ten subject folds as validation): a reader says
+so with :meth:`DatasetReader.val_by`.
+
+Reader options. ``options`` holds each option's default and ``choices`` the allowed values
+where they are few; :meth:`DatasetReader.resolve_options` casts a value to its default's
+type (``--data-opt fold=3`` arrives as an int, ``classes=happiness,sadness`` as a string)
+and rejects an unknown name or a bad value in one sentence listing every valid option,
+before the dataset is touched (:func:`check_options`, used by the CLI). The options that
+differ from the defaults are recorded in ``Manifest.options`` (part of the cache key).
+Cross-validation: :func:`fold_options` gives each fold's options for ``--folds``.
+
+Whole frames. A reader of a dataset that ships whole frames (CK+, KDEF, RaFD, DISFA) sets
+``whole_frames = True``: preprocessing then crops each face to a square box built from its
+landmarks before resizing (:mod:`fer_models.data.cache.stages`).
 """
 
 from __future__ import annotations
@@ -42,7 +56,10 @@ class DatasetReader:
     folder: ClassVar[str] = ""  # sub-folder of $FER_ORCH_DATA used as the default root
     download_hint: ClassVar[str] = "download it and pass --root"
     options: ClassVar[dict[str, Any]] = {}  # accepted reader options and their defaults
+    choices: ClassVar[dict[str, tuple]] = {}  # allowed values of the options that have few
     has_val_split: ClassVar[bool] = False  # the dataset ships its own validation split
+    whole_frames: ClassVar[bool] = False  # images are whole frames: crop the face (landmarks)
+    fixed_folds: ClassVar[int | None] = None  # official folds (TFD: 5); else the n_folds option
 
     @property
     def default_root(self) -> Path:
@@ -68,7 +85,9 @@ class DatasetReader:
                 f"{self.title}: dataset root {root_path} does not exist; {self.download_hint}"
             )
         self.check(root_path, opts)
-        manifest = Manifest(dataset=self.name, root=root_path, samples=[])
+        manifest = Manifest(dataset=self.name, root=root_path, samples=[],
+                            options={k: v for k, v in opts.items() if v != self.options[k]},
+                            frames=self.frames(opts))
         self.collect(root_path, manifest, opts)
         if verify:
             verify_images(manifest)
@@ -81,19 +100,85 @@ class DatasetReader:
         if bad:  # a reader bug, not a user mistake
             raise AssertionError(f"{self.name}: label {bad[0].label} outside 0..{manifest.num_classes - 1}")
         if not (self.has_val_split and manifest.split("val")):
-            carve_validation(manifest.samples, val_fraction, seed)
+            carve_validation(manifest.samples, val_fraction, seed, by=self.val_by(opts))
         return manifest
 
     def resolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The options with defaults filled in and values cast to the defaults' types;
+        an unknown name or a bad value is one ConfigError listing the valid options."""
         unknown = sorted(set(options) - set(self.options))
         if unknown:
-            known = ", ".join(sorted(self.options)) or "none"
-            raise ConfigError(
-                f"{self.name}: unknown reader option(s) {', '.join(unknown)}; known options: {known}"
-            )
-        return {**self.options, **options}
+            raise ConfigError(f"{self.name}: unknown reader option(s) {', '.join(unknown)}; "
+                              f"valid options: {self.describe_options()}")
+        opts = dict(self.options)
+        for key, value in options.items():
+            opts[key] = self._cast(key, value)
+        self.validate(opts)
+        return opts
+
+    def _cast(self, key: str, value: Any) -> Any:
+        default = self.options[key]
+        try:
+            if isinstance(default, bool):
+                text = str(value).strip().lower()
+                if text not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                value = text in ("true", "1", "yes")
+            elif isinstance(default, int):
+                if isinstance(value, bool) or float(value) != int(float(value)):
+                    raise ValueError
+                value = int(float(value))
+            elif isinstance(default, str):
+                value = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        except (TypeError, ValueError):
+            self.bad_option(key, value)
+        if key in self.choices and value not in self.choices[key]:
+            self.bad_option(key, value)
+        return value
+
+    def bad_option(self, key: str, value: Any) -> None:
+        """Raise the one-sentence error for ``key=value``."""
+        raise ConfigError(f"{self.name}: option {key}={value!r} is not valid; "
+                          f"valid options: {self.describe_options()}")
+
+    def describe_options(self) -> str:
+        """``classes (6, 7 or 8; default 8), fold (default 0), ...`` for messages."""
+        if not self.options:
+            return "none (this reader takes no option)"
+        parts = []
+        for key in sorted(self.options):
+            allowed = self.choices.get(key)
+            spec = f"{', '.join(map(str, allowed[:-1]))} or {allowed[-1]}; " if allowed and len(allowed) > 1 else ""
+            parts.append(f"{key} ({spec}default {self.options[key]!r})")
+        return ", ".join(parts)
+
+    def frames(self, opts: dict[str, Any]) -> str:
+        """"whole" when the images are whole frames whose face preprocessing must crop
+        (``whole_frames``), else "face" (the images are face crops, left as they are)."""
+        return "whole" if self.whole_frames else "face"
+
+    def val_by(self, opts: dict[str, Any]) -> str:
+        """How validation is carved from train (:func:`carve_validation`'s ``by``): "subject"
+        when the test split is subject-wise (the reader has ``n_folds``), else "label"."""
+        return "subject" if "n_folds" in self.options else "label"
+
+    def fold_count(self, opts: dict[str, Any]) -> int | None:
+        """How many folds ``fold`` ranges over (None: the dataset has no folds)."""
+        if self.fixed_folds:
+            return int(self.fixed_folds)
+        return int(opts["n_folds"]) if "n_folds" in opts else None
 
     # -- to implement -------------------------------------------------------------------
+    def validate(self, opts: dict[str, Any]) -> None:
+        """Check the options together (e.g. fold < n_folds) without touching the disk;
+        the default checks ``fold`` against :meth:`fold_count`."""
+        if "fold" in opts:
+            n = self.fold_count(opts)
+            if n is not None and n < 2:
+                raise ConfigError(f"{self.name}: n_folds must be at least 2, got {n}; pass a larger n_folds")
+            if n is not None and not 0 <= int(opts["fold"]) < n:
+                raise ConfigError(f"{self.name}: fold {opts['fold']} is outside 0..{n - 1}; pass a fold in that range")
+
     def check(self, root: Path, opts: dict[str, Any]) -> None:
         """Raise DatasetError when the layout is not there (fast: no per-image work)."""
 
@@ -112,14 +197,6 @@ class DatasetReader:
             f"{self.title}: expected {what or candidates[0]}{alts} under {root}; {self.download_hint}"
         )
 
-    def choice(self, opts: dict[str, Any], key: str, allowed: Iterable[Any]) -> Any:
-        allowed = list(allowed)
-        value = opts[key]
-        if value not in allowed:
-            raise ConfigError(
-                f"{self.name}: option {key}={value!r} is not one of {', '.join(map(repr, allowed))}; pick one"
-            )
-        return value
 
 
 def add_if_exists(manifest: Manifest, sample: Sample) -> bool:
@@ -159,13 +236,42 @@ def subject_folds(identities: Iterable[str], n_folds: int) -> dict[str, int]:
     return {ident: i % n_folds for i, ident in enumerate(ids)}
 
 
-def check_fold(name: str, fold: int, n_folds: int) -> None:
-    if not 0 <= int(fold) < int(n_folds):
-        raise ConfigError(f"{name}: fold {fold} is outside 0..{n_folds - 1}; pass a fold in that range")
+def reader(name: str) -> Any:
+    """The reader registered as ``name`` (an instance)."""
+    reader_cls = DATASETS.get(name)
+    return reader_cls() if isinstance(reader_cls, type) else reader_cls
 
 
 def read_dataset(name: str, root: str | os.PathLike | None = None, **kw: Any) -> Manifest:
     """Look ``name`` up in ``DATASETS`` and read it: ``read_dataset("rafdb", "/data/RAF-DB")``."""
-    reader_cls = DATASETS.get(name)
-    reader = reader_cls() if isinstance(reader_cls, type) else reader_cls
-    return reader.read(root, **kw)
+    return reader(name).read(root, **kw)
+
+
+def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Resolve ``options`` for dataset ``name`` without reading it (the CLI's early check):
+    the options with defaults, or one ConfigError listing the valid ones."""
+    return reader(name).resolve_options(dict(options or {}))
+
+
+def fold_options(name: str, options: dict[str, Any], folds: int | str) -> list[dict[str, Any]]:
+    """The data options of each fold of a ``--folds`` cross-validation of dataset ``name``.
+
+    ``folds``: ``"all"`` (every fold: ``n_folds`` as configured, or the official count) or a
+    count N (N subject-wise folds; a dataset with official folds accepts only their count).
+    Each item holds ``fold`` (and ``n_folds`` where the reader takes it), merged by the grid
+    into the trial's data options.
+    """
+    r = reader(name)
+    opts = r.resolve_options(dict(options or {}))
+    n = r.fold_count(opts)
+    if n is None:
+        raise ConfigError(f"{name} has no folds (it ships one train/test split); drop --folds for it "
+                          "or pick a dataset with folds (ckplus, tfd, kdef, rafd)")
+    if folds != "all":
+        if r.fixed_folds and int(folds) != r.fixed_folds:
+            raise ConfigError(f"{name} has {r.fixed_folds} official folds; pass --folds {r.fixed_folds} or --folds all")
+        n = int(folds)
+    out = [{"fold": k, "n_folds": n} if "n_folds" in r.options else {"fold": k} for k in range(n)]
+    for o in out:
+        r.resolve_options({**opts, **o})  # e.g. a fold beyond what the reader allows
+    return out

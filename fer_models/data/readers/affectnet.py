@@ -91,9 +91,10 @@ class AffectNet(DatasetReader):
     folder = "AffectNet"
     download_hint = "request AffectNet from http://mohammadmahoor.com/affectnet/ and pass --root"
     options = {"classes": 7, "layout": "auto"}
+    choices = {"classes": (7, 8), "layout": ("auto", "official", "npy")}
 
     def _layout(self, root: Path, opts: dict[str, Any]) -> str:
-        layout = self.choice(opts, "layout", ("auto", "official", "npy"))
+        layout = opts["layout"]
         if layout != "auto":
             return layout
         if (root / LISTS).is_dir():
@@ -106,7 +107,6 @@ class AffectNet(DatasetReader):
         )
 
     def check(self, root: Path, opts: dict[str, Any]) -> None:
-        self.choice(opts, "classes", (7, 8))
         if self._layout(root, opts) == "official":
             self.require(root, f"{LISTS}/training.csv")
             self.require(root, f"{LISTS}/validation.csv")

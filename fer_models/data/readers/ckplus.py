@@ -14,7 +14,15 @@ coded AU at 0. Sequences without an emotion file are counted as skips. ``classes
 6 (the six basic emotions: drops neutral and contempt, the paper's second table).
 CK+ codes an AU intensity of 0 when the AU is present but its intensity was not scored;
 we record such AUs as 1.0 (present, the lowest intensity A) so that 0 keeps meaning absent.
-Identity = subject; test = the subjects of ``fold`` among ``n_folds`` subject-wise folds.
+Identity = subject; test = the subjects of ``fold`` among ``n_folds`` subject-wise folds
+(sorted subjects dealt round-robin, as the released code of paper 001 makes its folds);
+validation is carved subject-wise from the other folds, so the frames of one sequence
+never straddle train and validation. ``meta["sequence"]`` (``S005/001``) is stored per row
+in the cache (its ``sequence`` column).
+Frames are whole 640x490 images: preprocessing crops the face by its landmarks
+(``whole_frames``).
+Options: ``classes`` (6, 7, 8), ``fold``, ``n_folds`` (10), ``peak_frames`` (3),
+``neutral_first`` (true).
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from fer_models.data.manifest import Manifest, Sample
-from fer_models.data.readers import DatasetReader, add_if_exists, check_fold, subject_folds
+from fer_models.data.readers import DatasetReader, add_if_exists, subject_folds
+from fer_models.errors import ConfigError
 from fer_models.labels import INDEX
 from fer_models.registry import DATASETS
 
@@ -63,10 +72,16 @@ class CKPlus(DatasetReader):
     folder = "CK+"
     download_hint = "request CK+ (https://www.jeffcohn.net/resources/) and pass --root"
     options = {"classes": 8, "fold": 0, "n_folds": 10, "peak_frames": 3, "neutral_first": True}
+    choices = {"classes": (6, 7, 8)}
+    whole_frames = True
+
+    def validate(self, opts: dict[str, Any]) -> None:
+        super().validate(opts)
+        if int(opts["peak_frames"]) < 1:
+            raise ConfigError(f"ckplus: peak_frames={opts['peak_frames']} must be at least 1; "
+                              f"valid options: {self.describe_options()}")
 
     def check(self, root: Path, opts: dict[str, Any]) -> None:
-        self.choice(opts, "classes", (6, 7, 8))
-        check_fold(self.name, opts["fold"], opts["n_folds"])
         self.require(root, IMAGES)
         self.require(root, EMOTION, what=f"{EMOTION}/<subject>/<sequence>/*_emotion.txt")
 

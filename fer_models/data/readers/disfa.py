@@ -17,7 +17,10 @@ frame folder (e.g. ``Frames_RightCamera``), ``every`` keeps every n-th labelled 
 DISFA has no expression labels, yet a Manifest row needs one: every row gets the
 placeholder ``label = 6`` (neutral) with ``meta["no_expression_label"] = True``; do not
 train expression classifiers on it. Sample.aus holds the AU intensities; identity = subject;
-all rows are in ``split`` (default "test": an analysis set; nothing is carved).
+all rows are in ``split`` (default "test": an analysis set; nothing is carved); read them
+all, whatever the split, as split ``"all"`` (``fer_models.data.manifest.ALL``). The frames
+are whole 1024x768 video frames: preprocessing crops the face by its landmarks
+(``whole_frames``). Options: ``frames``, ``every``, ``subjects``, ``split``.
 """
 
 from __future__ import annotations
@@ -46,11 +49,14 @@ class DISFA(DatasetReader):
     folder = "DISFA"
     download_hint = "request DISFA (http://mohammadmahoor.com/disfa/), extract the frames and pass --root"
     options = {"frames": "Frames_LeftCamera", "every": 1, "subjects": "all", "split": "test"}
+    choices = {"split": ("train", "val", "test")}
+    whole_frames = True
+
+    def validate(self, opts: dict[str, Any]) -> None:
+        if int(opts["every"]) < 1:
+            raise ConfigError(f"disfa: every={opts['every']} must be at least 1; valid options: {self.describe_options()}")
 
     def check(self, root: Path, opts: dict[str, Any]) -> None:
-        self.choice(opts, "split", ("train", "val", "test"))
-        if int(opts["every"]) < 1:
-            raise ConfigError(f"disfa: every={opts['every']} must be at least 1; pass a positive integer")
         self.require(root, LABELS, what=f"{LABELS}/SN001/SN001_au1.txt")
         self.require(root, str(opts["frames"]), what=f"{opts['frames']}/SN001/00001.png (extracted frames)")
 

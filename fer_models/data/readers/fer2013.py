@@ -11,6 +11,12 @@ hashes the CSV's path, size and mtime), and ``Sample.path`` points at real files
 downstream (``load_image``, preprocessing) treats FER2013 like any image dataset. Later reads
 reuse the folder. FER ids: 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral
 (already the project's order).
+
+Option ``classes``: ``all`` or a comma list of the project's class names, e.g.
+``happiness,sadness,neutral`` (paper 004's NN1). The other rows are left out (a selection,
+not a skip). Labels keep the project's numbers, so the network keeps its 7 outputs and
+those of the left-out classes are never trained; NN1 had 3 outputs (the penultimate layer
+that paper 004 probes is the same; its softmax layer has 7 entries here instead of 3).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from fer_models.data.images import png_cache_complete, source_fingerprint, write
 from fer_models.data.manifest import Manifest, Sample
 from fer_models.data.readers import DatasetReader
 from fer_models.errors import DatasetError
-from fer_models.labels import INDEX
+from fer_models.errors import ConfigError
+from fer_models.labels import EXPRESSIONS, INDEX, NUM_CLASSES
 from fer_models.registry import DATASETS
 
 FER_TO_PROJECT = {
@@ -50,8 +57,21 @@ class FER2013(DatasetReader):
     title = "FER2013"
     folder = "FER2013"
     download_hint = "download fer2013.csv (Kaggle 'challenges-in-representation-learning') and pass --root"
-    options = {"csv": "fer2013.csv"}
+    options = {"csv": "fer2013.csv", "classes": "all"}
     has_val_split = True
+
+    def _classes(self, opts: dict[str, Any]) -> set[int]:
+        spec = str(opts["classes"]).strip().lower()
+        if spec == "all":
+            return set(range(NUM_CLASSES))
+        names = [c.strip() for c in spec.split(",") if c.strip()]
+        if not names or not set(names) <= set(EXPRESSIONS[:NUM_CLASSES]):
+            raise ConfigError(f"fer2013: option classes={opts['classes']!r} must be 'all' or a comma list of "
+                              f"{', '.join(EXPRESSIONS[:NUM_CLASSES])}; valid options: {self.describe_options()}")
+        return {INDEX[n] for n in names}
+
+    def validate(self, opts: dict[str, Any]) -> None:
+        self._classes(opts)
 
     def _csv(self, root: Path, opts: dict[str, Any]) -> Path:
         return self.require(root, str(opts["csv"]))
@@ -69,6 +89,7 @@ class FER2013(DatasetReader):
 
     def collect(self, root: Path, manifest: Manifest, opts: dict[str, Any]) -> None:
         path = self._csv(root, opts)
+        keep = self._classes(opts)
         folder = paths.cache_dir() / "fer2013-images" / source_fingerprint(path)
         cached = png_cache_complete(folder)
         rows: list[tuple[int, int, str]] = []  # (csv row, label, split)
@@ -103,6 +124,8 @@ class FER2013(DatasetReader):
             folder, [f"row_{i:06d}.png" for i, *_ in rows], pixels.__getitem__, desc="FER2013 -> PNG"
         )
         for (i, label, split), file in zip(rows, files):
+            if label not in keep:
+                continue  # a class selection, not a failure
             s = Sample(path=str(file), split=split, label=label)
             s.meta["row"] = i
             manifest.samples.append(s)

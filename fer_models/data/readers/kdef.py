@@ -6,7 +6,9 @@ HA happy, NE neutral, SA sad, SU surprised), angle (FL full left, HL half left, 
 HR half right, FR full right), e.g. ``AF01ANS`` = session A, female 01, angry, straight.
 Identity = sex + id (``F01``), so both sessions of a person share it. ``angles`` selects
 the poses (default ``"S"``, the 980 frontal images of paper 004); a comma list or ``"all"``.
-Split: subject-wise ``n_folds`` folds, test = ``fold``.
+Split: subject-wise ``n_folds`` folds, test = ``fold``; validation carved subject-wise.
+Images are whole 562x762 frames (face, hair, shoulders): preprocessing crops the face by its
+landmarks (``whole_frames``). Options: ``angles``, ``fold``, ``n_folds`` (5).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fer_models.data.manifest import Manifest, Sample
-from fer_models.data.readers import DatasetReader, check_fold, subject_folds
+from fer_models.data.readers import DatasetReader, subject_folds
 from fer_models.errors import ConfigError
 from fer_models.labels import INDEX
 from fer_models.registry import DATASETS
@@ -43,6 +45,7 @@ class KDEF(DatasetReader):
     folder = "KDEF"
     download_hint = "download KDEF (https://kdef.se) and pass --root"
     options = {"angles": "S", "fold": 0, "n_folds": 5}
+    whole_frames = True
 
     def _angles(self, opts: dict[str, Any]) -> set[str]:
         spec = opts["angles"]
@@ -51,16 +54,19 @@ class KDEF(DatasetReader):
         angles = {str(a).upper() for a in spec}
         if not angles or not angles <= set(ANGLES):
             raise ConfigError(
-                f"kdef: angles {opts['angles']!r} must be 'all' or a comma list of {', '.join(ANGLES)}; fix it"
+                f"kdef: option angles={opts['angles']!r} must be 'all' or a comma list of {', '.join(ANGLES)}; "
+                f"valid options: {self.describe_options()}"
             )
         return angles
 
     def _dir(self, root: Path) -> Path:
         return root / "KDEF" if (root / "KDEF").is_dir() else root
 
-    def check(self, root: Path, opts: dict[str, Any]) -> None:
+    def validate(self, opts: dict[str, Any]) -> None:
+        super().validate(opts)
         self._angles(opts)
-        check_fold(self.name, opts["fold"], opts["n_folds"])
+
+    def check(self, root: Path, opts: dict[str, Any]) -> None:
         if not any(p.is_dir() for p in self._dir(root).glob("[AB][FM][0-9][0-9]")):
             self.require(root, "KDEF/AF01", what="KDEF/<session><sex><id>/ folders such as KDEF/AF01")
 

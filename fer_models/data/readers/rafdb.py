@@ -12,7 +12,10 @@ Layout::
 The real set has 12,271 train / 3,068 test rows. The 5 manual points are in the
 *original* photo's pixels; they go to ``meta["points5"]`` as a 5x2 list (with
 ``meta["points5_space"] = "original"``) and are not transformed to the aligned crop, whose
-similarity transform is not shipped.
+similarity transform is not shipped. The aligned faces are used as they are; the original
+photos (``images="original"``) are whole pictures, cropped by preprocessing around the
+detected landmarks. A detector that finds no face in an aligned crop is retried with the
+whole crop as the face box (:mod:`fer_models.data.cache.stages`).
 """
 
 from __future__ import annotations
@@ -60,9 +63,12 @@ class RafDB(DatasetReader):
     folder = "RAF-DB"
     download_hint = "download RAF-DB basic (http://www.whdeng.cn/raf/model1.html) and pass --root"
     options = {"images": "aligned", "points": True}
+    choices = {"images": ("aligned", "original")}
+
+    def frames(self, opts: dict[str, Any]) -> str:
+        return "whole" if opts["images"] == "original" else "face"
 
     def check(self, root: Path, opts: dict[str, Any]) -> None:
-        self.choice(opts, "images", ("aligned", "original"))
         self.require(root, *LABEL_FILES)
         self.require(root, f"Image/{opts['images']}")
 

@@ -1,4 +1,6 @@
-"""``synthetic-rafdb`` and ``synthetic-affectnet``: the embedded default datasets.
+"""The synthetic stand-ins: ``synthetic-rafdb`` and ``synthetic-affectnet`` (the embedded
+default datasets), ``synthetic-ckplus`` and ``synthetic-disfa`` (whole frames, for the
+protocols of papers 001 and 004: face cropping, subject folds, sequences, AU intensities).
 
 On first use each is generated (:mod:`fer_models.data.synth`) under
 ``fer_models.paths.synthetic_dir()/<name>`` in the official RAF-DB / AffectNet layout
@@ -9,6 +11,13 @@ reader, and the side file's ground truth is attached to every sample: ``identity
 
 Defaults suit a CPU grid: 1,400 train + 350 test faces at 64 px from 40 identities; the
 AffectNet-like set uses another seed, hence other identities and images.
+``synthetic-ckplus``: 12 subjects x 3 sequences x 5 grey 320x245 frames (CK+'s aspect at
+half size) with a 64 px face off-centre, read by the real ``ckplus`` reader (its options
+``classes``, ``fold``, ``n_folds``, ``peak_frames``, ``neutral_first`` pass through), so
+folds by subject, subject-wise validation and the crop-by-landmarks path run offline.
+``synthetic-disfa``: 6 subjects x 40 frames (256x192) with DISFA's AU files, read by the
+real ``disfa`` reader (``every``, ``subjects``, ``split`` pass through).
+Options are the generation options (``defaults``) plus those; a wrong one is one sentence.
 """
 
 from __future__ import annotations
@@ -20,44 +29,72 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from fer_models import paths
-from fer_models.data import synth_io
+from fer_models.data import synth_frames, synth_io
 from fer_models.data.manifest import Manifest
-from fer_models.data.readers import read_dataset
+from fer_models.data.readers import DatasetReader, read_dataset, reader
 from fer_models.errors import ConfigError
 from fer_models.registry import DATASETS
 
-GEN_OPTIONS = ("n_train", "n_test", "image_size", "n_identities", "gen_seed")
 
 
-class _Synthetic:
-    name: ClassVar[str] = ""
+class _Synthetic(DatasetReader):
+    """Base of the synthetic stand-ins: generation options (``defaults``) plus the options
+    of the real reader they are read with that make sense on them (``passthrough``)."""
+
     layout: ClassVar[str] = ""
-    title: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {}
+    defaults: ClassVar[dict[str, Any]] = {}  # generation options and their defaults
+    passthrough: ClassVar[tuple[str, ...]] = ()  # options of the layout's reader accepted here
+
+    @property
+    def options(self) -> dict[str, Any]:  # type: ignore[override]
+        layout_opts = reader(self.layout).options
+        return {**self.defaults, **{k: layout_opts[k] for k in self.passthrough}}
+
+    @property
+    def choices(self) -> dict[str, tuple]:  # type: ignore[override]
+        return {k: v for k, v in reader(self.layout).choices.items() if k in self.passthrough}
+
+    @property
+    def whole_frames(self) -> bool:  # type: ignore[override]
+        return reader(self.layout).whole_frames
+
+    def validate(self, opts: dict[str, Any]) -> None:
+        lay = reader(self.layout)
+        lay.validate({**lay.options, **{k: opts[k] for k in self.passthrough}})
+
+    def val_by(self, opts: dict[str, Any]) -> str:
+        lay = reader(self.layout)
+        return lay.val_by({**lay.options, **{k: opts[k] for k in self.passthrough}})
+
+    def fold_count(self, opts: dict[str, Any]) -> int | None:
+        return int(opts["n_folds"]) if "n_folds" in self.passthrough else None
 
     @property
     def default_root(self) -> Path:
         return paths.synthetic_dir() / self.name
 
+    def _write(self, out: Path, gen: dict[str, Any], progress: bool) -> None:
+        if self.layout in synth_frames.WRITERS:
+            kw = {("seed" if k == "gen_seed" else k): v for k, v in gen.items()}
+            synth_frames.WRITERS[self.layout](out, **kw, progress=progress)
+        else:
+            synth_io.write_dataset(out, self.layout, gen["n_train"], gen["n_test"], gen["image_size"],
+                                   gen["gen_seed"], gen["n_identities"], progress=progress)
+
     def ensure(self, root: Path, options: dict[str, Any], progress: bool = True) -> Path:
         """Generate the dataset at ``root`` unless the one there fits.
 
         A synthetic dataset already at ``root`` (same layout and generator version) is used
-        as it is, unless an option passed explicitly differs from how it was made; missing
-        options take the defaults when generating. Writes into a temporary sibling folder
-        and renames it into place, so a concurrent reader (another Ray worker) never sees
-        a half-written dataset.
+        as it is, unless a generation option passed explicitly differs from how it was made;
+        missing options take the defaults when generating. Writes into a temporary sibling
+        folder and renames it into place, so a concurrent reader (another Ray worker) never
+        sees a half-written dataset.
         """
-        unknown = sorted(set(options) - set(GEN_OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"{self.name}: unknown option(s) {', '.join(unknown)}; "
-                f"known options: {', '.join(GEN_OPTIONS)}"
-            )
         want = {**self.defaults, **options}
         info = synth_io.read_info(root)
         spec = dict(layout=self.layout, version=synth_io.SYNTH_VERSION)
         spec.update({("seed" if k == "gen_seed" else k): v for k, v in options.items()})
+
         def fits(info: dict | None) -> bool:
             return info is not None and all(info.get(k) == v for k, v in spec.items())
 
@@ -70,10 +107,7 @@ class _Synthetic:
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
         try:
-            synth_io.write_dataset(
-                tmp / "d", self.layout, want["n_train"], want["n_test"], want["image_size"],
-                want["gen_seed"], want["n_identities"], progress=progress,
-            )
+            self._write(tmp / "d", want, progress)
             if fits(synth_io.read_info(root)):  # another process made it meanwhile
                 return root
             if root.exists():
@@ -97,9 +131,13 @@ class _Synthetic:
         progress: bool = True,
         **options: Any,
     ) -> Manifest:
+        opts = self.resolve_options(options)
+        gen = {k: v for k, v in options.items() if k in self.defaults}
+        passed = {k: opts[k] for k in self.passthrough if k in options}
         root_path = Path(root if root is not None else self.default_root).expanduser().resolve()
-        self.ensure(root_path, options, progress=progress)
-        manifest = read_dataset(self.layout, root_path, val_fraction=val_fraction, seed=seed, verify=verify)
+        self.ensure(root_path, {k: opts[k] for k in gen}, progress=progress)
+        manifest = read_dataset(self.layout, root_path, val_fraction=val_fraction, seed=seed, verify=verify,
+                                **passed)
         truth = synth_io.load_truth(root_path)
         kept = []
         for s in manifest.samples:
@@ -107,16 +145,21 @@ class _Synthetic:
             if t is None:
                 manifest.skip("no synthetic ground truth", s.path)
                 continue
-            s.identity = str(t.identity)
+            s.identity = s.identity or str(t.identity)  # CK+/DISFA name their subjects
             s.landmarks = t.landmarks
             s.aus = t.aus
             s.valence, s.arousal = t.valence, t.arousal
             s.meta["synthetic"] = True
             s.meta["intensity"] = t.intensity
+            self.attach(s, t)
             kept.append(s)
         manifest.samples = kept
         manifest.dataset = self.name
+        manifest.options = {k: v for k, v in opts.items() if k in options and v != self.options[k]}
         return manifest
+
+    def attach(self, sample: Any, truth: Any) -> None:
+        """Anything more the stand-in knows (the expression of a DISFA-like frame)."""
 
 
 @DATASETS.register("synthetic-rafdb", classes=7, synthetic=True)
@@ -137,3 +180,31 @@ class SyntheticAffectNet(_Synthetic):
     layout = "affectnet"
     title = "synthetic AffectNet"
     defaults = dict(n_train=1400, n_test=350, image_size=64, n_identities=40, gen_seed=1)
+
+
+@DATASETS.register("synthetic-ckplus", classes=8, synthetic=True)
+class SyntheticCKPlus(_Synthetic):
+    """Synthetic whole grey frames in CK+'s layout: subjects, sequences, off-centre faces, FACS, folds."""
+
+    name = "synthetic-ckplus"
+    layout = "ckplus"
+    title = "synthetic CK+"
+    defaults = dict(n_identities=12, n_sequences=3, image_size=64, frame="320x245", gen_seed=2)
+    passthrough = ("classes", "fold", "n_folds", "peak_frames", "neutral_first")
+
+
+@DATASETS.register("synthetic-disfa", expression_labels=False, synthetic=True)
+class SyntheticDISFA(_Synthetic):
+    """Synthetic whole video frames in DISFA's layout: subjects, AU intensity files (analysis set)."""
+
+    name = "synthetic-disfa"
+    layout = "disfa"
+    title = "synthetic DISFA"
+    defaults = dict(n_identities=6, n_frames=40, image_size=64, frame="256x192", gen_seed=3)
+    passthrough = ("every", "subjects", "split")
+
+    def attach(self, sample: Any, truth: Any) -> None:
+        """The expression drawn for the frame replaces DISFA's placeholder (paper 004 had its
+        DISFA frames labelled by a classifier; the stand-in knows the truth)."""
+        sample.label = int(truth.label)
+        sample.meta["no_expression_label"] = False

@@ -1,6 +1,7 @@
 """Toronto Face Database (TFD, Susskind et al., 2010): the second dataset of paper 001.
 
-Layout: ``<root>/TFD_48x48.mat`` (option ``mat`` names another file, e.g. TFD_96x96.mat),
+Layout: ``<root>/TFD_48x48.mat`` (option ``resolution``: 48 or 96 reads ``TFD_96x96.mat``,
+paper 001's 96 px faces; option ``mat`` names any other file),
 a MATLAB v5 file read with :func:`scipy.io.loadmat`, holding
 
 - ``images`` (N, 48, 48) uint8 grey faces (already aligned, paper 001 Sec. 4),
@@ -24,7 +25,7 @@ import numpy as np
 from fer_models import paths
 from fer_models.data.images import source_fingerprint, write_png_cache
 from fer_models.data.manifest import Manifest, Sample
-from fer_models.data.readers import DatasetReader, check_fold
+from fer_models.data.readers import DatasetReader
 from fer_models.errors import DatasetError
 from fer_models.registry import DATASETS
 
@@ -40,12 +41,17 @@ class TFD(DatasetReader):
     title = "TFD"
     folder = "TFD"
     download_hint = "obtain TFD_48x48.mat from the Toronto Face Database authors and pass --root"
-    options = {"mat": "TFD_48x48.mat", "fold": 0}
+    options = {"resolution": 48, "mat": "", "fold": 0}
+    choices = {"resolution": (48, 96)}
     has_val_split = True
+    fixed_folds = 5
+
+    @staticmethod
+    def _mat(opts: dict[str, Any]) -> str:
+        return str(opts["mat"]) or f"TFD_{opts['resolution']}x{opts['resolution']}.mat"
 
     def check(self, root: Path, opts: dict[str, Any]) -> None:
-        check_fold(self.name, opts["fold"], 5)
-        self.require(root, str(opts["mat"]))
+        self.require(root, self._mat(opts))
 
     def _load(self, path: Path) -> dict[str, np.ndarray]:
         from scipy.io import loadmat
@@ -67,7 +73,7 @@ class TFD(DatasetReader):
         return mat
 
     def collect(self, root: Path, manifest: Manifest, opts: dict[str, Any]) -> None:
-        path = root / str(opts["mat"])
+        path = root / self._mat(opts)
         mat = self._load(path)
         images = np.asarray(mat["images"])
         n = images.shape[0]

@@ -187,7 +187,7 @@ def test_synthetic_reader_generates_once_and_attaches_truth(tmp_path):
     assert m2.counts()["train"] + m2.counts()["val"] == 10  # other options: regenerated
     m3 = reader.read(root, progress=False)  # no options: the dataset there is used as it is
     assert len(m3.samples) == len(m2.samples)
-    with pytest.raises(ConfigError, match="unknown option"):
+    with pytest.raises(ConfigError, match="unknown reader option"):
         reader.read(root, n_trian=3)
 
 
