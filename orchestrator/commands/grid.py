@@ -170,8 +170,8 @@ def trial_table(g, studies: tuple[str, ...]) -> str:
     return "\n\n".join(parts)
 
 
-def _run(studies: tuple[str, ...], resume: bool, print_config: bool, **kw) -> None:
-    from orchestrator.studies import expand
+def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: bool | None = None, **kw) -> None:
+    from orchestrator.studies import expand, get
 
     g = build_grid_config(**kw)
     if ablations is None and not g.ablations:  # a preset without ablations (the seed papers')
