@@ -96,6 +96,18 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
     raise ConfigError(f"unknown scheduler '{cfg.scheduler}'; use cosine, step or none")
 
 
+PROGRESS_EVERY = 20  # steps between two reads of the running loss for the progress bar
+
+
+def _compiled(model: torch.nn.Module, cfg: TrainConfig) -> Callable:
+    """The training forward: ``torch.compile(model)`` when ``cfg.compile`` (opt-in; see the
+    README's performance section for what it gives), else the model itself. Weights,
+    checkpoints and evaluation use the uncompiled ``model``, which shares its parameters."""
+    if not cfg.compile:
+        return model
+    return torch.compile(model)
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -143,7 +155,7 @@ def train(
         from fer_models.data.dataset import build_loaders
 
         loaders = build_loaders(cfg.data, cfg.batch_size, cfg.seed, cache_root, progress=progress,
-                                cache_dir=cache_dir)
+                                cache_dir=cache_dir, device=device, channels_last=cuda and cfg.channels_last)
     num_classes = int(loaders.num_classes)
     model = build_model(cfg, num_classes).to(device)
     if cuda and cfg.channels_last:
@@ -173,10 +185,15 @@ def train(
         best_epoch, best_cl = int(state["best"]["epoch"]), float(state["best"]["cl"])
         history = list(state["history"])
 
+    forward = _compiled(model, cfg)
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     for epoch in range(start, cfg.epochs + 1):
         te = time.perf_counter()
         model.train()
-        tot = {"loss": 0.0, "ce": 0.0, "align": 0.0}
+        # loss, ce, align summed on the device and read once per epoch (every PROGRESS_EVERY steps
+        # for the bar): reading them each step would make the CPU wait for the GPU (issue 10)
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # float64: the sum a float() loop gave
         n_batches = 0
         bar = tqdm(loaders.train, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
         for batch in bar:
@@ -185,7 +202,7 @@ def train(
                 batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
             batch = model.transform_batch(batch)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                out = model(batch["image"], labels=batch["label"])
+                out = forward(batch["image"], labels=batch["label"])
                 ce = model.classification_loss(out, batch)
                 if lam > 0:
                     loss, align = total_loss(ce, out.features, batch["au_map"], batch["au_valid"], layers, lam)
@@ -197,18 +214,19 @@ def train(
             scaler.update()
             sched.step()
             n_batches += 1
-            tot["loss"] += float(loss.detach())
-            tot["ce"] += float(ce.detach())
-            tot["align"] += float(align.detach())
-            bar.set_postfix(loss=f"{tot['loss'] / n_batches:.3f}", align=f"{tot['align'] / n_batches:.3f}")
+            sums += torch.stack((loss.detach(), ce.detach(), align.detach())).double()
+            if progress and n_batches % PROGRESS_EVERY == 0:
+                mean = (sums / n_batches).tolist()
+                bar.set_postfix(loss=f"{mean[0]:.3f}", align=f"{mean[2]:.3f}")
         if n_batches == 0:
             raise ConfigError("the training split gave no batch; lower batch_size or check the dataset")
         val = evaluate(model, loaders.val, num_classes=num_classes, att_layer=att_layer, device=device,
                        progress=progress, desc="val")
+        train_loss, train_ce, train_align = (sums / n_batches).tolist()  # the epoch's one read
         metrics = {
-            "train_loss": tot["loss"] / n_batches,
-            "train_ce": tot["ce"] / n_batches,
-            "train_align": tot["align"] / n_batches,
+            "train_loss": train_loss,
+            "train_ce": train_ce,
+            "train_align": train_align,
             "val_cl": val.metrics["cl"],
             "val_cam_cos": val.metrics.get("cam_cos", float("nan")),
             "val_att_cos": val.metrics.get("att_cos", float("nan")),

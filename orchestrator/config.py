@@ -173,8 +173,8 @@ class Trial:
 
 
 # Fields that change where or how fast a run goes, not what it learns.
-_HASH_EXCLUDE = {"device", "amp", "channels_last"}
-_HASH_EXCLUDE_DATA = {"num_workers", "root"}
+_HASH_EXCLUDE = {"device", "amp", "channels_last", "compile"}
+_HASH_EXCLUDE_DATA = {"num_workers", "root", "prefetch"}
 
 
 def config_hash(cfg: TrainConfig) -> str:
