@@ -130,6 +130,45 @@ def _transform_rate(steps, stored: int, size: int, map_size: int, batch: int, de
     return rate, len(syncs) / 3
 
 
+def cpu_compile(reps: int = 7, steps: int = 5) -> None:
+    """``TrainConfig.compile`` on the CPU preset's step (resnet-tiny CAM, 32 px, batch 32, AU at
+    layer 5, AdamW, 1 thread): eager and compiled steps interleaved on one fixed batch."""
+    from fer_models.config import DataConfig, TrainConfig
+    from fer_models.methods import build_model
+    from fer_models.train import compiled_forward, make_optimizer, make_scheduler, train_epoch
+
+    torch.set_num_threads(1)
+    device = torch.device("cpu")
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(32, 3, 32, 32, generator=g), "label": torch.randint(0, 7, (32,), generator=g),
+             "au_map": torch.rand(32, 1, 16, 16, generator=g), "au_valid": torch.ones(32, dtype=torch.bool)}
+    runs = {}
+    for comp in (False, True):
+        cfg = TrainConfig(method="cam", backbone="resnet-tiny", batch_size=32, device="cpu", amp=False,
+                          channels_last=False, optimizer="adamw", lr=0.003, compile=comp,
+                          data=DataConfig(image_size=32, map_size=16, num_workers=0))
+        torch.manual_seed(0)
+        model = build_model(cfg, 7)
+        opt = make_optimizer(cfg, model)
+        sched = make_scheduler(cfg, opt, 1000)
+        scaler = torch.amp.GradScaler("cuda", enabled=False)
+        forward = compiled_forward(model, cfg)
+        t = time.perf_counter()
+        train_epoch(model, [batch] * 2, opt, sched, scaler, cfg, device, forward=forward)
+        runs[comp] = (model, opt, sched, scaler, cfg, forward, time.perf_counter() - t, [])
+    for _ in range(reps):
+        for comp, (model, opt, sched, scaler, cfg, forward, _, times) in runs.items():
+            t = time.perf_counter()
+            train_epoch(model, [batch] * steps, opt, sched, scaler, cfg, device, forward=forward)
+            times.append((time.perf_counter() - t) / steps)
+    eager, comp = runs[False][-1], runs[True][-1]
+    print(f"CPU, resnet-tiny CAM step (32 px, batch 32, AU layer 5, 1 thread): eager {min(eager) * 1e3:.1f} ms, "
+          f"compiled {min(comp) * 1e3:.1f} ms (fastest of {reps}x{steps} interleaved; medians "
+          f"{sorted(eager)[reps // 2] * 1e3:.1f} / {sorted(comp)[reps // 2] * 1e3:.1f} ms): "
+          f"compiled / eager = {min(comp) / min(eager):.2f}; first two compiled steps took {runs[True][-2]:.0f} s "
+          f"(compilation) against {runs[False][-2]:.1f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
@@ -147,6 +186,8 @@ def main() -> None:
         device, size, backbone, map_size = "cuda", 224, "resnet50", 28
     else:
         print("bench_gpu_step: no CUDA GPU on this machine; nothing measured (run it where a GPU is).")
+        if args.compile:
+            cpu_compile()
         return
     from fer_models.config import DataConfig, TrainConfig
     from fer_models.data.dataset import build_loaders
