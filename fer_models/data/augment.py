@@ -7,41 +7,45 @@ pixels, 1-D columns) into the batch of docs/contracts.md, on whatever device the
 is: the GPU during a CUDA trial, the CPU otherwise. The steps are those of
 :mod:`fer_models.data.steps` (``DataConfig.augment`` / ``eval_steps``).
 
-Why kornia: it draws per-sample parameters for a whole batch on the device (no per-image
-Python), its geometric augmentations expose the matrix each draw applies (input pixel ->
-output pixel, pixel centres at integers) and its warps run on GPU or CPU alike; its
-random resized crop and colour jitter sample as torchvision's do, so paper 002's released
-recipe means the same thing here. The hand-written affine maths this module used before
-had to re-derive those conventions and could not run the photometric steps.
+Why kornia: its augmentations draw per-sample parameters for a whole batch in one call (no
+per-image Python), each geometric one gives the matrix its draw applies (input pixel ->
+output pixel, pixel centres at integers), and its random resized crop and colour jitter
+sample as torchvision's do, so paper 002's released recipe means the same thing here; its
+photometric ops run on GPU or CPU alike. The hand-written affine maths this module held
+before had to re-derive those conventions and had no photometric steps.
 
 How maps and landmarks follow the image (paper 002 aligns attention with an AU map drawn from
 the landmarks of the *un-augmented* face: a crop, flip or rotation that moved only the image
 would put the target on the wrong pixels). The matrices of the geometric steps are chained
-(``M = M_k ... M_1``, kornia's ``generate_transformation_matrix`` of each step's parameters).
-The image is resampled once per run of consecutive geometric steps (``warp_affine`` of the
-run's product: one interpolation instead of one per step); ``resize`` uses
-``F.interpolate`` with antialiasing, as the cache reader always did. The maps cover the whole
-image at their own resolution m, so they are warped once at the end with ``M`` conjugated to
-map pixels (``P_out M P_in^-1``, ``P`` the half-pixel image -> map scale of
-``fer_models.data.au._grid``), and the landmarks are moved by ``M`` itself (NaN rows stay
-NaN). Photometric steps touch the image only. After a crop a map's peak may fall below 1;
-it is not re-normalised, as the alignment loss (cosine) and CAM-COS are scale-invariant.
-Maps are clamped back to [0, 1] after bilinear resampling.
+(``M = M_k ... M_1``, kornia's ``generate_transformation_matrix`` of each step's draw). The
+image is resampled once per run of consecutive geometric steps (one interpolation for the
+run's product instead of one per step); ``resize`` uses ``F.interpolate`` with
+antialiasing, as the cache reader always did. Resampling goes through ``F.affine_grid`` /
+``F.grid_sample`` in normalised coordinates (``align_corners=False``), where [-1, 1] spans
+the whole image at any resolution: the same grid transform then warps the AU maps, which
+cover the same face at m px, once at the end with the whole chain ``M`` (in pixel space the
+map kornia's ``warp_affine`` would apply, without converting it to map pixels). The
+landmarks are moved by ``M`` itself (one ``baddbmm``: kornia's ``transform_points`` costs 5x; NaN rows
+stay NaN). Photometric steps touch the image only. After a crop a map's peak may fall
+below 1; it is not re-normalised, as the alignment loss (cosine) and CAM-COS are
+scale-invariant. Maps are clamped back to [0, 1] after bilinear resampling.
 
-Randomness: each call draws one seed from the transform's own generator (seeded by
-``seed``) and samples every step's parameters under it (``torch.random.fork_rng``), so a
-transform is reproducible and consumes nothing of the model's random stream.
+Randomness: parameters are drawn on the CPU from the transform's own generator (seeded by
+``seed``, under ``torch.random.fork_rng``), so a transform is reproducible, gives the same
+draws on every device and consumes nothing of the model's random stream (see
+:class:`BatchTransform` for why the CPU and in banks).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
 
-from fer_models.data.steps import Step, plan
+from fer_models.data.steps import COLOR, NORMALIZE, Step, plan
 from fer_models.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -92,27 +96,37 @@ def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.pin_memory().to(device, non_blocking=True)
 
 
-def _normalizer(size: int) -> torch.Tensor:
-    """(3, 3) pixel -> normalised coordinates of a ``size``-px side, ``align_corners=False``:
-    ``u = (2x + 1) / size - 1`` (the image spans [-1, 1] edge to edge)."""
-    return torch.tensor([[2.0 / size, 0.0, 1.0 / size - 1.0], [0.0, 2.0 / size, 1.0 / size - 1.0],
-                         [0.0, 0.0, 1.0]])
+@functools.lru_cache(maxsize=None)
+def _normalizer(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, 3) pixel -> normalised coordinates of a ``size``-px side, ``align_corners=False``
+    (``u = (2x + 1) / size - 1``: the image spans [-1, 1] edge to edge), and its inverse."""
+    n = torch.tensor([[2.0 / size, 0.0, 1.0 / size - 1.0], [0.0, 2.0 / size, 1.0 / size - 1.0], [0.0, 0.0, 1.0]])
+    return n, torch.linalg.inv(n)
 
 
-def _warp(x: torch.Tensor, matrix: torch.Tensor, size_in: int, size_out: int, out: int | None = None) -> torch.Tensor:
-    """Resample ``x`` through the pixel map ``matrix`` (B, 3, 3; input px -> output px of an
-    image going from ``size_in`` to ``size_out`` px), to ``out`` px (default ``size_out``).
+def _theta(matrix: torch.Tensor, size_in: int, size_out: int) -> torch.Tensor:
+    """The (B, 2, 3) ``affine_grid`` transform of the pixel map ``matrix`` (B, 3, 3; input px
+    -> output px of an image going from ``size_in`` to ``size_out`` px): output -> input in
+    normalised coordinates (``align_corners=False``).
 
-    The sampling grid is built in normalised coordinates with ``align_corners=False``, where
-    [-1, 1] spans the whole image whatever its resolution: the same grid transform then serves
-    the image and the AU maps (which cover the same face at m px), without converting the
-    matrix to map pixels. In pixel space it is the exact map kornia's ``warp_affine`` applies.
+    In those coordinates [-1, 1] spans the whole image whatever its resolution, so one theta
+    serves the image and the AU maps (which cover the same face at m px) without converting
+    the matrix to map pixels; in pixel space it is the exact map kornia's ``warp_affine``
+    applies.
     """
-    theta = _normalizer(size_in) @ torch.linalg.inv(matrix) @ torch.linalg.inv(_normalizer(size_out))
-    n = out or size_out
-    grid = F.affine_grid(_to(theta[:, :2].contiguous(), x.device), [x.shape[0], x.shape[1], n, n],
-                         align_corners=False)
+    return (_normalizer(size_in)[0] @ torch.linalg.inv(matrix) @ _normalizer(size_out)[1])[:, :2].contiguous()
+
+
+def _warp(x: torch.Tensor, theta: torch.Tensor, size: int) -> torch.Tensor:
+    """Resample ``x`` (B, C, h, w) through the CPU ``theta`` of :func:`_theta` to ``size`` px."""
+    grid = F.affine_grid(_to(theta, x.device), [x.shape[0], x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _move_points(points: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """(B, N, 2) points through the affine (B, 3, 3) ``matrix``: ``p A^T + t`` (NaN stays NaN)."""
+    m = _to(matrix, points.device).to(points.dtype)
+    return torch.baddbmm(m[:, None, :2, 2], points, m[:, :2, :2].transpose(1, 2))
 
 
 class BatchTransform:
@@ -126,9 +140,9 @@ class BatchTransform:
     ``memory_format``: of the output image (the trainer asks for channels_last on CUDA).
 
     Parameters and matrices are drawn on the CPU (a few numbers a sample) and copied to the
-    device pinned and ``non_blocking``: kornia's samplers on a CUDA device create small tensors
-    from Python values, each a blocking copy, i.e. a host sync per batch. Drawing on the CPU
-    also makes a seed give the same augmentation on every device. The geometric matrices are
+    device pinned and ``non_blocking``, so that nothing in the sampling can make the host wait
+    for the GPU (a small tensor made from Python values on a CUDA device is a blocking copy);
+    it also makes a seed give the same augmentation on every device. The geometric matrices are
     drawn for ``bank`` samples at a time and handed out a batch at a time: kornia's cost is per
     call (about 2 ms for a crop and a flip), not per sample, and would otherwise weigh on small
     CPU batches. The stream of per-sample draws depends on the seed and ``bank`` only, not on
@@ -137,10 +151,10 @@ class BatchTransform:
 
     def __init__(self, steps: Iterable[str] = (), *, stored_size: int, image_size: int, map_size: int,
                  normalize: str = "imagenet", color: str = "rgb", seed: int = 0, bank: int = 2048):
-        if normalize not in ("imagenet", "per_image", "none"):
-            raise ConfigError(f"normalize must be imagenet, per_image or none, got '{normalize}'")
-        if color not in ("rgb", "gray"):
-            raise ConfigError(f"color must be rgb or gray, got '{color}'")
+        if normalize not in NORMALIZE:
+            raise ConfigError(f"normalize must be one of {', '.join(NORMALIZE)}, got '{normalize}'")
+        if color not in COLOR:
+            raise ConfigError(f"color must be one of {', '.join(COLOR)}, got '{color}'")
         self.steps = tuple(steps)
         self.plan = plan(self.steps, stored_size, image_size)
         self.stored_size, self.image_size, self.map_size = int(stored_size), int(image_size), int(map_size)
@@ -206,15 +220,14 @@ class BatchTransform:
         maps = {k: batch[k].unsqueeze(1) for k in MAP_KEYS if k in batch}
         landmarks = batch.get("landmarks")
         if self.plan and b:
-            x, matrix = self._apply(x, self._matrices(b))
+            x, matrix, theta = self._apply(x, self._matrices(b))
             if self._moves_maps and maps:
-                stacked = torch.cat(list(maps.values()), 1)
-                stacked = _warp(stacked, matrix, self.stored_size, self.image_size, self.map_size).clamp_(0.0, 1.0)
+                if theta is None:  # the image went through several resamplings: the whole chain
+                    theta = _theta(matrix, self.stored_size, self.image_size)
+                stacked = _warp(torch.cat(list(maps.values()), 1), theta, self.map_size).clamp_(0.0, 1.0)
                 maps = dict(zip(maps, stacked.split(1, dim=1)))
             if landmarks is not None and self._moves_points:
-                from kornia.geometry.linalg import transform_points
-
-                landmarks = transform_points(_to(matrix, landmarks.device), landmarks)
+                landmarks = _move_points(landmarks, matrix)
         if self.color == "gray":
             from kornia.color import rgb_to_grayscale
 
@@ -226,41 +239,52 @@ class BatchTransform:
             out["landmarks"] = landmarks
         return out
 
-    def _apply(self, x: torch.Tensor, drawn: dict[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _apply(self, x: torch.Tensor, drawn: dict[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """Run the plan on images ``x`` (B, 3, S, S) in [0, 1] with the ``drawn`` geometric
-        matrices -> (images, the CPU (B, 3, 3) map from stored-image to output pixels)."""
+        matrices -> (images, the CPU (B, 3, 3) map from stored-image to output pixels, and the
+        theta of the one resampling when the image went through exactly one, else None)."""
         b = x.shape[0]
-        total = torch.eye(3).expand(b, 3, 3)
-        pending = None  # the geometric steps not yet applied to the image, since side ``start``
-        size = start = self.stored_size
+        total = pending = None  # the whole chain; the geometric steps not yet applied to the image
+        size = start = self.stored_size  # ``pending`` runs from side ``start`` to ``size``
+        flushes = 0
+
+        def flush(x):
+            nonlocal pending, flushes
+            if pending is None:
+                return x, None
+            theta = _theta(pending, start, size)
+            pending, flushes = None, flushes + 1
+            return _warp(x, theta, size), theta
+
+        theta = None
         for i, (step, mod) in enumerate(zip(self.plan, self._modules)):
             if step.name == "resize":
-                x = self._flush(x, pending, start, size)
-                pending = None
+                x, _ = flush(x)
                 new = step.args["size"]
                 if new != x.shape[-1]:
                     x = F.interpolate(x, size=(new, new), mode="bilinear", align_corners=False, antialias=True)
-                total = _scale_matrix(b, new / size) @ total
+                    flushes += 1
+                m = _scale_matrix(b, new / size)
+                total = m if total is None else m @ total
                 size = start = new
             elif step.geometric:
                 m = drawn[i]
                 pending = m if pending is None else m @ pending
-                total = m @ total
+                total = m if total is None else m @ total
                 size = step.size_after(size)
             else:
-                x = self._flush(x, pending, start, size)
-                pending, start = None, size
+                x, _ = flush(x)
+                start = size
                 ctx = self._seeded()
                 try:
                     params = mod.forward_parameters(x.shape)
                 finally:
                     ctx.__exit__(None, None, None)
-                x = mod(x, params={k: _to(v, x.device) if torch.is_tensor(v) else v for k, v in params.items()})
-        return self._flush(x, pending, start, size), total
-
-    @staticmethod
-    def _flush(x: torch.Tensor, pending: torch.Tensor | None, start: int, size: int) -> torch.Tensor:
-        return x if pending is None else _warp(x, pending, start, size)
+                x = mod(x, params=params)  # CPU parameters: kornia moves what it needs, non_blocking
+        x, theta = flush(x)
+        if total is None:
+            total = torch.eye(3).expand(b, 3, 3)
+        return x, total, theta if flushes == 1 else None
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalize == "imagenet":
