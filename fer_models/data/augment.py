@@ -222,7 +222,7 @@ class BatchTransform:
         if self.plan and b:
             x, matrix, theta = self._apply(x, self._matrices(b))
             if self._moves_maps and maps:
-                if theta is None:  # the image went through several resamplings: the whole chain
+                if theta is None:  # several warps (photometric steps between geometric ones): the chain
                     theta = _theta(matrix, self.stored_size, self.image_size)
                 stacked = _warp(torch.cat(list(maps.values()), 1), theta, self.map_size).clamp_(0.0, 1.0)
                 maps = dict(zip(maps, stacked.split(1, dim=1)))
@@ -242,18 +242,20 @@ class BatchTransform:
     def _apply(self, x: torch.Tensor, drawn: dict[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """Run the plan on images ``x`` (B, 3, S, S) in [0, 1] with the ``drawn`` geometric
         matrices -> (images, the CPU (B, 3, 3) map from stored-image to output pixels, and the
-        theta of the one resampling when the image went through exactly one, else None)."""
+        theta of the image's warp when there was one warp, else None). One warp covers every
+        non-resize geometric step, and a resize is the identity in normalised coordinates,
+        so the maps can reuse that theta."""
         b = x.shape[0]
         total = pending = None  # the whole chain; the geometric steps not yet applied to the image
         size = start = self.stored_size  # ``pending`` runs from side ``start`` to ``size``
-        flushes = 0
+        warps = 0
 
         def flush(x):
-            nonlocal pending, flushes
+            nonlocal pending, warps
             if pending is None:
                 return x, None
             theta = _theta(pending, start, size)
-            pending, flushes = None, flushes + 1
+            pending, warps = None, warps + 1
             return _warp(x, theta, size), theta
 
         theta = None
@@ -263,7 +265,6 @@ class BatchTransform:
                 new = step.args["size"]
                 if new != x.shape[-1]:
                     x = F.interpolate(x, size=(new, new), mode="bilinear", align_corners=False, antialias=True)
-                    flushes += 1
                 m = _scale_matrix(b, new / size)
                 total = m if total is None else m @ total
                 size = start = new
@@ -284,7 +285,7 @@ class BatchTransform:
         x, theta = flush(x)
         if total is None:
             total = torch.eye(3).expand(b, 3, 3)
-        return x, total, theta if flushes == 1 else None
+        return x, total, theta if warps == 1 else None
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalize == "imagenet":

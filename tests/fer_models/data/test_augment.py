@@ -100,6 +100,7 @@ def test_a_known_rotation_moves_image_maps_and_landmarks_alike():
     (("crop:40",), 48, 40),
     (("rotate:25", "flip:0.5", "resized_crop:0.6-1.0"), 48, 48),
     (("resize:56", "rotate:6,0.5", "resized_crop:0.8-1.0,40,1-1", "flip:0.5"), 48, 40),  # released, smaller
+    (("rotate:20", "grayscale:0.5", "crop:40", "jitter:0.2,0.2,0,0", "flip:0.5"), 48, 40),  # two warps
 ])  # fmt: skip
 def test_maps_and_landmarks_stay_aligned_with_the_image_under_random_geometric_steps(steps, stored, image):
     g = torch.Generator().manual_seed(0)
