@@ -44,6 +44,24 @@ def _make_cache(root: Path, rows: int, size: int):
     return mod.make_cache(root, rows, size)
 
 
+def _host_syncs(fn, cuda: bool) -> int:
+    """How many blocking calls PyTorch makes while ``fn()`` runs (``set_sync_debug_mode``
+    warns on each); the first three are printed with where they come from."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if cuda:
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            if cuda:
+                torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    for w in syncs[:3]:
+        print(f"    host sync: {w.filename}:{w.lineno}: {str(w.message)[:80]}")
+    return len(syncs)
+
+
 def _run(cfg, loaders, steps: int, fixed: bool) -> tuple[float, float, float]:
     """img/s and peak GiB of ``steps`` training steps (after 3 warm-up steps), and the host
     syncs per step of 5 more steps (``torch.cuda.set_sync_debug_mode``: each blocking call
@@ -75,19 +93,9 @@ def _run(cfg, loaders, steps: int, fixed: bool) -> tuple[float, float, float]:
     sums.tolist()  # the one read: waits for the last step
     seconds = time.perf_counter() - t
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if cuda:
-            torch.cuda.set_sync_debug_mode("warn")
-        try:
-            train_epoch(model, batches(5), opt, sched, scaler, cfg, device, forward=forward)
-        finally:
-            if cuda:
-                torch.cuda.set_sync_debug_mode("default")
-    syncs = [w for w in caught if "synchroniz" in str(w.message)]
-    for w in syncs[:3]:
-        print(f"    host sync: {w.filename}:{w.lineno}: {str(w.message)[:80]}")
-    return n * cfg.batch_size / seconds, peak, len(syncs) / 5
+    syncs = _host_syncs(lambda: train_epoch(model, batches(5), opt, sched, scaler, cfg, device, forward=forward),
+                        cuda)
+    return n * cfg.batch_size / seconds, peak, syncs / 5
 
 
 def _transform_rate(steps, stored: int, size: int, map_size: int, batch: int, device: str) -> tuple[float, float]:
@@ -114,20 +122,7 @@ def _transform_rate(steps, stored: int, size: int, map_size: int, batch: int, de
     if cuda:
         torch.cuda.synchronize()
     rate = n * batch / (time.perf_counter() - start)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if cuda:
-            torch.cuda.set_sync_debug_mode("warn")
-        try:
-            for _ in range(3):
-                t(raw)
-        finally:
-            if cuda:
-                torch.cuda.set_sync_debug_mode("default")
-    syncs = [w for w in caught if "synchroniz" in str(w.message)]
-    for w in syncs[:3]:
-        print(f"    host sync: {w.filename}:{w.lineno}: {str(w.message)[:80]}")
-    return rate, len(syncs) / 3
+    return rate, _host_syncs(lambda: [t(raw) for _ in range(3)], cuda) / 3
 
 
 def cpu_compile(reps: int = 7, steps: int = 5) -> None:
