@@ -27,17 +27,38 @@ class DataConfig:
     map_size: int = 32  # AU-map resolution stored in the cache
     val_fraction: float = 0.1
     split_seed: int = 0
-    num_workers: int = 0
-    augment: bool | tuple[str, ...] = True  # train-time steps (WAVE-A Interface 1; True = the CPU recipe)
-    # WAVE-A Interface 1 (r10-datapath implements them; declared here so presets can name them)
-    eval_steps: tuple[str, ...] = ()  # deterministic val/test steps
-    stored_size: int | None = None  # image size in the cache (None = image_size)
     # the dataset reader's options (``fer-orch list datasets`` / each reader's docstring), e.g.
     # {"classes": 6, "fold": 3}; they change the manifest, so they are part of the cache key
     options: dict[str, Any] = field(default_factory=dict)
-    # Interface 1 (the device data path): the last step and the channels the network sees
-    normalize: str = "imagenet"  # "imagenet" | "per_image" (paper 001) | "none"
-    color: str = "rgb"  # "rgb" | "gray" (papers 001 and 004: one input channel)
+    # -- the data path (issue 10; fer_models.data.steps, fer_models.data.augment) --------------
+    # train-time steps, run on the training device; `true` (old configs) = CPU_RECIPE, `false` = ()
+    augment: tuple[str, ...] = ("resized_crop:0.8-1.0", "flip:0.5")
+    eval_steps: tuple[str, ...] = ()  # deterministic val/test steps
+    stored_size: int | None = None  # image side in the cache (None = image_size); part of the cache key
+    normalize: str = "imagenet"  # "imagenet" | "per_image" | "none" (the last step)
+    color: str = "rgb"  # "rgb" | "gray" (one input channel)
+    num_workers: int = 1  # background threads gathering + copying batches (0: the training thread)
+    prefetch: int = 2  # batches prepared ahead of the one in use (with num_workers >= 1)
+
+    def __post_init__(self) -> None:
+        from fer_models.data.steps import COLOR, NORMALIZE, as_steps, plan
+
+        object.__setattr__(self, "augment", as_steps(self.augment))
+        object.__setattr__(self, "eval_steps", as_steps(self.eval_steps))
+        if self.normalize not in NORMALIZE:
+            raise ConfigError(f"data.normalize must be one of {', '.join(NORMALIZE)}, got '{self.normalize}'")
+        if self.color not in COLOR:
+            raise ConfigError(f"data.color must be one of {', '.join(COLOR)}, got '{self.color}'")
+        if self.num_workers < 0 or self.prefetch < 0:
+            raise ConfigError(f"data.num_workers and data.prefetch must be >= 0, got {self.num_workers} "
+                              f"and {self.prefetch}")
+        for steps in (self.augment, self.eval_steps):
+            plan(steps, self.cache_image_size, self.image_size)  # sizes line up, before any work
+
+    @property
+    def cache_image_size(self) -> int:
+        """The image side stored in the cache: ``stored_size``, else ``image_size``."""
+        return int(self.stored_size or self.image_size)
 
 
 @dataclass(frozen=True)
@@ -59,6 +80,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" = cuda when present
     amp: bool = True  # only takes effect on CUDA
     channels_last: bool = True  # only takes effect on CUDA
+    compile: bool = False  # torch.compile the model's training forward (speed only; see README)
     method_kwargs: dict[str, Any] = field(default_factory=dict)
     # paper 002 reproduction (docs/reproducing-paper-002.md lists who sets what)
     weights_tag: str | None = None  # timm pretrained tag of hub weights; None = the backbone's default

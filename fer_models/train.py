@@ -145,6 +145,70 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
     raise ConfigError(f"unknown scheduler '{cfg.scheduler}'; use cosine, step or none")
 
 
+PROGRESS_EVERY = 20  # steps between two reads of the running loss for the progress bar
+
+
+def compiled_forward(model: torch.nn.Module, cfg: TrainConfig) -> Callable:
+    """The training forward: ``torch.compile(model)`` when ``cfg.compile`` (opt-in; see the
+    README's performance section for what it gives), else the model itself. Weights,
+    checkpoints and evaluation use the uncompiled ``model``, which shares its parameters."""
+    if not cfg.compile:
+        return model
+    return torch.compile(model)
+
+
+def amp_settings(cfg: TrainConfig, device: torch.device) -> tuple[bool, torch.dtype]:
+    """Autocast on CUDA only when ``cfg.amp``: bf16 where supported, else fp16 (with a scaler)."""
+    use_amp = device.type == "cuda" and cfg.amp
+    return use_amp, torch.bfloat16 if (use_amp and torch.cuda.is_bf16_supported()) else torch.float16
+
+
+def train_epoch(model: torch.nn.Module, batches: Any, opt: torch.optim.Optimizer, sched: Any, scaler: Any,
+                cfg: TrainConfig, device: torch.device, *, forward: Callable | None = None,
+                bar: Any = None) -> tuple[torch.Tensor, int]:
+    """One pass of training steps over ``batches`` -> (sums of loss, ce, align on ``device``, steps).
+
+    Per batch: the method's ``transform_batch``, forward (``forward``, default ``model``; the
+    compiled one with ``cfg.compile``) under autocast, classification loss + lambda * AU
+    alignment (Eq. 3, on ``cfg.layers`` when ``cfg.au``), backward, optimiser and per-step
+    scheduler. The sums stay on the device and are read by the caller once per epoch (and
+    here every PROGRESS_EVERY steps when a progress ``bar`` is given): reading them each step
+    would make the CPU wait for the GPU and undo the loader's prefetch (issue 10). They are
+    float64, the sum a per-step ``float()`` loop gave.
+    """
+    forward = model if forward is None else forward
+    cuda = device.type == "cuda"
+    use_amp, amp_dtype = amp_settings(cfg, device)
+    layers = tuple(int(l) for l in cfg.layers)
+    lam = cfg.lam if cfg.au else 0.0
+    model.train()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    n = 0
+    for batch in batches:
+        batch = to_device(batch, device)
+        if cuda and cfg.channels_last:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        batch = model.transform_batch(batch)
+        with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+            out = forward(batch["image"], labels=batch["label"])
+            ce = model.classification_loss(out, batch)
+            if lam > 0:
+                loss, align = total_loss(ce, out.features, batch["au_map"], batch["au_valid"], layers, lam)
+            else:
+                loss, align = ce, ce.new_zeros(())
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        n += 1
+        sums += torch.stack((loss.detach(), ce.detach(), align.detach())).double()
+        if bar is not None and n % PROGRESS_EVERY == 0:
+            mean = (sums / n).tolist()
+            bar.set_postfix(loss=f"{mean[0]:.3f}", align=f"{mean[2]:.3f}")
+    return sums, n
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -192,7 +256,7 @@ def train(
         from fer_models.data.dataset import build_loaders
 
         loaders = build_loaders(cfg.data, cfg.batch_size, cfg.seed, cache_root, progress=progress,
-                                cache_dir=cache_dir)
+                                cache_dir=cache_dir, device=device, channels_last=cuda and cfg.channels_last)
     if cfg.target != "expression":  # identity labels and count (paper 003), fer_models.data.targets
         from fer_models.data.targets import with_target
 
@@ -204,12 +268,9 @@ def train(
     opt = make_optimizer(cfg, model)
     steps = max(1, len(loaders.train))
     sched = make_scheduler(cfg, opt, steps)
-    use_amp = cuda and cfg.amp
-    amp_dtype = torch.bfloat16 if (use_amp and torch.cuda.is_bf16_supported()) else torch.float16
+    use_amp, amp_dtype = amp_settings(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    layers = tuple(int(l) for l in cfg.layers)
-    att_layer = max(layers)  # paper 002, Table 2: ATT-COS at the top aligned layer, whatever the order
-    lam = cfg.lam if cfg.au else 0.0
+    att_layer = max(int(l) for l in cfg.layers)  # paper 002, Table 2: ATT-COS at the top aligned layer
 
     ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
     start, best_epoch, best_cl, history = 1, 0, -math.inf, []
@@ -226,42 +287,23 @@ def train(
         best_epoch, best_cl = int(state["best"]["epoch"]), float(state["best"]["cl"])
         history = list(state["history"])
 
+    forward = compiled_forward(model, cfg)
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     for epoch in range(start, cfg.epochs + 1):
         te = time.perf_counter()
-        model.train()
-        tot = {"loss": 0.0, "ce": 0.0, "align": 0.0}
-        n_batches = 0
         bar = tqdm(loaders.train, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
-        for batch in bar:
-            batch = to_device(batch, device)
-            if cuda and cfg.channels_last:
-                batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-            batch = model.transform_batch(batch)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                out = model(batch["image"], labels=batch["label"])
-                ce = model.classification_loss(out, batch)
-                if lam > 0:
-                    loss, align = total_loss(ce, out.features, batch["au_map"], batch["au_valid"], layers, lam)
-                else:
-                    loss, align = ce, ce.new_zeros(())
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            n_batches += 1
-            tot["loss"] += float(loss.detach())
-            tot["ce"] += float(ce.detach())
-            tot["align"] += float(align.detach())
-            bar.set_postfix(loss=f"{tot['loss'] / n_batches:.3f}", align=f"{tot['align'] / n_batches:.3f}")
+        sums, n_batches = train_epoch(model, bar, opt, sched, scaler, cfg, device, forward=forward,
+                                      bar=bar if progress else None)
         if n_batches == 0:
             raise ConfigError("the training split gave no batch; lower batch_size or check the dataset")
         val = evaluate(model, loaders.val, num_classes=num_classes, att_layer=att_layer, device=device,
                        progress=progress, desc="val", **eval_options(cfg))
+        train_loss, train_ce, train_align = (sums / n_batches).tolist()  # the epoch's one read
         metrics = {
-            "train_loss": tot["loss"] / n_batches,
-            "train_ce": tot["ce"] / n_batches,
-            "train_align": tot["align"] / n_batches,
+            "train_loss": train_loss,
+            "train_ce": train_ce,
+            "train_align": train_align,
             "val_cl": val.metrics["cl"],
             "val_cam_cos": val.metrics.get("cam_cos", float("nan")),
             "val_att_cos": val.metrics.get("att_cos", float("nan")),

@@ -209,18 +209,26 @@ class Trial:
 
 
 # Fields that change where or how fast a run goes, not what it learns.
-_HASH_EXCLUDE = {"device", "amp", "channels_last"}
-_HASH_EXCLUDE_DATA = {"num_workers", "root"}
+_HASH_EXCLUDE = {"device", "amp", "channels_last", "compile"}
+_HASH_EXCLUDE_DATA = {"num_workers", "root", "prefetch"}
 
 
 # Fields added after trials were first hashed, left out while they hold their default, so a
 # finished trial of an older grid keeps its hash (and is not trained again).
-_HASH_NEW_DEFAULTS = {"target": "expression"}
-_HASH_NEW_DEFAULTS_DATA = {"options": {}, "normalize": "imagenet", "color": "rgb"}
+_HASH_NEW_DEFAULTS = {"target": "expression", "weights_tag": None, "head_lr": None, "head_layers": [],
+                      "nesterov": False, "lr_step": 0, "lr_gamma": 0.1, "min_lr": 0.0, "metric_def": "project"}
+_HASH_NEW_DEFAULTS_DATA = {"options": {}, "normalize": "imagenet", "color": "rgb", "eval_steps": [],
+                           "stored_size": None}
 
 
 def config_hash(cfg: TrainConfig) -> str:
-    """12 hex digits identifying what a trial learns (used to skip finished trials)."""
+    """12 hex digits identifying what a trial learns (used to skip finished trials).
+
+    ``data.augment`` was a flag before it became a step list: the CPU recipe hashes as the
+    old ``true`` and no steps as ``false``.
+    """
+    from fer_models.data.steps import CPU_RECIPE
+
     d = to_dict(cfg)
     for k in _HASH_EXCLUDE:
         d.pop(k, None)
@@ -230,6 +238,9 @@ def config_hash(cfg: TrainConfig) -> str:
         for k, v in defaults.items():
             if k in part and part[k] == v:
                 del part[k]
+    steps = d["data"].get("augment")
+    if steps == list(CPU_RECIPE) or steps == []:
+        d["data"]["augment"] = steps == list(CPU_RECIPE)
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

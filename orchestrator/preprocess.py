@@ -143,7 +143,7 @@ def preprocess(
     time and rows/s; on a hit, "cache hit" and nothing else is done.
     """
     target = _cache.cache_dir_for(data_cfg, cache_root, manifest, backend)
-    info = _cache.build(target, data_cfg.map_size, data_cfg.image_size,
+    info = _cache.build(target, data_cfg.map_size, data_cfg.cache_image_size,
                         ray_executor(address, num_workers), batch_size=batch_size, progress=progress)
     if echo is not None:
         echo(info.summary())

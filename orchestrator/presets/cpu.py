@@ -41,7 +41,8 @@ def cpu() -> GridConfig:
         device="cpu",
         amp=False,
         channels_last=False,
-        data=DataConfig(image_size=CPU_IMAGE_SIZE, map_size=CPU_MAP_SIZE, num_workers=0, augment=True),
+        data=DataConfig(image_size=CPU_IMAGE_SIZE, map_size=CPU_MAP_SIZE, num_workers=0,
+                        augment=("resized_crop:0.8-1.0", "flip:0.5")),
     )
     return GridConfig(
         datasets=SYNTHETIC,

@@ -148,3 +148,51 @@ def test_att_cos_of_a_multi_layer_run_is_at_its_top_layer_whatever_the_order(tmp
     assert m["att_cos"] == pytest.approx(m["att_cos_5"])
     assert m["att_cos"] != pytest.approx(m["att_cos_3"])  # the layers' scores differ: the check bites
     assert m["att_cos_avg"] == pytest.approx(float(np.nanmean(res.test.cosine_matrix[:, 4])))
+
+
+def test_the_training_steps_never_read_a_tensor_back(tmp_path, monkeypatch):
+    """No host sync per step (issue 10): while the train loader is being iterated, nothing turns a
+    tensor into a Python number; the epoch's losses are read once, after the last step."""
+    reads = []
+    live = {"on": False}
+    for name in ("__float__", "item", "tolist", "__bool__", "numpy", "cpu"):
+        orig = getattr(torch.Tensor, name)
+
+        def spy(self, *a, _orig=orig, _name=name, **k):
+            if live["on"]:
+                reads.append(_name)
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+
+    def steps(batches):
+        live["on"] = True
+        try:
+            yield from batches
+        finally:
+            live["on"] = False
+
+    class Once:  # the train loader, flagged while its batches are in use
+        def __init__(self, batches):
+            self.batches = batches
+
+        def __len__(self):
+            return len(self.batches)
+
+        def __iter__(self):
+            return steps(self.batches)
+
+    loaders = _loaders()
+    loaders.train = Once(loaders.train)
+    res = train(_cfg(epochs=2), tmp_path, loaders=loaders, progress=False)
+    assert reads == [] and len(res.history) == 2
+    assert res.history[0]["train_loss"] > 0 and res.history[0]["train_align"] > 0
+
+
+@pytest.mark.slow
+def test_compile_trains_the_same_model(tmp_path):
+    """``TrainConfig.compile``: torch.compile of the training forward gives the same run."""
+    eager = train(_cfg(epochs=1), tmp_path / "eager", loaders=_loaders(), progress=False)
+    compiled = train(_cfg(epochs=1, compile=True), tmp_path / "compiled", loaders=_loaders(), progress=False)
+    assert compiled.history[0]["train_loss"] == pytest.approx(eager.history[0]["train_loss"], rel=1e-3)
+    assert compiled.test.metrics["cl"] == pytest.approx(eager.test.metrics["cl"], abs=13.0)

@@ -108,11 +108,13 @@ def test_report_gives_mean_and_sd_over_folds():
 
 def test_new_fields_at_their_defaults_leave_the_trial_hash_unchanged():
     cfg = TrainConfig(method="cam", data=DataConfig(image_size=32))
-    old = to_dict(cfg)  # the config as hashed before target / options / normalize / color existed
-    for k in ("device", "amp", "channels_last", "target"):
+    old = to_dict(cfg)  # the config as hashed before the fields of issues 9-11 existed
+    for k in ("device", "amp", "channels_last", "target", "compile", "weights_tag", "head_lr", "head_layers",
+              "nesterov", "lr_step", "lr_gamma", "min_lr", "metric_def"):
         old.pop(k)
-    for k in ("num_workers", "root", "options", "normalize", "color"):
+    for k in ("num_workers", "root", "options", "normalize", "color", "eval_steps", "stored_size", "prefetch"):
         old["data"].pop(k)
+    old["data"]["augment"] = True  # a flag then; the CPU recipe now
     expected = hashlib.sha1(json.dumps(old, sort_keys=True, default=str).encode()).hexdigest()[:12]
     assert config_hash(cfg) == expected
     assert config_hash(TrainConfig(method="cam", au=False, target="identity")) != config_hash(

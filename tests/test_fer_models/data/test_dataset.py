@@ -33,6 +33,8 @@ def test_items_follow_the_contract(built):
         "gt_au_map": (torch.float32, (1, 16, 16)), "gt_valid": (torch.bool, ()),
         "identity": (torch.int64, ()), "valence": (torch.float32, ()),
         "arousal": (torch.float32, ()), "aus": (torch.float32, (n_au,)), "index": (torch.int64, ()),
+        "landmarks": (torch.float32, (68, 2)), "row": (torch.int64, ()),
+        "sequence": (torch.int64, ()),  # a cache column, passed through by name (-1: no sequence)
     }  # fmt: skip
     assert set(item) == set(spec)
     for k, (dtype, shape) in spec.items():
@@ -42,6 +44,10 @@ def test_items_follow_the_contract(built):
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     pixels = (item["image"] * std + mean) * 255
     assert torch.allclose(pixels, torch.from_numpy(stored["image"][0]).permute(2, 0, 1).float(), atol=1e-3)
+    # landmarks in network-input pixels (here the stored size), NaN where the face was not found
+    lm = torch.stack([ds[i]["landmarks"] for i in range(len(ds))])
+    assert torch.allclose(lm, torch.from_numpy(stored["landmarks"]), equal_nan=True)
+    assert torch.equal(torch.stack([ds[i]["row"] for i in range(len(ds))]), torch.from_numpy(stored["row"]))
     for i in range(len(ds)):
         it = ds[i]
         s = m.samples[int(stored["row"][i])]
@@ -117,11 +123,16 @@ def test_memory_mapped_shards_read_like_in_memory(built, tmp_path, monkeypatch, 
     small = cache.prepare(m, fake_backend, "paper002", 16, 32, tmp_path / "c3", progress=False)
     assert len(small.meta["shards"]["train"]) > 3
     mapped = FaceDataset(small.dir, "train")
-    assert len(mapped._big["image"]) > 1
-    idx = list(reversed(range(len(whole))))
+    assert mapped.memory_mapped and not whole.memory_mapped and len(mapped._arrays["image"]) > 1
+    idx = torch.randperm(len(whole), generator=torch.Generator().manual_seed(0)).tolist()
     a, b = whole[idx], mapped[idx]
+    assert set(a) == set(b)
     for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), equal_nan=True), k
+        assert torch.equal(a[k].nan_to_num(-1), b[k].nan_to_num(-1)), k
+    raw, restore = mapped.gather_sorted(idx)  # read in storage order, put back on the device
+    assert restore is not None and raw["index"].tolist() == sorted(idx)
+    assert torch.equal(raw["image"][restore], mapped.gather(idx)["image"])
+    assert raw["image"].dtype == torch.uint8
 
 
 def test_synthetic_rafdb_through_the_real_reader_backend_and_renderer(tmp_path):
@@ -143,3 +154,102 @@ def test_synthetic_rafdb_through_the_real_reader_backend_and_renderer(tmp_path):
     # the truly active AUs are a subset of the codebook's: their maps overlap strongly
     cos = torch.nn.functional.cosine_similarity(b["au_map"][both].flatten(1), b["gt_au_map"][both].flatten(1))
     assert cos.mean() > 0.5
+
+
+def _old_path():
+    """The data path before issue 10, as benchmarks/bench_loader.py keeps it verbatim."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_loader.py"
+    spec = importlib.util.spec_from_file_location("bench_loader_old_path", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("image_size", [32, 24])
+def test_without_augmentation_the_new_path_gives_the_old_batches(built, image_size):
+    old = _old_path()
+    _, info = built
+    new = FaceDataset(info.dir, "train", image_size, augment=False)
+    ref = old.OldFaceDataset(info.dir, "train", image_size, augment=False)
+    idx = torch.randperm(len(new), generator=torch.Generator().manual_seed(1)).tolist()
+    a, b = ref[idx], new[idx]
+    assert set(a) <= set(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and torch.equal(a[k].nan_to_num(-1), b[k].nan_to_num(-1)), k
+
+
+def test_without_augmentation_a_training_run_gives_the_old_metrics(tmp_path, make_manifest, fake_backend):
+    from types import SimpleNamespace
+
+    from fer_models.config import TrainConfig
+    from fer_models.train import train
+
+    old = _old_path()
+    m = make_manifest(tmp_path / "data", n=48)
+    info = cache.prepare(m, fake_backend, "paper002", 16, 32, tmp_path / "cache", progress=False)
+    cfg = TrainConfig(method="cam", backbone="resnet-tiny", epochs=2, batch_size=8, device="cpu",
+                      data=DataConfig(dataset="fake", image_size=32, map_size=16, augment=False))
+    new = train(cfg, tmp_path / "new", cache_dir=info.dir, progress=False)
+    ds = {s: old.OldFaceDataset(info.dir, s, 32, augment=False, seed=cfg.seed) for s in ("train", "val", "test")}
+    loaders = SimpleNamespace(
+        train=old.old_batch_loader(ds["train"], 8, True, cfg.seed, drop_last=True),
+        val=old.old_batch_loader(ds["val"], 8, False), test=old.old_batch_loader(ds["test"], 8, False),
+        num_classes=7)
+    ref = train(cfg, tmp_path / "old", loaders=loaders, progress=False)
+    strip = lambda h: [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in h]  # noqa: E731
+    assert strip(new.history) == strip(ref.history)
+    assert new.test.metrics == ref.test.metrics and new.best_epoch == ref.best_epoch
+
+
+def test_other_numeric_columns_of_the_cache_pass_through_by_name(built, monkeypatch):
+    import numpy as np
+
+    from fer_models.data.cache import reader
+
+    _, info = built
+    for name in info.meta["shards"]["train"]:  # a reader adds a column: no change in dataset.py
+        n = len(np.load(info.dir / name / "row.npy"))
+        np.save(info.dir / name / "sequence.npy", np.arange(n, dtype=np.int32) + 100)
+    monkeypatch.setattr(reader, "SHARD_COLUMNS", (*reader.SHARD_COLUMNS, "sequence"))
+    ds = FaceDataset(info.dir, "train")
+    assert ds[[1, 0]]["sequence"].tolist() == [101, 100]
+    assert "path" not in ds[0]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_loader_hands_uint8_to_the_device_side_and_transforms_only_there(built, workers):
+    """The CPU side of a loader (``load``, run in the worker threads) only gathers: uint8 images
+    and the stored maps, never a float image; conversion and augmentation happen in ``finish``,
+    on the loader's device. On CUDA the raw batch is already on the GPU when ``finish`` runs."""
+    from fer_models.data.dataset import DeviceLoader
+
+    _, info = built
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ds = FaceDataset(info.dir, "train", augment=True, seed=2)
+    seen = []
+    transform = ds.transform
+
+    def spy(raw):
+        seen.append({k: (v.dtype, v.device.type) for k, v in raw.items()})
+        return transform(raw)
+
+    ds.transform = spy
+    loader = DeviceLoader(ds, 4, True, seed=0, device=device, num_workers=workers, prefetch=2)
+    raw, _, _ = loader.load([0, 1, 2, 3])
+    assert raw["image"].dtype == torch.uint8 and raw["image"].shape[-1] == 3 and not seen
+    assert raw["image"].device.type == device
+    batches = list(loader)
+    assert len(seen) == len(batches) == len(loader)
+    assert all(s["image"] == (torch.uint8, device) for s in seen)
+    assert all(b["image"].dtype == torch.float32 and b["image"].device.type == device for b in batches)
+    # threads and prefetch change nothing in what comes out
+    ds.transform = transform
+    again = FaceDataset(info.dir, "train", augment=True, seed=2)
+    ref = list(DeviceLoader(again, 4, True, seed=0, device=device, num_workers=0))
+    for x, y in zip(batches, ref):
+        assert torch.equal(x["index"], y["index"]) and torch.equal(x["image"], y["image"])
