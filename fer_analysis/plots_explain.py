@@ -56,8 +56,9 @@ def topn_grid(recs, path: Path, title: str = "") -> Path:
 
 
 def kl_bars(kl: np.ndarray, au_labels: Sequence[str], filters: Sequence[int], path: Path,
-            title: str = "") -> Path:
-    """Paper 001 Fig. 5: one bar chart per filter of D_KL over the AUs, the largest in red."""
+            title: str = "", significant: np.ndarray | None = None) -> Path:
+    """Paper 001 Fig. 5: one bar chart per filter of D_KL over the AUs, the largest in red;
+    with ``significant`` (same shape, bool) the significant bars carry a star."""
     k = len(filters)
     cols = min(5, max(k, 1))
     rows = int(np.ceil(k / cols)) or 1
@@ -73,6 +74,10 @@ def kl_bars(kl: np.ndarray, au_labels: Sequence[str], filters: Sequence[int], pa
         if len(vals) and np.isfinite(kl[i]).any():
             colors[int(np.nanargmax(kl[i]))] = "tab:red"
         ax.bar(x, vals, color=colors)
+        ax.axhline(0, color="k", linewidth=0.5)
+        if significant is not None:
+            for j in np.flatnonzero(significant[i]):
+                ax.text(x[j], vals[j], "*", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(x)
         ax.set_xticklabels(au_labels, rotation=90, fontsize=6)
         ax.tick_params(axis="y", labelsize=6)
