@@ -48,6 +48,20 @@ def _loader(n: int = 24):
     return DataLoader(TensorDataset(x, y), batch_size=8)
 
 
+def _pairable_loader(net, n: int = 24):
+    """Labels = the net's predictions, except 4 images relabelled as the class of another image:
+    4 misclassified images, each with a correctly classified partner (backtrack's pairs)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, 16, 16, generator=g)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    for i in range(4):
+        other = [int(v) for v in y[4:] if v != y[i]]
+        assert other, "the toy net predicts one class only"
+        y[i] = other[0]
+    return DataLoader(TensorDataset(x, y), batch_size=8)
+
+
 def _fakes(net):
     return dict(load_model=lambda r, u, d: (net, _Cfg()), load_data=lambda c, s, j: (_loader(), 7))
 
@@ -86,7 +100,7 @@ def test_each_job_reads_its_own_count(tmp_path):
     run_job("topn", _dense_net(), _loader(), tmp_path / "topn", spec)
     rows = (tmp_path / "topn" / "topn_0.csv").read_text().splitlines()[1:]
     assert len(rows) == 2 * 2  # filters x top_n
-    assert run_job("backtrack", _dense_net(), _loader(), tmp_path / "bt", spec)["backtrack_cases"] == 3
+    assert run_job("backtrack", _dense_net(), _pairable_loader(_dense_net()), tmp_path / "bt", spec)["backtrack_cases"] == 3
     run_job("gradcam", _dense_net(), _loader(), tmp_path / "maps", spec)
     assert json.loads((tmp_path / "maps" / "gradcam.json").read_text())["images"] == 5
 
@@ -192,6 +206,7 @@ def test_a_new_job_is_one_file_and_runs_through_the_runner_in_process(tmp_path, 
     monkeypatch.setattr(tracking, "resolve_uri", lambda uri=None: "fake://store")
     monkeypatch.setattr(tracking, "resolve_runs", lambda run_id, uri=None: ["run-a", "run-b"])
     monkeypatch.setattr(tracking, "load_trained_model", lambda run_id, uri, device: (_dense_net(), cfg))
+    monkeypatch.setattr(tracking, "load_run_config", lambda run_id, uri=None: cfg)
     monkeypatch.setattr(tracking, "log_to_run", lambda run_id, folder, path, metrics, uri=None: logged.update(
         {(run_id, path): sorted(p.name for p in Path(folder).iterdir())}))
 
