@@ -28,8 +28,11 @@ backtracked pixel sets L_A and L_B (positions in the maps feeding the first dens
 correctly classified image of the **same subject and the same expression** as A (the paper's
 identity pair differs only in gaze; its expression pairs are "visually similar"), the nearest
 to A in input pixels (L2) among those; without identities (-1) the same expression and the
-nearest image. The ``pair_basis`` column says which rule made each pair; misclassified
-images without a partner are counted, not shown.
+nearest image. Where no image shares all the keys (the synthetic faces have one or two test
+images per subject and expression) the nearest correctly classified image of A's class is
+taken, same-subject-other-expression on an identity run, other-subject on an expression run.
+The ``pair_basis`` column says which rule made each pair and ``backtrack_pairs_exact`` counts
+the pairs on all keys; misclassified images without a partner are counted, not shown.
 
 **Not applicable: heads that keep almost everything.** The test a·W > 0 assumes a >= 0 (ReLU):
 then an input is kept only where it is active, and the kept set is the active feature-map
@@ -218,11 +221,12 @@ class Pair:
 
 
 def pair_cases(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, subjects: torch.Tensor,
-               expressions: torch.Tensor) -> tuple[list[Pair], list[int]]:
+               expressions: torch.Tensor, *, fallback: bool = True) -> tuple[list[Pair], list[int]]:
     """Pair every misclassified row (``preds != labels``) with the nearest correctly classified
     row (L2 over ``images`` flattened) of the same class, the same subject and the same
-    expression, each where known (>= 0); returns (pairs, misclassified rows without a partner).
-    See the module docstring for why these keys."""
+    expression, each where known (>= 0). With ``fallback``, a row without such a partner takes
+    the nearest correctly classified row of its class (basis ``"class only"``). Returns (pairs,
+    misclassified rows without a partner). See the module docstring for why these keys."""
     labels, preds = labels.long(), preds.long()
     subjects, expressions = subjects.long(), expressions.long()
     wrong = torch.nonzero(preds != labels).flatten()
@@ -233,19 +237,23 @@ def pair_cases(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, 
         return [], wrong.tolist()
     flat = images.reshape(len(images), -1).float()
     dist = torch.cdist(flat[wrong], flat[right])  # (W, R)
-    ok = labels[wrong][:, None] == labels[right][None, :]
+    same_class = labels[wrong][:, None] == labels[right][None, :]
+    strict = same_class.clone()
     for key in (subjects, expressions):
         kw, kr = key[wrong][:, None], key[right][None, :]
-        ok &= (kw < 0) | (kw == kr)
-    dist = torch.where(ok, dist, torch.full_like(dist, float("inf")))
-    best, j = dist.min(1)
+        strict &= (kw < 0) | (kw == kr)
+    inf = torch.full_like(dist, float("inf"))
+    best_strict, j_strict = torch.where(strict, dist, inf).min(1)
+    best_class, j_class = torch.where(same_class, dist, inf).min(1)
     pairs, lonely = [], []
-    for w, d, jj in zip(wrong.tolist(), best.tolist(), j.tolist()):
-        if d == float("inf"):
-            lonely.append(w)
-        else:
+    for i, w in enumerate(wrong.tolist()):
+        if best_strict[i] < float("inf"):
             basis = "subject+expression" if subjects[w] >= 0 else "expression"
-            pairs.append(Pair(w, int(right[jj]), basis, float(d)))
+            pairs.append(Pair(w, int(right[j_strict[i]]), basis, float(best_strict[i])))
+        elif fallback and best_class[i] < float("inf"):
+            pairs.append(Pair(w, int(right[j_class[i]]), "class only", float(best_class[i])))
+        else:
+            lonely.append(w)
     return pairs, lonely
 
 
@@ -391,8 +399,10 @@ def run_backtrack(model, loader, out_dir: Path, *, cases: int = 8, class_names: 
             "partner B) zeroed in A (paper 003, Table 3)" if mode == "unique" else
             "the pixels common to the misclassified image A and its correctly classified partner B zeroed in "
             "both (paper 003, Figs. 9-10)")
+    exact = sum(p.basis != "class only" for p in pairs)
     md = [f"Suppression test: {what}. Pairs: same class, same subject and same expression where known, nearest "
-          f"image; {len(lonely)} misclassified image(s) had no partner.", ""]
+          f"image ({exact} of {len(pairs)} pairs; the others: the nearest correct image of the class); "
+          f"{len(lonely)} misclassified image(s) had no partner.", ""]
     if len(names) <= 10:
         md += ["A (misclassified):", ""] + _probs_md(rows, names, "")
         if mode == "common":
@@ -416,6 +426,7 @@ def run_backtrack(model, loader, out_dir: Path, *, cases: int = 8, class_names: 
     metrics = {
         **base,
         "backtrack_cases": float(len(pairs)),
+        "backtrack_pairs_exact": float(sum(p.basis != "class only" for p in pairs)),
         "backtrack_kept_pixels_a": float(la.flatten(1).sum(1).float().mean()),
         "backtrack_kept_pixels_b": float(lb.flatten(1).sum(1).float().mean()),
         "backtrack_common_pixels": float((la & lb).flatten(1).sum(1).float().mean()),

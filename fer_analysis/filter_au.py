@@ -347,8 +347,13 @@ def run_filter_au(model, loader, out_dir: Path, *, layer: str | None = None, au_
             "filter-AU correspondence needs AU labels, but this dataset has none; use the synthetic "
             "faces (ground-truth AUs), CK+ or DISFA"
         )
-    if au_ids is None:
-        from fer_models.data.au import AU_IDS as au_ids  # type: ignore[no-redef]
+    if au_ids is None:  # the cache's AU columns (FaceDataset.au_ids), else the codebooks' AU_IDS
+        from fer_models.data.au import AU_IDS
+
+        au_ids = getattr(getattr(loader, "dataset", None), "au_ids", None) or AU_IDS
+    if len(au_ids) != resp.aus.shape[1]:
+        raise DatasetError(f"the batches carry {resp.aus.shape[1]} AU columns but {len(au_ids)} AU numbers name them; "
+                           "pass au_ids matching the data's AU columns")
     units = resp.columns.get("sequence")
     filters = strongest_filters(resp, k, n)
     common = dict(units=units, threshold=threshold, bins=bins, min_count=min_count)

@@ -101,7 +101,7 @@ class Responses:
 
 # per-row columns kept with the responses when the batches carry them (Interface 2 passes every
 # 1-D cache column through by name): ``sequence`` counts CK+ samples by sequence (filter_au)
-ROW_COLUMNS = ("sequence", "identity")
+ROW_COLUMNS = ("sequence",)
 
 
 @torch.no_grad()

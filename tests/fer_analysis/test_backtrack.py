@@ -140,9 +140,13 @@ def test_pairs_are_misclassified_with_the_nearest_correct_image_of_the_same_clas
     preds = torch.tensor([0, 1, 1, 0, 0])  # rows 0 and 4 are misclassified
     subjects = torch.tensor([5, 5, 6, 5, 9])  # row 4: a subject with no correct image
     expressions = labels.clone()
-    pairs, lonely = pair_cases(images, labels, preds, subjects, expressions)
+    pairs, lonely = pair_cases(images, labels, preds, subjects, expressions, fallback=False)
     assert [(p.a, p.b, p.basis) for p in pairs] == [(0, 1, "subject+expression")]  # not C (subject), not E (class)
     assert pairs[0].distance == pytest.approx(math.sqrt(4.5), rel=1e-5) and lonely == [4]
+    # with the fallback, row 4 (no correct image of its subject) takes the nearest correct one of its class
+    pairs, lonely = pair_cases(images, labels, preds, subjects, expressions)
+    assert [(p.a, p.b, p.basis) for p in pairs] == [(0, 1, "subject+expression"), (4, 2, "class only")]
+    assert lonely == []
     # without identities the nearest correct image of the class is the partner
     pairs, lonely = pair_cases(images, labels, preds, torch.full((5,), -1), expressions)
     assert [(p.a, p.b, p.basis) for p in pairs] == [(0, 2, "expression"), (4, 2, "expression")] and lonely == []
@@ -150,8 +154,11 @@ def test_pairs_are_misclassified_with_the_nearest_correct_image_of_the_same_clas
     expressions = torch.tensor([3, 4, 3, 3, 3])
     pairs, _ = pair_cases(images, labels, preds, torch.full((5,), -1), expressions)
     assert [(p.a, p.b) for p in pairs] == [(0, 2), (4, 2)]
-    pairs, _ = pair_cases(images, labels, preds, torch.tensor([5, 5, 6, 5, 9]), expressions)
-    assert pairs == []
+    pairs, lonely = pair_cases(images, labels, preds, torch.tensor([5, 5, 6, 5, 9]), expressions, fallback=False)
+    assert pairs == [] and lonely == [0, 4]
+    images_e = torch.tensor([_A, _B, _E]).reshape(3, 1, 2, 2)  # no correct image of class 1 at all
+    assert pair_cases(images_e, torch.tensor([1, 0, 0]), torch.tensor([0, 0, 0]), torch.full((3,), -1),
+                      torch.full((3,), -1)) == ([], [0])
 
 
 def test_expression_run_zeroes_the_pixels_unique_to_the_misclassified_image(tmp_path):

@@ -255,3 +255,38 @@ def test_topn_job_default_layer_grid_and_csv(tmp_path):
     assert acts == sorted(acts, reverse=True)
     assert metrics["topn_filters"] == 2
     assert_no_hooks(net)
+
+
+def test_filter_au_job_tables_the_visualised_filters_counts_sequences_and_flags_au_trained_runs(tmp_path):
+    """Paper 001's order: the filters of the top-N figure first (the strongest responses), then
+    their divergences; a ``sequence`` column makes the samples count by sequence; on a run
+    trained with the AU loss the table starts with a warning."""
+    from fer_analysis.jobs import ExplainSpec, run_job
+    from fer_analysis.targets import RunContext
+    from fer_analysis.topn import layer_max_responses, strongest_filters
+
+    ds = _Faces(m=60)
+
+    class _Seq(Dataset):
+        au_ids = (4, 12)  # names of the AU columns, as FaceDataset.au_ids
+
+        def __len__(self):
+            return len(ds)
+
+        def __getitem__(self, i):
+            return {**ds[i], "sequence": torch.tensor(i // 2)}  # two frames per "sequence"
+
+    for i in range(0, 60, 2):  # both frames of a sequence show the same AUs
+        ds.aus[i + 1] = ds.aus[i]
+    net = _Net().eval()
+    loader = DataLoader(_Seq(), batch_size=16)
+    spec = ExplainSpec(jobs=("filter-au",), layer="conv2", filters=1, top_n=3, min_count=3, permutations=200)
+    metrics = run_job("filter-au", net, loader, tmp_path, spec, context=RunContext(au_loss=True))
+    resp = layer_max_responses(net, "conv2", loader, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "filter_au_conv2.csv")))
+    assert [int(r["filter"]) for r in rows] == strongest_filters(resp, 1, 3)
+    assert rows[0]["unit"] == "sequence" and metrics["filter_au_units"] == 30
+    assert int(rows[0]["n_with"]) + int(rows[0]["n_without"]) == 30  # sequences, not frames
+    md = (tmp_path / "filter_au_conv2.md").read_text()
+    assert md.startswith("**Warning**") and "AU alignment loss" in md
+    assert "permutations of the AU labels over 30 sequences" in md
