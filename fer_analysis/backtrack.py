@@ -216,7 +216,7 @@ def feature_tracking(model: nn.Module, x: torch.Tensor, head: DenseHead, pixel_m
 class Pair:
     a: int  # position of the misclassified image in the scanned rows
     b: int  # its correctly classified partner
-    basis: str  # "subject+expression" or "expression" (identities unknown)
+    basis: str  # "subject+expression", "expression" (identities unknown) or "class only" (fallback)
     distance: float  # L2 between the two (down-sampled) inputs
 
 
@@ -229,8 +229,9 @@ def pair_cases(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, 
     misclassified rows without a partner). See the module docstring for why these keys."""
     labels, preds = labels.long(), preds.long()
     subjects, expressions = subjects.long(), expressions.long()
-    wrong = torch.nonzero(preds != labels).flatten()
-    right = torch.nonzero(preds == labels).flatten()
+    known = labels >= 0  # an identity run's rows of unknown identity have no class
+    wrong = torch.nonzero(known & (preds != labels)).flatten()
+    right = torch.nonzero(known & (preds == labels)).flatten()
     if len(wrong) == 0:
         return [], []
     if len(right) == 0:
@@ -357,7 +358,7 @@ def run_backtrack(model, loader, out_dir: Path, *, cases: int = 8, class_names: 
     mode = "common" if target == "identity" else "unique"
     base = {
         "backtrack_scanned": float(len(scan)),
-        "backtrack_misclassified": float((scan.preds != scan.labels).sum()),
+        "backtrack_misclassified": float(((scan.preds != scan.labels) & (scan.labels >= 0)).sum()),
         "backtrack_unpaired": float(len(lonely)),
         "backtrack_kept_pixel_fraction": kept_fraction,
     }
@@ -459,17 +460,22 @@ def _figure(model, x, head, zero, bt, after, labels, names, path) -> None:
 def _backtrack_unpaired(model, loader, scan: Scan, head: DenseHead, names, cases: int, out_dir: Path,
                         device: str, lonely: int) -> dict[str, float]:
     """No pair to test: Alg. 1-2 (all backtracked pixels) on up to ``cases`` images, misclassified first."""
-    wrong = torch.nonzero(scan.preds != scan.labels).flatten().tolist()
-    right = torch.nonzero(scan.preds == scan.labels).flatten().tolist()
+    known = scan.labels >= 0
+    wrong = torch.nonzero(known & (scan.preds != scan.labels)).flatten().tolist()
+    right = torch.nonzero(known & (scan.preds == scan.labels)).flatten().tolist()
     rows = (wrong + right)[:cases]
+    if not rows:
+        from fer_models.errors import DatasetError
+
+        raise DatasetError("no test image has a known class for this run (identity runs need the identity column)")
     x = scan_images(loader, scan, rows, device)
     bt = backtrack(model, x, head)
     _figure(model, x, head, bt.pixel_mask, bt, bt.probs_after, [int(scan.labels[r]) for r in rows], names,
             out_dir / "backtrack.png")
     (out_dir / "suppression.md").write_text(
         f"No suppression test: none of the {len(wrong)} misclassified test image(s) has a correctly classified "
-        f"partner of the same class, subject and expression ({lonely} without one). backtrack.png shows Alg. 1-2 "
-        "with all backtracked pixels zeroed.\n")
+        f"partner of its class ({lonely} without one). backtrack.png shows Alg. 1-2 with all backtracked pixels "
+        "zeroed.\n")
     return {"backtrack_cases": 0.0, "backtrack_kept_pixels_a": float(bt.pixel_mask.flatten(1).sum(1).float().mean())}
 
 

@@ -25,6 +25,8 @@ C*g*g <= ``max_features``), cheaper and lossy.
 
 **Names.** By default, every layer of ``model.tap_layers()``; on paper 004's light CNN its
 Keras names (``fer_analysis.layers``: ``conv2d_n`` post-ELU, ``out_layer`` the softmax).
+The pseudo-layer ``input`` (only when named) is the network's input images, flattened: paper
+004's Fig. 3a-b maps the faces themselves.
 
 **Aliases.** A module that returns its input object (eval-mode Dropout, Flatten of a flat
 tensor) would duplicate the layer before it. With the default layers, of such a run of
@@ -51,6 +53,7 @@ from fer_analysis.hooks import capture, first_tensor, resolve_layer
 from fer_models.errors import ConfigError
 
 OUTPUT_LAYER = "logits"  # pseudo-layer: the network's class scores (paper 004's "out_layer")
+INPUT_LAYER = "input"  # pseudo-layer: the images themselves (paper 004 Fig. 3a-b), only when named
 
 
 BIG = ("pca", "pool")
@@ -82,7 +85,7 @@ class Embeddings:
 
     def penultimate(self) -> str:
         """The last tapped layer before the output (paper 004, Study 4)."""
-        names = [n for n in self.layers if n not in (OUTPUT_LAYER, self.output_layer)]
+        names = [n for n in self.layers if n not in (OUTPUT_LAYER, self.output_layer, INPUT_LAYER)]
         if not names:
             raise ConfigError("the embeddings hold no layer besides the output; tap at least one layer")
         return names[-1]
@@ -158,7 +161,7 @@ def resolve_layers(model: nn.Module, layers: Iterable[str] | None = None) -> dic
         return {n: (m, None) for n, m in taps.items()}
     out = {}
     for name in layers:
-        if name == OUTPUT_LAYER:
+        if name in (OUTPUT_LAYER, INPUT_LAYER):
             continue
         out[name] = keras[name] if name in keras else (resolve_layer(model, name)[1], None)
     return out
@@ -241,10 +244,11 @@ def collect_embeddings(
         raise ConfigError("no layer to probe; pass layer names or keep include_output")
     modules = {k: v[0] for k, v in views.items()}
     transforms = {k: v[1] for k, v in views.items() if v[1] is not None}
+    with_input = layers is not None and INPUT_LAYER in list(layers)
     replay: list[Mapping[str, Any]] | None = [] if iter(batches) is batches else None
     was_training = model.training
     model.eval()
-    feats: dict[str, list[np.ndarray]] = {k: [] for k in modules}
+    feats: dict[str, list[np.ndarray]] = {k: [] for k in ([INPUT_LAYER] if with_input else []) + list(modules)}
     if include_output:
         feats[OUTPUT_LAYER] = []
     shapes: dict[str, tuple[int, ...]] = {}
@@ -266,8 +270,12 @@ def collect_embeddings(
                 replay.append(batch)
             if seen + take > start_at:
                 sink.clear()
-                out = model(x[:take].to(device))
-                yield seen, take, dict(sink), out, batch
+                xin = x[:take].to(device)
+                out = model(xin)
+                acts = dict(sink)
+                if with_input:
+                    acts[INPUT_LAYER] = xin
+                yield seen, take, acts, out, batch
             seen += take
             if n_samples is not None and seen >= n_samples:
                 break
@@ -335,7 +343,7 @@ def collect_embeddings(
                 raise ConfigError("the probe set is empty; check the dataset and split")
             if gram is not None:
                 gram.close_group()
-                big_modules = {n: modules[n] for n in gram.names}
+                big_modules = {n: modules[n] for n in gram.names if n != INPUT_LAYER}
                 for start in range(group, seen, group):  # one more pass per group of held samples
                     gram.start = start
                     source = replay if replay is not None else batches

@@ -10,7 +10,7 @@ from orchestrator.config import parse_list
 @click.command("probe")
 @click.option("--run", "run_id", required=True, help="Trial run id, or a grid's parent run id (probes all its trials).")
 @click.option("--untrained-control", is_flag=True, help="Also probe the same architecture untrained (same seed).")
-@click.option("--layers", multiple=True, help="Layer names to probe (comma-separated or repeated); default: all the model's tap layers (many for the seed nets; paper 004's Keras names on light-cnn, e.g. conv2d_4 = post-ELU, out_layer = softmax) and the logits.")
+@click.option("--layers", multiple=True, help="Layer names to probe (comma-separated or repeated); default: all the model's tap layers (many for the seed nets; paper 004's Keras names on light-cnn, e.g. conv2d_4 = post-ELU, out_layer = softmax) and the logits; `input` adds the images themselves (paper 004 Fig. 3a-b).")
 @click.option("--dataset", default=None, help="Probe on this dataset (a DATASETS name) instead of the run's own.")
 @click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True,
               help="Split of the probe set; all: train, val and test together (datasets read for analysis only).")

@@ -243,3 +243,19 @@ def test_paper004_keras_names_mean_what_they_mean_in_keras():
     assert emb.layers["dense_1"].min() >= -1.0
     assert paper_layers(model, "gradcam") == ("batchnorm_1", "conv2d_4", "conv2d_6")
     assert hook_count(model) == 0
+
+
+def test_the_input_pseudo_layer_is_the_images_themselves():
+    """Paper 004 Fig. 3a-b maps the faces themselves: ``input`` is the flattened network input,
+    raw when small, its exact PCs when large."""
+    batches = _batches(9, 4)
+    x = torch.cat([b["image"] for b in batches]).flatten(1).numpy()
+    emb = collect_embeddings(Tiny(), batches, ["input", "fc1"])
+    assert emb.names == ["input", "fc1", OUTPUT_LAYER] and emb.reduced["input"] == "raw"
+    np.testing.assert_allclose(emb.layers["input"], x)
+    assert emb.penultimate() == "fc1"
+    emb = collect_embeddings(Tiny(), batches, ["input"], max_features=1000, n_components=4, memory_mb=0.02)
+    assert emb.reduced["input"] == "pca"
+    ref = _sklearn_scores(x, 4)
+    got = emb.layers["input"].astype(np.float64)
+    np.testing.assert_allclose(got * np.sign((ref * got).sum(0)), ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())

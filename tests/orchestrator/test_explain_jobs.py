@@ -296,25 +296,21 @@ def _tiny_vgg(num_classes: int, seed: int):
     return build_model(TrainConfig(method="tiny-vgg", data=DataConfig(image_size=16)), num_classes).eval()
 
 
-def test_every_job_runs_on_an_identity_run_and_says_what_does_not_apply(tmp_path):
+def test_every_job_runs_on_an_identity_run_and_says_what_does_not_apply():
     """An identity run (4 identities): its classes are the identity column; the per-class
     expression maps of block-maps are 'not applicable' with a sentence, the rest runs."""
     net = _tiny_vgg(4, 0)
     cfg = SimpleNamespace(method="tiny-vgg", seed=0, target="identity", au=False, lam=0.0)
     fakes = dict(load_model=lambda r, u, d: (net, cfg), load_data=lambda c, s, j: (_faces_with_ids(), 7))
-    spec = ExplainSpec(jobs=("backtrack", "block-maps", "topn"), n=3, filters=2, device="cpu")
-    for job in spec.jobs:
-        res = explain_one("id-run", job, spec, log=False, **fakes)
-        assert res["status"] == "ok", res["reason"]
-        assert res["target"] == "identity" and res["warnings"] == []
-    maps = explain_one("id-run", "block-maps", spec, log=False, **fakes)
-    assert "class_mean_maps_skipped.txt" in maps["files"] and "class_mean_maps.png" not in maps["files"]
-    out = tmp_path / "bm"
-    from fer_analysis.targets import RunContext
-
-    run_job("block-maps", net, _faces_with_ids(), out, spec, context=RunContext(target="identity"))
-    assert "Not applicable" in (out / "class_mean_maps_skipped.txt").read_text()
-    assert json.loads((out / "gradcam.json").read_text())["images"] == 3
+    spec = ExplainSpec(jobs=("backtrack", "block-maps", "topn"), n=2, filters=2, max_images=16, device="cpu")
+    res = {job: explain_one("id-run", job, spec, log=False, **fakes) for job in spec.jobs}
+    for r in res.values():
+        assert r["status"] == "ok", r["reason"]
+        assert r["target"] == "identity" and r["warnings"] == []
+    assert "class_mean_maps_skipped.txt" in res["block-maps"]["files"]
+    assert "class_mean_maps.png" not in res["block-maps"]["files"]
+    assert res["block-maps"]["metrics"]["class_maps_samples"] == 0
+    assert res["backtrack"]["metrics"]["backtrack_scanned"] == 16
     assert_no_hooks(net)
 
 
@@ -401,11 +397,11 @@ def test_block_maps_default_to_paper_004_fig2_blocks_on_the_light_cnn_and_take_g
     from fer_models.errors import UnknownNameError
     from fer_models.methods import build_model
 
+    from fer_analysis.jobs.block_maps import default_blocks
+
     torch.manual_seed(0)
     net = build_model(TrainConfig(method="light-cnn", data=DataConfig(image_size=16))).eval()
-    run_job("block-maps", net, _loader(8), tmp_path / "a", ExplainSpec(images=2, device="cpu"))
-    assert json.loads((tmp_path / "a" / "gradcam.json").read_text())["blocks"] == ["batchnorm_1", "conv2d_4",
-                                                                                  "conv2d_6"]
+    assert default_blocks(net) == ["batchnorm_1", "conv2d_4", "conv2d_6"]
     run_job("block-maps", net, _loader(8), tmp_path / "b", ExplainSpec(images=2, gradcam_layers=("conv2d_2",)))
     com = json.loads((tmp_path / "b" / "gradcam.json").read_text())["block_map_centre_of_mass"]
     assert list(com) == ["conv2d_2"]
