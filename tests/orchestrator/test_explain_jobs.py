@@ -263,7 +263,7 @@ def test_grid_parent_end_to_end_on_ray(tmp_path, ray_local, log_trial, mlflow_st
     assert "explain/filter-au/filter_au_conv3_2.md" in files
     assert "explain/filter-au/topn_conv3_2.png" in files
     metrics = c.get_run(tv).data.metrics
-    assert metrics["filter_au_samples"] == 128 and "backtrack_pred_prob_after" in metrics
+    assert metrics["filter_au_samples"] == 128 and "backtrack_kept_pixel_fraction" in metrics
     skipped = c.download_artifacts(runs["cam"], "explain/backtrack/summary.json", str(tmp_path / "dl"))
     assert json.loads(Path(skipped).read_text())["status"] == "skipped"
 
