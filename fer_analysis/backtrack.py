@@ -15,10 +15,39 @@ test, which then reads "contributes positively", and say so here rather than ref
 layer (the deconvnet signal at that layer is M itself) and the same maps M' with the
 backtracked pixels set to zero; |dd - dd'| shows the facial features behind the decision.
 
-**Suppression test (Table 3).** Class probabilities before and after zeroing the backtracked
-activations at the input of the first dense layer. The paper's emotion experiment suppresses
-only the pixels unique to misclassified images of hand-picked look-alike pairs; we suppress
-all backtracked pixels of each image (its Alg. 2 and face experiment), which needs no pairs.
+**Suppression test (Table 3) and common pixels (Figs. 9-10).** The paper pairs each
+misclassified image A with a visually similar, correctly classified image B and compares the
+backtracked pixel sets L_A and L_B (positions in the maps feeding the first dense layer):
+
+- *expression network* (Fig. 11, Table 3): the pixels **unique to A** (L_A \ L_B) are
+  zeroed in A; "once their values are suppressed, the classifications become correct";
+- *identity network* (Figs. 9-10): the **common pixels** (L_A & L_B; 547 of 623 / 693 in the
+  paper) are zeroed in both images; the confidence of both drops to near zero.
+
+:func:`pair_cases` makes the pairs automatically where the paper picked them by eye: B is a
+correctly classified image of the **same subject and the same expression** as A (the paper's
+identity pair differs only in gaze; its expression pairs are "visually similar"), the nearest
+to A in input pixels (L2) among those; without identities (-1) the same expression and the
+nearest image. Where no image shares all the keys (the synthetic faces have one or two test
+images per subject and expression) the nearest correctly classified image of A's class is
+taken, same-subject-other-expression on an identity run, other-subject on an expression run.
+The ``pair_basis`` column says which rule made each pair and ``backtrack_pairs_exact`` counts
+the pairs on all keys; misclassified images without a partner are counted, not shown.
+
+**Not applicable: heads that keep almost everything.** The test a·W > 0 assumes a >= 0 (ReLU):
+then an input is kept only where it is active, and the kept set is the active feature-map
+pixels that push the decision. Where the dense inputs take both signs (the paper-004 CNN:
+ELU + batch norm), some kept neuron above agrees in sign with almost every input, so
+backtracking keeps nearly all of them and zeroing "the backtracked pixels" zeroes the whole
+map. When the first dense layer's inputs take negative values and more than ``MAX_KEPT`` =
+90 % of them are kept (measured on the first test images), the job raises
+:class:`NotApplicableError` with both numbers instead of printing a meaningless Table 3.
+
+**Two runs (paper 003's comparison of its two networks).** :func:`compare_backtracking`
+backtracks the same images through an expression run and an identity run: how many pixels
+each keeps (the paper: 811 for faces, 188 for emotions, Fig. 7), how many they share (where
+both read maps of the same shape), and what zeroing the shared and the unique pixels does
+to each network's confidence.
 
 Applies to networks whose head is a chain of ``nn.Linear`` layers fed by *flattened spatial
 feature maps* (Tiny VGG, zero-bias CNN, paper-004 CNN); a global-average-pooled head (CAM
@@ -110,18 +139,36 @@ def find_dense_head(model: nn.Module, x: torch.Tensor) -> DenseHead:
                      tuple(outs[feat_name].shape[1:]))
 
 
+MAX_KEPT = 0.9  # above this share of kept dense inputs the suppression test says nothing (module docstring)
+
+
 @dataclass
 class Backtracked:
     probs_before: torch.Tensor  # (B, K)
-    probs_after: torch.Tensor  # (B, K) with the backtracked pixels zeroed
+    probs_after: torch.Tensor  # (B, K) with all the backtracked pixels zeroed (Alg. 2's M')
     pred: torch.Tensor  # (B,) class backtracked from (the prediction)
     pixel_mask: torch.Tensor  # (B, C, h, w) bool: the backtracked feature-map pixels
     masks: list[list[torch.Tensor]]  # per sample, per dense layer input
+    negative_fraction: float = 0.0  # share of the first dense layer's inputs below 0 (0 after a ReLU)
+
+    @property
+    def kept_fraction(self) -> float:
+        return float(self.pixel_mask.float().mean())
+
+
+@torch.no_grad()
+def suppress(model: nn.Module, x: torch.Tensor, head: DenseHead, mask: torch.Tensor) -> torch.Tensor:
+    """Class probabilities of ``x`` with the feature-map pixels in ``mask`` (B, C, h, w) set to
+    zero at the input of the first dense layer (paper 003: "we set their values to zero")."""
+    keep = (~mask.reshape(mask.shape[0], -1)).to(x.device)
+    with patch_input(head.linears[0], lambda t: t * keep.to(t.dtype)):
+        return LogitsOnly(model).eval()(x).softmax(1)
 
 
 @torch.no_grad()
 def backtrack(model: nn.Module, x: torch.Tensor, head: DenseHead | None = None, target=None) -> Backtracked:
-    """Algorithm 1 on a batch (from the prediction, or from ``target``) + the suppression test."""
+    """Algorithm 1 on a batch (from the prediction, or from ``target``), and the probabilities
+    with every backtracked pixel zeroed."""
     head = head or find_dense_head(model, x)
     fwd = LogitsOnly(model).eval()
     with capture(dict(zip(head.names, head.linears)), inputs=True) as ins:
@@ -129,108 +176,426 @@ def backtrack(model: nn.Module, x: torch.Tensor, head: DenseHead | None = None, 
     pred = logits.argmax(1) if target is None else torch.as_tensor(target).expand(x.shape[0])
     weights = [m.weight.detach() for m in head.linears]
     masks = [backtrack_masks([ins[n][b] for n in head.names], weights, int(pred[b])) for b in range(x.shape[0])]
-    first = torch.stack([m[0] for m in masks])  # (B, in_features)
-    with patch_input(head.linears[0], lambda t: t * (~first).to(t.dtype)):
-        after = fwd(x)
-    return Backtracked(logits.softmax(1), after.softmax(1), pred, first.reshape(-1, *head.feature_shape), masks)
+    pixel_mask = torch.stack([m[0] for m in masks]).reshape(-1, *head.feature_shape)
+    negative = float((ins[head.names[0]] < 0).float().mean())
+    return Backtracked(logits.softmax(1), suppress(model, x, head, pixel_mask), pred, pixel_mask, masks, negative)
+
+
+def check_applicable(bt: Backtracked, head: DenseHead) -> float:
+    """The share of first-dense-layer inputs backtracking keeps; :class:`NotApplicableError`
+    when the inputs take negative values (not ReLU outputs) and more than :data:`MAX_KEPT` of
+    them are kept (module docstring). A ReLU head keeps its active inputs, whatever their share:
+    that is the paper's premise."""
+    kept = bt.kept_fraction
+    if bt.negative_fraction > 0 and kept > MAX_KEPT:
+        raise NotApplicableError(
+            f"backtracking keeps {100 * kept:.1f}% of the {int(bt.pixel_mask[0].numel())} inputs of this model's "
+            f"first dense layer '{head.names[0]}': they are not ReLU outputs ({100 * bt.negative_fraction:.0f}% are "
+            "negative, e.g. after ELU and batch norm), so a·W > 0 holds for almost every input and zeroing the "
+            "backtracked pixels would zero nearly the whole map; paper 003's suppression test does not apply"
+        )
+    return kept
 
 
 def feature_tracking(model: nn.Module, x: torch.Tensor, head: DenseHead, pixel_mask: torch.Tensor):
-    """Algorithm 2: deconvnet of the feature maps M and of M' (backtracked pixels zeroed)."""
+    """Algorithm 2: deconvnet of the feature maps M and of M' (``pixel_mask`` zeroed)."""
     from fer_analysis.registry import EXPLAINERS
 
     with torch.no_grad(), capture({head.feature_name: head.feature_module}) as acts:
         LogitsOnly(model).eval()(x)
     m = acts[head.feature_name]
-    m_sup = m * (~pixel_mask).to(m.dtype)
+    m_sup = m * (~pixel_mask.to(m.device)).to(m.dtype)
     dec = EXPLAINERS.get("deconvnet")(model)
     dd = dec.signal(x, head.feature_module, m)
     dd_sup = dec.signal(x, head.feature_module, m_sup)
     return dd, dd_sup, dd - dd_sup
 
 
-def run_backtrack(model, loader, out_dir: Path, *, cases: int = 8, class_names: Sequence[str] | None = None,
-                  device: str = "cpu", progress: bool = True) -> dict[str, float]:
-    """Paper 003 job on a test loader: up to ``cases`` misclassified images (filled with correctly
-    classified ones when there are fewer), Table 3 (CSV + Markdown) and Fig. 11-style PNG."""
-    from fer_analysis.plots_explain import backtrack_figure
+# ----------------------------------------------------------------------------- pairs
+@dataclass
+class Pair:
+    a: int  # position of the misclassified image in the scanned rows
+    b: int  # its correctly classified partner
+    basis: str  # "subject+expression", "expression" (identities unknown) or "class only" (fallback)
+    distance: float  # L2 between the two (down-sampled) inputs
+
+
+def pair_cases(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, subjects: torch.Tensor,
+               expressions: torch.Tensor, *, fallback: bool = True) -> tuple[list[Pair], list[int]]:
+    """Pair every misclassified row (``preds != labels``) with the nearest correctly classified
+    row (L2 over ``images`` flattened) of the same class, the same subject and the same
+    expression, each where known (>= 0). With ``fallback``, a row without such a partner takes
+    the nearest correctly classified row of its class (basis ``"class only"``). Returns (pairs,
+    misclassified rows without a partner). See the module docstring for why these keys."""
+    labels, preds = labels.long(), preds.long()
+    subjects, expressions = subjects.long(), expressions.long()
+    known = labels >= 0  # an identity run's rows of unknown identity have no class
+    wrong = torch.nonzero(known & (preds != labels)).flatten()
+    right = torch.nonzero(known & (preds == labels)).flatten()
+    if len(wrong) == 0:
+        return [], []
+    if len(right) == 0:
+        return [], wrong.tolist()
+    flat = images.reshape(len(images), -1).float()
+    dist = torch.cdist(flat[wrong], flat[right])  # (W, R)
+    same_class = labels[wrong][:, None] == labels[right][None, :]
+    strict = same_class.clone()
+    for key in (subjects, expressions):
+        kw, kr = key[wrong][:, None], key[right][None, :]
+        strict &= (kw < 0) | (kw == kr)
+    inf = torch.full_like(dist, float("inf"))
+    best_strict, j_strict = torch.where(strict, dist, inf).min(1)
+    best_class, j_class = torch.where(same_class, dist, inf).min(1)
+    pairs, lonely = [], []
+    for i, w in enumerate(wrong.tolist()):
+        if best_strict[i] < float("inf"):
+            basis = "subject+expression" if subjects[w] >= 0 else "expression"
+            pairs.append(Pair(w, int(right[j_strict[i]]), basis, float(best_strict[i])))
+        elif fallback and best_class[i] < float("inf"):
+            pairs.append(Pair(w, int(right[j_class[i]]), "class only", float(best_class[i])))
+        else:
+            lonely.append(w)
+    return pairs, lonely
+
+
+@dataclass
+class Scan:
+    """One pass over a split: per row the class, prediction, subject, expression, dataset index
+    and a small copy of the image (for pairing), plus the images themselves when the loader
+    offers no dataset to fetch them from again."""
+
+    labels: torch.Tensor
+    preds: torch.Tensor
+    subjects: torch.Tensor
+    expressions: torch.Tensor
+    index: torch.Tensor
+    small: torch.Tensor
+    images: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@torch.no_grad()
+def scan_split(model: nn.Module, loader, *, target: str = "expression", max_images: int | None = None,
+               device: str = "cpu", progress: bool = False, small_size: int = 32,
+               keep_images: bool = False) -> Scan:
+    """Predict every image of ``loader`` (up to ``max_images``) and keep what pairing needs."""
+    import torch.nn.functional as F
+
+    from fer_analysis.targets import class_labels, expression_labels, subject_labels
     from fer_analysis.topn import iter_batches
-    from fer_models.labels import class_names as default_names
+
+    fwd = LogitsOnly(model).eval()
+    cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("labels", "preds", "subjects", "expressions", "index",
+                                                         "small", "images")}
+    seen = 0
+    for x, extras in tqdm(iter_batches(loader, device), desc="backtrack: predict", disable=not progress):
+        take = x.shape[0] if max_images is None else min(x.shape[0], max_images - seen)
+        if take <= 0:
+            break
+        x = x[:take]
+        ex = {k: (v[:take] if torch.is_tensor(v) or isinstance(v, (list, tuple)) else v) for k, v in extras.items()}
+        cols["labels"].append(class_labels(ex, target))
+        cols["preds"].append(fwd(x).argmax(1).cpu())
+        cols["subjects"].append(subject_labels(ex))
+        cols["expressions"].append(expression_labels(ex, target))
+        cols["index"].append(torch.as_tensor(ex["index"]).reshape(-1).cpu().long())
+        s = min(small_size, x.shape[-1])
+        cols["small"].append(F.adaptive_avg_pool2d(x.float(), s).cpu())
+        if keep_images:
+            cols["images"].append(x.cpu())
+        seen += take
+    if seen == 0:
+        from fer_models.errors import DatasetError
+
+        raise DatasetError("the test split is empty, so there is nothing to backtrack; check the run's dataset")
+    cat = {k: torch.cat(v) if v else None for k, v in cols.items()}
+    return Scan(cat["labels"], cat["preds"], cat["subjects"], cat["expressions"], cat["index"], cat["small"],
+                cat["images"])
+
+
+def scan_images(loader, scan: Scan, rows: Sequence[int], device: str = "cpu") -> torch.Tensor:
+    """The full-size images of the scanned ``rows`` (from the loader's dataset, or kept)."""
+    from fer_analysis.topn import fetch_images
+
+    if scan.images is not None:
+        return scan.images[list(rows)].to(device)
+    return fetch_images(loader.dataset, scan.index[list(rows)].tolist()).to(device).float()
+
+
+# ----------------------------------------------------------------------------- the job
+def _probs_md(rows: list[dict], names: Sequence[str], who: str) -> list[str]:
+    md = ["| Case | | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
+    for r in rows:
+        md.append(f"| {r['case']} (true {r['true']}) | before | "
+                  + " | ".join(f"{r[f'{who}before_{c}']:.2e}" for c in names) + " |")
+        md.append("| | after | " + " | ".join(f"{r[f'{who}after_{c}']:.2e}" for c in names) + " |")
+    return md
+
+
+def run_backtrack(model, loader, out_dir: Path, *, cases: int = 8, class_names: Sequence[str] | None = None,
+                  target: str = "expression", max_images: int | None = 2000, device: str = "cpu",
+                  progress: bool = True) -> dict[str, float]:
+    """Paper 003 job on a test loader: pairs (misclassified, similar correct), the suppression
+    test of the network's ``target`` (unique pixels zeroed for expression, common pixels for
+    identity; Table 3, CSV + Markdown) and the Fig. 11-style figure, for up to ``cases`` pairs.
+    Without a pair, Alg. 1-2 on up to ``cases`` images, misclassified first, and no Table 3."""
+    from fer_analysis.targets import class_names_for
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    fwd = LogitsOnly(model)
-    head = None
-    wrong, right = [], []  # (image, label, index)
-    with torch.no_grad():
-        for x, extras in tqdm(iter_batches(loader, device), desc="backtrack: find cases", disable=not progress):
-            if head is None:
-                head = find_dense_head(model, x)
-            pred = fwd(x).argmax(1).cpu()
-            y = torch.as_tensor(extras["label"]).cpu()
-            for b in range(x.shape[0]):
-                (wrong if pred[b] != y[b] else right).append((x[b].cpu(), int(y[b]), int(extras["index"][b])))
-            if len(wrong) >= cases:
-                break
-    found = (wrong + right)[:cases]
-    if not found:
-        from fer_models.errors import DatasetError
-
-        raise DatasetError("the test split is empty, so there is nothing to backtrack; check the run's dataset")
-    x = torch.stack([c[0] for c in found]).to(device)
-    labels = [c[1] for c in found]
-    bt = backtrack(model, x, head)
-    k = bt.probs_before.shape[1]
-    names = list(class_names or default_names(k))
-    if len(names) < k:
-        names += [str(i) for i in range(len(names), k)]
-    try:
-        dd, dd_sup, diff = feature_tracking(model, x, head, bt.pixel_mask)
-    except NotApplicableError:  # no nn.ReLU (e.g. ELU nets): the deconvnet does not apply
-        dd = dd_sup = diff = None
-    pred_after = bt.probs_after.argmax(1)
+    scan = scan_split(model, loader, target=target, max_images=max_images, device=device, progress=progress,
+                      keep_images=not hasattr(loader, "dataset"))
+    first = scan_images(loader, scan, range(min(len(scan), 16)), device)
+    head = find_dense_head(model, first)
+    kept_fraction = check_applicable(backtrack(model, first, head), head)
+    k = int(LogitsOnly(model).eval()(first[:1]).shape[1])
+    names = list(class_names or class_names_for(target, k, loader))
+    names += [f"class {i}" for i in range(len(names), k)]
+    pairs, lonely = pair_cases(scan.small, scan.labels, scan.preds, scan.subjects, scan.expressions)
+    mode = "common" if target == "identity" else "unique"
+    base = {
+        "backtrack_scanned": float(len(scan)),
+        "backtrack_misclassified": float(((scan.preds != scan.labels) & (scan.labels >= 0)).sum()),
+        "backtrack_unpaired": float(len(lonely)),
+        "backtrack_kept_pixel_fraction": kept_fraction,
+    }
+    if not pairs:
+        return {**base, **_backtrack_unpaired(model, loader, scan, head, names, cases, out_dir, device, len(lonely))}
+    pairs = pairs[:cases]
+    xa = scan_images(loader, scan, [p.a for p in pairs], device)
+    xb = scan_images(loader, scan, [p.b for p in pairs], device)
+    bta, btb = backtrack(model, xa, head), backtrack(model, xb, head)
+    la, lb = bta.pixel_mask, btb.pixel_mask
+    zero = (la & lb) if mode == "common" else (la & ~lb)
+    after_a = suppress(model, xa, head, zero).cpu()
+    after_b = suppress(model, xb, head, zero).cpu() if mode == "common" else btb.probs_before.cpu()
+    bta = Backtracked(bta.probs_before.cpu(), bta.probs_after.cpu(), bta.pred.cpu(), la.cpu(), bta.masks)
+    btb = Backtracked(btb.probs_before.cpu(), btb.probs_after.cpu(), btb.pred.cpu(), lb.cpu(), btb.masks)
+    la, lb = la.cpu(), lb.cpu()
     rows = []
-    for i, (_, y, idx) in enumerate(found):
-        p = int(bt.pred[i])
-        rows.append({
-            "case": i + 1, "image_index": idx, "true": names[y], "pred_before": names[p],
-            "pred_after": names[int(pred_after[i])], "misclassified": p != y,
-            "kept_pixels": int(bt.pixel_mask[i].sum()), "total_pixels": int(bt.pixel_mask[i].numel()),
-            **{f"before_{c}": float(bt.probs_before[i, j]) for j, c in enumerate(names)},
-            **{f"after_{c}": float(bt.probs_after[i, j]) for j, c in enumerate(names)},
-        })
+    for i, p in enumerate(pairs):
+        y = int(scan.labels[p.a])
+        row = {
+            "case": i + 1, "image_index": int(scan.index[p.a]), "partner_index": int(scan.index[p.b]),
+            "pair_basis": p.basis, "pair_distance": p.distance, "true": names[y],
+            "pred_before": names[int(bta.pred[i])], "pred_after": names[int(after_a[i].argmax())],
+            "zeroed": mode, "kept_a": int(la[i].sum()), "kept_b": int(lb[i].sum()),
+            "common": int((la[i] & lb[i]).sum()), "unique_a": int((la[i] & ~lb[i]).sum()),
+            "zeroed_pixels": int(zero[i].sum()), "total_pixels": int(la[i].numel()),
+            **{f"before_{c}": float(bta.probs_before[i, j]) for j, c in enumerate(names)},
+            **{f"after_{c}": float(after_a[i, j]) for j, c in enumerate(names)},
+        }
+        if mode == "common":
+            row.update({f"b_before_{c}": float(btb.probs_before[i, j]) for j, c in enumerate(names)})
+            row.update({f"b_after_{c}": float(after_b[i, j]) for j, c in enumerate(names)})
+        rows.append(row)
     with open(out_dir / "suppression.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    md = ["| Case | | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
-    for r in rows:
-        tag = f"{r['case']} (true {r['true']})"
-        md.append(f"| {tag} | before | " + " | ".join(f"{r['before_' + c]:.2e}" for c in names) + " |")
-        md.append("| | after | " + " | ".join(f"{r['after_' + c]:.2e}" for c in names) + " |")
+    what = ("the pixels unique to the misclassified image (backtracked in A, not in its correctly classified "
+            "partner B) zeroed in A (paper 003, Table 3)" if mode == "unique" else
+            "the pixels common to the misclassified image A and its correctly classified partner B zeroed in "
+            "both (paper 003, Figs. 9-10)")
+    exact = sum(p.basis != "class only" for p in pairs)
+    md = [f"Suppression test: {what}. Pairs: same class, same subject and same expression where known, nearest "
+          f"image ({exact} of {len(pairs)} pairs; the others: the nearest correct image of the class); "
+          f"{len(lonely)} misclassified image(s) had no partner.", ""]
+    if len(names) <= 10:
+        md += ["A (misclassified):", ""] + _probs_md(rows, names, "")
+        if mode == "common":
+            md += ["", "B (its correctly classified partner):", ""] + _probs_md(rows, names, "b_")
+    else:  # many classes (identities): the classes that matter
+        md += ["| Case | true | pred | P_A(pred) before / after | P_A(true) before / after | P_B(true) before / after "
+               "| kept A / B / common |", "|---|---|---|---|---|---|---|"]
+        for i, r in enumerate(rows):
+            y, pa = int(scan.labels[pairs[i].a]), int(bta.pred[i])
+            md.append(f"| {r['case']} | {r['true']} | {r['pred_before']} | {bta.probs_before[i, pa]:.2e} / "
+                      f"{after_a[i, pa]:.2e} | {bta.probs_before[i, y]:.2e} / {after_a[i, y]:.2e} | "
+                      f"{btb.probs_before[i, y]:.2e} / {after_b[i, y]:.2e} | {r['kept_a']} / {r['kept_b']} / "
+                      f"{r['common']} |")
     (out_dir / "suppression.md").write_text("\n".join(md) + "\n")
-    figs = []
-    for i in range(len(found)):
-        figs.append({
-            "image": x[i].cpu(), "label": labels[i], "pred": int(bt.pred[i]),
-            "deconv": (dd if dd is not None else torch.zeros_like(x))[i].cpu(),
-            "deconv_suppressed": (dd_sup if dd_sup is not None else torch.zeros_like(x))[i].cpu(),
-            "difference": (diff if diff is not None else torch.zeros_like(x))[i].cpu(),
-            "before": bt.probs_before[i].cpu().numpy(), "after": bt.probs_after[i].cpu().numpy(),
-        })
-    backtrack_figure(figs, out_dir / "backtrack.png", names)
-    idx = torch.arange(len(found))
-    p_before = bt.probs_before[idx, bt.pred]
-    p_after = bt.probs_after[idx, bt.pred]
-    mis = torch.tensor([r["misclassified"] for r in rows])
-    fixed = torch.tensor([names.index(r["pred_after"]) == labels[i] for i, r in enumerate(rows)])
-    return {
-        "backtrack_cases": float(len(found)),
-        "backtrack_misclassified": float(mis.sum()),
-        "backtrack_pred_prob_before": float(p_before.mean()),
-        "backtrack_pred_prob_after": float(p_after.mean()),
-        "backtrack_changed_fraction": float((pred_after != bt.pred).float().mean()),
-        "backtrack_fixed_fraction": float(fixed[mis].float().mean()) if mis.any() else 0.0,
-        "backtrack_kept_pixel_fraction": float(bt.pixel_mask.float().mean()),
+    _figure(model, xa, head, zero, bta, after_a, [int(scan.labels[p.a]) for p in pairs], names,
+            out_dir / "backtrack.png")
+    zero = zero.cpu()
+    idx = torch.arange(len(pairs))
+    y = scan.labels[[p.a for p in pairs]]
+    fixed = after_a.argmax(1) == y
+    metrics = {
+        **base,
+        "backtrack_cases": float(len(pairs)),
+        "backtrack_pairs_exact": float(sum(p.basis != "class only" for p in pairs)),
+        "backtrack_kept_pixels_a": float(la.flatten(1).sum(1).float().mean()),
+        "backtrack_kept_pixels_b": float(lb.flatten(1).sum(1).float().mean()),
+        "backtrack_common_pixels": float((la & lb).flatten(1).sum(1).float().mean()),
+        "backtrack_zeroed_pixels": float(zero.flatten(1).sum(1).float().mean()),
+        "backtrack_pred_prob_before": float(bta.probs_before[idx, bta.pred].mean()),
+        "backtrack_pred_prob_after": float(after_a[idx, bta.pred].mean()),
+        "backtrack_true_prob_before": float(bta.probs_before[idx, y].mean()),
+        "backtrack_true_prob_after": float(after_a[idx, y].mean()),
+        "backtrack_fixed_fraction": float(fixed.float().mean()),
     }
+    if mode == "common":
+        metrics["backtrack_partner_prob_before"] = float(btb.probs_before[idx, y].mean())
+        metrics["backtrack_partner_prob_after"] = float(after_b[idx, y].mean())
+    return metrics
+
+
+def _figure(model, x, head, zero, bt, after, labels, names, path) -> None:
+    from fer_analysis.plots_explain import backtrack_figure
+
+    try:
+        dd, dd_sup, diff = feature_tracking(model, x, head, zero)
+    except NotApplicableError:  # no nn.ReLU (e.g. ELU nets): the deconvnet does not apply
+        dd = dd_sup = diff = torch.zeros_like(x)
+    figs = [{"image": x[i].cpu(), "label": labels[i], "pred": int(bt.pred[i]), "deconv": dd[i].cpu(),
+             "deconv_suppressed": dd_sup[i].cpu(), "difference": diff[i].cpu(),
+             "before": bt.probs_before[i].cpu().numpy(), "after": after[i].cpu().numpy()} for i in range(len(x))]
+    backtrack_figure(figs, path, names)
+
+
+def _backtrack_unpaired(model, loader, scan: Scan, head: DenseHead, names, cases: int, out_dir: Path,
+                        device: str, lonely: int) -> dict[str, float]:
+    """No pair to test: Alg. 1-2 (all backtracked pixels) on up to ``cases`` images, misclassified first."""
+    known = scan.labels >= 0
+    wrong = torch.nonzero(known & (scan.preds != scan.labels)).flatten().tolist()
+    right = torch.nonzero(known & (scan.preds == scan.labels)).flatten().tolist()
+    rows = (wrong + right)[:cases]
+    if not rows:
+        from fer_models.errors import DatasetError
+
+        raise DatasetError("no test image has a known class for this run (identity runs need the identity column)")
+    x = scan_images(loader, scan, rows, device)
+    bt = backtrack(model, x, head)
+    _figure(model, x, head, bt.pixel_mask, bt, bt.probs_after, [int(scan.labels[r]) for r in rows], names,
+            out_dir / "backtrack.png")
+    (out_dir / "suppression.md").write_text(
+        f"No suppression test: none of the {len(wrong)} misclassified test image(s) has a correctly classified "
+        f"partner of its class ({lonely} without one). backtrack.png shows Alg. 1-2 with all backtracked pixels "
+        "zeroed.\n")
+    return {"backtrack_cases": 0.0, "backtrack_kept_pixels_a": float(bt.pixel_mask.flatten(1).sum(1).float().mean())}
+
+
+# ----------------------------------------------------------------------------- two runs
+@torch.no_grad()
+def compare_backtracking(model_a: nn.Module, model_b: nn.Module, loader, out_dir: Path, *,
+                         target_a: str = "expression", target_b: str = "identity", images: int = 256,
+                         shown: int = 6, device: str = "cpu", progress: bool = False) -> dict[str, float]:
+    """Backtrack the same images through two runs (paper 003: its expression and identity
+    networks) and compare the kept pixel sets: counts (Fig. 7: 188 vs 811), the pixels both
+    keep (where both read maps of one shape), and each network's confidence in its prediction
+    with the common pixels zeroed and with its own unique pixels zeroed. Writes
+    ``compare.csv`` (one row per image), ``compare.md`` and ``compare.png`` (Fig. 7 style)."""
+    from fer_analysis.plots_explain import backtrack_compare_figure
+    from fer_analysis.targets import class_labels
+    from fer_analysis.topn import iter_batches
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_a, model_b = model_a.eval(), model_b.eval()
+    heads: list[DenseHead] = []
+    rows: list[dict] = []
+    fig: dict[str, list[torch.Tensor]] = {k: [] for k in ("x", "ma", "mb", "ka", "kb")}
+    same_shape = None
+    seen = 0
+    for x, extras in tqdm(iter_batches(loader, device), desc="backtrack: compare", disable=not progress):
+        take = min(x.shape[0], images - seen)
+        if take <= 0:
+            break
+        x = x[:take]
+        ex = {k: (v[:take] if torch.is_tensor(v) else v) for k, v in extras.items()}
+        if not heads:
+            heads = [find_dense_head(model_a, x), find_dense_head(model_b, x)]
+            same_shape = heads[0].feature_shape == heads[1].feature_shape
+        ha, hb = heads
+        bta, btb = backtrack(model_a, x, ha), backtrack(model_b, x, hb)
+        if seen == 0:
+            for name, bt, h in (("the explained run", bta, ha), ("the --compare-run run", btb, hb)):
+                try:
+                    check_applicable(bt, h)
+                except NotApplicableError as e:
+                    raise NotApplicableError(f"{name}: {e}") from None
+        la, lb = bta.pixel_mask, btb.pixel_mask
+        ya, yb = class_labels(ex, target_a), class_labels(ex, target_b)
+        idx = torch.arange(take)
+        rec = {"a_pred_prob": bta.probs_before[idx, bta.pred].cpu(), "b_pred_prob": btb.probs_before[idx, btb.pred].cpu()}
+        if same_shape:
+            common = la & lb
+            rec["a_after_common"] = suppress(model_a, x, ha, common)[idx, bta.pred].cpu()
+            rec["b_after_common"] = suppress(model_b, x, hb, common)[idx, btb.pred].cpu()
+            rec["a_after_unique"] = suppress(model_a, x, ha, la & ~lb)[idx, bta.pred].cpu()
+            rec["b_after_unique"] = suppress(model_b, x, hb, lb & ~la)[idx, btb.pred].cpu()
+        for i in range(take):
+            r = {"image_index": int(torch.as_tensor(ex["index"]).reshape(-1)[i]),
+                 "a_correct": bool(bta.pred[i].cpu() == ya[i]), "b_correct": bool(btb.pred[i].cpu() == yb[i]),
+                 "kept_a": int(la[i].sum()), "kept_b": int(lb[i].sum()),
+                 "total_a": int(la[i].numel()), "total_b": int(lb[i].numel())}
+            if same_shape:
+                inter, union = int((la[i] & lb[i]).sum()), int((la[i] | lb[i]).sum())
+                r.update(common=inter, jaccard=inter / union if union else float("nan"))
+            r.update({k: float(v[i]) for k, v in rec.items()})
+            rows.append(r)
+        if len(fig["x"]) < shown:
+            with capture({"a": ha.feature_module}) as fa, capture({"b": hb.feature_module}) as fb:
+                LogitsOnly(model_a)(x[:shown])
+                LogitsOnly(model_b)(x[:shown])
+            fig["x"].append(x[:shown].cpu())
+            fig["ma"].append(fa["a"].cpu())
+            fig["mb"].append(fb["b"].cpu())
+            fig["ka"].append(la[:shown].cpu())
+            fig["kb"].append(lb[:shown].cpu())
+        seen += take
+    if not rows:
+        from fer_models.errors import DatasetError
+
+        raise DatasetError("the test split is empty, so there is nothing to backtrack; check the run's dataset")
+    with open(out_dir / "compare.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+    def mean(key: str) -> float:
+        vals = [r[key] for r in rows if key in r]
+        return float(sum(vals) / len(vals)) if vals else float("nan")
+
+    m = {
+        "backtrack_compare_images": float(len(rows)),
+        "backtrack_compare_kept_a": mean("kept_a"), "backtrack_compare_kept_b": mean("kept_b"),
+        "backtrack_compare_accuracy_a": mean("a_correct"), "backtrack_compare_accuracy_b": mean("b_correct"),
+    }
+    lines = [f"Backtracking the same {len(rows)} test images through two runs (paper 003 compares its expression "
+             f"and identity networks: 188 vs 811 kept pixels, Fig. 7).", "",
+             "| | run a (explained) | run b (--compare-run) |", "|---|---|---|",
+             f"| target | {target_a} | {target_b} |",
+             f"| accuracy on these images | {m['backtrack_compare_accuracy_a']:.3f} | {m['backtrack_compare_accuracy_b']:.3f} |",
+             f"| kept pixels (mean) | {m['backtrack_compare_kept_a']:.1f} of {rows[0]['total_a']} | "
+             f"{m['backtrack_compare_kept_b']:.1f} of {rows[0]['total_b']} |"]
+    if same_shape:
+        m.update({
+            "backtrack_compare_common": mean("common"), "backtrack_compare_jaccard": mean("jaccard"),
+            "backtrack_compare_a_pred_prob": mean("a_pred_prob"), "backtrack_compare_b_pred_prob": mean("b_pred_prob"),
+            "backtrack_compare_a_after_common": mean("a_after_common"),
+            "backtrack_compare_b_after_common": mean("b_after_common"),
+            "backtrack_compare_a_after_unique": mean("a_after_unique"),
+            "backtrack_compare_b_after_unique": mean("b_after_unique"),
+        })
+        lines += [
+            f"| pixels kept by both (mean; Jaccard) | {m['backtrack_compare_common']:.1f} "
+            f"({m['backtrack_compare_jaccard']:.3f}) | |",
+            f"| P(prediction) | {m['backtrack_compare_a_pred_prob']:.3f} | {m['backtrack_compare_b_pred_prob']:.3f} |",
+            f"| ... with the common pixels zeroed | {m['backtrack_compare_a_after_common']:.3f} | "
+            f"{m['backtrack_compare_b_after_common']:.3f} |",
+            f"| ... with its own unique pixels zeroed | {m['backtrack_compare_a_after_unique']:.3f} | "
+            f"{m['backtrack_compare_b_after_unique']:.3f} |",
+        ]
+    else:
+        lines += ["", f"The two runs read feature maps of different shapes ({tuple(heads[0].feature_shape)} vs "
+                  f"{tuple(heads[1].feature_shape)}), so their pixel sets cannot be overlaid; only the counts compare."]
+    (out_dir / "compare.md").write_text("\n".join(lines) + "\n")
+    cat = {k: torch.cat(v)[:shown] for k, v in fig.items()}
+    backtrack_compare_figure(cat["x"], cat["ma"], cat["mb"], cat["ka"], cat["kb"], (target_a, target_b),
+                             out_dir / "compare.png")
+    return m

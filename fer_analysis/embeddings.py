@@ -4,19 +4,35 @@
 layers and keeps, per layer, one row per sample, together with the sample's expression,
 identity and valence/arousal labels.
 
-Size rule (paper 004 flattens each layer, e.g. N x 128 for "dropout_4"; its 48 px inputs
-keep conv maps small, ours may not be): an activation of shape (C, h, w) is flattened
-when C*h*w <= ``max_features`` (4096 by default); otherwise it is adaptive-average-pooled
-to a g x g grid first, with g the largest integer such that C*g*g <= ``max_features``
-(at least 1, i.e. global average pooling when C alone exceeds the budget). Token
-activations (N, D) are flattened, or mean-pooled over tokens when too large. The rule
-and the original shapes are recorded in :attr:`Embeddings.shapes` / ``pooled``.
+**Exact PCA of flattened layers.** Paper 004 flattens each layer (N x 9216 for ``flatten``,
+N x 147,456 for ``batchnorm_1`` at 48 px) and takes its principal components (10 for the
+silhouettes, 2 for valence/arousal, UMAP after PCA). Layers with at most ``max_features``
+values per sample (4,096) are kept as they are. A larger layer is not kept: its exact
+principal components come from the N x N Gram matrix of the flattened, centred rows
+(K = X X^T, double-centred; its eigenvectors times the square roots of its eigenvalues are
+the PC scores, the same as PCA of X up to sign), and the layer is stored as its first
+``n_components`` (50) PC scores. Every probe starts with a PCA of at most 50 components,
+which on those scores gives back the same components, so nothing the probes read is lost;
+:meth:`Embeddings.variance_share` keeps the stored share of the layer's total variance so
+that explained-variance figures stay exact. The Gram matrix is accumulated batch by batch:
+the big layers of a *group* of samples are held (``memory_mb`` in all, 1,024 by default;
+on the GPU when the model is there) and multiplied with every batch of the same and later
+groups, one pass over the probe set per group, so memory is bounded whatever the layer
+size (``benchmarks/bench_probe_memory.py`` measures it on a 96 px network). A one-shot
+iterable of batches is replayed from its inputs, which are kept for that. ``big="pool"``
+keeps the first version's rule instead (adaptive average pooling to a g x g grid with
+C*g*g <= ``max_features``), cheaper and lossy.
 
-Aliases: a module that returns its input object (eval-mode Dropout, Flatten of a flat
-tensor) would duplicate the layer before it. With the default layers (all of
-``model.tap_layers()``), of such a run of identical outputs only the *last* name is kept
-(so Keras-style names like paper 004's ``dropout_4`` survive); a tap whose output is the
-model's logits becomes the output layer and no separate ``logits`` pseudo-layer is added.
+**Names.** By default, every layer of ``model.tap_layers()``; on paper 004's light CNN its
+Keras names (``fer_analysis.layers``: ``conv2d_n`` post-ELU, ``out_layer`` the softmax).
+The pseudo-layer ``input`` (only when named) is the network's input images, flattened: paper
+004's Fig. 3a-b maps the faces themselves.
+
+**Aliases.** A module that returns its input object (eval-mode Dropout, Flatten of a flat
+tensor) would duplicate the layer before it. With the default layers, of such a run of
+identical outputs only the *last* name is kept (so Keras-style names like paper 004's
+``dropout_4`` survive); a tap whose output is the model's logits becomes the output layer
+and no separate ``logits`` pseudo-layer is added.
 
 The hooks are ``fer_analysis.hooks.capture`` (undetached, so aliases are found by
 identity), which always removes them, also when the forward pass raises.
@@ -37,6 +53,10 @@ from fer_analysis.hooks import capture, first_tensor, resolve_layer
 from fer_models.errors import ConfigError
 
 OUTPUT_LAYER = "logits"  # pseudo-layer: the network's class scores (paper 004's "out_layer")
+INPUT_LAYER = "input"  # pseudo-layer: the images themselves (paper 004 Fig. 3a-b), only when named
+
+
+BIG = ("pca", "pool")
 
 
 @dataclass
@@ -49,9 +69,11 @@ class Embeddings:
     valence: np.ndarray  # (N,) float32, NaN unknown
     arousal: np.ndarray  # (N,) float32, NaN unknown
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # per-sample activation shape
-    pooled: dict[str, bool] = field(default_factory=dict)  # whether the size rule pooled it
+    pooled: dict[str, bool] = field(default_factory=dict)  # whether the layer is stored reduced (PCA or pooling)
     output_layer: str = OUTPUT_LAYER  # the layer holding the class scores (a tap, or the pseudo-layer)
     dropped: list[str] = field(default_factory=list)  # default taps dropped as aliases of the next one
+    reduced: dict[str, str] = field(default_factory=dict)  # "raw", "pca" (exact PC scores) or "pool"
+    total_variance: dict[str, float] = field(default_factory=dict)  # of the flattened layer, where reduced by PCA
 
     @property
     def n(self) -> int:
@@ -63,10 +85,20 @@ class Embeddings:
 
     def penultimate(self) -> str:
         """The last tapped layer before the output (paper 004, Study 4)."""
-        names = [n for n in self.layers if n not in (OUTPUT_LAYER, self.output_layer)]
+        names = [n for n in self.layers if n not in (OUTPUT_LAYER, self.output_layer, INPUT_LAYER)]
         if not names:
             raise ConfigError("the embeddings hold no layer besides the output; tap at least one layer")
         return names[-1]
+
+    def variance_share(self, name: str) -> float:
+        """The share of the layer's total variance its stored rows hold (1 unless reduced by
+        PCA to its first components); explained-variance ratios of the rows times this are
+        ratios of the whole flattened layer."""
+        total = self.total_variance.get(name)
+        if not total:
+            return 1.0
+        x = self.layers[name].astype(np.float64)
+        return float(x.var(axis=0, ddof=1).sum() / total) if len(x) > 1 else 1.0
 
     def save(self, path: str | Path) -> None:
         arrays = {f"layer::{k}": v for k, v in self.layers.items()}
@@ -74,6 +106,7 @@ class Embeddings:
             path,
             _order=np.array(list(self.layers)),
             _output=np.array(self.output_layer),
+            _total_variance=np.array([self.total_variance.get(k, 0.0) for k in self.layers]),
             label=self.label,
             identity=self.identity,
             valence=self.valence,
@@ -86,19 +119,21 @@ class Embeddings:
         z = np.load(path, allow_pickle=False)
         layers = {str(k): z[f"layer::{k}"] for k in z["_order"]}
         out = str(z["_output"]) if "_output" in z else OUTPUT_LAYER
-        return cls(layers, z["label"], z["identity"], z["valence"], z["arousal"], output_layer=out)
+        tv = dict(zip(layers, z["_total_variance"].tolist())) if "_total_variance" in z else {}
+        return cls(layers, z["label"], z["identity"], z["valence"], z["arousal"], output_layer=out,
+                   total_variance={k: v for k, v in tv.items() if v})
 
 
 def grid_size(channels: int, h: int, w: int, max_features: int) -> int | None:
-    """The pooling grid g of the size rule, or None when the map is flattened as is."""
+    """The pooling grid g of ``big="pool"``, or None when the map is flattened as is."""
     if channels * h * w <= max_features:
         return None
     g = int(math.isqrt(max(max_features // max(channels, 1), 1)))
     return max(1, min(g, h, w))
 
 
-def reduce_activation(a: torch.Tensor, max_features: int) -> tuple[torch.Tensor, bool]:
-    """(B, ...) activation -> (B, D) by the module's size rule; returns (rows, pooled)."""
+def pool_activation(a: torch.Tensor, max_features: int) -> tuple[torch.Tensor, bool]:
+    """(B, ...) activation -> (B, D) by the pooling rule of ``big="pool"``; returns (rows, pooled)."""
     a = a.detach()
     if a.ndim == 4:
         g = grid_size(a.shape[1], a.shape[2], a.shape[3], max_features)
@@ -110,13 +145,26 @@ def reduce_activation(a: torch.Tensor, max_features: int) -> tuple[torch.Tensor,
     return a.float().reshape(a.shape[0], -1), False
 
 
-def resolve_layers(model: nn.Module, layers: Iterable[str] | None = None) -> dict[str, nn.Module]:
-    """Named layers to tap: all of ``model.tap_layers()`` (its top-level children for a model
-    without them), or the ``layers`` named (``fer_analysis.hooks.resolve_layer``: a tap
-    layer or any submodule path; the ``logits`` pseudo-layer is not a module)."""
+def resolve_layers(model: nn.Module, layers: Iterable[str] | None = None) -> dict[str, tuple[nn.Module, Any]]:
+    """Named layers to tap, each as (module, transform of its output or None): paper 004's Keras
+    names on the light CNN (``fer_analysis.layers``), else all of ``model.tap_layers()`` (its
+    top-level children for a model without them); or the ``layers`` named
+    (``fer_analysis.hooks.resolve_layer``: a Keras name, a tap layer or any submodule path;
+    the ``logits`` pseudo-layer is not a module)."""
+    from fer_analysis.layers import keras_layers
+
+    keras = keras_layers(model) or {}
     if layers is None:
-        return dict(model.tap_layers()) if hasattr(model, "tap_layers") else dict(model.named_children())
-    return dict(resolve_layer(model, name) for name in layers if name != OUTPUT_LAYER)
+        if keras:
+            return dict(keras)
+        taps = dict(model.tap_layers()) if hasattr(model, "tap_layers") else dict(model.named_children())
+        return {n: (m, None) for n, m in taps.items()}
+    out = {}
+    for name in layers:
+        if name in (OUTPUT_LAYER, INPUT_LAYER):
+            continue
+        out[name] = keras[name] if name in keras else (resolve_layer(model, name)[1], None)
+    return out
 
 
 def _col(batch: Mapping[str, Any], key: str, n: int, fill: float) -> np.ndarray:
@@ -124,6 +172,46 @@ def _col(batch: Mapping[str, Any], key: str, n: int, fill: float) -> np.ndarray:
     if v is None:
         return np.full(n, fill, dtype=np.float64)
     return np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=np.float64).reshape(n)
+
+
+class _Gram:
+    """The N x N Gram matrices of the big layers, from blocks of held x streamed rows."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.blocks: dict[str, list[tuple[int, int, np.ndarray]]] = {n: [] for n in names}
+        self.held: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+        self.start = 0
+
+    def hold(self, name: str, rows: torch.Tensor) -> None:
+        self.held[name].append(rows)
+
+    def cross(self, name: str, offset: int, rows: torch.Tensor) -> None:
+        if len(self.held[name]) > 1:
+            self.held[name] = [torch.cat(self.held[name])]
+        h = self.held[name][0]
+        self.blocks[name].append((self.start, offset, (h @ rows.T).double().cpu().numpy()))
+
+    def close_group(self) -> None:
+        for name in self.names:
+            if self.held[name]:
+                h = torch.cat(self.held[name])
+                self.blocks[name].append((self.start, self.start, (h @ h.T).double().cpu().numpy()))
+            self.held[name] = []
+
+    def scores(self, name: str, n: int, n_components: int) -> tuple[np.ndarray, float]:
+        """(first PC scores (n, k), total variance) of the layer, from its double-centred Gram."""
+        k = np.zeros((n, n))
+        for r0, c0, blk in self.blocks.pop(name):
+            k[r0:r0 + blk.shape[0], c0:c0 + blk.shape[1]] = blk
+            k[c0:c0 + blk.shape[1], r0:r0 + blk.shape[0]] = blk.T
+        mean_r = k.mean(axis=0)
+        k = k - mean_r[None, :] - mean_r[:, None] + mean_r.mean()
+        total = float(np.trace(k) / max(n - 1, 1))
+        keep = int(max(1, min(n_components, n - 1)))
+        vals, vecs = np.linalg.eigh(k)
+        vals, vecs = vals[::-1][:keep].clip(min=0), vecs[:, ::-1][:, :keep]
+        return (vecs * np.sqrt(vals)[None, :]).astype(np.float32), total
 
 
 @torch.no_grad()
@@ -134,84 +222,163 @@ def collect_embeddings(
     *,
     n_samples: int | None = None,
     max_features: int = 4096,
+    big: str = "pca",
+    n_components: int = 50,
+    memory_mb: float = 1024,
     include_output: bool = True,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> Embeddings:
     """Run ``batches`` (dicts with ``image``, ``label`` and optionally ``identity``,
     ``valence``, ``arousal``, as fer_models' FaceDataset yields) through ``model`` in eval
-    mode and return each tapped layer's activations (see the module docstring for the
-    size rule). ``include_output`` adds the class scores as the pseudo-layer ``logits``.
-    The model's train/eval mode is restored afterwards.
+    mode and return each tapped layer's activations: flattened, or for layers above
+    ``max_features`` values their exact first ``n_components`` PC scores (``big="pca"``) or
+    a pooled grid (``big="pool"``); see the module docstring. ``include_output`` adds the
+    class scores as the pseudo-layer ``logits`` unless a tap is the output. The model's
+    train/eval mode is restored afterwards.
     """
-    modules = resolve_layers(model, layers)
-    if not modules and not include_output:
+    if big not in BIG:
+        raise ConfigError(f"big must be one of {', '.join(BIG)}, got '{big}'")
+    views = resolve_layers(model, layers)
+    if not views and not include_output:
         raise ConfigError("no layer to probe; pass layer names or keep include_output")
+    modules = {k: v[0] for k, v in views.items()}
+    transforms = {k: v[1] for k, v in views.items() if v[1] is not None}
+    with_input = layers is not None and INPUT_LAYER in list(layers)
+    replay: list[Mapping[str, Any]] | None = [] if iter(batches) is batches else None
     was_training = model.training
     model.eval()
-    feats: dict[str, list[np.ndarray]] = {k: [] for k in modules}
+    feats: dict[str, list[np.ndarray]] = {k: [] for k in ([INPUT_LAYER] if with_input else []) + list(modules)}
     if include_output:
         feats[OUTPUT_LAYER] = []
     shapes: dict[str, tuple[int, ...]] = {}
-    pooled: dict[str, bool] = {}
+    reduced: dict[str, str] = {}
     output_layer, dropped = OUTPUT_LAYER, []
     cols: dict[str, list[np.ndarray]] = {"label": [], "identity": [], "valence": [], "arousal": []}
-    seen = 0
-    it = batches
-    if progress:
-        from tqdm.auto import tqdm
+    gram: _Gram | None = None
+    group = 0
 
-        it = tqdm(batches, desc="embeddings", unit="batch", leave=False)
-    try:
-        with capture(modules, detach=False) as sink:
-            for batch in it:
-                x = batch["image"]
-                take = x.shape[0] if n_samples is None else min(x.shape[0], n_samples - seen)
-                if take <= 0:
-                    break
+    def forward(source, start_at: int, sink):
+        """(offset, take, activations by name, output, batch) of every batch holding rows >= start_at."""
+        seen = 0
+        for batch in source:
+            x = batch["image"]
+            take = x.shape[0] if n_samples is None else min(x.shape[0], n_samples - seen)
+            if take <= 0:
+                break
+            if replay is not None and source is not replay:
+                replay.append(batch)
+            if seen + take > start_at:
                 sink.clear()
-                out = model(x[:take].to(device))
+                xin = x[:take].to(device)
+                out = model(xin)
                 acts = dict(sink)
+                if with_input:
+                    acts[INPUT_LAYER] = xin
+                yield seen, take, acts, out, batch
+            seen += take
+            if n_samples is not None and seen >= n_samples:
+                break
+
+    def rows_of(name: str, acts: dict[str, torch.Tensor]) -> torch.Tensor:
+        a = acts[name]
+        if name in transforms:
+            a = transforms[name](a)
+        return a.detach().float().reshape(a.shape[0], -1)
+
+    seen = 0
+    try:
+        it = batches
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(batches, desc="embeddings", unit="batch", leave=False)
+        with capture(modules, detach=False) as sink:
+            for offset, take, acts, out, batch in forward(it, 0, sink):
                 o = first_tensor(out)
-                if seen == 0:
+                if offset == 0:
                     output_layer, dropped = _aliases(list(modules), acts, o, dedupe=layers is None)
                     for name in dropped:
                         feats.pop(name, None)
                     if output_layer != OUTPUT_LAYER:
                         feats.pop(OUTPUT_LAYER, None)
-                if OUTPUT_LAYER in feats:
-                    if o is None:
+                    if OUTPUT_LAYER in feats and o is None:
                         raise ConfigError("the model output has no logits; pass include_output=False")
+                    for name in feats:
+                        if name != OUTPUT_LAYER and name not in acts:
+                            raise ConfigError(f"layer '{name}' did not run in the forward pass; choose another layer")
+                        a = o if name == OUTPUT_LAYER else acts[name]
+                        shapes[name] = tuple(a.shape[1:])
+                        too_big = int(np.prod(shapes[name])) > max_features
+                        reduced[name] = "raw" if not too_big else big
+                    big_names = [n for n in feats if reduced[n] == "pca"]
+                    if big_names:
+                        gram = _Gram(big_names)
+                        per_sample = 4 * sum(int(np.prod(shapes[n])) for n in big_names)
+                        group = max(1, int(memory_mb * 2**20) // per_sample)
+                if OUTPUT_LAYER in feats:
                     acts[OUTPUT_LAYER] = o
                 for name in feats:
-                    if name not in acts:
-                        raise ConfigError(f"layer '{name}' did not run in the forward pass; choose another layer")
-                    a = acts[name]
-                    shapes.setdefault(name, tuple(a.shape[1:]))
-                    rows, p = reduce_activation(a, max_features)
-                    pooled.setdefault(name, p)
-                    feats[name].append(rows.cpu().numpy().astype(np.float32))
-                cols["label"].append(_col(batch, "label", x.shape[0], -1)[:take])
-                cols["identity"].append(_col(batch, "identity", x.shape[0], -1)[:take])
-                cols["valence"].append(_col(batch, "valence", x.shape[0], np.nan)[:take])
-                cols["arousal"].append(_col(batch, "arousal", x.shape[0], np.nan)[:take])
+                    if reduced[name] == "pool":
+                        a = acts[name]
+                        a = transforms[name](a) if name in transforms else a
+                        feats[name].append(pool_activation(a, max_features)[0].cpu().numpy().astype(np.float32))
+                    elif reduced[name] == "raw":
+                        feats[name].append(rows_of(name, acts).cpu().numpy().astype(np.float32))
+                    else:  # exact PCA: hold the first group, multiply the rest with it
+                        r = rows_of(name, acts)
+                        split = max(0, min(take, group - offset))
+                        if split:
+                            gram.hold(name, r[:split])
+                        if split < take:
+                            gram.cross(name, offset + split, r[split:])
+                # the expression: an "expression" column where the batches carry one (identity runs)
+                cols["label"].append(_col(batch, "expression" if "expression" in batch else "label",
+                                          batch["image"].shape[0], -1)[:take])
+                cols["identity"].append(_col(batch, "identity", batch["image"].shape[0], -1)[:take])
+                cols["valence"].append(_col(batch, "valence", batch["image"].shape[0], np.nan)[:take])
+                cols["arousal"].append(_col(batch, "arousal", batch["image"].shape[0], np.nan)[:take])
                 seen += take
-                if n_samples is not None and seen >= n_samples:
-                    break
+            if seen == 0:
+                raise ConfigError("the probe set is empty; check the dataset and split")
+            if gram is not None:
+                gram.close_group()
+                big_modules = {n: modules[n] for n in gram.names if n != INPUT_LAYER}
+                for start in range(group, seen, group):  # one more pass per group of held samples
+                    gram.start = start
+                    source = replay if replay is not None else batches
+                    with capture(big_modules, detach=False) as sink2:
+                        for offset, take, acts, _, _ in forward(source, start, sink2):
+                            for name in gram.names:
+                                r = rows_of(name, acts)
+                                lo = max(0, start - offset)
+                                split = max(lo, min(take, start + group - offset))
+                                if split > lo:
+                                    gram.hold(name, r[lo:split])
+                                if split < take:
+                                    gram.cross(name, offset + split, r[split:])
+                    gram.close_group()
     finally:
         model.train(was_training)
-    if seen == 0:
-        raise ConfigError("the probe set is empty; check the dataset and split")
+    layers_out: dict[str, np.ndarray] = {}
+    total_variance: dict[str, float] = {}
+    for name in feats:
+        if reduced[name] == "pca":
+            layers_out[name], total_variance[name] = gram.scores(name, seen, n_components)
+        else:
+            layers_out[name] = np.concatenate(feats[name])
     return Embeddings(
-        layers={k: np.concatenate(v) for k, v in feats.items()},
+        layers=layers_out,
         label=np.concatenate(cols["label"]).astype(np.int64),
         identity=np.concatenate(cols["identity"]).astype(np.int64),
         valence=np.concatenate(cols["valence"]).astype(np.float32),
         arousal=np.concatenate(cols["arousal"]).astype(np.float32),
         shapes=shapes,
-        pooled=pooled,
+        pooled={k: v != "raw" for k, v in reduced.items() if k in feats},
         output_layer=output_layer,
         dropped=dropped,
+        reduced={k: v for k, v in reduced.items() if k in feats},
+        total_variance=total_variance,
     )
 
 

@@ -41,7 +41,17 @@ def tap_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
-    """A tap-layer name (or a module of the model) -> ``(name, module)``, with a clear error."""
+    """A layer name (or a module of the model) -> ``(name, module)``, with a clear error.
+
+    Names: paper 004's Keras names on the networks that have them (``fer_analysis.layers``:
+    ``conv2d_4`` is the post-ELU map of the light CNN), then the tap layers, then any
+    submodule by its dotted path."""
+    from fer_analysis.layers import keras_module
+
+    if isinstance(layer, str):
+        keras = keras_module(model, layer)
+        if keras is not None:
+            return layer, keras
     layers = tap_layers(model)
     if isinstance(layer, nn.Module):
         for n, m in layers.items():

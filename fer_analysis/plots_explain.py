@@ -56,8 +56,9 @@ def topn_grid(recs, path: Path, title: str = "") -> Path:
 
 
 def kl_bars(kl: np.ndarray, au_labels: Sequence[str], filters: Sequence[int], path: Path,
-            title: str = "") -> Path:
-    """Paper 001 Fig. 5: one bar chart per filter of D_KL over the AUs, the largest in red."""
+            title: str = "", significant: np.ndarray | None = None) -> Path:
+    """Paper 001 Fig. 5: one bar chart per filter of D_KL over the AUs, the largest in red;
+    with ``significant`` (same shape, bool) the significant bars carry a star."""
     k = len(filters)
     cols = min(5, max(k, 1))
     rows = int(np.ceil(k / cols)) or 1
@@ -73,6 +74,10 @@ def kl_bars(kl: np.ndarray, au_labels: Sequence[str], filters: Sequence[int], pa
         if len(vals) and np.isfinite(kl[i]).any():
             colors[int(np.nanargmax(kl[i]))] = "tab:red"
         ax.bar(x, vals, color=colors)
+        ax.axhline(0, color="k", linewidth=0.5)
+        if significant is not None:
+            for j in np.flatnonzero(significant[i]):
+                ax.text(x[j], vals[j], "*", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(x)
         ax.set_xticklabels(au_labels, rotation=90, fontsize=6)
         ax.tick_params(axis="y", labelsize=6)
@@ -146,5 +151,31 @@ def class_maps_figure(mean_maps: np.ndarray, counts: Sequence[int], class_names:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path, bbox_inches="tight")
+
+
+def backtrack_compare_figure(images: torch.Tensor, maps_a: torch.Tensor, maps_b: torch.Tensor,
+                             kept_a: torch.Tensor, kept_b: torch.Tensor, names: Sequence[str], path: Path) -> Path:
+    """Paper 003 Fig. 7: each image, then for each of two networks the feature maps feeding its
+    first dense layer (mean over channels) with the backtracked positions (kept in any
+    channel) blanked, as the paper shows its "missing pixels"."""
+    rows = images.shape[0]
+    fig, axes = plt.subplots(rows, 3, figsize=(5.4, 1.8 * rows), squeeze=False)
+    for i in range(rows):
+        img = show_image(images[i])
+        axes[i, 0].imshow(img, cmap="gray" if img.ndim == 2 else None)
+        for j, (m, k, name) in enumerate(((maps_a, kept_a, names[0]), (maps_b, kept_b, names[1])), start=1):
+            a = m[i].float().mean(0).numpy()
+            a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
+            hole = k[i].any(0).numpy()
+            shown = np.where(hole, np.nan, a)
+            axes[i, j].imshow(shown, cmap="gray")
+            if i == 0:
+                axes[i, j].set_title(f"{name}: {int(k[i].sum())} kept", fontsize=7)
+            else:
+                axes[i, j].set_title(f"{int(k[i].sum())} kept", fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, path, bbox_inches="tight")

@@ -22,7 +22,7 @@ neuron over a few random inputs (:func:`receptive_field`).
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -96,6 +96,12 @@ class Responses:
     input_hw: tuple[int, int]
     labels: torch.Tensor | None = None  # (M,)
     aus: torch.Tensor | None = None  # (M, A) intensities, NaN if unknown
+    columns: dict[str, np.ndarray] = field(default_factory=dict)  # ROW_COLUMNS found in the batches
+
+
+# per-row columns kept with the responses when the batches carry them (Interface 2 passes every
+# 1-D cache column through by name): ``sequence`` counts CK+ samples by sequence (filter_au)
+ROW_COLUMNS = ("sequence",)
 
 
 @torch.no_grad()
@@ -112,6 +118,7 @@ def layer_max_responses(
     name, module = resolve_layer(model, layer)
     fwd = LogitsOnly(model).eval()
     vals, args, idx, labels, aus = [], [], [], [], []
+    cols: dict[str, list[np.ndarray]] = {}
     fhw = ihw = None
     it = iter_batches(loader, device)
     total = None
@@ -138,6 +145,10 @@ def layer_max_responses(
                 labels.append(torch.as_tensor(extras["label"]).cpu())
             if "aus" in extras:
                 aus.append(torch.as_tensor(extras["aus"]).float().cpu())
+            for key in ROW_COLUMNS:
+                if key in extras:
+                    v = extras[key]
+                    cols.setdefault(key, []).append(np.asarray(v.cpu() if torch.is_tensor(v) else v).reshape(-1))
     if not vals:
         raise DatasetError("the data loader gave no images; check the run's dataset and split")
     return Responses(
@@ -149,6 +160,7 @@ def layer_max_responses(
         input_hw=ihw,
         labels=torch.cat(labels) if labels else None,
         aus=torch.cat(aus) if aus else None,
+        columns={k: np.concatenate(v) for k, v in cols.items() if len(v) == len(vals)},
     )
 
 

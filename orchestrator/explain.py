@@ -14,6 +14,14 @@
 A job that does not apply to a model (backtracking on a CAM ResNet, guided backprop on an
 ELU network) ends as ``skipped`` with the reason (also logged as ``explain/<job>/skipped.txt``),
 never as a crash; every job checks afterwards that it left no hook on the model.
+
+Every job gets the run's :class:`fer_analysis.targets.RunContext`: its ``target``
+(``expression`` or ``identity``: an identity run's classes are its identities), class names,
+and whether it was trained with the AU loss. A run trained with the AU alignment loss gets a
+warning, printed by ``fer-orch explain`` before the jobs start and kept in each job's
+``summary.json`` (``warnings``): paper 001 asks whether a network learns AUs without being
+told, and the AU loss tells it. ``spec.compare_run`` (``--compare-run``) loads a second run
+for the ``backtrack`` job, which backtracks the explained run's test images through both.
 """
 
 from __future__ import annotations
@@ -26,11 +34,26 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fer_analysis.jobs import ExplainSpec, canonical_job, run_job
-from fer_models.errors import FerOrchError
+from fer_analysis.targets import CompareRun, RunContext, au_loss_used, class_names_for, run_target
+from fer_models.errors import ConfigError, FerOrchError
 from orchestrator import tracking
 from orchestrator.jobs import resolve_device, run_tasks
 
-__all__ = ["ExplainSpec", "explain_one", "explain_runs"]
+__all__ = ["ExplainSpec", "explain_one", "explain_runs", "run_warnings"]
+
+COMPARE_JOBS = ("backtrack",)  # the jobs that read spec.compare_run
+
+
+def run_warnings(cfg: Any) -> list[str]:
+    """What a user must know before reading a run's explanations (one sentence each)."""
+    out = []
+    if au_loss_used(cfg):
+        out.append(
+            f"trained with the AU alignment loss (λ={getattr(cfg, 'lam', '?')}, layers "
+            f"{'+'.join(str(x) for x in getattr(cfg, 'layers', ()))}): its layers were told where the action units "
+            "are, so filter<->AU correspondences (paper 001's question: does a network learn AUs without being "
+            "told?) are circular for this run; explain a run trained without --au for that question")
+    return out
 
 
 def _load_data(cfg: Any, spec: ExplainSpec, job: str):
@@ -38,9 +61,21 @@ def _load_data(cfg: Any, spec: ExplainSpec, job: str):
     from fer_analysis.registry import JOBS
     from fer_models.data.dataset import build_loaders
 
-    data_cfg = dataclasses.replace(cfg.data, augment=False)
+    data_cfg = dataclasses.replace(cfg.data, augment=False, options={**cfg.data.options, **spec.data_options})
     loaders = build_loaders(data_cfg, spec.batch_size, cfg.seed, progress=False)
     return getattr(loaders, JOBS.meta(job)["split"]), loaders.num_classes
+
+
+def _context(run_id: str, cfg: Any, loader: Any, num_classes: int | None, spec: ExplainSpec, job: str,
+             load_model: Callable[..., Any], uri: str | None, device: str) -> RunContext:
+    """The run's context for its jobs; loads the ``--compare-run`` model for the jobs that read it."""
+    target = run_target(cfg)
+    names = class_names_for(target, num_classes, loader) if num_classes else None
+    compare = None
+    if spec.compare_run and job in COMPARE_JOBS:
+        other, other_cfg = load_model(spec.compare_run, uri, device)
+        compare = CompareRun(spec.compare_run, other.eval(), run_target(other_cfg))
+    return RunContext(run_id, target, names, au_loss_used(cfg), compare)
 
 
 def explain_one(
@@ -61,20 +96,29 @@ def explain_one(
     t0 = time.perf_counter()
     job = canonical_job(job)
     device = resolve_device(spec.device)
-    model, cfg = (load_model or tracking.load_trained_model)(run_id, uri, device)
+    load_model = load_model or tracking.load_trained_model
+    model, cfg = load_model(run_id, uri, device)
     loader, num_classes = (load_data or _load_data)(cfg, spec, job)
+    if run_target(cfg) != "expression":
+        num_classes = None  # the loader counts expressions; the jobs read the network's classes from its logits
+    context = _context(run_id, cfg, loader, num_classes, spec, job, load_model, uri, device)
     summary: dict[str, Any] = {"run_id": run_id, "job": job, "method": getattr(cfg, "method", None),
+                               "target": context.target, "warnings": run_warnings(cfg),
+                               "compare_run": context.compare.run_id if context.compare else None,
                                "spec": dataclasses.asdict(spec)}
     with tempfile.TemporaryDirectory(prefix=f"fer-explain-{job}-") as tmp:
         out = Path(tmp)
         try:
-            metrics = run_job(job, model, loader, out, spec, num_classes=num_classes, device=device)
+            metrics = run_job(job, model, loader, out, spec, num_classes=num_classes, device=device,
+                              context=context)
             summary.update(status="ok", reason="", metrics=metrics)
         except NotApplicableError as e:
             (out / "skipped.txt").write_text(str(e) + "\n")
             summary.update(status="skipped", reason=str(e), metrics={})
         finally:
             assert_no_hooks(model)
+            if context.compare is not None:
+                assert_no_hooks(context.compare.model)
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         summary["files"] = sorted([p.name for p in out.iterdir()] + ["summary.json"])
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -91,19 +135,36 @@ def explain_runs(
     address: str | None = None,
     num_actors: int | None = None,
     progress: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``spec.jobs`` on ``run_id`` (a trial, or every trial of a grid parent) on Ray actors
     (``num_actors=0``: in this process).
 
     Returns one summary per (run, job), ``status`` ok / skipped / failed. A user mistake
-    found before any work (unknown run or job) raises at once; a failing job does not stop
-    the others.
+    found before any work (unknown run or job, a ``--compare-run`` that is a grid or reads
+    images of another size) raises at once; a failing job does not stop the others.
+    ``warn(message)`` is called before any job starts for each :func:`run_warnings` of each run.
     """
     spec = (spec or ExplainSpec()).check()
     uri = tracking.resolve_uri(uri)
     runs = tracking.resolve_runs(run_id, uri)
     if not runs:
         raise FerOrchError(f"run '{run_id}' is a grid parent without trial children; pass a trial run id")
+    configs = {r: tracking.load_run_config(r, uri) for r in runs}
+    if spec.compare_run:
+        other = tracking.resolve_runs(spec.compare_run, uri)
+        if other != [spec.compare_run]:
+            raise ConfigError(f"--compare-run needs one trial run, but '{spec.compare_run}' is a grid parent; "
+                              "pass one of its trials")
+        other_cfg = tracking.load_run_config(spec.compare_run, uri)
+        for r, cfg in configs.items():
+            if cfg.data.image_size != other_cfg.data.image_size:
+                raise ConfigError(f"--compare-run {spec.compare_run[:8]} reads {other_cfg.data.image_size} px images "
+                                  f"but run {r[:8]} reads {cfg.data.image_size} px; compare runs trained on the same "
+                                  "image size")
+    for r, cfg in configs.items():
+        for message in run_warnings(cfg):
+            (warn or (lambda m: None))(f"run {r[:8]}: {message}")
     tasks = [(r, j, spec, uri) for r in runs for j in spec.jobs]
     outcomes = run_tasks(explain_one, tasks, desc="explain", unit="job", device=spec.device, address=address,
                          num_actors=num_actors, progress=progress)

@@ -5,11 +5,14 @@
 (``orchestrator.jobs``, the same as ``fer-orch explain``). Each task (:func:`probe_one`):
 
 1. loads the run's model (``tracking.load_trained_model``) and builds a probe set from the
-   run's ``DataConfig`` (or ``--dataset``): the first ``n_samples`` rows of the chosen split
-   (test by default; the loaders keep order and never augment it);
-2. collects the layer embeddings (``fer_analysis.embeddings``), and with
-   ``untrained_control`` the same for ``build_model(cfg)`` freshly initialised under the
-   run's seed (paper 004's NN3 control);
+   run's ``DataConfig`` (or ``--dataset``) and the chosen split (test by default; ``all``
+   joins train, val and test, for datasets read for analysis only), never augmented:
+   ``n_samples`` rows drawn across identities, evenly spaced within each
+   (``fer_analysis.probeset``; ``--sampling random`` for a seeded random sample);
+2. collects the layer embeddings (``fer_analysis.embeddings``: layers above
+   ``max_features`` values as their exact principal components, from the Gram matrix held
+   within ``pca_memory_mb``), and with ``untrained_control`` the same for ``build_model(cfg)``
+   freshly initialised under the run's seed (paper 004's NN3 control);
 3. runs the requested probes (``fer_analysis.registry.PROBES``) into a temp dir and logs
    it under ``probe/`` of the probed run, with the probes' scalar metrics
    (``silhouette_identity_<layer>``, ``va_PC1_valence_r``, ...).
@@ -34,22 +37,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from fer_analysis.targets import run_target
 from fer_models.errors import ConfigError, FerOrchError
 from orchestrator import tracking
 from orchestrator.jobs import resolve_device, run_tasks
 
 DEFAULT_PROBES = ("silhouette", "valence-arousal", "maps")
+PROBE_SPLITS = ("test", "val", "train", "all")
+SAMPLINGS = ("identity", "random")
 
 
 @dataclass(frozen=True)
 class ProbeSpec:
     """What a probe job computes; the same for every run of one ``fer-orch probe`` call."""
 
-    layers: tuple[str, ...] | None = None  # None: the model's tap_layers(), plus the logits
+    layers: tuple[str, ...] | None = None  # None: the model's tap_layers() (light CNN: paper 004's names), the logits
     probes: tuple[str, ...] = DEFAULT_PROBES
     dataset: str | None = None  # None: the run's own DataConfig.dataset
-    split: str = "test"
+    split: str = "test"  # train, val, test, or all (the three joined)
     n_samples: int = 1000
+    sampling: str = "identity"  # identity: spread over identities (fer_analysis.probeset); random: seeded sample
+    big: str = "pca"  # layers above max_features: exact PCA ("pca") or average pooling ("pool")
+    pca_memory_mb: float = 1024  # held activations while the Gram matrices are accumulated
     untrained_control: bool = False
     n_pcs: int = 10
     umap: bool = True
@@ -60,6 +69,7 @@ class ProbeSpec:
     seed: int = 0
     device: str = "auto"  # auto: GPU actors where the cluster has GPUs (orchestrator.jobs)
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword options for every probe
+    data_options: dict[str, Any] = field(default_factory=dict)  # reader options of the probed data (--data-opt)
 
     def check(self) -> "ProbeSpec":
         """Fail on user mistakes before any run is loaded."""
@@ -67,8 +77,14 @@ class ProbeSpec:
 
         for p in self.probes:
             PROBES.get(p)
-        if self.split not in ("train", "val", "test"):
-            raise ConfigError(f"probe split must be train, val or test, got '{self.split}'")
+        if self.split not in PROBE_SPLITS:
+            raise ConfigError(f"probe split must be one of {', '.join(PROBE_SPLITS)}, got '{self.split}'")
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got '{self.sampling}'")
+        if self.big not in ("pca", "pool"):
+            raise ConfigError(f"big layers are reduced by 'pca' or 'pool', got '{self.big}'")
+        if self.pca_memory_mb <= 0:
+            raise ConfigError(f"--pca-memory-mb must be positive, got {self.pca_memory_mb}")
         if self.n_samples < 3:
             raise ConfigError(f"--n-samples must be at least 3 (silhouette needs clusters), got {self.n_samples}")
         if self.dataset is not None:
@@ -78,25 +94,53 @@ class ProbeSpec:
         return self
 
 
+def _split_dataset(loaders: Any, split: str):
+    """The dataset of ``split`` (``all``: a loaders' own ``all`` split where it has one, else
+    train + val + test joined), or None when the loaders carry no dataset (fakes)."""
+    from fer_analysis.probeset import ConcatSplits
+
+    if split == "all" and not hasattr(loaders, "all"):
+        parts = [getattr(getattr(loaders, s, None), "dataset", None) for s in ("train", "val", "test")]
+        return ConcatSplits(parts) if all(p is not None for p in parts) else None
+    return getattr(getattr(loaders, split), "dataset", None)
+
+
 def _load_probe_set(cfg: Any, spec: ProbeSpec):
-    """The loader of the probe split for the run's DataConfig (or ``spec.dataset``)."""
+    """(loader, description) of the probe set of the run's DataConfig (or ``spec.dataset``):
+    ``spec.n_samples`` rows of ``spec.split`` drawn by ``spec.sampling``, never augmented."""
+    import numpy as np
+
+    from fer_analysis.probeset import describe, per_identity_rows, rows_loader
     from fer_models.data.dataset import build_loaders
 
-    data_cfg = cfg.data
+    data_cfg = dataclasses.replace(cfg.data, augment=False)
     if spec.dataset is not None and spec.dataset != data_cfg.dataset:
-        data_cfg = dataclasses.replace(data_cfg, dataset=spec.dataset, root=None)
+        data_cfg = dataclasses.replace(data_cfg, dataset=spec.dataset, root=None, options={})
+    if spec.data_options:
+        data_cfg = dataclasses.replace(data_cfg, options={**data_cfg.options, **spec.data_options})
     loaders = build_loaders(data_cfg, spec.batch_size, cfg.seed, progress=False)
-    return getattr(loaders, spec.split)
+    ds = _split_dataset(loaders, spec.split)
+    if ds is None or not hasattr(ds, "identity"):
+        return getattr(loaders, spec.split), {}
+    identity = np.asarray(ds.identity).reshape(-1)
+    if spec.sampling == "identity":
+        rows = per_identity_rows(identity, spec.n_samples, spec.seed)
+    else:
+        rng = np.random.default_rng(spec.seed)
+        rows = np.sort(rng.choice(len(identity), min(spec.n_samples, len(identity)), replace=False))
+    return rows_loader(ds, rows, spec.batch_size), {"sampling": spec.sampling, "split": spec.split,
+                                                     **describe(identity, rows)}
 
 
-def _untrained(cfg: Any, device: str):
-    """The run's architecture, freshly initialised with the run's seed (the control)."""
+def _untrained(cfg: Any, device: str, num_classes: int | None = None):
+    """The run's architecture, freshly initialised with the run's seed (the control); with
+    ``num_classes`` its output width (an identity run has one class per identity)."""
     import torch
 
     from fer_models.methods import build_model
 
     torch.manual_seed(int(cfg.seed))
-    return build_model(cfg).to(device).eval()
+    return build_model(cfg, num_classes).to(device).eval()
 
 
 def probe_one(
@@ -120,12 +164,16 @@ def probe_one(
     t0 = time.perf_counter()
     device = resolve_device(spec.device)
     model, cfg = (load_model or tracking.load_trained_model)(run_id, uri, device)
-    loader = (load_probe_set or _load_probe_set)(cfg, spec)
-    kw = dict(n_samples=spec.n_samples, max_features=spec.max_features, device=device)
+    loaded = (load_probe_set or _load_probe_set)(cfg, spec)
+    loader, probe_set = loaded if isinstance(loaded, tuple) else (loaded, {})
+    kw = dict(n_samples=spec.n_samples, max_features=spec.max_features, big=spec.big,
+              memory_mb=spec.pca_memory_mb, device=device)
     emb = collect_embeddings(model, loader, spec.layers, **kw)
     control = None
     if spec.untrained_control:
-        control = collect_embeddings((build_control or _untrained)(cfg, device), loader, spec.layers, **kw)
+        width = emb.layers[emb.output_layer].shape[1] if emb.output_layer in emb.layers else None
+        net = (build_control(cfg, device) if build_control else _untrained(cfg, device, width))
+        control = collect_embeddings(net, loader, spec.layers, **kw)
     t_emb = time.perf_counter() - t0
     metrics: dict[str, float] = {}
     tables: dict[str, Any] = {}
@@ -147,6 +195,9 @@ def probe_one(
             "n_samples": emb.n,
             "layers": emb.names,
             "pooled": {k: bool(v) for k, v in emb.pooled.items()},
+            "reduced": dict(emb.reduced),
+            "target": run_target(cfg),
+            "probe_set": probe_set,
             "shapes": {k: list(v) for k, v in emb.shapes.items()},
             "n_identities": int(len(set(emb.identity[emb.identity >= 0].tolist()))),
             "valence_known": int((emb.valence == emb.valence).sum()),

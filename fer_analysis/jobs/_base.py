@@ -8,14 +8,20 @@ every module of the package whose name does not start with ``_``)::
 
     @register_job("my-job", split="test", needs=("dense-head",), paper="003")
     def my_job(model, loader, out_dir: Path, spec: ExplainSpec, *, num_classes=None,
-               device="cpu", progress=False) -> dict[str, float]:
+               device="cpu", progress=False, context=None) -> dict[str, float]:
         \"\"\"One line that ``fer-orch list jobs`` shows.\"\"\"
         ...  # write PNG / CSV / Markdown / JSON files into out_dir
         return {"my_job_metric": 1.0}  # logged as MLflow metrics of the explained run
 
 - ``model``: the trained network in eval mode; ``loader``: the run's ``split`` (``train`` or
   ``test``), never augmented, yielding the data contract's dicts (``fer_analysis.topn.iter_batches``
-  also accepts ``(image, label)`` tuples); ``num_classes``: the dataset's number of classes.
+  also accepts ``(image, label)`` tuples); ``num_classes``: the number of classes the network
+  predicts (None: read it from the logits).
+- ``context`` (optional keyword; a job that does not declare it is called without it): the
+  run's :class:`fer_analysis.targets.RunContext`: its ``target`` (``expression`` or
+  ``identity``: read the classes with ``fer_analysis.targets.class_labels``), class names,
+  whether it was trained with the AU loss, and ``compare`` (``backtrack --compare-run``).
+  A job that makes no sense for an identity run raises ``NotApplicableError`` saying why.
 - ``needs`` says what the job requires of the model or the data (``au-labels``,
   ``dense-head``, ``relu-modules`` ...). A job that finds the *model* unsuited raises
   ``fer_analysis.hooks.NotApplicableError`` (the run reports the job as skipped, with the
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import InitVar, dataclass
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -84,9 +90,15 @@ class ExplainSpec:
     filters: int = 10  # filters shown (paper 001 shows 10 of 256)
     max_images: int | None = 2000  # images scanned for topn / filter-au (None: the whole split)
     au_threshold: float = 0.0  # AU present when intensity > this
-    bins: int = 20
+    bins: int = 5  # filter-au: equal-frequency bins per filter (fer_analysis.filter_au.BINS)
+    min_count: int = 20  # filter-au: units with and without an AU below which it is not tested
+    permutations: int = 1000  # filter-au: permutations of the AU labels for the null
+    gradcam_layers: tuple[str, ...] | None = None  # block-maps: None = the paper's blocks (paper 004 Fig. 2)
+    compare_run: str | None = None  # backtrack: a second run backtracked on the same images
+    compare_images: int = 256  # backtrack --compare-run: test images compared
     batch_size: int = 64
     device: str = "auto"
+    data_options: dict = field(default_factory=dict)  # reader options over the run's own (--data-opt)
     n: InitVar[int | None] = None
 
     def __post_init__(self, n: int | None) -> None:
@@ -109,16 +121,28 @@ class ExplainSpec:
             aliases = [n for n in JOBS.names() if n not in job_names()]
             known = ", ".join(job_names()) + (f" (aliases: {', '.join(aliases)})" if aliases else "")
             raise ConfigError(f"unknown explain job(s) {', '.join(bad)}; known jobs: {known}")
-        counts = {"--top-n": self.top_n, "--cases": self.cases, "--images": self.images, "--filters": self.filters}
+        counts = {"--top-n": self.top_n, "--cases": self.cases, "--images": self.images, "--filters": self.filters,
+                  "--min-count": self.min_count, "--compare-images": self.compare_images}
         low = {k: v for k, v in counts.items() if v < 1}
         if low:
             raise ConfigError("must be at least 1: " + ", ".join(f"{k} (got {v})" for k, v in low.items()))
+        if self.bins < 2 or self.permutations < 0:
+            raise ConfigError(f"--bins must be at least 2 and --permutations at least 0, got {self.bins} and "
+                              f"{self.permutations}")
         jobs = tuple(dict.fromkeys(canonical_job(j) for j in self.jobs))
+        if self.compare_run and "backtrack" not in jobs:
+            raise ConfigError("--compare-run compares the backtracking of two runs; add --job backtrack")
         return dataclasses.replace(self, jobs=jobs)
 
 
 def run_job(name: str, model, loader, out_dir: str | Path, spec: ExplainSpec, *, num_classes: int | None = None,
-            device: str = "cpu", progress: bool = False) -> dict[str, Any]:
-    """Run the job ``name`` (or an alias) on an in-memory model and loader; returns its metrics."""
+            device: str = "cpu", progress: bool = False, context=None) -> dict[str, Any]:
+    """Run the job ``name`` (or an alias) on an in-memory model and loader; returns its metrics.
+    ``context`` (a ``fer_analysis.targets.RunContext``) reaches the jobs that declare it."""
+    import inspect
+
     fn = JOBS.get(canonical_job(name))
-    return fn(model, loader, Path(out_dir), spec, num_classes=num_classes, device=device, progress=progress)
+    kw = dict(num_classes=num_classes, device=device, progress=progress)
+    if "context" in inspect.signature(fn).parameters:
+        kw["context"] = context
+    return fn(model, loader, Path(out_dir), spec, **kw)

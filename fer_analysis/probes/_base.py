@@ -40,7 +40,8 @@ def pca_project(x: np.ndarray, n_components: int, seed: int = 0) -> tuple[np.nda
     """Project rows of ``x`` on their first ``n_components`` principal components.
 
     Returns (projection (N, k), explained variance ratio (k,)); k is capped by the rank
-    bound min(N, D). The sign of each component follows scikit-learn's convention (the
+    bound min(N, D). Exact (no randomized SVD), so that a layer's PCs do not depend on
+    whether it was stored flattened or as its exact PC scores (``fer_analysis.embeddings``). The sign of each component follows scikit-learn's convention (the
     loading with the largest magnitude is positive), so it is deterministic but not
     otherwise meaningful.
     """
@@ -50,7 +51,10 @@ def pca_project(x: np.ndarray, n_components: int, seed: int = 0) -> tuple[np.nda
         x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     if float(x.std(axis=0).max(initial=0.0)) == 0.0:  # a constant layer (e.g. dead ReLUs)
         return np.zeros((x.shape[0], k)), np.zeros(k)
-    pca = PCA(n_components=k, random_state=seed)
+    # exact solvers (scikit-learn's default turns randomized above 500 columns): the covariance
+    # eigendecomposition when rows outnumber columns, the full SVD otherwise
+    solver = "covariance_eigh" if x.shape[0] > x.shape[1] else "full"
+    pca = PCA(n_components=k, svd_solver=solver, random_state=seed)
     z = pca.fit_transform(x)
     return z, pca.explained_variance_ratio_
 

@@ -50,7 +50,7 @@ def silhouette_curve(
                 "layer": name,
                 "identity": silhouette(z, emb.identity, max_samples=max_samples, seed=seed),
                 "expression": silhouette(z, emb.label, max_samples=max_samples, seed=seed),
-                "explained_variance": float(np.sum(evr)),
+                "explained_variance": float(np.sum(evr)) * emb.variance_share(name),
                 "n_pcs": int(z.shape[1]),
                 "n_identity": int((emb.identity >= 0).sum()),
                 "n_expression": int((emb.label >= 0).sum()),

@@ -40,6 +40,7 @@ def va_fits(emb: Embeddings, layer: str | None = None, seed: int = 0):
     """(layer, pcs (N, 2), explained variance, {(pc, target): fit}) for the penultimate (or given) layer."""
     layer = layer or emb.penultimate()
     pcs, evr = pca_project(emb.layers[layer], 2, seed)
+    evr = evr * emb.variance_share(layer)  # of the whole flattened layer (embeddings keep PC scores of big ones)
     fits = {}
     for j in range(pcs.shape[1]):
         for target, vals in (("valence", emb.valence), ("arousal", emb.arousal)):

@@ -33,6 +33,19 @@ class _JobOption(click.Option):
 @click.option("--max-images", type=int, default=2000, show_default=True,
               help="Training images scanned by topn / filter-au (0: the whole split).")
 @click.option("--au-threshold", type=float, default=0.0, show_default=True, help="AU present when its intensity is above this.")
+@click.option("--bins", type=int, default=5, show_default=True,
+              help="filter-au: equal-frequency bins per filter of the KL histograms.")
+@click.option("--min-count", type=int, default=20, show_default=True,
+              help="filter-au: an AU is tested when at least this many samples (CK+: sequences) show it and as many do not.")
+@click.option("--permutations", type=int, default=1000, show_default=True,
+              help="filter-au: permutations of the AU labels for the null (0: raw KL only).")
+@click.option("--gradcam-layers", multiple=True, metavar="LAYERS",
+              help="block-maps: layers to draw Grad-CAM at (comma-separated or repeated); default: the paper's "
+                   "blocks (light-cnn: batchnorm_1, conv2d_4, conv2d_6 as in paper 004 Fig. 2; else layers 1..5).")
+@click.option("--compare-run", default=None, metavar="RUN_ID",
+              help="backtrack: a second trial run (e.g. an identity run) backtracked on the same test images (paper 003).")
+@click.option("--compare-images", type=int, default=256, show_default=True,
+              help="backtrack --compare-run: test images backtracked through both runs.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto (GPU actors where the cluster has GPUs).")
 @click.option("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray).")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite under FER_ORCH_HOME).")
@@ -40,18 +53,24 @@ class _JobOption(click.Option):
               help="Parallel actors (default: one per CPU, or one per GPU); 0: run in this process without Ray.")
 @click.option("--data-opt", "data_opts", multiple=True, metavar="NAME=VALUE",
               help="A reader option over the run's own data options, repeatable (e.g. --data-opt fold=3).")
-def explain(run_id, jobs, layer, top_n, cases, images, n, filters, max_images, au_threshold, device, address,
-            tracking_uri, num_actors, data_opts) -> None:
+def explain(run_id, jobs, layer, top_n, cases, images, n, filters, max_images, au_threshold, bins, min_count,
+            permutations, gradcam_layers, compare_run, compare_images, device, address, tracking_uri,
+            num_actors, data_opts) -> None:
     """Explain trained runs: top-N patches per filter, filter<->AU divergences, backtracking, Grad-CAM per block."""
-    from orchestrator.explain import ExplainSpec, explain_runs
-
     from orchestrator.config import parse_data_opts
+    from orchestrator.explain import ExplainSpec, explain_runs
 
     extra = {"data_options": parse_data_opts(data_opts)} if data_opts else {}  # applied by the data loading
     spec = ExplainSpec(jobs=parse_list(jobs) or ("topn",), layer=layer, top_n=top_n, cases=cases, images=images,
-                       n=n, filters=filters, max_images=max_images or None, au_threshold=au_threshold, device=device,
-                       **extra)
-    results = explain_runs(run_id, spec, uri=tracking_uri, address=address, num_actors=num_actors)
+                       n=n, filters=filters, max_images=max_images or None, au_threshold=au_threshold, bins=bins,
+                       min_count=min_count, permutations=permutations,
+                       gradcam_layers=parse_list(gradcam_layers) or None, compare_run=compare_run,
+                       compare_images=compare_images, device=device, **extra)
+
+    def warn(message: str) -> None:
+        click.secho(f"warning: {message}", fg="yellow", err=True)
+
+    results = explain_runs(run_id, spec, uri=tracking_uri, address=address, num_actors=num_actors, warn=warn)
     failed = 0
     for r in results:
         head = f"run {r['run_id'][:8]} {r['job']:<10}"

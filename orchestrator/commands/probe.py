@@ -10,10 +10,18 @@ from orchestrator.config import parse_data_opts, parse_list
 @click.command("probe")
 @click.option("--run", "run_id", required=True, help="Trial run id, or a grid's parent run id (probes all its trials).")
 @click.option("--untrained-control", is_flag=True, help="Also probe the same architecture untrained (same seed).")
-@click.option("--layers", multiple=True, help="Layer names to probe (comma-separated or repeated); default: all the model's tap layers (many for the seed nets) and the logits.")
+@click.option("--layers", multiple=True, help="Layer names to probe (comma-separated or repeated); default: all the model's tap layers (many for the seed nets; paper 004's Keras names on light-cnn, e.g. conv2d_4 = post-ELU, out_layer = softmax) and the logits; `input` adds the images themselves (paper 004 Fig. 3a-b).")
 @click.option("--dataset", default=None, help="Probe on this dataset (a DATASETS name) instead of the run's own.")
-@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
-@click.option("--n-samples", type=int, default=1000, show_default=True, help="Probe-set size: the first rows of the split (all of it when smaller).")
+@click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True,
+              help="Split of the probe set; all: train, val and test together (datasets read for analysis only).")
+@click.option("--n-samples", type=int, default=1000, show_default=True, help="Probe-set size (all of the split when smaller).")
+@click.option("--sampling", type=click.Choice(["identity", "random"]), default="identity", show_default=True,
+              help="identity: the same number of rows per identity, evenly spaced within each (every k-th frame of a "
+                   "subject's video); random: a seeded random sample.")
+@click.option("--big-layers", type=click.Choice(["pca", "pool"]), default="pca", show_default=True,
+              help="Layers above 4,096 values per sample: exact PCA of the flattened layer (Gram matrix), or average pooling.")
+@click.option("--pca-memory-mb", type=float, default=1024, show_default=True,
+              help="Activations held at once while the Gram matrices of big layers are accumulated.")
 @click.option("--probes", "probe_names", multiple=True, help="Probes to run (default: silhouette, valence-arousal, maps).")
 @click.option("--n-pcs", type=int, default=10, show_default=True, help="Principal components before silhouette (paper 004: 10).")
 @click.option("--umap/--no-umap", default=True, show_default=True, help="Draw UMAP maps (the slowest part).")
@@ -27,8 +35,9 @@ from orchestrator.config import parse_data_opts, parse_list
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--data-opt", "data_opts", multiple=True, metavar="NAME=VALUE",
               help="A reader option of the probed dataset, repeatable (e.g. --data-opt every=5).")
-def probe(run_id, untrained_control, layers, dataset, split, n_samples, probe_names, n_pcs, umap,
-          umap_max_samples, compare, address, tracking_uri, num_actors, device, seed, data_opts) -> None:
+def probe(run_id, untrained_control, layers, dataset, split, n_samples, sampling, big_layers, pca_memory_mb,
+          probe_names, n_pcs, umap, umap_max_samples, compare, address, tracking_uri, num_actors, device,
+          seed) -> None:
     """Probe trained runs layer by layer: silhouette by identity/expression, PCA/UMAP maps, valence/arousal."""
     from fer_analysis.probes import metric_key
     from orchestrator.probe import DEFAULT_PROBES, ProbeSpec, probe_runs
@@ -39,6 +48,9 @@ def probe(run_id, untrained_control, layers, dataset, split, n_samples, probe_na
         dataset=dataset,
         split=split,
         n_samples=n_samples,
+        sampling=sampling,
+        big=big_layers,
+        pca_memory_mb=pca_memory_mb,
         untrained_control=untrained_control,
         n_pcs=n_pcs,
         umap=umap,

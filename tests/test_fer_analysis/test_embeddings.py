@@ -76,10 +76,56 @@ def test_size_rule_pools_large_maps_to_a_grid():
     assert grid_size(8, 16, 16, 4096) is None  # 2048 features: flattened
     assert grid_size(8, 32, 32, 4096) == 22  # 8*22*22 = 3872 <= 4096
     assert grid_size(8192, 4, 4, 4096) == 1  # channels alone exceed the budget: global pool
-    emb = collect_embeddings(Tiny(), _batches(4, 4), ["conv"], max_features=512, include_output=False)
-    assert emb.names == ["conv"]
+    emb = collect_embeddings(Tiny(), _batches(4, 4), ["conv"], max_features=512, include_output=False, big="pool")
+    assert emb.names == ["conv"] and emb.reduced == {"conv": "pool"}
     assert emb.pooled["conv"] and emb.shapes["conv"] == (8, 32, 32)
     assert emb.layers["conv"].shape == (4, 8 * 8 * 8)  # g = isqrt(512 // 8) = 8
+
+
+def _sklearn_scores(x: np.ndarray, k: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=k, svd_solver="full").fit_transform(x.astype(np.float64))
+
+
+@pytest.mark.parametrize("memory_mb, one_shot", [(1024, False), (0.05, False), (0.05, True)])
+def test_big_layers_keep_their_exact_principal_components(memory_mb, one_shot):
+    """conv (8x32x32 = 8192 values) is above max_features: the Gram path must give the PC
+    scores of the flattened layer exactly, whether the held group is everything (1 GiB), a
+    few samples (0.05 MB = 1-2 samples: many passes, groups straddling batches), or the
+    batches come from a one-shot generator (replayed)."""
+    model = Tiny()
+    batches = _batches(11, 4)
+    x = torch.cat([b["image"] for b in batches])
+    with torch.no_grad():
+        flat = model.conv(x).flatten(1).numpy()
+    source = iter(batches) if one_shot else batches
+    emb = collect_embeddings(model, source, ["conv", "fc1"], max_features=4096, n_components=6,
+                             memory_mb=memory_mb, include_output=False)
+    assert emb.reduced == {"conv": "pca", "fc1": "raw"} and emb.pooled["conv"] and not emb.pooled["fc1"]
+    assert emb.layers["conv"].shape == (11, 6) and emb.shapes["conv"] == (8, 32, 32)
+    ref = _sklearn_scores(flat, 6)
+    got = emb.layers["conv"].astype(np.float64)
+    signs = np.sign((ref * got).sum(0))
+    np.testing.assert_allclose(got * signs, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
+    total = flat.astype(np.float64).var(axis=0, ddof=1).sum()
+    assert emb.total_variance["conv"] == pytest.approx(total, rel=1e-4)
+    kept = ref.var(axis=0, ddof=1).sum() / total
+    assert emb.variance_share("conv") == pytest.approx(kept, rel=1e-4) and emb.variance_share("fc1") == 1.0
+    assert emb.label.tolist() == [i % 7 for i in range(11)]
+
+
+def test_silhouette_on_10_pcs_is_the_same_from_the_exact_pc_scores():
+    from fer_analysis.probes.silhouette import silhouette_curve
+
+    model = Tiny()
+    raw = collect_embeddings(model, _batches(24, 5), ["conv"], max_features=10**6, include_output=False)
+    pca = collect_embeddings(model, _batches(24, 5), ["conv"], max_features=4096, memory_mb=0.2,
+                             include_output=False)
+    assert raw.reduced["conv"] == "raw" and pca.reduced["conv"] == "pca"
+    a, b = silhouette_curve(raw, n_pcs=5)[0], silhouette_curve(pca, n_pcs=5)[0]
+    for key in ("identity", "expression", "explained_variance"):
+        assert a[key] == pytest.approx(b[key], abs=1e-4)
 
 
 def test_n_samples_truncates_mid_batch():
@@ -168,3 +214,48 @@ def test_paper004_cnn_default_layers_and_no_hook_left():
     assert "batchnorm_7" in emb.dropped  # aliased by dropout_4 in eval mode
     assert emb.layers["out_layer"].shape == (4, 7)
     assert hook_count(model) == 0
+
+
+def test_paper004_keras_names_mean_what_they_mean_in_keras():
+    """conv2d_n is the post-ELU map (a Keras Conv2D with activation="elu"), out_layer the
+    softmax; the pre-activation convolution stays reachable by its module path."""
+    from fer_analysis.hooks import resolve_layer
+    from fer_analysis.layers import keras_layers, paper_layers
+    from fer_models.config import DataConfig, TrainConfig
+    from fer_models.methods import build_model
+
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(method="light-cnn", data=DataConfig(image_size=32))).eval()
+    names = list(keras_layers(model))
+    assert names[:6] == ["conv2d_1", "batchnorm_1", "conv2d_2", "batchnorm_2", "maxpool2d_1", "dropout_1"]
+    assert names[-5:] == ["flatten", "dense_1", "batchnorm_7", "dropout_4", "out_layer"]
+    assert not [n for n in names if n.startswith("elu")]
+    assert isinstance(resolve_layer(model, "conv2d_4")[1], nn.ELU)
+    assert isinstance(resolve_layer(model, "layers.conv2d_4")[1], nn.Conv2d)
+    x = torch.cat([b["image"] for b in _batches(4, 2)])
+    emb = collect_embeddings(model, _batches(4, 2), ["conv2d_1", "dense_1", "out_layer"], max_features=10**6)
+    with torch.no_grad():
+        conv = model.layers.conv2d_1(x)
+        logits = model(x).logits
+    np.testing.assert_allclose(emb.layers["conv2d_1"], nn.functional.elu(conv).flatten(1).numpy(), atol=1e-5)
+    assert (emb.layers["conv2d_1"] >= -1.0).all() and (emb.layers["conv2d_1"] < 0).any()  # ELU's range
+    np.testing.assert_allclose(emb.layers["out_layer"], logits.softmax(1).numpy(), atol=1e-6)
+    assert emb.layers["dense_1"].min() >= -1.0
+    assert paper_layers(model, "gradcam") == ("batchnorm_1", "conv2d_4", "conv2d_6")
+    assert hook_count(model) == 0
+
+
+def test_the_input_pseudo_layer_is_the_images_themselves():
+    """Paper 004 Fig. 3a-b maps the faces themselves: ``input`` is the flattened network input,
+    raw when small, its exact PCs when large."""
+    batches = _batches(9, 4)
+    x = torch.cat([b["image"] for b in batches]).flatten(1).numpy()
+    emb = collect_embeddings(Tiny(), batches, ["input", "fc1"])
+    assert emb.names == ["input", "fc1", OUTPUT_LAYER] and emb.reduced["input"] == "raw"
+    np.testing.assert_allclose(emb.layers["input"], x)
+    assert emb.penultimate() == "fc1"
+    emb = collect_embeddings(Tiny(), batches, ["input"], max_features=1000, n_components=4, memory_mb=0.02)
+    assert emb.reduced["input"] == "pca"
+    ref = _sklearn_scores(x, 4)
+    got = emb.layers["input"].astype(np.float64)
+    np.testing.assert_allclose(got * np.sign((ref * got).sum(0)), ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from fer_analysis.filter_au import filter_au_kl, histograms, kl_divergence, run_filter_au, table_rows, top_au
+from fer_analysis.filter_au import (bin_index, filter_au_kl, histograms, kl_divergence, run_filter_au, table_rows,
+                                    top_au)
 from fer_analysis.hooks import assert_no_hooks
 from fer_analysis.topn import layer_max_responses, patch_box, receptive_field, run_topn, top_n
 
@@ -27,32 +29,118 @@ def test_kl_of_identical_histograms_is_zero_and_matches_hand_value_otherwise():
     assert kl_divergence(r, q).item() != pytest.approx(want, rel=1e-3)  # asymmetric
 
 
-def test_histograms_share_bins_per_filter():
-    v = torch.tensor([[0.0], [1.0], [2.0], [4.0]])  # one filter, range 0..4, 2 bins: [0,2) [2,4]
+def test_filter_au_kl_is_d_of_q_with_the_au_against_r_without_it():
+    """Paper 001 step (iv): D_KL(Q || R), Q = samples WITH the AU. Values 1..9 fall in three
+    equal-frequency bins {1,2,3} {4,5,6} {7,8,9}; the AU is present on 1, 2, 4, 7."""
+    values = torch.arange(1.0, 10.0)[:, None]
+    aus = torch.zeros(9, 1)
+    aus[[0, 1, 3, 6], 0] = 1.0
+    res = filter_au_kl(values, aus, [12], bins=3, alpha=0.0, min_count=1, permutations=0)
+    q = [2 / 4, 1 / 4, 1 / 4]  # with the AU
+    r = [1 / 5, 2 / 5, 2 / 5]  # without
+    d_qr = sum(a * math.log(a / b) for a, b in zip(q, r))  # 0.2231
+    d_rq = sum(b * math.log(b / a) for a, b in zip(q, r))  # 0.1927
+    assert res.kl[0, 0].item() == pytest.approx(d_qr, rel=1e-5)
+    assert abs(res.kl[0, 0].item() - d_rq) > 0.02  # swapping the arguments would fail here
+    assert (res.n_present.tolist(), res.n_absent.tolist()) == ([4], [5])
+
+
+def test_histograms_share_equal_frequency_bins_per_filter():
+    v = torch.tensor([[0.0, 5.0], [1.0, 5.0], [2.0, 5.0], [4.0, 5.0]])  # filter 0: median 1.5; filter 1: constant
+    assert bin_index(v, 2)[:, 0].tolist() == [0, 0, 1, 1]
+    assert bin_index(v, 2)[:, 1].tolist() == [1, 1, 1, 1]  # ties: one occupied bin
     g = torch.tensor([[1, 0], [1, 0], [0, 1], [1, 1]], dtype=torch.bool)
     h = histograms(v, g, bins=2)
-    assert h.shape == (1, 2, 2)
-    assert h[0, 0].tolist() == [2.0, 1.0]  # group 0: 0, 1 -> bin 0; 4 -> bin 1
-    assert h[0, 1].tolist() == [0.0, 2.0]  # group 1: 2, 4 -> bin 1
+    assert h.shape == (2, 2, 2)
+    assert h[0, 0].tolist() == [2.0, 1.0] and h[0, 1].tolist() == [0.0, 2.0]
+    # a constant filter carries no information: zero divergence whatever the AU
+    res = filter_au_kl(v, g[:, :1].float(), [1], bins=2, min_count=1, permutations=20)
+    assert res.kl[1, 0].item() == pytest.approx(0.0, abs=1e-9)
 
 
-def test_same_distribution_gives_near_zero_and_an_au_driven_filter_finds_its_au():
+def test_independent_filters_have_a_null_corrected_kl_near_zero_and_uniform_p_values():
+    """40 filters that ignore three AUs (present in 20, 80 and 200 of 400 samples)."""
+    from scipy import stats
+
     g = torch.Generator().manual_seed(0)
+    values = torch.randn(400, 40, generator=g)
+    aus = torch.zeros(400, 3)
+    for j, n in enumerate((20, 80, 200)):
+        aus[torch.randperm(400, generator=g)[:n], j] = 1.0
+    res = filter_au_kl(values, aus, [1, 2, 4], permutations=400)
+    assert res.null_mean[:, 0].mean() > 3 * res.null_mean[:, 2].mean()  # the rare AU's bias is larger...
+    assert res.kl[:, 0].mean() > 0.05
+    corrected = res.corrected
+    assert corrected.mean().abs() < 0.01  # ...and the correction removes it
+    assert corrected[:, 0].mean().abs() < 0.02
+    p = res.p.flatten().numpy()
+    assert stats.kstest(p, "uniform").pvalue > 0.01
+    assert 0.0 <= (p < 0.05).mean() <= 0.12 and 0.35 <= (p < 0.5).mean() <= 0.65
+    assert (res.q >= res.p).all()
+
+
+def test_a_planted_dependence_is_found_and_ranks_first():
+    g = torch.Generator().manual_seed(1)
     m = 400
-    aus = (torch.rand(m, 4, generator=g) < 0.4).float() * 2.0  # intensities 0 or 2
-    noise = torch.rand(m, 3, generator=g)
+    aus = (torch.rand(m, 4, generator=g) < 0.3).float() * 2.0  # intensities 0 or 2
+    aus[:40, 3] = float("nan")  # AU column 3 unknown on 40 samples
+    noise = torch.randn(m, 3, generator=g)
     values = torch.stack([
         noise[:, 0],  # filter 0: ignores every AU
-        noise[:, 1] * 0.3 + 2.0 * (aus[:, 2] > 0),  # filter 1: fires only with AU column 2
-        noise[:, 2] * 0.3 + 2.0 * (aus[:, 0] > 0),  # filter 2: fires only with AU column 0
+        noise[:, 1] + 1.0 * (aus[:, 2] > 0),  # filter 1: a 1-sd shift with AU column 2
+        noise[:, 2] + 3.0 * (aus[:, 0] > 0),  # filter 2: fires with AU column 0
     ], dim=1)
-    res = filter_au_kl(values, aus, [1, 4, 12, 25], bins=10)
+    res = filter_au_kl(values, aus, [1, 4, 12, 25], permutations=300)
     j, best = top_au(res)
     assert j[1].item() == 2 and j[2].item() == 0
-    assert res.kl[1, 2] > 5 * res.kl[0].max()  # the driven filter stands far above the noise one
+    assert res.p[1, 2] < 0.01 and res.q[1, 2] < 0.05 and res.q[2, 0] < 0.05
+    assert not (res.q[0] < 0.05).any()
+    assert res.corrected[1, 2] > 5 * res.corrected[0].abs().max()
+    assert res.n_present[3] + res.n_absent[3] == m - 40
     rows = table_rows(res, [1, 2])
-    assert rows[0]["au"] == 12 and rows[0]["au_name"] == "AU12: Lip Corner Puller"
+    assert rows[0]["au"] == 12 and rows[0]["au_name"] == "AU12: Lip Corner Puller" and rows[0]["significant"]
     assert rows[0]["mean_act_with"] > rows[0]["mean_act_without"]
+    assert rows[1]["kl_corrected"] == pytest.approx(rows[1]["kl"] - rows[1]["null_mean"], abs=1e-6)
+
+
+def test_a_rare_unrelated_au_does_not_beat_a_real_effect_once_corrected():
+    """The issue's case: an AU in 10 of 1,000 samples, unrelated, against a 0.5-sd shift on a
+    common AU. Raw divergences rank the rare AU first (on average); corrected ones do not."""
+    g = torch.Generator().manual_seed(2)
+    m, c = 1000, 30
+    aus = torch.zeros(m, 2)
+    aus[torch.randperm(m, generator=g)[:10], 0] = 1.0  # rare, unrelated
+    aus[torch.randperm(m, generator=g)[:500], 1] = 1.0  # common, real
+    values = torch.randn(m, c, generator=g) + 0.5 * aus[:, 1:2]
+    res = filter_au_kl(values, aus, [9, 12], min_count=10, permutations=300)
+    assert res.kl[:, 0].mean() > 0.1  # the rare AU's raw divergence is all bias
+    assert (res.kl[:, 0] > res.kl[:, 1]).float().mean() > 0.5  # raw: the rare AU often "wins"
+    assert res.corrected[:, 1].mean() > res.corrected[:, 0].mean() + 0.08
+    assert (top_au(res)[0] == 1).float().mean() > 0.9  # ranked by p, then corrected KL
+
+
+def test_sequences_are_counted_and_permuted_as_units():
+    """60 CK+-like sequences of 4 near-identical frames; an unrelated AU in 20 sequences. Rows
+    counted as independent samples make the null too narrow (most filters 'significant');
+    counted by sequence, the false-positive rate is nominal."""
+    rng = np.random.default_rng(1)
+    s, f, c = 60, 4, 60
+    values = np.repeat(rng.standard_normal((s, c)), f, axis=0) + 0.05 * rng.standard_normal((s * f, c))
+    au = np.zeros((s, 1))
+    au[rng.choice(s, 20, replace=False)] = 1.0
+    aus = torch.from_numpy(np.repeat(au, f, axis=0))
+    seq = np.repeat([f"S{i:03d}_001" for i in range(s)], f)
+    by_row = filter_au_kl(torch.from_numpy(values), aus, [1], min_count=5, permutations=300)
+    by_seq = filter_au_kl(torch.from_numpy(values), aus, [1], units=seq, min_count=5, permutations=300)
+    assert (by_row.n_present.item(), by_seq.n_present.item(), by_seq.n_units) == (80, 20, 60)
+    assert by_seq.unit == "sequence" and by_row.unit == "row"
+    assert (by_row.p < 0.05).float().mean() > 0.3
+    assert (by_seq.p < 0.05).float().mean() < 0.12
+    # a sequence whose neutral first frame has no AU is two units (neutral, peak)
+    first = int(np.flatnonzero(au[:, 0])[0]) * f  # first frame of a sequence with the AU
+    aus2 = aus.clone()
+    aus2[first] = 0.0
+    assert filter_au_kl(torch.from_numpy(values), aus2, [1], units=seq, min_count=1, permutations=0).n_units == 61
 
 
 def test_too_few_samples_and_unknown_intensities_give_nan():
@@ -60,8 +148,8 @@ def test_too_few_samples_and_unknown_intensities_give_nan():
     aus = torch.zeros(20, 2)
     aus[:2, 0] = 1.0  # AU column 0 present twice only
     aus[:, 1] = float("nan")  # AU column 1 unknown everywhere
-    res = filter_au_kl(values, aus, [1, 2], min_count=5)
-    assert torch.isnan(res.kl).all()
+    res = filter_au_kl(values, aus, [1, 2], min_count=5, permutations=50)
+    assert torch.isnan(res.kl).all() and torch.isnan(res.p).all() and torch.isnan(res.q).all()
     assert res.n_absent[1] == 0
 
 
@@ -167,3 +255,38 @@ def test_topn_job_default_layer_grid_and_csv(tmp_path):
     assert acts == sorted(acts, reverse=True)
     assert metrics["topn_filters"] == 2
     assert_no_hooks(net)
+
+
+def test_filter_au_job_tables_the_visualised_filters_counts_sequences_and_flags_au_trained_runs(tmp_path):
+    """Paper 001's order: the filters of the top-N figure first (the strongest responses), then
+    their divergences; a ``sequence`` column makes the samples count by sequence; on a run
+    trained with the AU loss the table starts with a warning."""
+    from fer_analysis.jobs import ExplainSpec, run_job
+    from fer_analysis.targets import RunContext
+    from fer_analysis.topn import layer_max_responses, strongest_filters
+
+    ds = _Faces(m=60)
+
+    class _Seq(Dataset):
+        au_ids = (4, 12)  # names of the AU columns, as FaceDataset.au_ids
+
+        def __len__(self):
+            return len(ds)
+
+        def __getitem__(self, i):
+            return {**ds[i], "sequence": torch.tensor(i // 2)}  # two frames per "sequence"
+
+    for i in range(0, 60, 2):  # both frames of a sequence show the same AUs
+        ds.aus[i + 1] = ds.aus[i]
+    net = _Net().eval()
+    loader = DataLoader(_Seq(), batch_size=16)
+    spec = ExplainSpec(jobs=("filter-au",), layer="conv2", filters=1, top_n=3, min_count=3, permutations=200)
+    metrics = run_job("filter-au", net, loader, tmp_path, spec, context=RunContext(au_loss=True))
+    resp = layer_max_responses(net, "conv2", loader, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "filter_au_conv2.csv")))
+    assert [int(r["filter"]) for r in rows] == strongest_filters(resp, 1, 3)
+    assert rows[0]["unit"] == "sequence" and metrics["filter_au_units"] == 30
+    assert int(rows[0]["n_with"]) + int(rows[0]["n_without"]) == 30  # sequences, not frames
+    md = (tmp_path / "filter_au_conv2.md").read_text()
+    assert md.startswith("**Warning**") and "AU alignment loss" in md
+    assert "permutations of the AU labels over 30 sequences" in md

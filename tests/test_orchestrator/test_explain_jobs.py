@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
@@ -48,6 +49,20 @@ def _loader(n: int = 24):
     return DataLoader(TensorDataset(x, y), batch_size=8)
 
 
+def _pairable_loader(net, n: int = 24):
+    """Labels = the net's predictions, except 4 images relabelled as the class of another image:
+    4 misclassified images, each with a correctly classified partner (backtrack's pairs)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, 16, 16, generator=g)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    for i in range(4):
+        other = [int(v) for v in y[4:] if v != y[i]]
+        assert other, "the toy net predicts one class only"
+        y[i] = other[0]
+    return DataLoader(TensorDataset(x, y), batch_size=8)
+
+
 def _fakes(net):
     return dict(load_model=lambda r, u, d: (net, _Cfg()), load_data=lambda c, s, j: (_loader(), 7))
 
@@ -86,7 +101,7 @@ def test_each_job_reads_its_own_count(tmp_path):
     run_job("topn", _dense_net(), _loader(), tmp_path / "topn", spec)
     rows = (tmp_path / "topn" / "topn_0.csv").read_text().splitlines()[1:]
     assert len(rows) == 2 * 2  # filters x top_n
-    assert run_job("backtrack", _dense_net(), _loader(), tmp_path / "bt", spec)["backtrack_cases"] == 3
+    assert run_job("backtrack", _dense_net(), _pairable_loader(_dense_net()), tmp_path / "bt", spec)["backtrack_cases"] == 3
     run_job("gradcam", _dense_net(), _loader(), tmp_path / "maps", spec)
     assert json.loads((tmp_path / "maps" / "gradcam.json").read_text())["images"] == 5
 
@@ -192,6 +207,7 @@ def test_a_new_job_is_one_file_and_runs_through_the_runner_in_process(tmp_path, 
     monkeypatch.setattr(tracking, "resolve_uri", lambda uri=None: "fake://store")
     monkeypatch.setattr(tracking, "resolve_runs", lambda run_id, uri=None: ["run-a", "run-b"])
     monkeypatch.setattr(tracking, "load_trained_model", lambda run_id, uri, device: (_dense_net(), cfg))
+    monkeypatch.setattr(tracking, "load_run_config", lambda run_id, uri=None: cfg)
     monkeypatch.setattr(tracking, "log_to_run", lambda run_id, folder, path, metrics, uri=None: logged.update(
         {(run_id, path): sorted(p.name for p in Path(folder).iterdir())}))
 
@@ -247,6 +263,196 @@ def test_grid_parent_end_to_end_on_ray(tmp_path, ray_local, log_trial, mlflow_st
     assert "explain/filter-au/filter_au_conv3_2.md" in files
     assert "explain/filter-au/topn_conv3_2.png" in files
     metrics = c.get_run(tv).data.metrics
-    assert metrics["filter_au_samples"] == 128 and "backtrack_pred_prob_after" in metrics
+    assert metrics["filter_au_samples"] == 128 and "backtrack_kept_pixel_fraction" in metrics
     skipped = c.download_artifacts(runs["cam"], "explain/backtrack/summary.json", str(tmp_path / "dl"))
     assert json.loads(Path(skipped).read_text())["status"] == "skipped"
+
+
+# --------------------------------------------------------------------------- identity runs, --compare-run, AU warning
+def _faces_with_ids(n: int = 32, n_ids: int = 4, size: int = 16):
+    """Identity templates + noise; label = expression (i % 7), identity = i % n_ids."""
+    g = torch.Generator().manual_seed(3)
+    templates = torch.randn(n_ids, 3, size, size, generator=g)
+    ids = torch.arange(n) % n_ids
+    x = templates[ids] + 0.3 * torch.randn(n, 3, size, size, generator=g)
+    items = [{"image": x[i], "label": torch.tensor(i % 7), "identity": ids[i], "index": torch.tensor(i)}
+             for i in range(n)]
+
+    class _Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return n
+
+        def __getitem__(self, i):
+            return items[i]
+
+    return DataLoader(_Items(), batch_size=8)
+
+
+def _tiny_vgg(num_classes: int, seed: int):
+    from fer_models.config import DataConfig, TrainConfig
+    from fer_models.methods import build_model
+
+    torch.manual_seed(seed)
+    return build_model(TrainConfig(method="tiny-vgg", data=DataConfig(image_size=16)), num_classes).eval()
+
+
+def test_every_job_runs_on_an_identity_run_and_says_what_does_not_apply():
+    """An identity run (4 identities): its classes are the identity column; the per-class
+    expression maps of block-maps are 'not applicable' with a sentence, the rest runs."""
+    net = _tiny_vgg(4, 0)
+    cfg = SimpleNamespace(method="tiny-vgg", seed=0, target="identity", au=False, lam=0.0)
+    fakes = dict(load_model=lambda r, u, d: (net, cfg), load_data=lambda c, s, j: (_faces_with_ids(), 7))
+    spec = ExplainSpec(jobs=("backtrack", "block-maps", "topn"), n=2, filters=2, max_images=16, device="cpu")
+    res = {job: explain_one("id-run", job, spec, log=False, **fakes) for job in spec.jobs}
+    for r in res.values():
+        assert r["status"] == "ok", r["reason"]
+        assert r["target"] == "identity" and r["warnings"] == []
+    assert "class_mean_maps_skipped.txt" in res["block-maps"]["files"]
+    assert "class_mean_maps.png" not in res["block-maps"]["files"]
+    assert res["block-maps"]["metrics"]["class_maps_samples"] == 0
+    assert res["backtrack"]["metrics"]["backtrack_scanned"] == 16
+    assert_no_hooks(net)
+
+
+def test_backtrack_compares_an_expression_run_with_an_identity_run_on_the_same_images():
+    """`--compare-run`: the explained (expression) run's test images backtracked through both
+    networks; same architecture, so the kept pixel sets overlay (paper 003, Fig. 7)."""
+    expr, ident = _tiny_vgg(7, 1), _tiny_vgg(4, 2)
+    cfgs = {"expr-run": SimpleNamespace(method="tiny-vgg", seed=0, target="expression"),
+            "id-run": SimpleNamespace(method="tiny-vgg", seed=0, target="identity")}
+    models = {"expr-run": expr, "id-run": ident}
+    fakes = dict(load_model=lambda r, u, d: (models[r], cfgs[r]), load_data=lambda c, s, j: (_faces_with_ids(), 7))
+    spec = ExplainSpec(jobs=("backtrack",), cases=2, compare_run="id-run", compare_images=20, device="cpu").check()
+    res = explain_one("expr-run", "backtrack", spec, log=False, **fakes)
+    assert res["status"] == "ok", res["reason"]
+    assert res["compare_run"] == "id-run"
+    m = res["metrics"]
+    assert m["backtrack_compare_images"] == 20
+    assert 0 < m["backtrack_compare_kept_a"] <= 32 * 2 * 2 and 0 < m["backtrack_compare_kept_b"] <= 32 * 2 * 2
+    assert m["backtrack_compare_common"] <= min(m["backtrack_compare_kept_a"], m["backtrack_compare_kept_b"])
+    assert 0 <= m["backtrack_compare_jaccard"] <= 1
+    assert {"compare.csv", "compare.md", "compare.png"} <= set(res["files"])
+    assert_no_hooks(expr)
+    assert_no_hooks(ident)
+
+
+def test_compare_run_needs_the_backtrack_job():
+    with pytest.raises(ConfigError, match="--compare-run compares the backtracking"):
+        ExplainSpec(jobs=("topn",), compare_run="x").check()
+
+
+def test_compare_backtracking_counts_and_common_pixels_by_hand(tmp_path):
+    """Two copies of the hand network of the backtrack tests: identical networks keep identical
+    pixel sets (Jaccard 1); zeroing them all drops both to the same confidence."""
+    from fer_analysis.backtrack import compare_backtracking
+
+    net = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2, bias=False),
+                        nn.ReLU(), nn.Linear(2, 2, bias=False)).eval()
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[3].weight.copy_(torch.tensor([[1.0, 0, 1, 1], [0, 1, 0, 1]]))
+        net[5].weight.copy_(torch.eye(2))
+    x = torch.tensor([[1.0, 1.0, 1.5, 0.5], [0.0, 2.0, 0.0, 1.0]]).reshape(2, 1, 2, 2)
+    loader = DataLoader(TensorDataset(x, torch.tensor([0, 1])), batch_size=2)
+    m = compare_backtracking(net, net, loader, tmp_path, target_a="expression", target_b="expression")
+    rows = list(__import__("csv").DictReader(open(tmp_path / "compare.csv")))
+    assert [(r["kept_a"], r["kept_b"], r["common"]) for r in rows] == [("3", "3", "3"), ("2", "2", "2")]
+    assert m["backtrack_compare_jaccard"] == 1.0 and m["backtrack_compare_accuracy_a"] == 1.0
+    # all kept pixels zeroed: image 1 keeps a0 = [0, 1, 0, 0] (P(class 0) = softmax([0, 1])[0]), image 2 none (0.5)
+    assert m["backtrack_compare_a_after_common"] == pytest.approx((1 / (1 + math.e) + 0.5) / 2)
+    assert m["backtrack_compare_a_after_unique"] == pytest.approx(m["backtrack_compare_a_pred_prob"])  # nothing unique
+
+
+def test_a_run_trained_with_the_au_loss_is_warned_about_before_the_jobs_and_in_each_summary(monkeypatch):
+    from fer_models.config import DataConfig
+    from orchestrator import tracking
+    from orchestrator.cli import main
+    from orchestrator.explain import run_warnings
+
+    au_cfg = SimpleNamespace(method="toy", seed=0, au=True, lam=1.0, layers=(5,), data=DataConfig())
+    plain = SimpleNamespace(method="toy", seed=0, au=False, lam=1.0, layers=(5,), data=DataConfig())
+    assert run_warnings(plain) == [] and run_warnings(SimpleNamespace(au=True, lam=0.0)) == []
+    assert "AU alignment loss" in run_warnings(au_cfg)[0]
+    cfgs = {"au-run": au_cfg, "plain-run": plain}
+    monkeypatch.setattr(tracking, "resolve_uri", lambda uri=None: "fake://store")
+    monkeypatch.setattr(tracking, "resolve_runs", lambda run_id, uri=None: ["au-run", "plain-run"])
+    monkeypatch.setattr(tracking, "load_run_config", lambda run_id, uri=None: cfgs[run_id])
+    monkeypatch.setattr(tracking, "load_trained_model", lambda run_id, uri, device: (_dense_net(), cfgs[run_id]))
+    monkeypatch.setattr(tracking, "log_to_run", lambda *a, **k: None)
+    monkeypatch.setattr("fer_models.data.dataset.build_loaders",
+                        lambda *a, **k: SimpleNamespace(train=_loader(), val=None, test=_loader(), num_classes=7))
+    r = CliRunner().invoke(main, ["explain", "--run", "parent", "--job", "block-maps", "--n", "2",
+                                  "--num-actors", "0", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("warning:") == 1 and "run au-run: trained with the AU alignment loss" in r.output
+    assert r.output.index("warning:") < r.output.index("explain/block-maps/")  # before the results
+    from orchestrator.explain import explain_runs
+
+    out = explain_runs("parent", ExplainSpec(jobs=("block-maps",), n=2, device="cpu"), num_actors=0, progress=False)
+    assert [bool(o["warnings"]) for o in out] == [True, False]
+
+
+def test_block_maps_default_to_paper_004_fig2_blocks_on_the_light_cnn_and_take_gradcam_layers(tmp_path):
+    from fer_models.config import DataConfig, TrainConfig
+    from fer_models.errors import UnknownNameError
+    from fer_models.methods import build_model
+
+    from fer_analysis.jobs.block_maps import default_blocks
+
+    torch.manual_seed(0)
+    net = build_model(TrainConfig(method="light-cnn", data=DataConfig(image_size=16))).eval()
+    assert default_blocks(net) == ["batchnorm_1", "conv2d_4", "conv2d_6"]
+    run_job("block-maps", net, _loader(8), tmp_path / "b", ExplainSpec(images=2, gradcam_layers=("conv2d_2",)))
+    com = json.loads((tmp_path / "b" / "gradcam.json").read_text())["block_map_centre_of_mass"]
+    assert list(com) == ["conv2d_2"]
+    with pytest.raises(UnknownNameError, match="unknown layer 'conv9'"):
+        run_job("block-maps", net, _loader(8), tmp_path / "c", ExplainSpec(images=2, gradcam_layers=("conv9",)))
+    assert not (tmp_path / "c" / "gradcam_blocks.png").exists()
+    assert_no_hooks(net)
+
+
+@pytest.mark.slow  # generates the synthetic faces (~15 s) and trains two Tiny VGGs for a few steps
+def test_expression_and_identity_tiny_vggs_on_synthetic_faces_backtrack_and_compare(tmp_path):
+    """Paper 003's two networks on the synthetic faces: a Tiny VGG trained a few steps for
+    expressions, one for identities (the synthetic faces carry them); each is backtracked with
+    its own pixel sets (unique / common) and the expression run is compared with the identity
+    run on the same test images. Models are handed to the runner directly (no MLflow):
+    ``TrainConfig.target`` arrives with the data-protocol branch."""
+    from fer_models.config import DataConfig, TrainConfig
+    from fer_models.data.dataset import build_loaders
+    from fer_models.methods import build_model
+
+    data = DataConfig(image_size=32, augment=False)
+    loaders = build_loaders(data, 32, 0, progress=False)
+    n_ids = len(loaders.info.meta["identities"])
+    assert n_ids > 5
+    models, cfgs = {}, {}
+    for target, k in (("expression", loaders.num_classes), ("identity", n_ids)):
+        cfg = TrainConfig(method="tiny-vgg", data=data, au=False)
+        torch.manual_seed(0)
+        model = build_model(cfg, k)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        for i, batch in enumerate(loaders.train):
+            y = batch["identity"] if target == "identity" else batch["label"]
+            loss = nn.functional.cross_entropy(model(batch["image"]).logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i == 5:
+                break
+        models[target] = model.eval()
+        cfgs[target] = SimpleNamespace(method="tiny-vgg", seed=0, target=target, au=False, lam=0.0, data=data)
+    fakes = dict(load_model=lambda r, u, d: (models[r], cfgs[r]),
+                 load_data=lambda c, s, j: (loaders.test, loaders.num_classes))
+    spec = ExplainSpec(jobs=("backtrack",), cases=4, compare_run="identity", compare_images=64, device="cpu").check()
+    res = explain_one("expression", "backtrack", spec, log=False, **fakes)
+    assert res["status"] == "ok", res["reason"]
+    m = res["metrics"]
+    assert m["backtrack_compare_images"] == 64 and 0 <= m["backtrack_compare_jaccard"] <= 1
+    assert m["backtrack_scanned"] == len(loaders.test.dataset)
+    ident = explain_one("identity", "backtrack", ExplainSpec(jobs=("backtrack",), cases=4, device="cpu"), log=False,
+                        **fakes)
+    assert ident["status"] == "ok", ident["reason"]
+    assert ident["target"] == "identity"
+    for model in models.values():
+        assert_no_hooks(model)

@@ -109,6 +109,8 @@ def _job(name, fn, meta):
     params = _params(fn)
     assert list(params)[:4] == ["model", "loader", "out_dir", "spec"]
     assert all(params[k].kind is inspect.Parameter.KEYWORD_ONLY for k in ("num_classes", "device", "progress"))
+    if "context" in params:  # the run's RunContext (target, class names, AU loss, --compare-run), optional
+        assert params["context"].kind is inspect.Parameter.KEYWORD_ONLY and params["context"].default is None
     if "alias_of" in meta:
         assert canonical_job(name) == meta["alias_of"] != name
 
