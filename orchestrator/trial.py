@@ -80,6 +80,23 @@ def _restore_checkpoint(work: Path) -> dict[str, Any]:
     return json.loads(state.read_text()) if state.is_file() else {}
 
 
+def _trial_id() -> str:
+    try:
+        return tune.get_context().get_trial_id() or "local"
+    except Exception:  # outside a Tune session
+        return "local"
+
+
+def fresh_work_dir(config_hash: str, trial_id: str) -> Path:
+    """A new temporary folder for this attempt of a trial, after deleting the folders of
+    its earlier attempts on this machine: an attempt whose node lost its raylet is killed
+    without running its ``finally``, and would leave its checkpoint copies behind."""
+    prefix = f"fer-orch-{config_hash}-{trial_id}-"
+    for old in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
 def _node() -> dict[str, str]:
     """Where this attempt runs: this Ray node's id and address (empty outside Ray)."""
     import ray
@@ -113,7 +130,7 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
     if spec.get("resume", True) and tracking.finished_run_id(spec["experiment_id"], spec["hash"], uri):
         tune.report({"done_ok": 1.0, "reused": 1.0})
         return
-    work = Path(tempfile.mkdtemp(prefix=f"fer-orch-{spec['hash']}-"))
+    work = fresh_work_dir(spec["hash"], _trial_id())
     state = _restore_checkpoint(work)  # a retry continues from its last epoch, in the same MLflow run
     run = tracking.TrialRun(
         uri, spec["experiment_id"], spec["parent_id"], spec["name"], spec["tags"], run_id=state.get("run_id")

@@ -236,15 +236,18 @@ KILLED_AT=$(date +%s)
 say "node killed: raylet $RAYLET of worker 1 (SIGKILL), trials ${RUNNING//,/ } running, at epochs $AT"
 ray_node ray-worker2 "$WORKER2_IP" "$P_AGENT2" "$P_METRICS2" --address "$ADDR" --num-cpus 2 --resources "$WORKER_RES"
 WORKER2_PID=$PID
-run wait-node2 "${CHECK[@]}" wait-node --address "$ADDR" --resource rehearsal_worker --exclude "$NODE1" || true
+run wait-node2 "${CHECK[@]}" wait-node --address "$ADDR" --resource rehearsal_worker --exclude "$NODE1" --dead "$NODE1" \
+    || fail "worker node 2 did not join or worker 1 is not seen dead (logs/wait-node2.log, logs/ray-worker2.log)"
 NODE2=$(value wait-node2 node_id)
-[[ -n $NODE2 ]] || fail "worker node 2 did not join (logs/ray-worker2.log)"
-say "ray worker 2 up (pid $WORKER2_PID, node ${NODE2:0:12})"
+DEAD_AT=$(value wait-node2 dead_at)
+say "ray worker 2 up (pid $WORKER2_PID, node ${NODE2:0:12}); Ray listed worker 1 as dead within $((DEAD_AT - KILLED_AT)) s of the kill"
 
 GRID_RC=0
 wait "$GRID_PID" || GRID_RC=$?
 ((GRID_RC == 0)) || fail "fer-orch grid exited $GRID_RC (logs/grid.log)"
-say "grid done"
+LEFT=$(cd "$TMPDIR" && ls -d fer-orch-* 2>/dev/null | paste -sd' ' || true)
+[[ -z $LEFT ]] || fail "trial work folders left in $TMPDIR: $LEFT"
+say "grid done; no trial work folder left behind"
 if [[ -n $SAMPLER_PID ]]; then
     wait "$SAMPLER_PID" || true
     SAMPLER_PID=

@@ -3,8 +3,9 @@ check the finished grid through the MLflow REST API (plain HTTP, never the serve
 
 Sub-commands (each prints ``key=value`` lines the shell script reads):
 
-- ``wait-node --address A --resource R [--exclude ID ...]``: an alive node that has the
-  custom resource R and is not excluded; prints ``node_id=``;
+- ``wait-node --address A --resource R [--exclude ID ...] [--dead ID]``: an alive node that
+  has the custom resource R and is not excluded (and node ``--dead`` no longer alive);
+  prints ``node_id=`` (and ``dead_at=``, when Ray first listed the dead node as dead);
 - ``wait-epoch --uri U --experiment E --epoch K``: every RUNNING trial run of E has logged
   epoch K (and at least one runs); prints ``run_ids=`` and ``epochs=``;
 - ``verify --uri U --experiment E --address A --resource R --epochs N --trials T
@@ -99,15 +100,22 @@ def wait_node(a) -> None:
 
     ray.init(address=a.address, log_to_driver=False)
     try:
-        deadline = time.time() + a.timeout
+        deadline, joined, dead_at = time.time() + a.timeout, None, None
         while time.time() < deadline:
-            for n in ray.nodes():
-                if n.get("Alive") and n["Resources"].get(a.resource, 0) > 0 and n["NodeID"] not in a.exclude:
-                    print(f"node_id={n['NodeID']}")
-                    print(f"node_ip={n['NodeManagerAddress']}")
-                    return
+            nodes = ray.nodes()
+            joined = joined or next((n for n in nodes if n.get("Alive") and n["Resources"].get(a.resource, 0) > 0
+                                     and n["NodeID"] not in a.exclude), None)
+            if a.dead and dead_at is None and not any(n.get("Alive") and n["NodeID"] == a.dead for n in nodes):
+                dead_at = time.time()
+            if joined and (dead_at or not a.dead):
+                print(f"node_id={joined['NodeID']}")
+                print(f"node_ip={joined['NodeManagerAddress']}")
+                if a.dead:
+                    print(f"dead_at={dead_at:.0f}")
+                return
             time.sleep(0.5)
-        raise Failed(f"no node with resource {a.resource} joined {a.address} within {a.timeout:.0f} s")
+        raise Failed(f"within {a.timeout:.0f} s: " + ("" if joined else f"no node with resource {a.resource} joined; ")
+                     + ("" if dead_at or not a.dead else f"node {a.dead} is still alive"))
     finally:
         ray.shutdown()
 
@@ -192,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     n.add_argument("--address", required=True)
     n.add_argument("--resource", required=True)
     n.add_argument("--exclude", nargs="*", default=[])
-    n.add_argument("--timeout", type=float, default=60)
+    n.add_argument("--dead", help="Also wait until this node is no longer alive; prints dead_at= (Unix time).")
+    n.add_argument("--timeout", type=float, default=120)
     e = sub.add_parser("wait-epoch")
     v = sub.add_parser("verify")
     for q in (e, v):

@@ -123,6 +123,19 @@ def test_trial_uses_the_drivers_cache_only_where_it_sees_it(tmp_path):
     assert cache_here(None) is None
 
 
+def test_a_retried_trial_removes_what_its_killed_attempt_left(tmp_path, monkeypatch):
+    import tempfile as tf
+
+    from orchestrator.trial import fresh_work_dir
+
+    monkeypatch.setattr(tf, "tempdir", str(tmp_path))
+    killed = fresh_work_dir("abc", "t_00001")
+    (killed / "checkpoint.pt").write_bytes(b"x")
+    other = fresh_work_dir("abc", "t_00002")  # the same config in another trial (another grid): kept
+    retry = fresh_work_dir("abc", "t_00001")
+    assert retry.is_dir() and retry != killed and not killed.exists() and other.is_dir()
+
+
 def test_joining_a_cluster_fails_in_one_sentence():
     auth = ConnectionError("Failed to connect to Ray cluster at 10.0.0.10:6379")
     auth.__cause__ = RuntimeError("ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: missing")
