@@ -4,14 +4,18 @@
 #
 #   1. `mlflow server --serve-artifacts` on 127.0.0.1 (SQLite store; its artifact folder is
 #      written by the server alone: trials upload over HTTP);
-#   2. a Ray head and a Ray worker node, both `--node-ip-address 127.0.0.1`, each with its
-#      own temp dir and ports; only the worker has the custom resource `rehearsal_worker`;
+#   2. a Ray head and a Ray worker node on loopback addresses (`--node-ip-address
+#      127.0.0.2`, `127.0.0.3`: Ray turns 127.0.0.1 into the machine's outward address),
+#      each with its own temp dir and ports, Ray's token authentication on; only the
+#      worker has the custom resource `rehearsal_worker`;
 #   3. `fer-orch preprocess`, then `fer-orch grid` (cam, gradcam x {w/o, w/ AU} on
 #      synthetic-rafdb, cpu preset) attached by --address, logging to
 #      --tracking-uri http://127.0.0.1:PORT, trials pinned to the worker by
 #      --trial-resources rehearsal_worker=1;
 #   4. once every running trial has finished an epoch, the worker's raylet is killed
-#      (SIGKILL, by PID) and a new worker node is started; the grid must finish;
+#      (SIGKILL, by PID) and a new worker node (127.0.0.4) is started; the grid must finish,
+#      leaving no trial work folder; meanwhile every connection of the rehearsal's
+#      processes must stay between loopback addresses (sampled with `ss`);
 #   5. checks through the MLflow REST API (scripts/cluster_rehearsal_check.py verify);
 #   6. `fer-orch report` and `fer-orch explain --run <parent>` against the server.
 #
@@ -24,6 +28,7 @@
 #   REHEARSAL_DIR     working folder (default: a new /tmp/fer-rehearsal.XXXXXX, removed on success)
 #   REHEARSAL_EPOCHS  epochs per trial (default 4)
 #   REHEARSAL_KEEP=1  keep the working folder (logs, MLflow store) even on success
+#   REHEARSAL_GRID_TIMEOUT  seconds the grid may take (default 900)
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -86,7 +91,7 @@ run() {
 # The live (not zombie) pids of the processes this script started: the members of its
 # sessions, and any process that carries the marker in its environment (one that left them).
 our_pids() {
-    local sid pid
+    local sid
     {
         for sid in "${SESSIONS[@]}"; do
             ps -o pid= -s "$sid" 2>/dev/null || true
@@ -98,7 +103,7 @@ our_pids() {
 }
 
 cleanup() {
-    local rc=$? pids i
+    local rc=$? pids
     trap - EXIT INT TERM
     set +e
     [[ -n ${SAMPLER_PID:-} ]] && kill "$SAMPLER_PID" 2>/dev/null && wait "$SAMPLER_PID" 2>/dev/null
@@ -242,6 +247,9 @@ NODE2=$(value wait-node2 node_id)
 DEAD_AT=$(value wait-node2 dead_at)
 say "ray worker 2 up (pid $WORKER2_PID, node ${NODE2:0:12}); Ray listed worker 1 as dead within $((DEAD_AT - KILLED_AT)) s of the kill"
 
+UNTIL=$((SECONDS + ${REHEARSAL_GRID_TIMEOUT:-900}))
+while kill -0 "$GRID_PID" 2>/dev/null && ((SECONDS < UNTIL)); do sleep 1; done
+kill -0 "$GRID_PID" 2>/dev/null && fail "the grid did not finish within ${REHEARSAL_GRID_TIMEOUT:-900} s (logs/grid.log)"
 GRID_RC=0
 wait "$GRID_PID" || GRID_RC=$?
 ((GRID_RC == 0)) || fail "fer-orch grid exited $GRID_RC (logs/grid.log)"
