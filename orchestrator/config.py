@@ -46,10 +46,16 @@ def _paper_methods() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Resources:
-    """Per-trial resources; fractional GPUs (e.g. 0.25) pack several trials on one GPU."""
+    """Per-trial resources; fractional GPUs (e.g. 0.25) pack several trials on one GPU.
+
+    ``custom``: Ray custom resources each trial also asks for (``--trial-resources
+    worker=1``), so trials run only on the nodes started with ``ray start --resources
+    '{"worker": N}'`` (N trials at once per node).
+    """
 
     cpus: float = 1.0
     gpus: float = 0.0
+    custom: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,12 @@ class GridConfig:
             raise ConfigError(
                 f"per-trial resources must be cpus > 0 and gpus >= 0, got cpus={self.resources.cpus} "
                 f"gpus={self.resources.gpus}; fix --cpus-per-trial/--gpus-per-trial"
+            )
+        bad = {k: v for k, v in self.resources.custom.items() if k in ("CPU", "GPU", "memory") or not float(v) > 0}
+        if bad:
+            raise ConfigError(
+                f"custom trial resources must be positive amounts of resources other than CPU/GPU/memory, got {bad}; "
+                f"fix --trial-resources (e.g. worker=1)"
             )
         if any(lam <= 0 for lam in self.lambdas) or (self.lam is not None and self.lam <= 0):
             raise ConfigError("λ must be > 0 (paper 002, Eq. 3); fix --lam or the lambdas list")
@@ -316,3 +328,18 @@ def parse_seeds(text: str | None) -> tuple[int, ...] | None:
             raise ConfigError(f"--seeds must be at least 1, got {n}")
         return tuple(range(n))
     return parse_list(text, int)
+
+
+def parse_resources(text: str | tuple[str, ...] | list[str] | None) -> dict[str, float] | None:
+    """``"worker=1,fast_disk=0.5"`` -> ``{"worker": 1.0, "fast_disk": 0.5}`` (``--trial-resources``)."""
+    items = parse_list(text)
+    if items is None:
+        return None
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, amount = item.partition("=")
+        try:
+            out[name.strip()] = float(amount) if sep else 1.0
+        except ValueError:
+            raise ConfigError(f"--trial-resources takes NAME=AMOUNT[,NAME=AMOUNT], got '{item}'") from None
+    return out

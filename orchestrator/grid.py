@@ -39,7 +39,7 @@ from ray import tune
 
 from fer_models import paths
 from fer_models.config import TrainConfig
-from fer_models.errors import ConfigError
+from fer_models.errors import ConfigError, FerOrchError
 from orchestrator import tracking
 from orchestrator.config import GridConfig, Trial
 from orchestrator.progress import TrialProgress
@@ -153,18 +153,36 @@ def _preprocess_all(cfgs: list[TrainConfig], address: str | None, preprocess_fn:
     return dirs
 
 
-def _routable_uri(uri: str, ray: Any) -> str:
-    """``http://localhost:5000`` -> ``http://<this node's IP>:5000`` on a multi-node cluster,
-    so trials on other nodes reach the head's MLflow server (cluster.yaml runs it there)."""
-    import urllib.parse
+def _check_remote_nodes(uri: str, ray: Any) -> tuple[str, list[str]]:
+    """The driver's node address and the addresses of the live nodes on other machines,
+    after checking that the trials there can log.
 
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme not in ("http", "https") or parsed.hostname not in ("localhost", "127.0.0.1"):
-        return uri
-    if sum(1 for n in ray.nodes() if n.get("Alive")) < 2:
-        return uri
-    ip = ray.util.get_node_ip_address()
-    return parsed._replace(netloc=f"{ip}:{parsed.port}" if parsed.port else ip).geturl()
+    The URI is not rewritten here: each trial maps a loopback URI to the driver's machine
+    only when it runs on another machine (:func:`orchestrator.ray_utils.uri_seen_from`).
+    When some node already is elsewhere, the mapped URI must answer from here too; a server
+    bound to 127.0.0.1 does not, which is said now rather than in every trial.
+    """
+    from orchestrator.ray_utils import driver_host, hosts_elsewhere, uri_seen_from
+
+    origin = driver_host(ray)
+    others = hosts_elsewhere(ray, origin)
+    mapped = uri_seen_from(uri, origin, others[0]) if others else uri
+    if mapped != uri:
+        try:
+            tracking.resolve_uri(mapped)
+        except FerOrchError:
+            raise ConfigError(
+                f"the Ray nodes on {', '.join(others)} would log to {mapped}, which does not answer: "
+                f"start the MLflow server on an outward interface (`mlflow server --host 0.0.0.0`) "
+                f"or pass a --tracking-uri every node can reach"
+            ) from None
+    return origin, others
+
+
+def trial_resources(grid_cfg: GridConfig) -> dict[str, float]:
+    """What each trial asks Ray for: CPUs, GPUs and the custom resources that pin it to nodes."""
+    r = grid_cfg.resources
+    return {"cpu": r.cpus, "gpu": r.gpus, **{k: float(v) for k, v in r.custom.items()}}
 
 
 def _invocation_id(grid_cfg: GridConfig, studies: tuple[str, ...]) -> str:
@@ -188,8 +206,7 @@ def _run_phase(
     storage = ctx["storage"]
     path = Path(storage) / name
     trainable = run_trial if train_fn is None else tune.with_parameters(run_trial, train_fn=train_fn)
-    res = {"cpu": grid_cfg.resources.cpus, "gpu": grid_cfg.resources.gpus}
-    trainable = tune.with_resources(trainable, res)
+    trainable = tune.with_resources(trainable, trial_resources(grid_cfg))
     done = tracking.finished_trials(ctx["experiment_id"], ctx["uri"]) if resume else {}
     unique: dict[str, Trial] = {}
     for t in trials:
@@ -291,7 +308,10 @@ def run_grid(
     state = json.loads(state_path.read_text()) if resume and state_path.is_file() else {}
 
     ray = init_ray(grid_cfg.address)
-    uri = _routable_uri(uri, ray)
+    origin, others = _check_remote_nodes(uri, ray)
+    if others and "://" not in storage and verbose:
+        print(f"fer-orch: nodes on {', '.join(others)} write trial checkpoints to the Tune storage {storage}: "
+              "it must be a folder every node mounts (NFS), else pass --storage s3://...", file=sys.stderr)
     cache_dirs = _preprocess_all(all_cfgs, grid_cfg.address, preprocess_fn)
 
     git = tracking.git_info()
@@ -305,7 +325,7 @@ def run_grid(
     state_path.write_text(json.dumps({"parent_id": parent_id}))
     ctx = {"parent_id": parent_id, "experiment_id": experiment_id, "uri": uri, "home": home,
            "cpus": grid_cfg.resources.cpus, "git": git, "storage": storage, "resume": resume,
-           "cache_dirs": cache_dirs}
+           "cache_dirs": cache_dirs, "origin": origin}
     outcome = GridOutcome(grid_cfg.experiment, experiment_id, uri, parent_id, studies, 0.0, "", storage=storage)
     listed: list[dict[str, Any]] = []
 
@@ -353,8 +373,8 @@ def print_summary(o: GridOutcome) -> None:
         f"  MLflow store:  {o.uri}",
         f"  experiment:    {o.experiment} (parent run {o.parent_run_id})",
         f"  Tune storage:  {o.storage}",
-        "  open the runs: fer-orch ui" + ("" if o.uri.startswith("http") else f" --tracking-uri {o.uri}"),
-        f"  tables/figs:   fer-orch report --experiment {o.experiment}",
+        "  open the runs: " + (o.uri if o.uri.startswith("http") else f"fer-orch ui --tracking-uri {o.uri}"),
+        f"  tables/figs:   fer-orch report --experiment {o.experiment} --tracking-uri {o.uri}",
     ]
     if not o.ok:
         lines.append("  some trials did not finish: run the same command again to resume them")

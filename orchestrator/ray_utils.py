@@ -1,8 +1,11 @@
-"""Starting or joining Ray the same way from every command."""
+"""Starting or joining Ray the same way from every command, and where a Ray node is."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import urllib.parse
+from typing import Any
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
@@ -19,5 +22,79 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
     opts = {"include_dashboard": False, "log_to_driver": False, **kwargs}
     if address == "local" and num_cpus is not None:
         opts["num_cpus"] = num_cpus
-    ray.init(address=address, **opts)
+    try:
+        ray.init(address=address, **opts)
+    except ConnectionError as e:
+        if address == "local":
+            raise
+        raise join_error(address, e) from None
     return ray
+
+
+def join_error(address: str, err: BaseException):
+    """One sentence for a cluster that could not be joined (Ray's own is a long traceback
+    after 20 s of retries; a missing auth token reads like an unreachable address)."""
+    from fer_models.errors import FerOrchError
+
+    text = " ".join(str(x) for x in (err, err.__cause__, err.__context__) if x is not None)
+    if "InvalidAuthToken" in text or "AuthenticationError" in text:
+        return FerOrchError(
+            f"the Ray cluster at {address} requires token authentication: set RAY_AUTH_MODE=token and give fer-orch "
+            f"the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token, as on the head node)"
+        )
+    return FerOrchError(
+        f"could not join the Ray cluster at {address}: start it there (`ray start --head`) or fix --address / $RAY_ADDRESS"
+    )
+
+
+def is_loopback(host: str | None) -> bool:
+    """``localhost``, ``127.x.y.z`` or ``::1``: a name that means "this machine" only here."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def driver_host(ray: Any) -> str:
+    """The address the cluster knows this process's machine by: the address of the Ray node
+    this driver is attached to (``ray.util.get_node_ip_address()`` would instead guess the
+    machine's outward address, which is wrong for nodes started with ``--node-ip-address
+    127.0.0.1``)."""
+    here = ray.get_runtime_context().get_node_id()
+    for n in ray.nodes():
+        if n.get("NodeID") == here:
+            return n["NodeManagerAddress"]
+    return ray.util.get_node_ip_address()
+
+
+def hosts_elsewhere(ray: Any, origin: str) -> list[str]:
+    """The addresses of the live nodes that are on another machine than ``origin``."""
+    if is_loopback(origin):  # a cluster whose head is on loopback cannot span machines
+        return []
+    return sorted({n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")} - {origin})
+
+
+def uri_seen_from(uri: str, origin: str | None, here: str | None) -> str:
+    """``uri`` as given on the machine ``origin``, as it must be written on the machine ``here``.
+
+    A loopback URI (``http://localhost:5000``, ``http://127.0.0.1:5000``) names the server
+    on ``origin``; on another machine it would name that machine itself, so there the host
+    is replaced by ``origin`` (the MLflow server must then listen on an outward interface:
+    ``mlflow server --host 0.0.0.0``, as cluster.yaml starts it). Everywhere else, and for
+    every other URI, the user's URI is used as given: nodes on one machine (a cluster whose
+    nodes all say ``--node-ip-address 127.0.0.1``, or a local Ray) never rewrite it.
+    """
+    parsed = urllib.parse.urlparse(uri)
+    if (parsed.scheme not in ("http", "https") or not is_loopback(parsed.hostname) or not origin
+            or not here or here == origin or is_loopback(origin) or is_loopback(here)):
+        return uri
+    host = f"[{origin}]" if ":" in origin else origin
+    netloc = host if parsed.port is None else f"{host}:{parsed.port}"
+    if "@" in parsed.netloc:
+        netloc = parsed.netloc.rsplit("@", 1)[0] + "@" + netloc
+    return parsed._replace(netloc=netloc).geturl()
+

@@ -7,16 +7,21 @@ worker and gets everything it needs in its *spec* (``config["trial"]``, built by
 ========== ==============================================================================
 ``cfg``    the ``TrainConfig`` as a dict (``fer_models.config.to_dict``)
 ``hash``   its config hash; ``name``, ``study``, ``tags``: the MLflow run's name and tags
-``cache_dir`` the preprocessed cache of ``cfg.data`` the driver built or found (None: the
-           trainer finds or prepares it itself)
-``parent_id``, ``experiment_id``, ``uri``: where the MLflow child run goes
+``cache_dir`` the preprocessed cache of ``cfg.data`` the driver built or found (None, or a
+           folder this node does not see: the trainer finds or prepares it itself)
+``parent_id``, ``experiment_id``, ``uri``: where the MLflow child run goes; ``uri`` is the
+           user's, used as given unless the trial runs on another machine than the
+           driver (``origin``, the driver's node address), where a loopback URI is mapped
+           to the driver's machine (:func:`orchestrator.ray_utils.uri_seen_from`)
 ``home``   the driver's ``FER_ORCH_HOME``; ``cpus``: torch threads; ``resume``: reuse a
            FINISHED run of the same hash instead of training again
 ========== ==============================================================================
 
 Every epoch the trial reports its metrics with a Tune checkpoint (the trainer's
 ``checkpoint.pt`` + ``best.pt`` + :data:`STATE_FILE` holding the MLflow run id), so a
-restarted trial resumes its training (``train(resume=True)``) in the same MLflow run.
+restarted trial resumes its training (``train(resume=True)``) in the same MLflow run;
+the run then gets the metric ``resumed_from_epoch`` (step: that epoch), and its tag
+``fer_orch.node`` names the Ray node of the latest attempt.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ray import tune
 from fer_models.config import TrainConfig, flatten, from_dict, to_dict
 from orchestrator import tracking
 from orchestrator.config import Trial
+from orchestrator.ray_utils import uri_seen_from
 
 STATE_FILE = "state.json"
 
@@ -54,31 +60,71 @@ def trial_specs(trials: list[Trial], ctx: dict[str, Any]) -> list[dict[str, Any]
             "tags": {**t.tags(), **ctx["git"]},
             "cache_dir": ctx["cache_dirs"].get(data_key(t.cfg)),
             **{k: ctx[k] for k in ("parent_id", "experiment_id", "uri", "home", "cpus", "resume")},
+            "origin": ctx.get("origin"),
         }
         for t in trials
     ]
 
 
 def _cache_info(cache_dir: str | None):
-    """The finished cache the driver handed over (None: none, or not a finished cache)."""
-    if not cache_dir:
+    """The finished cache the driver handed over and this node sees (None: none, not a
+    finished cache, or a folder a test fake made; training then says what is wrong)."""
+    if not cache_here(cache_dir):
         return None
     from fer_models.data.cache import find_at
+    from fer_models.errors import DatasetError
 
-    return find_at(cache_dir)
+    try:
+        return find_at(cache_dir)
+    except DatasetError:
+        return None
 
 
-def _restore_checkpoint(work: Path) -> str | None:
-    """Copy the Tune checkpoint of a retried trial into ``work``; the MLflow run id it holds."""
+def _restore_checkpoint(work: Path) -> dict[str, Any]:
+    """Copy the Tune checkpoint of a retried trial into ``work``; the state it holds
+    (``run_id``: the MLflow run, ``epoch``: the last epoch it saved), ``{}`` without one."""
     ckpt = tune.get_checkpoint()
     if ckpt is None:
-        return None
+        return {}
     with ckpt.as_directory() as d:
         for f in Path(d).iterdir():
             if f.is_file():
                 shutil.copy2(f, work / f.name)
     state = work / STATE_FILE
-    return json.loads(state.read_text()).get("run_id") if state.is_file() else None
+    return json.loads(state.read_text()) if state.is_file() else {}
+
+
+def _trial_id() -> str:
+    try:
+        return tune.get_context().get_trial_id() or "local"
+    except Exception:  # outside a Tune session
+        return "local"
+
+
+def fresh_work_dir(config_hash: str, trial_id: str) -> Path:
+    """A new temporary folder for this attempt of a trial, after deleting the folders of
+    its earlier attempts on this machine: an attempt whose node lost its raylet is killed
+    without running its ``finally``, and would leave its checkpoint copies behind."""
+    prefix = f"fer-orch-{config_hash}-{trial_id}-"
+    for old in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def _node() -> dict[str, str]:
+    """Where this attempt runs: this Ray node's id and address (empty outside Ray)."""
+    import ray
+
+    if not ray.is_initialized():
+        return {}
+    return {"fer_orch.node": ray.get_runtime_context().get_node_id(), "fer_orch.node_ip": ray.util.get_node_ip_address()}
+
+
+def cache_here(cache_dir: str | None) -> str | None:
+    """The driver's cache folder if this node sees it (same machine, or a shared
+    ``FER_ORCH_HOME``), else None: the trainer then finds or prepares the cache in this
+    node's own home (cluster.yaml without a shared filesystem)."""
+    return cache_dir if cache_dir and (Path(cache_dir) / "meta.json").is_file() else None
 
 
 def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
@@ -92,14 +138,16 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
     if train_fn is None:
         from fer_models.train import train as train_fn
     cfg: TrainConfig = from_dict(TrainConfig, spec["cfg"])
+    node = _node()
+    uri = uri_seen_from(spec["uri"], spec.get("origin"), node.get("fer_orch.node_ip"))
     # Finished in MLflow but not yet in Tune's state when the driver died: do not train again.
-    if spec.get("resume", True) and tracking.finished_run_id(spec["experiment_id"], spec["hash"], spec["uri"]):
+    if spec.get("resume", True) and tracking.finished_run_id(spec["experiment_id"], spec["hash"], uri):
         tune.report({"done_ok": 1.0, "reused": 1.0})
         return
-    work = Path(tempfile.mkdtemp(prefix=f"fer-orch-{spec['hash']}-"))
-    run_id = _restore_checkpoint(work)  # a retry continues from its last epoch, in the same MLflow run
+    work = fresh_work_dir(spec["hash"], _trial_id())
+    state = _restore_checkpoint(work)  # a retry continues from its last epoch, in the same MLflow run
     run = tracking.TrialRun(
-        spec["uri"], spec["experiment_id"], spec["parent_id"], spec["name"], spec["tags"], run_id=run_id
+        uri, spec["experiment_id"], spec["parent_id"], spec["name"], spec["tags"], run_id=state.get("run_id")
     )
     status = "FAILED"
     try:
@@ -107,6 +155,9 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
         info = _cache_info(spec.get("cache_dir"))
         if info is not None:  # landmark failures per class bias the AU-loss sample (issue 9)
             run.log_metrics({f"data_no_face_rate_{k}": v for k, v in info.landmark_failure_rates().items()})
+        run.set_tags(node)
+        if state.get("epoch"):
+            run.log_metrics({"resumed_from_epoch": state["epoch"]}, step=state["epoch"])
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             nums = {k: float(v) for k, v in metrics.items()}
@@ -118,7 +169,8 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
                 (Path(d) / STATE_FILE).write_text(json.dumps({"run_id": run.run_id, "epoch": epoch}))
                 tune.report({**nums, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(d))
 
-        result = train_fn(cfg, work, on_epoch=on_epoch, resume=True, progress=False, cache_dir=spec.get("cache_dir"))
+        result = train_fn(cfg, work, on_epoch=on_epoch, resume=True, progress=False,
+                          cache_dir=cache_here(spec.get("cache_dir")))
         # what was really built (a transformer method runs on the CNN's counterpart; issue 9)
         run.log_params({"built.backbone": getattr(result, "backbone", None) or "none",
                         "built.weights": getattr(result, "weights", None) or "none"})

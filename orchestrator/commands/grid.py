@@ -39,6 +39,8 @@ def _grid_options(fn):
         click.option("--storage", "storage_path", help="Tune storage (default FER_ORCH_HOME/ray; shared storage on a cluster)."),
         click.option("--cpus-per-trial", type=float, help="CPUs per trial."),
         click.option("--gpus-per-trial", type=float, help="GPUs per trial; fractions (0.5) pack trials on one GPU."),
+        click.option("--trial-resources", help="Ray custom resources per trial, NAME=AMOUNT[,...]: trials run only on the "
+                     "nodes started with `ray start --resources '{\"NAME\": N}'`."),
         click.option("--max-concurrent", type=int, help="At most this many trials at once (0: resources decide)."),
         click.option("--max-failures", type=int, help="Retries of a trial whose worker died, from its last checkpoint."),
         click.option("--print-config", is_flag=True,
@@ -58,15 +60,16 @@ def _grid_options(fn):
 def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None, preset=None, epochs=None, lam=None,
                       tracking_uri=None, experiment=None, address=None, storage_path=None, cpus_per_trial=None,
                       gpus_per_trial=None, max_concurrent=None, max_failures=None, data_opts=(), folds=None,
-                      **_ignored):
+                      trial_resources=None, **_ignored):
     from orchestrator import presets
-    from orchestrator.config import GridConfig, parse_data_opts, parse_list, parse_seeds
+    from orchestrator.config import GridConfig, parse_data_opts, parse_list, parse_resources, parse_seeds
 
     ds = parse_list(datasets)
     g = presets.get(preset or presets.for_datasets(ds))
     if config_path:
         g = GridConfig.from_yaml(config_path, base=g)
-    resources = {k: v for k, v in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial)) if v is not None}
+    resources = {k: v for k, v in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial),
+                                   ("custom", parse_resources(trial_resources))) if v is not None}
     base: dict = {"epochs": epochs} if epochs is not None else {}
     if data_opts:
         base["data"] = {"options": parse_data_opts(data_opts)}

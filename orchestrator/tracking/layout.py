@@ -20,6 +20,9 @@ Written by the grid (:mod:`orchestrator.grid`, :mod:`orchestrator.trial`) in add
   ``test_<k>`` for the test metrics (``cl``, ``cam_cos``, ``att_cos``, ``gt_cam_cos``,
   ``gt_att_cos``, ``att_cos_1``..``att_cos_5``), ``best_val_<k>`` (validation metrics of the
   selected epoch), ``best_epoch`` and ``train_seconds``;
+- a trial restarted from its Tune checkpoint (its node was lost): metric ``resumed_from_epoch``
+  (step = value = the epoch it took over after); tags ``fer_orch.node`` and ``fer_orch.node_ip``:
+  the Ray node of the latest attempt;
 - trial artifacts ``matrices/{confusion,cosine}.{csv,png}``, ``maps/mean_<kind>.png``
   (per-class mean CAM / attention maps, paper 002 Figs. 6-9), ``history.csv``;
 - the parent (grid) run: tags ``fer_orch.study`` (the studies it ran, comma-separated, e.g.

@@ -21,7 +21,7 @@ from orchestrator.tracking.layout import (
     GRID_ARTIFACT, HASH_TAG, KIND_TAG, PARENT_TAG, TRIALS_ARTIFACT, studies_of,
 )
 from orchestrator.tracking.provenance import git_info, package_versions
-from orchestrator.tracking.store import client, reopen_run, search_all
+from orchestrator.tracking.store import client, reopen_run, search_all, set_tags
 
 # --------------------------------------------------------------------------------------
 # grid parent runs
@@ -141,6 +141,10 @@ class TrialRun:
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self.c.log_batch(self.run_id, params=items[i : i + 100])
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        if tags:
+            set_tags(self.run_id, tags, self.uri)
 
     def log_metrics(self, metrics: dict[str, Any], step: int = 0) -> None:
         """Log the finite real numbers of ``metrics`` (NaN, bools and non-numbers are left out)."""

@@ -118,7 +118,10 @@ def test_grid_logs_parent_and_children(ray_local, tmp_path):
 
     def preprocess(data_cfg, address=None):  # the driver's cache, handed to every trial
         prepared.append(data_cfg)
-        return SimpleNamespace(dir=tmp_path / "cache" / data_cfg.dataset)
+        d = tmp_path / "cache" / data_cfg.dataset
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "meta.json").write_text("{}")  # a finished cache: trials use it (orchestrator.trial.cache_here)
+        return SimpleNamespace(dir=d)
 
     g = tiny_grid(tmp_path, datasets=("synthetic-rafdb",))
     train = partial(fake_train, marker_dir=tmp_path / "markers")
@@ -441,6 +444,8 @@ def test_trial_survives_the_loss_of_its_worker_node(tmp_path):
     c = tracking.client(uri)
     epochs = sorted(m.step for m in c.get_metric_history(runs[0].info.run_id, "val_cl"))
     assert set(epochs) == {1, 2, 3, 4}
+    resumed = [m.step for m in c.get_metric_history(runs[0].info.run_id, "resumed_from_epoch")]
+    assert resumed == [starts[1] - 1]  # the run says where its second attempt took over
 
 
 @pytest.mark.slow
