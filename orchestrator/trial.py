@@ -172,7 +172,8 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
         result = train_fn(cfg, work, on_epoch=on_epoch, resume=True, progress=False,
                           cache_dir=cache_here(spec.get("cache_dir")))
         # what was really built (a transformer method runs on the CNN's counterpart; issue 9)
-        run.log_params({"built.backbone": getattr(result, "backbone", None) or "none",
+        run.log_params({"built.num_classes": getattr(result, "num_classes", None) or "none",
+                        "built.backbone": getattr(result, "backbone", None) or "none",
                         "built.weights": getattr(result, "weights", None) or "none"})
         final = {
             **{f"test_{k}": v for k, v in result.test.metrics.items()},

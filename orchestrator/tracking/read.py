@@ -54,8 +54,16 @@ def load_trained_model(run_id: str, uri: str | None = None, device: str = "cpu")
     with tempfile.TemporaryDirectory() as d:
         path = c.download_artifacts(run_id, WEIGHTS_ARTIFACT, d)
         state = torch.load(path, map_location=device, weights_only=True)
-    model = build_model(cfg)
-    model.load_state_dict(state)
+    # the class count the run trained with (identities, 8-class CK+ ...); runs before it was logged: 7
+    k = c.get_run(run_id).data.params.get("built.num_classes", "none")
+    model = build_model(cfg, int(k) if k.isdigit() else None)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise FerOrchError(
+            f"the weights of run {run_id} do not fit the model its config.yaml builds ({str(e).splitlines()[0]}); "
+            f"was the run trained by another fer-orch version?"
+        ) from None
     return model.to(device).eval(), cfg
 
 

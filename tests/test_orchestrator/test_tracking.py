@@ -151,3 +151,25 @@ def test_provenance_tags():
     assert set(g) == {"git_commit", "git_dirty"} and g["git_dirty"] in {"true", "false", "unknown"}
     v = tracking.package_versions()
     assert v["versions.torch"] == torch.__version__.split("+")[0] or v["versions.torch"].startswith(torch.__version__[:3])
+
+
+def test_a_run_is_rebuilt_with_the_class_count_it_trained_with(mlflow_store, log_trial):
+    """Identity runs (paper 003) and 8-class CK+ runs do not have 7 outputs: the trial logs
+    ``built.num_classes`` and ``load_trained_model`` builds that many; weights that do not fit
+    are one sentence, not a state-dict traceback."""
+    import torch
+
+    from fer_models.config import DataConfig, TrainConfig
+    from fer_models.errors import FerOrchError
+    from fer_models.methods import build_model
+    from orchestrator import tracking
+
+    cfg = TrainConfig(method="cam", backbone="resnet-tiny", data=DataConfig(image_size=32, map_size=16))
+    c, exp = mlflow_store.client, mlflow_store.exp
+    parent = c.create_run(exp).info.run_id
+    rid = log_trial(c, exp, parent, cfg, build_model(cfg, 12).state_dict(), "identity-run")
+    with pytest.raises(FerOrchError, match="do not fit"):
+        tracking.load_trained_model(rid, mlflow_store.uri)  # no class count logged: 7 outputs
+    c.log_param(rid, "built.num_classes", 12)
+    model, _ = tracking.load_trained_model(rid, mlflow_store.uri)
+    assert model(torch.zeros(2, 3, 32, 32)).logits.shape == (2, 12)
