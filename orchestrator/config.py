@@ -89,6 +89,9 @@ class GridConfig:
     # whether `fer-orch grid` also runs the ablation studies (λ, layers); the seed-paper
     # presets turn them off (their AU loss is off); `--ablations/--no-ablations` overrides
     ablations: bool = True
+    # the AU sources the `au-source` study compares (DataConfig.au_source; issue 13), each a
+    # w/-AU model beside the w/o-AU one; the codebook (paper 002) is always among them
+    au_sources: tuple[str, ...] = ("codebook", "labels", "codebook+labels")
 
     def __post_init__(self) -> None:
         if not self.datasets:
@@ -114,6 +117,10 @@ class GridConfig:
             parse_layers(s)
         parse_layers(self.layers)
         object.__setattr__(self, "folds", parse_folds(self.folds))
+        from fer_models.data.au import CODEBOOK, parse_au_source
+
+        sources = tuple(dict.fromkeys((CODEBOOK, *(parse_au_source(s) for s in self.au_sources))))
+        object.__setattr__(self, "au_sources", sources)
 
     # -- YAML ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
