@@ -92,6 +92,8 @@ class GridConfig:
     # the AU sources the `au-source` study compares (DataConfig.au_source; issue 13), each a
     # w/-AU model beside the w/o-AU one; the codebook (paper 002) is always among them
     au_sources: tuple[str, ...] = ("codebook", "labels", "codebook+labels")
+    # the methods of the `au-source` study (None: ``ablation_method``); `ablate au-source --methods`
+    au_source_methods: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.datasets:

@@ -189,6 +189,8 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: 
     g = build_grid_config(**kw)
     if len(parse_list(kw.get("au_source")) or ()) > 1 and studies != ("au-source",):
         raise ConfigError("--au-source takes one source here (a list compares sources in `fer-orch ablate au-source`)")
+    if studies == ("au-source",) and kw.get("methods"):  # the study's methods (default: CAM only)
+        g = g.override(au_source_methods=parse_list(kw["methods"]))
     if ablations is None and not g.ablations:  # a preset without ablations (the seed papers')
         studies = tuple(s for s in studies if not get(s).ablation)
     if print_config:
