@@ -198,7 +198,7 @@ def test_study_order_runs_lambda_first_and_reports_in_the_papers_order():
     assert studies.grid_studies(ablations=False) == ("grid",)
     assert studies.report_order() == ("grid", "layers", "au-source", "lambda")
     assert studies.ablations() == ["au-source", "lambda", "layers"]  # au-source: not in the default grid
-    with pytest.raises(UnknownNameError, match="unknown study 'nope'; known studies: grid, lambda, layers"):
+    with pytest.raises(UnknownNameError, match="unknown study 'nope'; known studies: au-source, grid, lambda, layers"):
         studies.run_order(["grid", "nope"])
 
 
