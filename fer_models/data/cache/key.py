@@ -150,7 +150,7 @@ def resolve(manifest: Manifest, backend: Any, codebook: Any, map_size: int, imag
             cache_root: str | Path | None = None, au_source: str = "codebook") -> CacheTarget:
     """Resolve names (backend, "auto", codebook, AU source) and compute the key and folder.
     Cheap: no image is read and no backend is constructed (a ``detector:NAME`` source hashes
-    its weights files, and one fer-orch trains itself is trained first)."""
+    its weights files, or says in one sentence which are missing)."""
     backend = resolve_backend(backend, manifest)
     codebook = resolve_codebook(codebook)
     au_source = au.parse_au_source(au_source)
