@@ -106,8 +106,9 @@ def _file_hash_cached(path: str, size: int, mtime_ns: int) -> str:
 
 def detector_fingerprint(name: str) -> dict[str, Any]:
     """What the cache key holds of a detector: name, version, threshold and the hash of each
-    weights file. A detector that makes its own weights (``prepare_weights``) makes them now;
-    missing published weights are one ``MissingWeightsError`` before any image is read."""
+    weights file. A detector class that makes its own weights (an optional
+    ``prepare_weights()``; none does yet) makes them now; missing weights are one
+    ``MissingWeightsError`` before any image is read."""
     cls = detector_class(name)
     prepare = getattr(cls, "prepare_weights", None)
     if callable(prepare):
