@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: grid test test-all bench install clean
+.PHONY: grid au-source test test-all bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,6 +17,12 @@ install: $(STAMP)
 ## main job: the full grid on the embedded synthetic faces, then the paper's tables
 grid: $(STAMP)
 	$(BIN)/fer-orch grid
+	$(BIN)/fer-orch report
+
+## issue 13: the AU-source study (CAM x {w/o AU, codebook, labels, codebook+labels} x 3 seeds on
+## synthetic-rafdb and synthetic-rafdb-shortcut; not part of `make grid`), then the report
+au-source: $(STAMP)
+	$(BIN)/fer-orch ablate au-source --seeds 3
 	$(BIN)/fer-orch report
 
 ## the fast test suite (slow tests: make test-all)

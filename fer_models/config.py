@@ -23,6 +23,11 @@ class DataConfig:
     root: str | None = None  # dataset root on disk; None = the reader's default
     landmarks: str = "auto"  # a LANDMARKS name; "auto" = shipped/ground truth, else dlib
     codebook: str = "paper002"  # a CODEBOOKS name
+    # where the training map's AUs come from (fer_models.data.au.source_weights): "codebook"
+    # (paper 002: the expression's AUs), "labels" (the image's labelled active AUs, weighted by
+    # intensity), "codebook+labels" (= codebook∩labels: the codebook's AUs that are active) or
+    # "detector:NAME" (an AU_DETECTORS entry); part of the cache key
+    au_source: str = "codebook"
     image_size: int = 64  # network input (square)
     map_size: int = 32  # AU-map resolution stored in the cache
     val_fraction: float = 0.1
@@ -41,8 +46,10 @@ class DataConfig:
     prefetch: int = 2  # batches prepared ahead of the one in use (with num_workers >= 1)
 
     def __post_init__(self) -> None:
+        from fer_models.data.au import parse_au_source
         from fer_models.data.steps import COLOR, NORMALIZE, as_steps, plan
 
+        object.__setattr__(self, "au_source", parse_au_source(self.au_source))
         object.__setattr__(self, "augment", as_steps(self.augment))
         object.__setattr__(self, "eval_steps", as_steps(self.eval_steps))
         if self.normalize not in NORMALIZE:
@@ -94,6 +101,11 @@ class TrainConfig:
     # what the network predicts: "expression" (the dataset's labels) or "identity" (the
     # subject, paper 003's 67-way RaFD face recognition); identity runs have no AU loss
     target: str = "expression"
+    # faithfulness of the CAM and the layer-5 attention on test (fer_models.faithfulness):
+    # deletion / insertion AUC over a fixed seeded subset of this many test images (0 = off),
+    # removing / revealing the pixels in this many equal steps (a multiple of 3)
+    faithfulness_n: int = 16
+    faithfulness_steps: int = 6
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:

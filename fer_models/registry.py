@@ -115,5 +115,6 @@ def registries_in(*modules: str) -> list[Registry]:
 DATASETS: Registry = Registry("dataset", "fer_models.data.readers")
 LANDMARKS: Registry = Registry("landmark backend", "fer_models.data.landmarks", cli_name="landmarks")
 CODEBOOKS: Registry = Registry("codebook", "fer_models.data.au")
+AU_DETECTORS: Registry = Registry("AU detector", "fer_models.data.au_detectors", cli_name="au-detectors")
 BACKBONES: Registry = Registry("backbone", "fer_models.backbones")
 METHODS: Registry = Registry("method", "fer_models.methods")

@@ -17,8 +17,9 @@
 - resumes from ``checkpoint.pt`` (``resume=True``) at the epoch after the saved one; the
   data order of the remaining epochs is not the one an uninterrupted run would have seen
   (the loaders restart their seeded shuffles);
-- finally evaluates ``best.pt`` on test (metrics, confusion, cosine matrix, mean maps) and
-  writes ``run_dir/test_metrics.json``; the result carries that evaluation and the
+- finally evaluates ``best.pt`` on test (metrics, confusion, cosine matrix, mean maps, and the
+  deletion / insertion faithfulness of the CAM and the attention, ``fer_models.faithfulness``)
+  and writes ``run_dir/test_metrics.json``; the result carries that evaluation and the
   validation metrics of the selected epoch, so callers log them without re-deriving them.
 """
 
@@ -38,6 +39,7 @@ import torch
 
 from fer_models.config import TrainConfig
 from fer_models.errors import ConfigError
+from fer_models.faithfulness import faithfulness_scores
 from fer_models.losses import total_loss
 from fer_models.metrics import EvalResult, eval_options, evaluate, to_device
 
@@ -333,6 +335,10 @@ def train(
     model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
     test = evaluate(model, loaders.test, num_classes=num_classes, att_layer=att_layer, device=device,
                     mean_maps=True, progress=progress, desc="test", **eval_options(cfg))
+    test_rows = getattr(loaders.test, "dataset", None)  # None: a plain list of batches (tests)
+    if test_rows is not None:
+        test.metrics.update(faithfulness_scores(model, test_rows, n=cfg.faithfulness_n,
+                                                steps=cfg.faithfulness_steps, device=device, target=cfg.target))
     seconds = time.perf_counter() - t0
     (run_dir / "test_metrics.json").write_text(
         json.dumps({"best_epoch": best_epoch, "seconds": seconds, **test.metrics}, indent=2)

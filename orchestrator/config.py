@@ -89,6 +89,11 @@ class GridConfig:
     # whether `fer-orch grid` also runs the ablation studies (λ, layers); the seed-paper
     # presets turn them off (their AU loss is off); `--ablations/--no-ablations` overrides
     ablations: bool = True
+    # the AU sources the `au-source` study compares (DataConfig.au_source; issue 13), each a
+    # w/-AU model beside the w/o-AU one; the codebook (paper 002) is always among them
+    au_sources: tuple[str, ...] = ("codebook", "labels", "codebook+labels")
+    # the methods of the `au-source` study (None: ``ablation_method``); `ablate au-source --methods`
+    au_source_methods: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.datasets:
@@ -114,6 +119,10 @@ class GridConfig:
             parse_layers(s)
         parse_layers(self.layers)
         object.__setattr__(self, "folds", parse_folds(self.folds))
+        from fer_models.data.au import CODEBOOK, parse_au_source
+
+        sources = tuple(dict.fromkeys((CODEBOOK, *(parse_au_source(s) for s in self.au_sources))))
+        object.__setattr__(self, "au_sources", sources)
 
     # -- YAML ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -177,8 +186,9 @@ class GridConfig:
         d = _deep_merge(d, self.dataset_overrides.get(dataset, {}))
         d = _deep_merge(d, {"method": method, "data": {"dataset": dataset}})
         d = _deep_merge(d, fields)
-        if not d["au"]:
-            d["lam"], d["layers"] = 0.0, [5]  # one vanilla config for every study
+        if not d["au"]:  # one vanilla config for every study (no loss: the map's source is moot)
+            d["lam"], d["layers"] = 0.0, [5]
+            d["data"]["au_source"] = "codebook"
         else:
             d["layers"] = list(parse_layers(d["layers"]))
         return from_dict(TrainConfig, d)
@@ -199,7 +209,8 @@ class Trial:
         au = f"au-l{c.lam:g}-L{'+'.join(map(str, c.layers))}" if c.au else "noau"
         fold = f"-f{c.data.options['fold']}" if "fold" in c.data.options else ""
         target = "-identity" if c.target != "expression" else ""
-        return f"{c.method}-{c.data.dataset}{target}-{au}{fold}-s{c.seed}"
+        src = f"-{c.data.au_source.replace(':', '-')}" if c.au and c.data.au_source != "codebook" else ""
+        return f"{c.method}-{c.data.dataset}{target}-{au}{src}{fold}-s{c.seed}"
 
     def tags(self) -> dict[str, str]:
         c = self.cfg
@@ -210,6 +221,7 @@ class Trial:
             "lambda": f"{c.lam:g}",
             "layers": "+".join(map(str, c.layers)),
             "seed": str(c.seed),
+            "au_source": c.data.au_source,
             "fer_orch.config_hash": self.hash,
             "fer_orch.study": self.study,
         }
@@ -228,9 +240,10 @@ _HASH_EXCLUDE_DATA = {"num_workers", "root", "prefetch"}
 # Fields added after trials were first hashed, left out while they hold their default, so a
 # finished trial of an older grid keeps its hash (and is not trained again).
 _HASH_NEW_DEFAULTS = {"target": "expression", "weights_tag": None, "head_lr": None, "head_layers": [],
-                      "nesterov": False, "lr_step": 0, "lr_gamma": 0.1, "min_lr": 0.0, "metric_def": "project"}
+                      "nesterov": False, "lr_step": 0, "lr_gamma": 0.1, "min_lr": 0.0, "metric_def": "project",
+                      "faithfulness_n": 16, "faithfulness_steps": 6}
 _HASH_NEW_DEFAULTS_DATA = {"options": {}, "normalize": "imagenet", "color": "rgb", "eval_steps": [],
-                           "stored_size": None}
+                           "stored_size": None, "au_source": "codebook"}
 
 
 def config_hash(cfg: TrainConfig) -> str:

@@ -60,6 +60,8 @@ def runs_frame(runs: list[Any]):
     """One row per trial run: the grid variables and the test metrics."""
     import pandas as pd
 
+    from fer_models.faithfulness import KEYS as FAITHFULNESS_KEYS
+
     rows = []
     for r in runs:
         t, m = r.data.tags, r.data.metrics
@@ -77,6 +79,8 @@ def runs_frame(runs: list[Any]):
                 **{k: m.get(f"test_{k}", math.nan) for k in CLASS_MEAN.values()},
                 "att_cos_5": m.get("test_att_cos_5", m.get("test_att_cos", math.nan)),
                 "metric_def": r.data.params.get("metric_def", "project"),
+                "au_source": t.get("au_source", "codebook"),  # issue 13: the AU map's source and faithfulness
+                **{k: m.get(f"test_{k}", math.nan) for k in FAITHFULNESS_KEYS},
             }
         )
     return pd.DataFrame(rows)
@@ -227,6 +231,10 @@ def build_report(experiment: str = "fer-orch", uri: str | None = None, out: str 
             df = runs_frame(runs)
             real = real or on_paper_data(df)
             parts += studies.get(name).report(parent, df, out)
+            if name == "grid":  # issue 13: faithfulness beside Table 1
+                from orchestrator.studies.au_source import faithfulness_table
+
+                parts += faithfulness_table(df, out)
         else:
             parts.append(studies.get(name).missing)
     if any(counts.values()) and not real:

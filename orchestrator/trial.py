@@ -155,6 +155,7 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
         info = _cache_info(spec.get("cache_dir"))
         if info is not None:  # landmark failures per class bias the AU-loss sample (issue 9)
             run.log_metrics({f"data_no_face_rate_{k}": v for k, v in info.landmark_failure_rates().items()})
+            run.log_metrics(info.au_source_rates())  # images without AU labels, by the AU source's rule
         run.set_tags(node)
         if state.get("epoch"):
             run.log_metrics({"resumed_from_epoch": state["epoch"]}, step=state["epoch"])

@@ -360,3 +360,110 @@ def aus_to_vector(aus: Mapping[int, float] | None) -> np.ndarray:
         if int(au) in AU_INDEX:
             vec[AU_INDEX[int(au)]] = float(v)
     return vec
+
+
+# ----------------------------------------------------------------------------- AU sources
+# Where the training map's AUs come from (``DataConfig.au_source``; paper 002, Sec. 2: "use
+# active AUs to build an ideal interpretable model ... alternatively, a pretrained AU detector
+# could be used"). The location rules and the renderer are the same for every source; only
+# the per-image AU weights differ.
+CODEBOOK, LABELS, CODEBOOK_AND_LABELS = "codebook", "labels", "codebook+labels"
+AU_SOURCES: tuple[str, ...] = (CODEBOOK, LABELS, CODEBOOK_AND_LABELS)  # plus "detector:NAME"
+DETECTOR_PREFIX = "detector:"
+#: ``src_origin`` of a row (cache column): the source's own map, the codebook map used instead
+#: because the image has no AU labels, or no map (labels known, no active AU with a location rule)
+SRC_MAP, SRC_FALLBACK, SRC_EMPTY = 0, 1, 2
+SRC_ORIGINS = {SRC_MAP: "map", SRC_FALLBACK: "fallback", SRC_EMPTY: "empty"}
+
+
+def parse_au_source(value: str | None) -> str:
+    """The canonical spelling of an AU source, or one ``ConfigError`` listing the valid ones.
+
+    ``codebook`` (paper 002), ``labels``, ``codebook+labels`` (also written ``codebook∩labels``,
+    ``codebook&labels`` or ``labels+codebook``: the codebook's AUs that the image's labels say
+    are active) and ``detector:NAME`` (an ``AU_DETECTORS`` entry; the name is checked when the
+    cache is resolved, where the registry is loaded).
+    """
+    text = CODEBOOK if value is None else str(value).strip().lower()
+    if text.startswith(DETECTOR_PREFIX) and text[len(DETECTOR_PREFIX):].strip():
+        return DETECTOR_PREFIX + text[len(DETECTOR_PREFIX):].strip()
+    for sep in ("∩", "&", " and "):
+        text = text.replace(sep, "+")
+    parts = [p.strip() for p in text.split("+") if p.strip()]
+    if sorted(parts) == [CODEBOOK, LABELS]:
+        return CODEBOOK_AND_LABELS
+    if len(parts) == 1 and parts[0] in (CODEBOOK, LABELS):
+        return parts[0]
+    raise ConfigError(
+        f"unknown AU source '{value}'; use codebook, labels, codebook+labels (= codebook∩labels) "
+        f"or detector:NAME (see `fer-orch list au-detectors`)"
+    )
+
+
+def detector_name(source: str) -> str | None:
+    """``"detector:NAME"`` -> ``NAME``; None for the other sources."""
+    source = parse_au_source(source)
+    return source[len(DETECTOR_PREFIX):] if source.startswith(DETECTOR_PREFIX) else None
+
+
+def source_weights(
+    labels: Sequence[int] | np.ndarray,
+    aus: np.ndarray,
+    codebook: str | Codebook,
+    source: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image AU weights of ``source`` (B, len(AU_IDS)) and each row's origin (B,) int8.
+
+    ``aus``: (B, len(AU_IDS)) AU intensities (``aus_to_vector`` order; a row of NaN = the image
+    has no AU labels; for ``detector:NAME`` the detector's thresholded predictions). An AU is
+    active when its intensity is > 0, and it is drawn with its intensity as weight (a faint AU
+    faint; the renderer normalises each map to peak 1, so only ratios within an image matter).
+
+    - ``codebook``: the expression's AUs, weight 1 (paper 002); origin ``SRC_MAP``.
+    - ``labels`` / ``detector:NAME``: every active AU.
+    - ``codebook+labels``: the expression's codebook AUs that are active (paper 002, Sec. 2:
+      "not all AUs must be active").
+
+    The rule for an image without AU labels: it falls back to the codebook map (origin
+    ``SRC_FALLBACK``), so a dataset with partial labels keeps its AU guidance where it has no
+    labels, and the fallbacks are counted (cache ``meta.json`` ``au_source``, the trial's
+    ``data_au_fallback_rate``). Labels with no active AU (a neutral face; an expression shown
+    without any of its codebook AUs) give no map (origin ``SRC_EMPTY``; the loss skips the row,
+    as it skips neutral under the codebook).
+    """
+    source = parse_au_source(source)
+    cb = get_codebook(codebook).weights(labels)
+    origin = np.full(len(cb), SRC_MAP, np.int8)
+    if source == CODEBOOK:
+        return cb, origin
+    aus = np.asarray(aus, np.float32).reshape(len(cb), len(AU_IDS))
+    known = np.isfinite(aus).all(1)
+    active = np.where(known[:, None], np.clip(np.nan_to_num(aus), 0.0, None), 0.0).astype(np.float32)
+    weights = active * (cb > 0) if source == CODEBOOK_AND_LABELS else active
+    weights[~known] = cb[~known]
+    origin[~known] = SRC_FALLBACK
+    origin[known & ~(weights > 0).any(1)] = SRC_EMPTY
+    return weights.astype(np.float32), origin
+
+
+def source_au_maps(
+    landmarks: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    aus: np.ndarray,
+    codebook: str | Codebook,
+    source: str,
+    image_hw: tuple[int, int],
+    out_size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AU maps of ``source`` (see :func:`source_weights`): ``(maps (B, S, S), valid (B,), origin (B,))``.
+
+    Rendered by :func:`render_au_maps` (the renderer of the codebook and ground-truth maps);
+    ``valid`` False where the weights are all zero or the landmarks are missing (NaN).
+    ``source="codebook"`` gives :func:`expression_au_maps`'s maps.
+    """
+    lm = np.asarray(landmarks, np.float64)
+    weights, origin = source_weights(labels, aus, codebook, source)
+    maps = render_au_maps(lm, weights, image_hw, out_size)
+    valid = np.isfinite(lm).all(axis=(1, 2)) & (weights > 0).any(1)
+    maps[~valid] = 0.0
+    return maps, valid, origin

@@ -44,6 +44,7 @@ from torch.utils.data import BatchSampler, Dataset, RandomSampler, SequentialSam
 from fer_models.data import cache as _cache
 from fer_models.data.augment import IMAGENET_MEAN, IMAGENET_STD, BatchTransform  # noqa: F401 (re-exported)
 from fer_models.data.cache import cache_dir_for
+from fer_models.data.cache.layout import SOURCE_COLUMNS
 from fer_models.data.manifest import SPLITS
 from fer_models.data.steps import as_steps
 from fer_models.errors import ConfigError
@@ -68,6 +69,11 @@ class FaceDataset(Dataset):
     ``ds[indices]`` does both on the CPU. ``image_size`` None = the stored size; ``augment``:
     step strings (:mod:`fer_models.data.steps`; ``True``/``False`` as in old configs), drawn
     from a generator seeded by ``seed``; ``normalize`` and ``color`` as in DataConfig.
+
+    ``source_maps``: in a cache built with another ``DataConfig.au_source`` than the codebook,
+    ``au_map`` / ``au_valid`` are that source's map (the alignment target; ``build_loaders``
+    asks for it on the train split). Otherwise, and always on val/test, they are the codebook
+    map, the reference of CAM-COS / ATT-COS; ``gt_au_map`` is the map of the active AUs.
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class FaceDataset(Dataset):
         *,
         normalize: str = "imagenet",
         color: str = "rgb",
+        source_maps: bool = False,
     ):
         if split not in SPLITS:
             raise ConfigError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
@@ -96,6 +103,10 @@ class FaceDataset(Dataset):
         self.transform = BatchTransform(self.augment, stored_size=self.stored_size, image_size=self.image_size,
                                         map_size=self.map_size, normalize=normalize, color=color, seed=seed)
         shards = list(_cache.iter_shards(self.cache_dir, split, mmap=True)) or [self._empty_shard()]
+        self.source_maps = bool(source_maps) and "src_au_map" in shards[0]
+        if self.source_maps:  # the AU source's map is the alignment target
+            shards = [{**s, "au_map": s["src_au_map"], "au_valid": s["src_valid"]} for s in shards]
+        shards = [{k: v for k, v in s.items() if k not in SOURCE_COLUMNS} for s in shards]
         array_bytes = sum(s[k].nbytes for s in shards for k in ARRAY_COLUMNS)
         self.memory_mapped = len(shards) > 1 and array_bytes > MAX_IN_MEMORY_BYTES
         arrays = shards
@@ -311,7 +322,8 @@ def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | P
     ``device``: where batches are converted, augmented and delivered (the trainer passes its
     own; "cpu" for notebooks and analysis jobs); ``channels_last``: the images' memory format.
 
-    The train loader shuffles (seeded) and runs ``data_cfg.augment``; it drops the last
+    The train loader shuffles (seeded), runs ``data_cfg.augment`` and aligns to the map of
+    ``data_cfg.au_source`` (``FaceDataset(source_maps=True)``); it drops the last
     incomplete batch when the split has at least one full batch (BatchNorm cannot train on a
     batch of one). Val and test keep order and all rows and run ``data_cfg.eval_steps``.
     """
@@ -321,13 +333,12 @@ def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | P
     if cache_dir is not None:
         info = _cache.open_cache(cache_dir)
     else:
-        manifest, backend, codebook, key, _ = cache_dir_for(data_cfg, cache_root, manifest, backend)
-        info = _cache.find_cache(cache_root, manifest.dataset, key)
+        target = cache_dir_for(data_cfg, cache_root, manifest, backend)
+        info = _cache.find_at(target.dir)
         if info is None:
-            info = _cache.prepare(manifest, backend, codebook, data_cfg.map_size, stored,
-                                  cache_root, progress=progress)
+            info = _cache.build(target, data_cfg.map_size, stored, _cache.serial, progress=progress)
     kw = dict(normalize=getattr(data_cfg, "normalize", "imagenet"), color=getattr(data_cfg, "color", "rgb"))
-    train = FaceDataset(info.dir, "train", data_cfg.image_size, steps, seed, **kw)
+    train = FaceDataset(info.dir, "train", data_cfg.image_size, steps, seed, source_maps=True, **kw)
     val = FaceDataset(info.dir, "val", data_cfg.image_size, eval_steps, seed, **kw)
     test = FaceDataset(info.dir, "test", data_cfg.image_size, eval_steps, seed, **kw)
     device = torch.device(device)

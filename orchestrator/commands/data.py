@@ -78,15 +78,20 @@ def _pick(samples, n: int, seed: int):
               help="Landmark backend; auto = shipped/ground truth, else a detector.")
 @click.option("--map-size", default=32, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
-def show_cmd(dataset, root, split, data_opts, out, n, codebook, backend, map_size, seed) -> None:
-    """Write a PNG grid of faces with their codebook AU maps (and, for synthetic data,
-    the map of the AUs truly active) overlaid."""
+@click.option("--au-source", "au_sources", default=None,
+              help="Comma-separated AU sources drawn side by side (codebook, labels, codebook+labels, "
+                   "detector:NAME) [default: codebook, plus labels and codebook+labels where the faces have AU labels].")
+def show_cmd(dataset, root, split, data_opts, out, n, codebook, backend, map_size, seed, au_sources) -> None:
+    """Write a PNG grid of faces with the AU map of each source overlaid side by side (the
+    codebook's; the labelled AUs' and the codebook's active AUs' where the dataset has AU
+    labels; a detector's) and, for synthetic data, the map of the AUs truly active."""
     from pathlib import Path
 
     import numpy as np
 
     from fer_models import paths
-    from fer_models.data.au import AU_IDS, expression_au_maps, render_au_maps
+    from fer_models.data.au import (AU_IDS, CODEBOOK, detector_name, parse_au_source, render_au_maps,
+                                    source_au_maps)
     from fer_models.data.cache import resolve_backend
     from fer_models.data.images import load_image
     from fer_models.data.overlay import overlay_grid
@@ -96,7 +101,9 @@ def show_cmd(dataset, root, split, data_opts, out, n, codebook, backend, map_siz
 
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
-    from orchestrator.config import parse_data_opts
+    from orchestrator.config import parse_data_opts, parse_list
+
+    wanted = [parse_au_source(s) for s in parse_list(au_sources) or ()]
 
     manifest = read_dataset(dataset, root, **parse_data_opts(data_opts))
     picked = _pick(manifest.split(split), n, seed)
@@ -107,21 +114,34 @@ def show_cmd(dataset, root, split, data_opts, out, n, codebook, backend, map_siz
     detector = backend_cls(device="cpu")
     found = detector.detect(images, picked)
     nan = np.full((68, 2), np.nan, np.float32)
-    titles, cb_maps, gt_maps, lms = [], [], [], []
+    labelled = any(s.aus is not None for s in picked)
+    sources = wanted or [CODEBOOK] + (["labels", "codebook+labels"] if labelled else [])
+    titles, gt_maps, lms = [], [], []
+    maps: dict[str, list] = {src: [] for src in sources}
     synthetic = all(s.meta.get("synthetic") for s in picked)
     for img, s, lm in zip(images, picked, found):
         hw = img.shape[:2]
         lm = nan if lm is None else np.asarray(lm, np.float32)
-        m, ok = expression_au_maps(lm[None], [s.label], codebook, hw, map_size)
-        cb_maps.append(m[0] if ok[0] else None)
+        for src in sources:  # the training map of each source, same face
+            name = detector_name(src)
+            if name is not None:
+                from fer_models.data.au_detectors import predict_aus
+
+                aus = predict_aus(name, np.asarray(img)[None], lm[None])
+            else:
+                aus = np.array([[np.nan] * len(AU_IDS) if s.aus is None else
+                                 [float(s.aus.get(a, 0.0)) for a in AU_IDS]], np.float32)
+            m, ok, origin = source_au_maps(lm[None], [s.label], aus, codebook, src, hw, map_size)
+            maps[src].append(m[0] if ok[0] else None)
         lms.append(lm)
         titles.append(EXPRESSIONS[s.label] + ("" if np.isfinite(lm).all() else " (no face)"))
-        if synthetic:
+        if synthetic and "labels" not in sources:
             w = np.array([[s.aus.get(a, 0.0) for a in AU_IDS]], np.float32)
             g = render_au_maps(lm[None], w, hw, map_size)[0]
             gt_maps.append(g if g.max() > 0 else None)
-    panels = {f"codebook {codebook}": cb_maps}
-    if synthetic:
+    panels = {(f"codebook {codebook}" if src == CODEBOOK else "labels = true AUs" if synthetic and src == "labels"
+               else src): maps[src] for src in sources}
+    if gt_maps:
         panels["true AUs"] = gt_maps
     out = Path(out) if out else paths.home() / "show" / f"{dataset}.png"
     overlay_grid(images, panels, titles, out, landmarks=lms, ncols=4)

@@ -49,6 +49,10 @@ def _grid_options(fn):
         click.option("--data-opt", "data_opts", multiple=True, metavar="NAME=VALUE",
                      help="A dataset reader option, repeatable (e.g. --data-opt classes=6 --data-opt fold=3); "
                           "a wrong one is refused with the list of valid ones (docs/reproducing-seed-papers.md)."),
+        click.option("--au-source", "au_source",
+                     help="Source of the AU map of the w/-AU trials: codebook (paper 002, default), labels, "
+                          "codebook+labels (= codebook∩labels) or detector:NAME; `ablate au-source` takes a "
+                          "comma-separated list of the sources to compare."),
         click.option("--folds", help="Cross-validation of the main grid: N subject-wise folds (10) or 'all' (every fold "
                                      "the dataset has), each fold a trial; the report gives mean ± sd over folds."),
     ]
@@ -60,7 +64,7 @@ def _grid_options(fn):
 def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None, preset=None, epochs=None, lam=None,
                       tracking_uri=None, experiment=None, address=None, storage_path=None, cpus_per_trial=None,
                       gpus_per_trial=None, max_concurrent=None, max_failures=None, data_opts=(), folds=None,
-                      trial_resources=None, **_ignored):
+                      trial_resources=None, au_source=None, **_ignored):
     from orchestrator import presets
     from orchestrator.config import GridConfig, parse_data_opts, parse_list, parse_resources, parse_seeds
 
@@ -73,6 +77,9 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
     base: dict = {"epochs": epochs} if epochs is not None else {}
     if data_opts:
         base["data"] = {"options": parse_data_opts(data_opts)}
+    sources = parse_list(au_source)
+    if sources and len(sources) == 1:  # the grid's source; the au-source study compares the listed ones
+        base.setdefault("data", {})["au_source"] = sources[0]
     g = g.override(
         datasets=ds,
         methods=parse_list(methods),
@@ -87,6 +94,7 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
         resources=resources or None,
         base=base or None,
         folds=folds,
+        au_sources=sources,
     )
     g.check_data_options()
     return g
@@ -174,9 +182,15 @@ def trial_table(g, studies: tuple[str, ...]) -> str:
 
 
 def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: bool | None = None, **kw) -> None:
+    from fer_models.errors import ConfigError
+    from orchestrator.config import parse_list
     from orchestrator.studies import expand, get
 
     g = build_grid_config(**kw)
+    if len(parse_list(kw.get("au_source")) or ()) > 1 and studies != ("au-source",):
+        raise ConfigError("--au-source takes one source here (a list compares sources in `fer-orch ablate au-source`)")
+    if studies == ("au-source",) and kw.get("methods"):  # the study's methods (default: CAM only)
+        g = g.override(au_source_methods=parse_list(kw["methods"]))
     if ablations is None and not g.ablations:  # a preset without ablations (the seed papers')
         studies = tuple(s for s in studies if not get(s).ablation)
     if print_config:

@@ -55,14 +55,18 @@ def _fmt(v) -> str:
               help="A dataset reader option, repeatable (e.g. --data-opt classes=6 --data-opt fold=3).")
 @click.option("--target", type=click.Choice(["expression", "identity"]), default=_T.target, show_default=True,
               help="What the network predicts: the expression, or the subject's identity (paper 003; needs --no-au).")
+@click.option("--au-source", default=_D.au_source, show_default=True,
+              help="Where the AU map's AUs come from: codebook (paper 002), labels (the image's labelled active AUs), "
+                   "codebook+labels (= codebook∩labels) or detector:NAME (fer-orch list au-detectors).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Run folder (default under FER_ORCH_HOME/runs).")
 @click.option("--resume/--no-resume", default=True, show_default=True)
 def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, batch_size, lr, optimizer, image_size, seed,
-              device, method_kw, root, data_opts, target, out, resume):
+              device, method_kw, root, data_opts, target, au_source, out, resume):
     """Train one METHOD on DATASET (with or without AU alignment) and print its test metrics."""
 
     from fer_models import paths
     from fer_models.config import parse_layers
+    from fer_models.faithfulness import KEYS as FAITHFULNESS_KEYS
     from fer_models.data.readers import check_options
     from fer_models.metrics import save_figures
     from fer_models.registry import METHODS
@@ -75,9 +79,12 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     cfg = TrainConfig(
         method=method, backbone=backbone, pretrained=pretrained, au=au, lam=lam, layers=parse_layers(layers),
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed, device=device, method_kwargs=_kv(method_kw),
-        target=target, data=DataConfig(dataset=dataset, root=root, image_size=image_size, options=options),
+        target=target, data=DataConfig(dataset=dataset, root=root, image_size=image_size, options=options,
+                                       au_source=au_source),
     )
     tag = "".join(f"-{k}{v}" for k, v in sorted(options.items())) + ("-identity" if target == "identity" else "")
+    if cfg.data.au_source != "codebook":
+        tag += "-" + cfg.data.au_source.replace(":", "-")
     run_dir = Path(out) if out else paths.home() / "runs" / f"{dataset}{tag}-{method}-{'au' if au else 'noau'}-s{seed}"
     click.echo(f"run folder: {run_dir}")
 
@@ -90,7 +97,7 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     (run_dir / "history.json").write_text(json.dumps(res.history, indent=2))
     click.secho(f"\ntest metrics ({method}, {'w/' if au else 'w/o'} AU, backbone {res.backbone}, "
                 f"best epoch {res.best_epoch}, {res.seconds:.1f} s)", bold=True)
-    for k in ("cl", "cam_cos", "att_cos", "gt_cam_cos", "gt_att_cos"):
+    for k in ("cl", "cam_cos", "att_cos", "gt_cam_cos", "gt_att_cos", *FAITHFULNESS_KEYS):
         click.echo(f"  {k:<11} {_fmt(res.test.metrics.get(k, float('nan')))}")
     click.echo(f"weights: {res.best_path}\nfigures: {', '.join(str(p) for p in figs)}")
 

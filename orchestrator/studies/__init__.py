@@ -49,8 +49,9 @@ def report_order() -> tuple[str, ...]:
 
 
 def grid_studies(ablations: bool = True) -> tuple[str, ...]:
-    """What `fer-orch grid` runs, in run order: every study, the ablations only when asked."""
-    return run_order(n for n in STUDIES.names() if ablations or not get(n).ablation)
+    """What `fer-orch grid` runs, in run order: every study that is ``in_grid``, the ablations
+    only when asked."""
+    return run_order(n for n in STUDIES.names() if get(n).in_grid and (ablations or not get(n).ablation))
 
 
 def ablations() -> list[str]:

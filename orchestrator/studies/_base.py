@@ -25,6 +25,8 @@ class Study:
     runs_first: ClassVar[bool] = False
     #: an ablation: `fer-orch ablate NAME`, and `fer-orch grid` runs it unless --no-ablations
     ablation: ClassVar[bool] = False
+    #: `fer-orch grid` runs it (an ablation: unless --no-ablations); False: only `fer-orch ablate NAME`
+    in_grid: ClassVar[bool] = True
     #: the report's sentence when the study has no finished trial
     missing: ClassVar[str] = ""
 

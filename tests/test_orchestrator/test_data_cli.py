@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -56,3 +57,24 @@ def test_codebooks_listed_by_cli():
 def test_show_unknown_dataset_is_one_sentence():
     r = CliRunner().invoke(main, ["data", "show", "--dataset", "nope"])
     assert r.exit_code == 2 and "known datasets" in r.output and "Traceback" not in r.output
+
+
+def test_show_draws_each_au_source_side_by_side(tmp_path):
+    raf = tmp_path / "synth-raf"
+    r = CliRunner().invoke(main, ["data", "synth", "--layout", "rafdb", "--out", str(raf),
+                                  "--n-train", "14", "--n-test", "7", "--size", "32"])
+    assert r.exit_code == 0, r.output
+    widths = {}
+    for name, extra in (("default", []), ("two", ["--au-source", "codebook,labels"]),
+                        ("one", ["--au-source", "codebook+labels"])):
+        png = tmp_path / f"{name}.png"
+        r = CliRunner().invoke(main, ["data", "show", "--dataset", "synthetic-rafdb", "--root", str(raf),
+                                      "--out", str(png), "--n", "2", "--split", "train", *extra])
+        assert r.exit_code == 0, r.output
+        im = np.asarray(Image.open(png))
+        widths[name] = im.shape[1] / im.shape[0]
+    # per face: the image + 3 sources (codebook, labels = true AUs, codebook+labels), + 2, + 1 and true AUs
+    assert widths["default"] > widths["two"] * 1.15 and widths["two"] == pytest.approx(widths["one"], rel=0.1)
+    bad = CliRunner().invoke(main, ["data", "show", "--dataset", "synthetic-rafdb", "--root", str(raf),
+                                    "--au-source", "nope"])
+    assert bad.exit_code != 0 and "unknown AU source 'nope'" in bad.output

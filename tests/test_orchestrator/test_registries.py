@@ -55,6 +55,22 @@ def _landmarks(name, cls, meta):
     assert backend.detect([], []) == []
 
 
+def _au_detector(name, cls, meta):
+    from fer_models.data.au import AU_IDS
+    from fer_models.data.au_detectors import AUDetector, weights_dir
+
+    assert issubclass(cls, AUDetector) and cls.name == name and cls.version
+    assert cls.au_ids and set(AU_IDS) & set(cls.au_ids) and 0 < cls.threshold <= 1
+    assert cls.weights_files, f"AU detector '{name}' names no weights file"
+    _takes(cls.__init__, "device")
+    _takes(cls.scores, "images", "landmarks")
+    if meta.get("published"):  # offline, with no file in place: one sentence naming each file
+        with pytest.raises(MissingWeightsError) as err:
+            cls(device="cpu")
+        for f in cls.weights_files:
+            assert str(weights_dir() / f) in str(err.value)
+
+
 def _codebook(name, cb, meta):
     from fer_models.data.au import AU_IDS, Codebook
 
@@ -140,6 +156,7 @@ CONTRACTS = {
     "datasets": _dataset,
     "landmarks": _landmarks,
     "codebooks": _codebook,
+    "au-detectors": _au_detector,
     "backbones": _backbone,
     "methods": _method,
     "explainers": _explainer,
@@ -179,9 +196,9 @@ def test_study_order_runs_lambda_first_and_reports_in_the_papers_order():
     assert studies.run_order(["layers", "grid", "lambda"]) == ("lambda", "grid", "layers")
     assert studies.grid_studies() == ("lambda", "grid", "layers")
     assert studies.grid_studies(ablations=False) == ("grid",)
-    assert studies.report_order() == ("grid", "layers", "lambda")
-    assert studies.ablations() == ["lambda", "layers"]
-    with pytest.raises(UnknownNameError, match="unknown study 'nope'; known studies: grid, lambda, layers"):
+    assert studies.report_order() == ("grid", "layers", "au-source", "lambda")
+    assert studies.ablations() == ["au-source", "lambda", "layers"]  # au-source: not in the default grid
+    with pytest.raises(UnknownNameError, match="unknown study 'nope'; known studies: au-source, grid, lambda, layers"):
         studies.run_order(["grid", "nope"])
 
 

@@ -64,7 +64,7 @@ def store(tmp_path_factory, mlflow_template_db):
 def test_report_tables_from_mlflow(store, tmp_path):
     uri, gp, lp = store
     rep = build_report("rep", uri, tmp_path / "out")
-    assert rep.counts == {"grid": 8, "layers": 4, "lambda": 4}
+    assert rep.counts == {"grid": 8, "layers": 4, "au-source": 0, "lambda": 4}
     t1 = pd.read_csv(tmp_path / "out" / "table1.csv")
     cam = t1[(t1.method == "cam") & (t1.metric == "cl")].set_index("au")
     assert cam.loc[True, "mean"] == pytest.approx(84.0) and cam.loc[False, "mean"] == pytest.approx(80.0)

@@ -70,7 +70,8 @@ def _jnum(x: float) -> float | None:
     return None if x is None or math.isnan(x) else round(float(x), 4)
 
 
-def key_inputs(manifest: Manifest, backend: Any, codebook: Any, map_size: int, image_size: int) -> dict:
+def key_inputs(manifest: Manifest, backend: Any, codebook: Any, map_size: int, image_size: int,
+               au_source: str = "codebook") -> dict:
     """Everything the cache content depends on (stored in meta.json, hashed by cache_key).
 
     ``backend`` may be a class or an instance: only its ``name`` and ``version`` are read,
@@ -82,7 +83,10 @@ def key_inputs(manifest: Manifest, backend: Any, codebook: Any, map_size: int, i
     concern keep their keys: ``options`` (the reader options that differ from the
     defaults; most already show in the manifest's rows, this also covers those that do not,
     e.g. the class count) and ``face_crop`` (whole-frame datasets: how the face is cropped,
-    :func:`fer_models.data.cache.stages.face_box`).
+    :func:`fer_models.data.cache.stages.face_box`). So does ``au_source`` (the training map's
+    source, ``DataConfig.au_source``; ``detector:NAME`` adds the detector's name, version and
+    weights hash, :func:`~fer_models.data.au_detectors.detector_fingerprint`): a ``codebook``
+    cache keeps the key it had before sources existed.
     """
     from fer_models.data.cache.stages import FACE_BOX_SCALE
 
@@ -91,6 +95,14 @@ def key_inputs(manifest: Manifest, backend: Any, codebook: Any, map_size: int, i
         extra["options"] = {str(k): manifest.options[k] for k in sorted(manifest.options)}
     if manifest.frames == "whole":
         extra["face_crop"] = {"box": "landmarks-square", "scale": FACE_BOX_SCALE}
+    au_source = au.parse_au_source(au_source)
+    if au_source != au.CODEBOOK:
+        extra["au_source"] = au_source
+        name = au.detector_name(au_source)
+        if name is not None:
+            from fer_models.data.au_detectors import detector_fingerprint
+
+            extra["au_detector"] = detector_fingerprint(name)
     return {
         "format": CACHE_FORMAT,
         "dataset": manifest.dataset,
@@ -113,15 +125,17 @@ def hash_inputs(inputs: dict) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cache_key(manifest: Manifest, backend: Any, codebook: Any, map_size: int, image_size: int) -> str:
-    """Content hash of (manifest, backend + version, codebook content, sizes, CACHE_FORMAT)."""
-    return hash_inputs(key_inputs(manifest, backend, codebook, map_size, image_size))
+def cache_key(manifest: Manifest, backend: Any, codebook: Any, map_size: int, image_size: int,
+              au_source: str = "codebook") -> str:
+    """Content hash of (manifest, backend + version, codebook content, sizes, AU source, CACHE_FORMAT)."""
+    return hash_inputs(key_inputs(manifest, backend, codebook, map_size, image_size, au_source))
 
 
 class CacheTarget(NamedTuple):
-    """Where the cache of (manifest, backend, codebook, sizes) lives: its key and folder.
+    """Where the cache of (manifest, backend, codebook, sizes, AU source) lives: its key and folder.
 
-    ``backend`` is a class (or the instance a caller passed), ``codebook`` a Codebook.
+    ``backend`` is a class (or the instance a caller passed), ``codebook`` a Codebook,
+    ``au_source`` the canonical source name (:func:`fer_models.data.au.parse_au_source`).
     """
 
     manifest: Manifest
@@ -129,16 +143,19 @@ class CacheTarget(NamedTuple):
     codebook: Any
     key: str
     dir: Path
+    au_source: str = "codebook"
 
 
 def resolve(manifest: Manifest, backend: Any, codebook: Any, map_size: int, image_size: int,
-            cache_root: str | Path | None = None) -> CacheTarget:
-    """Resolve names (backend, "auto", codebook) and compute the key and folder. Cheap: no
-    image is read and no backend is constructed."""
+            cache_root: str | Path | None = None, au_source: str = "codebook") -> CacheTarget:
+    """Resolve names (backend, "auto", codebook, AU source) and compute the key and folder.
+    Cheap: no image is read and no backend is constructed (a ``detector:NAME`` source hashes
+    its weights files, or says in one sentence which are missing)."""
     backend = resolve_backend(backend, manifest)
     codebook = resolve_codebook(codebook)
-    key = cache_key(manifest, backend, codebook, map_size, image_size)
-    return CacheTarget(manifest, backend, codebook, key, cache_path(cache_root, manifest.dataset, key))
+    au_source = au.parse_au_source(au_source)
+    key = cache_key(manifest, backend, codebook, map_size, image_size, au_source)
+    return CacheTarget(manifest, backend, codebook, key, cache_path(cache_root, manifest.dataset, key), au_source)
 
 
 def cache_dir_for(data_cfg: Any, cache_root: str | Path | None = None, manifest=None,
@@ -149,7 +166,7 @@ def cache_dir_for(data_cfg: Any, cache_root: str | Path | None = None, manifest=
     the key. Reads the dataset (cheap: a listing, no image decoding). ``manifest`` /
     ``backend`` (a class) override reading ``data_cfg.dataset`` and looking up
     ``data_cfg.landmarks`` (notebooks, tests with fakes). Unpacks as
-    ``manifest, backend, codebook, key, folder``.
+    ``manifest, backend, codebook, key, folder, au_source``.
     """
     if manifest is None:
         from fer_models.data.readers import read_dataset
@@ -158,4 +175,5 @@ def cache_dir_for(data_cfg: Any, cache_root: str | Path | None = None, manifest=
                                 seed=data_cfg.split_seed, **data_cfg.options)
     return resolve(manifest, backend if backend is not None else data_cfg.landmarks,
                    data_cfg.codebook, data_cfg.map_size,
-                   getattr(data_cfg, "cache_image_size", data_cfg.image_size), cache_root)
+                   getattr(data_cfg, "cache_image_size", data_cfg.image_size), cache_root,
+                   getattr(data_cfg, "au_source", "codebook"))

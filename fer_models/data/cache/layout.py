@@ -17,10 +17,15 @@ NO_FACE = "no-face"
 SHARD_COLUMNS = (
     "row", "path", "image", "label", "identity", "landmarks", "au_map", "au_valid",
     "gt_au_map", "gt_valid", "valence", "arousal", "aus", "sequence",
+    "src_au_map", "src_valid", "src_origin",
 )  # fmt: skip
+# The AU source's map (``DataConfig.au_source`` other than "codebook"): float32 (M, M), bool,
+# int8 origin (``fer_models.data.au.SRC_ORIGINS``). Written only by such caches.
+SOURCE_COLUMNS = ("src_au_map", "src_valid", "src_origin")
 # Columns a cache written before they existed lacks (read as absent, the cache stays valid):
-# ``sequence`` (int64 index into meta.json's "sequences", -1 none; CK+ sequences).
-OPTIONAL_COLUMNS = ("sequence",)
+# ``sequence`` (int64 index into meta.json's "sequences", -1 none; CK+ sequences), and the
+# source columns, which only a cache of another AU source than the codebook has.
+OPTIONAL_COLUMNS = ("sequence", *SOURCE_COLUMNS)
 
 
 def cache_path(cache_root: str | Path | None, dataset: str, key: str) -> Path:

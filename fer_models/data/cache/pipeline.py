@@ -35,6 +35,7 @@ class Stages:
     image_size: int
     map_size: int
     batch_size: int
+    au_source: str = "codebook"  # DataConfig.au_source, canonical
 
 
 @dataclass
@@ -64,13 +65,14 @@ def build(target: CacheTarget, map_size: int, image_size: int, executor: Executo
     if not manifest.samples:
         raise DatasetError(f"dataset '{manifest.dataset}' has no readable rows to preprocess; "
                            f"check its root {manifest.root}")
-    inputs = key_inputs(manifest, target.backend, target.codebook, map_size, image_size)
+    inputs = key_inputs(manifest, target.backend, target.codebook, map_size, image_size, target.au_source)
     if hash_inputs(inputs) != target.key:
         raise ValueError(f"sizes {map_size}/{image_size} are not those cache key {target.key} was made with")
     from tqdm.auto import tqdm
 
     rows = manifest_rows(manifest)
-    stages = Stages(target.backend, target.codebook, int(image_size), int(map_size), int(batch_size))
+    stages = Stages(target.backend, target.codebook, int(image_size), int(map_size), int(batch_size),
+                    target.au_source)
     with executor(stages) as run:
         writer = CacheWriter(target.dir, inputs, manifest)
         try:
@@ -108,7 +110,7 @@ def serial(stages: Stages) -> Iterator[Run]:
         backend = instantiate_backend(stages.backend)
         for i in range(0, len(rows), stages.batch_size):
             batch = landmark_stage(batch_rows(rows[i : i + stages.batch_size]), backend, stages.image_size)
-            yield au_stage(batch, stages.codebook, stages.map_size)
+            yield au_stage(batch, stages.codebook, stages.map_size, stages.au_source)
 
     yield Run(batches, {"pipeline": "serial"})
 
@@ -123,11 +125,13 @@ def prepare(
     *,
     batch_size: int = 64,
     progress: bool = True,
+    au_source: str = "codebook",
 ) -> CacheInfo:
     """Serial (no Ray) preprocessing into the same cache the Ray pipeline writes.
 
     ``backend``: LANDMARKS name, "auto", class or instance; ``codebook``: CODEBOOKS name
-    or a Codebook. Returns at once on a cache hit without constructing the backend.
+    or a Codebook; ``au_source``: the training map's source (``DataConfig.au_source``).
+    Returns at once on a cache hit without constructing the backend.
     """
-    target = resolve(manifest, backend, codebook, map_size, image_size, cache_root)
+    target = resolve(manifest, backend, codebook, map_size, image_size, cache_root, au_source)
     return build(target, map_size, image_size, serial, batch_size=batch_size, progress=progress)

@@ -42,6 +42,29 @@ class CacheInfo:
         return {EXPRESSIONS[int(k)] if int(k) < len(EXPRESSIONS) else k: float(v["rate"]) for k, v in by.items()}
 
     @property
+    def au_source(self) -> str:
+        """The training map's source this cache was built with (``DataConfig.au_source``)."""
+        return str(self.meta.get("inputs", {}).get("au_source", "codebook"))
+
+    def au_source_counts(self, split: str = "train") -> dict[str, int]:
+        """Rows of ``split`` by where their training map came from (``map``: the source;
+        ``fallback``: no AU labels, the codebook map; ``empty``: no active AU, no map). Empty
+        for a codebook cache."""
+        return dict(self.meta.get("au_source", {}).get("rows", {}).get(split, {}))
+
+    def au_source_rates(self) -> dict[str, float]:
+        """MLflow metrics of a non-codebook cache's train split: ``data_au_fallback_rate`` (rows
+        without AU labels, trained on the codebook map instead), ``data_au_empty_rate`` (rows
+        whose labels show no active AU: no map) and the row counts."""
+        c = self.au_source_counts("train")
+        n = sum(c.values())
+        if not n:
+            return {}
+        out = {f"data_au_{k}_rate": c.get(k, 0) / n for k in ("fallback", "empty")}
+        out.update({f"data_au_{k}_rows": float(c.get(k, 0)) for k in ("map", "fallback", "empty")})
+        return out
+
+    @property
     def rows_per_s(self) -> float:
         return self.rows_in / self.build_seconds if self.build_seconds > 0 else float("nan")
 
@@ -65,6 +88,12 @@ class CacheInfo:
         if self.meta.get("landmark_fallback_rows"):
             lines.append(f"  {self.meta['landmark_fallback_rows']} face crops needed the whole image as "
                          "their face box to find landmarks")
+        for split in ("train", "val", "test"):
+            c = self.au_source_counts(split)
+            if c:
+                lines.append(f"  AU source {self.au_source}, {split}: {c.get('map', 0)} rows with its map, "
+                             f"{c.get('fallback', 0)} without AU labels (codebook map instead), "
+                             f"{c.get('empty', 0)} without an active AU (no map)")
         if self.reader_skipped:
             sk = ", ".join(f"{n} {r}" for r, n in sorted(self.reader_skipped.items()))
             lines.append(f"  skipped by the reader before preprocessing: {sk}")

@@ -155,17 +155,26 @@ def landmark_stage(batch: dict[str, np.ndarray], backend: Any, image_size: int) 
     return out
 
 
-def au_stage(batch: dict[str, np.ndarray], codebook: Any, map_size: int) -> dict[str, np.ndarray]:
-    """Adds ``au_map``/``au_valid`` (codebook) and ``gt_au_map``/``gt_valid`` (active AUs).
+def au_stage(batch: dict[str, np.ndarray], codebook: Any, map_size: int,
+             au_source: str = "codebook") -> dict[str, np.ndarray]:
+    """Adds ``au_map``/``au_valid`` (codebook) and ``gt_au_map``/``gt_valid`` (active AUs), and
+    with an ``au_source`` other than the codebook ``src_au_map``/``src_valid``/``src_origin``.
 
     ``gt_valid`` needs known AU intensities, landmarks, and at least one active AU (a
     neutral face with no active AU has no map to align to, like the codebook's neutral).
+    The source's map (:func:`fer_models.data.au.source_au_maps`: the image's labelled AUs,
+    the codebook's AUs among them, or a detector's, drawn by the same renderer) is the
+    alignment target of the training split (``FaceDataset(..., source_maps=True)``);
+    ``au_map`` stays the codebook map, the reference of CAM-COS / ATT-COS (paper 002).
+    ``src_origin`` says where each row's map came from (``au.SRC_ORIGINS``: the source, the
+    codebook for an image without AU labels, none).
     """
     t0 = time.perf_counter()
     lm = batch["landmarks"].astype(np.float32)
     size = int(batch["image"].shape[1])
     hw = (size, size)
-    maps, valid = au.expression_au_maps(lm, batch["label"].astype(np.int64), codebook, hw, map_size)
+    labels = batch["label"].astype(np.int64)
+    maps, valid = au.expression_au_maps(lm, labels, codebook, hw, map_size)
     maps = np.asarray(maps, np.float32)
     valid = np.asarray(valid, bool) & np.isfinite(lm).all(axis=(1, 2))
     maps[~valid] = 0.0
@@ -178,5 +187,14 @@ def au_stage(batch: dict[str, np.ndarray], codebook: Any, map_size: int) -> dict
         gt[gt_valid] = au.render_au_maps(lm[gt_valid], weights[gt_valid], hw, map_size)
     out = dict(batch)
     out.update(au_map=maps, au_valid=valid, gt_au_map=gt, gt_valid=gt_valid)
+    source = au.parse_au_source(au_source)
+    if source != au.CODEBOOK:
+        detector = au.detector_name(source)
+        if detector is not None:  # the detector's active AUs stand in for the labels
+            from fer_models.data.au_detectors import predict_aus
+
+            aus = predict_aus(detector, np.asarray(batch["image"]), lm)
+        src, src_valid, origin = au.source_au_maps(lm, labels, aus, codebook, source, hw, map_size)
+        out.update(src_au_map=src.astype(np.float32), src_valid=src_valid, src_origin=origin)
     out["t_au"] = np.full(len(lm), (time.perf_counter() - t0) / max(len(lm), 1), np.float64)
     return out

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_models.data.cache.layout import CACHE_FORMAT, NO_FACE, OK, SHARD_COLUMNS, UNREADABLE
+from fer_models.data.cache.layout import CACHE_FORMAT, NO_FACE, OK, SHARD_COLUMNS, SOURCE_COLUMNS, UNREADABLE
 from fer_models.data.cache.reader import CacheInfo, open_cache
 from fer_models.data.cache.rows import sequence_names
 from fer_models.data.manifest import SPLITS, Manifest
@@ -59,6 +59,8 @@ class CacheWriter:
         self.first_batch_rows = 0
         self.by_class: dict[int, Counter] = {}  # label -> readable rows, no-face rows
         self.fallback_rows = 0  # landmarks found only with the whole image as the face box
+        self.columns = [k for k in SHARD_COLUMNS if k not in SOURCE_COLUMNS]  # + source columns if any
+        self.src_origins: dict[str, Counter] = {}  # split -> AU-source origin name -> rows
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
         n = len(batch["row"])
@@ -77,11 +79,19 @@ class CacheWriter:
             c[NO_FACE] += int(st == NO_FACE)
         self.fallback_rows += int(np.sum(batch.get("fallback_box", 0)))
         splits = np.asarray(batch["split"]).astype(str)
+        if "src_origin" in batch and "src_origin" not in self.columns:
+            self.columns += list(SOURCE_COLUMNS)
         for split in SPLITS:
             sel = keep & (splits == split)
             if not sel.any():
                 continue
-            part = {k: np.asarray(batch[k])[sel] for k in SHARD_COLUMNS}
+            part = {k: np.asarray(batch[k])[sel] for k in self.columns}
+            if "src_origin" in part:
+                from fer_models.data.au import SRC_ORIGINS
+
+                c = self.src_origins.setdefault(split, Counter())
+                for code, n in zip(*np.unique(part["src_origin"], return_counts=True)):
+                    c[SRC_ORIGINS[int(code)]] += int(n)
             part["path"] = part["path"].astype(str)
             part["identity"] = part["identity"].astype(str)
             self.pending[split].append(part)
@@ -93,7 +103,7 @@ class CacheWriter:
         parts = self.pending[split]
         if not parts:
             return
-        cat = {k: np.concatenate([p[k] for p in parts]) for k in SHARD_COLUMNS}
+        cat = {k: np.concatenate([p[k] for p in parts]) for k in self.columns}
         n = len(cat["row"]) if n is None else n
         head = {k: v[:n] for k, v in cat.items()}
         rest = {k: v[n:] for k, v in cat.items()}
@@ -150,6 +160,9 @@ class CacheWriter:
                 str(k): {"rows": c["rows"], "no_face": c[NO_FACE], "rate": round(c[NO_FACE] / c["rows"], 6)}
                 for k, c in sorted(self.by_class.items())},
             "landmark_fallback_rows": self.fallback_rows,
+            **({"au_source": {"source": self.inputs.get("au_source"),
+                              "rows": {s: dict(sorted(c.items())) for s, c in sorted(self.src_origins.items())}}}
+               if self.src_origins else {}),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **(extra_meta or {}),
         }

@@ -172,6 +172,24 @@ class SyntheticRafDB(_Synthetic):
     defaults = dict(n_train=1400, n_test=350, image_size=64, n_identities=40, gen_seed=0)
 
 
+@DATASETS.register("synthetic-rafdb-shortcut", classes=7, synthetic=True)
+class SyntheticRafDBShortcut(_Synthetic):
+    """synthetic-rafdb's faces with a planted shortcut: corner colours predict the expression in train, random in test."""
+
+    name = "synthetic-rafdb-shortcut"
+    layout = "rafdb"
+    title = "synthetic RAF-DB with a planted shortcut"
+    # the faces of synthetic-rafdb (same generator seed); ``shortcut``: the cue's strength
+    # (fer_models.data.synth_shortcut: the share of train rows whose cue is their expression)
+    defaults = dict(SyntheticRafDB.defaults, shortcut=0.9)
+
+    def _write(self, out: Path, gen: dict[str, Any], progress: bool) -> None:
+        from fer_models.data.synth_shortcut import plant_shortcut
+
+        super()._write(out, {k: v for k, v in gen.items() if k != "shortcut"}, progress)
+        plant_shortcut(out, float(gen["shortcut"]), seed=int(gen["gen_seed"]))
+
+
 @DATASETS.register("synthetic-affectnet", classes=7, synthetic=True)
 class SyntheticAffectNet(_Synthetic):
     """Synthetic faces in AffectNet's official layout (generated on first use)."""
