@@ -36,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from fer_models.config import TrainConfig
+from fer_models.config import TrainConfig, validate
 from fer_models.errors import ConfigError
 from fer_models.losses import total_loss
 from fer_models.metrics import EvalResult, eval_options, evaluate, to_device
@@ -240,12 +240,7 @@ def train(
     from fer_models.methods import build_model
 
     t0 = time.perf_counter()
-    if cfg.epochs < 1:
-        raise ConfigError(f"epochs must be at least 1, got {cfg.epochs}")
-    if cfg.lam < 0:
-        raise ConfigError(f"lambda (lam) must be >= 0 (paper 002, Eq. 3), got {cfg.lam}")
-    if not cfg.layers or any(not 1 <= int(l) <= 5 for l in cfg.layers):
-        raise ConfigError(f"layers are numbered 1..5 (paper 002, Table 3), got {cfg.layers}")
+    validate(cfg, names=False)  # numbers and ranges; names are checked where the model and data are built
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)

@@ -173,18 +173,33 @@ def trial_table(g, studies: tuple[str, ...]) -> str:
     return "\n\n".join(parts)
 
 
+def check_stores(g) -> None:
+    """Everything the grid writes can be written, and the MLflow store opens, before Ray
+    starts: FER_ORCH_HOME (cache, trial folders), a local Tune storage, the tracking store."""
+    from fer_models import paths
+    from orchestrator.tracking.store import resolve_uri
+
+    paths.check_home()
+    if g.storage_path and "://" not in g.storage_path:
+        paths.check_writable(g.storage_path, "the Tune storage (--storage)",
+                             "pass --storage a writable folder (shared by every node on a cluster)")
+    resolve_uri(g.tracking_uri)
+
+
 def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: bool | None = None, **kw) -> None:
     from orchestrator.studies import expand, get
 
     g = build_grid_config(**kw)
     if ablations is None and not g.ablations:  # a preset without ablations (the seed papers')
         studies = tuple(s for s in studies if not get(s).ablation)
+    g.validate(studies)  # every trial's config, before Ray starts (`--epochs 0` is one sentence)
     if print_config:
         click.echo(g.to_yaml())
         click.echo(trial_table(g, studies))
         for s in studies:
             click.echo(f"# {s}: {len(expand(g, s))} trials")
         return
+    check_stores(g)
     from orchestrator.grid import run_grid
 
     out = run_grid(g, studies=studies, resume=resume)

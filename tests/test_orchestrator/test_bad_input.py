@@ -1,0 +1,137 @@
+"""Issue 15: a user's mistake is one sentence (exit 2) before any long work, never a silently
+wrong result. One test per case of docs/bad-input.md."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.cli import main
+
+
+def _cli(*args: str, **kw):
+    return CliRunner().invoke(main, list(args), **kw)
+
+
+def _one_sentence(r, *fragments: str) -> None:
+    """Exit status 2, every fragment in the output, no traceback."""
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output, r.output
+    for f in fragments:
+        assert f in r.output, r.output
+
+
+@pytest.fixture
+def fake_data_train(monkeypatch):
+    """`fer-orch train` with the real train() on tiny learnable in-memory batches (no dataset,
+    no cache): each call's run folder and whether it trained (epochs run) are recorded."""
+    import fer_models.train as ft
+    from tests.test_fer_models.test_train import _loaders
+
+    real, calls = ft.train, []
+
+    def train(cfg, run_dir, **kw):
+        epochs = []
+        user = kw.pop("on_epoch", None)
+
+        def on_epoch(e, m):
+            epochs.append(e)
+            if user:
+                user(e, m)
+
+        res = real(cfg, run_dir, **{**kw, "loaders": _loaders(), "on_epoch": on_epoch, "progress": False})
+        calls.append({"run_dir": run_dir, "epochs": epochs, "lam": cfg.lam, "layers": cfg.layers})
+        return res
+
+    monkeypatch.setattr(ft, "train", train)
+    return calls
+
+
+_TRAIN = ("train", "--dataset", "synthetic-rafdb", "--method", "cam", "--backbone", "resnet-tiny", "--epochs", "1",
+          "--image-size", "32", "--device", "cpu")
+
+
+def test_rerun_with_another_lambda_and_layers_trains_again(fake_data_train):
+    """Item 1: the run folder is keyed by the config hash, so `--lambda 5 --layers 4` is a new run."""
+    r1 = _cli(*_TRAIN)
+    assert r1.exit_code == 0, r1.output
+    r2 = _cli(*_TRAIN, "--lambda", "5", "--layers", "4")
+    assert r2.exit_code == 0, r2.output
+    first, second = fake_data_train
+    assert first["run_dir"] != second["run_dir"]
+    assert second["epochs"] == [1] and (second["lam"], second["layers"]) == (5.0, (4,))
+    r3 = _cli(*_TRAIN)  # the same config again: resumed from its finished checkpoint, no epoch
+    assert r3.exit_code == 0 and fake_data_train[2]["run_dir"] == first["run_dir"]
+    assert fake_data_train[2]["epochs"] == []
+
+
+def test_out_folder_of_another_config_is_refused_in_one_sentence(fake_data_train, tmp_path):
+    out = str(tmp_path / "run")
+    assert _cli(*_TRAIN, "--out", out).exit_code == 0
+    _one_sentence(_cli(*_TRAIN, "--out", out, "--lambda", "5"), "holds a checkpoint of another configuration",
+                  "--no-resume")
+    assert len(fake_data_train) == 1  # refused before training
+    r = _cli(*_TRAIN, "--out", out, "--lambda", "5", "--no-resume")
+    assert r.exit_code == 0 and fake_data_train[1]["epochs"] == [1]
+
+
+@pytest.mark.parametrize("args, sentence", [
+    (("--lambda", "nan"), "lam (--lambda/--lam) must be a finite number"),
+    (("--lambda", "inf"), "lam (--lambda/--lam) must be a finite number"),
+    (("--lambda", "-1"), "lam (--lambda/--lam) must be >= 0"),
+    (("--lr", "nan"), "lr (--lr) must be a finite number"),
+    (("--lr", "0"), "lr (--lr) must be > 0"),
+    (("--image-size", "7"), "data.image_size (--image-size) must be >= 8"),
+    (("--batch-size", "0"), "batch_size (--batch-size) must be >= 1"),
+    (("--epochs", "0"), "epochs (--epochs) must be >= 1"),
+    (("--layers", "6"), "layers are numbered 1..5"),
+    (("--backbone", "nope"), "unknown backbone 'nope'"),
+    (("--optimizer", "rmsprop"), "unknown optimizer 'rmsprop'"),
+])
+def test_train_refuses_a_bad_option_before_any_data_work(args, sentence, monkeypatch):
+    """Item 2: one validation, one sentence, and neither the cache nor train() is reached."""
+    import fer_models.data.dataset as ds
+
+    monkeypatch.setattr(ds, "build_loaders", lambda *a, **k: pytest.fail("reached the data"))
+    base = [a for a in _TRAIN if a not in ("--epochs", "1")] if "--epochs" in args else list(_TRAIN)
+    _one_sentence(_cli(*base, *args), sentence)
+
+
+def test_validate_refuses_non_finite_numbers_of_every_field():
+    from fer_models.config import DataConfig, TrainConfig, validate
+    from fer_models.errors import ConfigError
+
+    for field in ("lam", "lr", "momentum", "weight_decay", "lr_gamma", "min_lr", "head_lr"):
+        for bad in (math.nan, math.inf, -1.0):
+            with pytest.raises(ConfigError, match=field):
+                validate(TrainConfig(**{field: bad}))
+    with pytest.raises(ConfigError, match="val_fraction"):
+        validate(TrainConfig(data=DataConfig(val_fraction=math.nan)))
+    with pytest.raises(ConfigError, match="unknown codebook"):
+        validate(TrainConfig(data=DataConfig(codebook="nope")))
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        validate(TrainConfig(data=DataConfig(dataset="nope")))
+    assert validate(TrainConfig()) == TrainConfig()
+
+
+@pytest.mark.parametrize("args, sentence", [
+    (("--epochs", "0"), "epochs (--epochs) must be >= 1"),
+    (("--lam", "nan"), "λ must be > 0 and finite"),
+    (("--methods", "cam", "--config", "{cfg}"), "batch_size (--batch-size) must be >= 1"),
+])
+@pytest.mark.parametrize("command", [("grid",), ("ablate", "lambda")])
+def test_grid_and_ablate_refuse_a_bad_config_before_ray_starts(command, args, sentence, tmp_path, monkeypatch):
+    import orchestrator.ray_utils as ru
+
+    monkeypatch.setattr(ru, "init_ray", lambda *a, **k: pytest.fail("Ray started"))
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text("base:\n  batch_size: 0\n")
+    _one_sentence(_cli(*command, *[a.format(cfg=cfg) for a in args]), sentence)
+
+
+def test_preprocess_refuses_a_bad_size_and_name_before_the_cache():
+    _one_sentence(_cli("preprocess", "--dataset", "synthetic-rafdb", "--image-size", "7"), "must be >= 8")
+    _one_sentence(_cli("preprocess", "--dataset", "synthetic-rafdb", "--codebook", "nope"), "unknown codebook 'nope'")
+    _one_sentence(_cli("preprocess", "--dataset", "synthetic-rafdb", "--val-fraction", "nan"), "val_fraction")
