@@ -135,3 +135,92 @@ def test_preprocess_refuses_a_bad_size_and_name_before_the_cache():
     _one_sentence(_cli("preprocess", "--dataset", "synthetic-rafdb", "--image-size", "7"), "must be >= 8")
     _one_sentence(_cli("preprocess", "--dataset", "synthetic-rafdb", "--codebook", "nope"), "unknown codebook 'nope'")
     _one_sentence(_cli("preprocess", "--dataset", "synthetic-rafdb", "--val-fraction", "nan"), "val_fraction")
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    """A regular file: a folder 'under' it can never be made (root ignores chmod, so this is
+    the unwritable path a test can make)."""
+    f = tmp_path / "a-file"
+    f.write_text("not a folder")
+    return f
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    import orchestrator.ray_utils as ru
+
+    monkeypatch.setattr(ru, "init_ray", lambda *a, **k: pytest.fail("Ray started"))
+
+
+def test_unwritable_fer_orch_home_is_one_sentence_before_any_work(a_file, monkeypatch, no_ray):
+    """Item 6: FER_ORCH_HOME, --storage, --out, an SQLite path that cannot be written."""
+    monkeypatch.setenv("FER_ORCH_HOME", str(a_file / "home"))
+    _one_sentence(_cli("grid", "--epochs", "1"), "cannot write to FER_ORCH_HOME", "export FER_ORCH_HOME")
+    _one_sentence(_cli(*_TRAIN), "cannot write to FER_ORCH_HOME")
+    _one_sentence(_cli("preprocess", "--dataset", "synthetic-rafdb"), "cannot write to FER_ORCH_HOME")
+
+
+def test_unwritable_storage_out_and_sqlite_paths_are_one_sentence(a_file, no_ray):
+    _one_sentence(_cli("grid", "--storage", str(a_file / "ray")), "cannot write to the Tune storage (--storage)",
+                  str(a_file / "ray"))
+    _one_sentence(_cli(*_TRAIN, "--out", str(a_file / "run")), "cannot write to the run folder", "--out")
+    _one_sentence(_cli("grid", "--tracking-uri", f"sqlite:///{a_file}/mlflow.db"),
+                  "cannot write to the folder of the MLflow store", "--tracking-uri")
+
+
+def test_corrupt_mlflow_db_is_one_sentence_naming_it(tmp_path, no_ray):
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"this is no sqlite file" * 100)
+    _one_sentence(_cli("grid", "--tracking-uri", f"sqlite:///{db}"), f"the MLflow store '{db}' is not a readable "
+                  "SQLite database", "move it aside")
+    from orchestrator.tracking.store import resolve_uri
+
+    good = tmp_path / "ok" / "mlflow.db"
+    assert resolve_uri(f"sqlite:///{good}") == f"sqlite:///{good}"  # a new store: its folder is made
+
+
+@pytest.fixture
+def grid_with_a_failed_trial(mlflow_store, log_trial):
+    """A grid parent with one trained trial (weights logged) and one FAILED trial (none)."""
+    from fer_models.config import TrainConfig
+    from fer_models.methods import build_model
+    from orchestrator import tracking
+
+    c, exp = mlflow_store.client, mlflow_store.exp
+    parent = c.create_run(exp, tags={tracking.KIND_TAG: "grid"}).info.run_id
+    cfg = TrainConfig(method="cam", backbone="resnet-tiny", au=False)
+    good = log_trial(c, exp, parent, cfg, build_model(cfg).state_dict(), "good")
+    bad = c.create_run(exp, tags={tracking.KIND_TAG: "trial", "mlflow.parentRunId": parent}).info.run_id
+    c.set_terminated(bad, "FAILED")
+    return mlflow_store.uri, parent, good, bad
+
+
+@pytest.mark.parametrize("command", ["explain", "probe"])
+def test_explain_and_probe_of_a_run_without_weights_is_one_sentence_before_ray(command, grid_with_a_failed_trial,
+                                                                               no_ray):
+    """Item 8: a trial without weights is refused before Ray starts."""
+    uri, _parent, _good, bad = grid_with_a_failed_trial
+    _one_sentence(_cli(command, "--run", bad, "--tracking-uri", uri), f"run '{bad}' has no weights",
+                  "its status is FAILED")
+
+
+@pytest.mark.parametrize("module, entry", [("orchestrator.explain", "explain_runs"), ("orchestrator.probe", "probe_runs")])
+def test_explain_and_probe_of_a_grid_skip_its_failed_trials_and_say_so(module, entry, grid_with_a_failed_trial,
+                                                                       monkeypatch):
+    import importlib
+
+    from orchestrator.jobs import Outcome
+
+    uri, parent, good, _bad = grid_with_a_failed_trial
+    mod = importlib.import_module(module)
+    seen = []
+    monkeypatch.setattr(mod, "run_tasks", lambda fn, tasks, **kw: [Outcome(tuple(t), error="stop") for t in tasks
+                                                                    if not seen.append(t[0])])
+    warnings = []
+    try:
+        getattr(mod, entry)(parent, uri=uri, warn=warnings.append, progress=False)
+    except Exception:  # probe of one run whose task failed raises; only the tasks matter here
+        pass
+    assert seen and set(seen) == {good}
+    assert warnings == [f"skipped 1 of the 2 trials of grid run '{parent}' (1 FAILED, 0 without weights)"]
