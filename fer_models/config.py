@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fer_models.errors import ConfigError
@@ -246,5 +247,12 @@ def validate(cfg: TrainConfig, *, names: bool = True) -> TrainConfig:
     if names:
         from fer_models.methods import resolve_backbone
 
-        resolve_backbone(cfg.method, cfg.backbone)  # unknown method/backbone, or a family mismatch
+        from fer_models.backbones._base import wants_pretrained
+        from fer_models.errors import MissingWeightsError
+
+        if resolve_backbone(cfg.method, cfg.backbone) is not None:  # unknown method/backbone, family mismatch
+            pre = wants_pretrained(cfg.pretrained)
+            if isinstance(pre, str) and not Path(pre).expanduser().exists():
+                raise MissingWeightsError(f"pretrained weights file '{pre}' (--pretrained) does not exist; pass an "
+                                          f"existing .pt/.pth file, true (hub weights) or false")
     return cfg

@@ -37,9 +37,10 @@ import numpy as np
 import torch
 
 from fer_models.config import TrainConfig, validate
-from fer_models.errors import ConfigError
+from fer_models.errors import ConfigError, StateDictError
 from fer_models.losses import total_loss
 from fer_models.metrics import EvalResult, eval_options, evaluate, to_device
+from fer_models.torch_utils import load_state_file
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -270,7 +271,10 @@ def train(
     ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
     start, best_epoch, best_cl, history = 1, 0, -math.inf, []
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        fix = "delete it, or pass --no-resume (resume=False), to train this run from scratch"
+        state = load_state_file(ckpt_path, device, what="checkpoint", fix=fix)
+        if not {"model", "optimizer", "scheduler", "epoch", "best", "history"} <= set(state):
+            raise StateDictError(f"checkpoint '{ckpt_path}' is not a fer-orch training checkpoint; {fix}")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -325,7 +329,8 @@ def train(
         if on_epoch is not None:
             on_epoch(epoch, metrics)
 
-    model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+    model.load_state_dict(load_state_file(best_path, device, what="best weights",
+                                          fix="delete the run folder's checkpoint.pt and best.pt to train again"))
     test = evaluate(model, loaders.test, num_classes=num_classes, att_layer=att_layer, device=device,
                     mean_maps=True, progress=progress, desc="test", **eval_options(cfg))
     seconds = time.perf_counter() - t0

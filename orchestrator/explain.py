@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from fer_analysis.jobs import ExplainSpec, canonical_job, run_job
 from fer_analysis.targets import CompareRun, RunContext, au_loss_used, class_names_for, run_target
-from fer_models.errors import ConfigError, FerOrchError
+from fer_models.errors import ConfigError
 from orchestrator import tracking
 from orchestrator.jobs import resolve_device, run_tasks, trained_runs
 

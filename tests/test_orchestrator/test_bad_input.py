@@ -224,3 +224,43 @@ def test_explain_and_probe_of_a_grid_skip_its_failed_trials_and_say_so(module, e
         pass
     assert seen and set(seen) == {good}
     assert warnings == [f"skipped 1 of the 2 trials of grid run '{parent}' (1 FAILED, 0 without weights)"]
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 50, "half"])
+def test_corrupt_checkpoint_is_not_a_valid_state_dict_never_weights_only(content, tmp_path):
+    """Item 7: a truncated/corrupt checkpoint.pt: one sentence naming it; torch's advice to set
+    weights_only=False (which would run the file's code) is never passed on."""
+    import torch
+
+    from fer_models.errors import StateDictError
+    from fer_models.train import train
+    from tests.test_fer_models.test_train import _cfg, _loaders
+
+    run = tmp_path / "run"
+    run.mkdir()
+    if content == "half":
+        torch.save({"model": {"w": torch.zeros(1000)}}, run / "checkpoint.pt")
+        content = (run / "checkpoint.pt").read_bytes()[:500]
+    (run / "checkpoint.pt").write_bytes(content)
+    with pytest.raises(StateDictError) as e:
+        train(_cfg(), run, loaders=_loaders(), progress=False)
+    msg = str(e.value)
+    assert f"checkpoint '{run / 'checkpoint.pt'}' is not a valid state dict" in msg and "--no-resume" in msg
+    assert "weights_only" not in msg
+
+
+def test_pretrained_file_that_is_not_a_state_dict_is_one_sentence(fake_data_train, tmp_path):
+    import pickle
+
+    bad = tmp_path / "weights.pt"
+    bad.write_bytes(pickle.dumps(print))  # a pickle of a function: torch says "use weights_only=False"
+    r = _cli(*_TRAIN, "--pretrained", str(bad))
+    _one_sentence(r, f"'{bad}' is not a valid state dict", "Python objects other than tensors")
+    assert "weights_only" not in r.output
+
+
+def test_missing_pretrained_file_is_refused_before_any_data_work(tmp_path, monkeypatch):
+    import fer_models.data.dataset as ds
+
+    monkeypatch.setattr(ds, "build_loaders", lambda *a, **k: pytest.fail("reached the data"))
+    _one_sentence(_cli(*_TRAIN, "--pretrained", str(tmp_path / "nope.pt")), "(--pretrained) does not exist")
