@@ -264,3 +264,30 @@ def test_missing_pretrained_file_is_refused_before_any_data_work(tmp_path, monke
 
     monkeypatch.setattr(ds, "build_loaders", lambda *a, **k: pytest.fail("reached the data"))
     _one_sentence(_cli(*_TRAIN, "--pretrained", str(tmp_path / "nope.pt")), "(--pretrained) does not exist")
+
+
+def _raising(exc):
+    def fn(*a, **k):
+        raise exc
+
+    return fn
+
+
+def test_exit_status_2_for_mistakes_1_with_traceback_and_hint_for_bugs(monkeypatch):
+    """Item 9: a user's mistake (FerOrchError, click usage, a permission error) exits 2 with one
+    sentence; an internal error keeps its traceback plus the hint to report it; --debug shows
+    the traceback of a mistake on purpose."""
+    import orchestrator.cli as cli
+    from fer_models.errors import ConfigError
+
+    _one_sentence(_cli("train", "--datset", "x"), "No such option '--datset'")
+    monkeypatch.setattr(cli, "_families", _raising(RuntimeError("boom inside")))
+    r = _cli("list")
+    assert r.exit_code == 1 and cli.REPORT_HINT in r.output
+    assert "Traceback" in r.output and "RuntimeError: boom inside" in r.output
+    monkeypatch.setattr(cli, "_families", _raising(ConfigError("a wrong option")))
+    _one_sentence(_cli("list"), "error: a wrong option")
+    r = _cli("--debug", "list")
+    assert r.exit_code == 2 and "Traceback" in r.output and "error: a wrong option" in r.output
+    monkeypatch.setattr(cli, "_families", _raising(PermissionError(13, "Permission denied", "/data/x")))
+    _one_sentence(_cli("list"), "cannot access '/data/x' (Permission denied)")
