@@ -44,7 +44,7 @@ from torch.utils.data import BatchSampler, Dataset, RandomSampler, SequentialSam
 from fer_models.data import cache as _cache
 from fer_models.data.augment import IMAGENET_MEAN, IMAGENET_STD, BatchTransform  # noqa: F401 (re-exported)
 from fer_models.data.cache import cache_dir_for
-from fer_models.data.manifest import SPLITS
+from fer_models.data.manifest import SPLITS, check_validation
 from fer_models.data.steps import as_steps
 from fer_models.errors import ConfigError
 
@@ -321,7 +321,10 @@ def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | P
     if cache_dir is not None:
         info = _cache.open_cache(cache_dir)
     else:
+        read = manifest is None
         manifest, backend, codebook, key, _ = cache_dir_for(data_cfg, cache_root, manifest, backend)
+        if read:  # a dataset read from disk: an empty validation split is one sentence, before the cache
+            check_validation(manifest, data_cfg.val_fraction)
         info = _cache.find_cache(cache_root, manifest.dataset, key)
         if info is None:
             info = _cache.prepare(manifest, backend, codebook, data_cfg.map_size, stored,
