@@ -62,12 +62,23 @@ class Manifest:
     options: dict[str, Any] = field(default_factory=dict)  # reader options that differ from the defaults
     frames: str = "face"  # "face": each image is a face crop; "whole": a whole frame (crop by landmarks)
     val_by: str = "label"  # how the reader carved validation (carve_validation's ``by``)
+    # rows kept whose shipped landmarks were unusable, by reason (AffectNet's non-numeric or
+    # 135-value landmark rows): they count as landmark failures, the rest keep theirs
+    landmark_errors: Counter = field(default_factory=Counter)
 
     def skip(self, reason: str, item: str) -> None:
         self.skipped[reason] += 1
         examples = self.skipped_examples.setdefault(reason, [])
         if len(examples) < 5:
             examples.append(item)
+
+    def bad_landmarks(self, sample: Sample, reason: str) -> None:
+        """Keep ``sample`` without landmarks and count ``reason``: the dataset ships landmarks
+        but this row's are unusable (a landmark failure, not a reason to drop the image or to
+        switch the whole dataset to a detector: see ``landmarks.dataset.DatasetLandmarks``)."""
+        sample.landmarks = None
+        sample.meta["landmark_error"] = reason
+        self.landmark_errors[reason] += 1
 
     def split(self, name: str) -> list[Sample]:
         """The rows of split ``name`` (``"all"``: every row)."""
@@ -91,6 +102,9 @@ class Manifest:
             parts.append(
                 "skipped " + ", ".join(f"{n} {r}" for r, n in sorted(self.skipped.items()))
             )
+        if self.landmark_errors:
+            parts.append("kept without shipped landmarks (landmark failures) "
+                         + ", ".join(f"{n} {r}" for r, n in sorted(self.landmark_errors.items())))
         return "; ".join(parts)
 
 

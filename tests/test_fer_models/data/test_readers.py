@@ -237,3 +237,30 @@ def test_empty_validation_split_is_one_sentence_before_the_cache(tmp_path, make_
     assert not paths.cache_dir().exists() or not any(paths.cache_dir().iterdir())
     assert read_dataset("rafdb", tmp_path / "raf", val_fraction=0.34).split("val")  # the advice works
     assert not read_dataset("rafdb", tmp_path / "raf", val_fraction=0).split("val")  # asked for: no check here
+
+
+def test_affectnet_bad_landmark_rows_are_counted_and_the_good_rows_keep_theirs(tmp_path, make_affectnet):
+    """Issue 15: non-numeric or 135-value landmark rows were dropped from the 'dataset' source
+    silently, and 'auto' then switched the whole dataset to dlib (2 of 8 rows < 95%)."""
+    from fer_models.data.landmarks import default_backend
+
+    make_affectnet(tmp_path)
+    csv = tmp_path / "Manually_Annotated_file_lists" / "training.csv"
+    lines = csv.read_text().splitlines()
+    for i, line in enumerate(lines):
+        head, lnd, tail = line.split('"') if '"' in line else (line, None, None)
+        if lnd is None:
+            continue
+        if head.startswith("1/b.jpg"):
+            lines[i] = f'{head}"n/a;{lnd.split(";", 1)[1]}"{tail}'
+        elif head.startswith("3/h.jpg"):
+            lines[i] = f'{head}"{lnd.rsplit(";", 1)[0]}"{tail}'  # 135 values
+    csv.write_text("\n".join(lines) + "\n")
+    m = read_dataset("affectnet", tmp_path, val_fraction=0)
+    assert m.landmark_errors == {"landmarks not numeric": 1, "135 landmark values, not 136": 1}
+    assert m.counts() == {"train": 6, "val": 0, "test": 2}  # the rows are kept
+    by = {s.path.split("Manually_Annotated_Images/")[1]: s for s in m.samples}
+    assert by["1/b.jpg"].landmarks is None and by["3/h.jpg"].landmarks is None
+    assert sum(s.landmarks is not None for s in m.samples) == 6  # every good row keeps its shipped landmarks
+    assert default_backend(m) == "dataset"
+    assert "1 135 landmark values, not 136" in m.summary()
