@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def check_writable(path: str | Path, what: str, fix: str = "pass another path or
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        reason = e.strerror or type(e).__name__
+        reason = "a file stands in the way of a folder" if e.errno in (errno.EEXIST, errno.ENOTDIR) \
+            else (e.strerror or type(e).__name__)
         raise PathError(f"cannot write to {what} '{p}' ({reason}); {fix}") from None
     return p
 

@@ -85,7 +85,7 @@ def load_state_file(path, map_location="cpu", *, what: str = "weights file", fix
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
-        reason = "it holds Python objects other than tensors, which fer-orch does not load"
+        reason = "it is corrupt, or holds Python objects other than tensors, which fer-orch does not load"
     except FileNotFoundError:
         raise
     except Exception as e:  # noqa: BLE001 - truncated zip (RuntimeError), empty (EOFError), garbage (KeyError...)

@@ -125,8 +125,9 @@ def load_local_weights(model: nn.Module, path: str | Path, name: str) -> None:
         raise MissingWeightsError(
             f"pretrained weights file '{path}' for backbone '{name}' does not exist; pass an existing .pth/.pt file or pretrained=False"
         )
-    state = load_state_file(path, what=f"pretrained weights file for backbone '{name}'",
-                            fix="pass the backbone's weights saved with torch.save(state_dict, path), or pretrained=False")
+    state = load_state_file(path, what="pretrained weights file",
+                            fix=f"pass weights of backbone '{name}' saved with torch.save(state_dict, path), "
+                                f"or pretrained=False")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

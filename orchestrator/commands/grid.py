@@ -249,6 +249,10 @@ def report_cmd(experiment: str, out: str | None, tracking_uri: str | None, no_lo
     """Rebuild Tables 1-3 and Figure 5 of paper 002 from MLflow (Markdown, CSV, PNG)."""
     from orchestrator.report import build_report
 
+    if out:
+        from fer_models.paths import check_writable
+
+        check_writable(out, "the report folder (--out)", "pass --out a writable folder")
     rep = build_report(experiment, tracking_uri, out, log=not no_log)
     click.echo(rep.markdown)
     click.secho(f"report written to {rep.out} ({len(rep.files)} files)", fg="green", err=True)

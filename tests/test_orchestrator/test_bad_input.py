@@ -291,3 +291,8 @@ def test_exit_status_2_for_mistakes_1_with_traceback_and_hint_for_bugs(monkeypat
     assert r.exit_code == 2 and "Traceback" in r.output and "error: a wrong option" in r.output
     monkeypatch.setattr(cli, "_families", _raising(PermissionError(13, "Permission denied", "/data/x")))
     _one_sentence(_cli("list"), "cannot access '/data/x' (Permission denied)")
+
+
+def test_unwritable_report_folder_is_one_sentence(a_file):
+    _one_sentence(_cli("report", "--out", str(a_file / "rep")), "cannot write to the report folder (--out)",
+                  "a file stands in the way of a folder")
