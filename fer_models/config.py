@@ -245,7 +245,9 @@ def validate(cfg: TrainConfig, *, names: bool = True) -> TrainConfig:
             raise ConfigError(f"unknown {what.split(' ')[0]} '{value}'; use {', '.join(known)}")
     validate_data(cfg.data, names=names)
     if names:
-        from fer_models.methods import resolve_backbone
+        from fer_models.methods import check_method_options, resolve_backbone
+
+        check_method_options(cfg)  # --method-kw names the method's own options
 
         from fer_models.backbones._base import wants_pretrained
         from fer_models.errors import MissingWeightsError

@@ -89,6 +89,7 @@ def test_out_folder_of_another_config_is_refused_in_one_sentence(fake_data_train
     (("--layers", "6"), "layers are numbered 1..5"),
     (("--backbone", "nope"), "unknown backbone 'nope'"),
     (("--optimizer", "rmsprop"), "unknown optimizer 'rmsprop'"),
+    (("--method-kw", "nope=1"), "method 'cam' has no option(s) ['nope']"),
 ])
 def test_train_refuses_a_bad_option_before_any_data_work(args, sentence, monkeypatch):
     """Item 2: one validation, one sentence, and neither the cache nor train() is reached."""
