@@ -37,6 +37,21 @@ def _fmt(v) -> str:
 CONFIG_KEY_FILE = "config_hash.txt"
 
 
+def run_key(cfg: TrainConfig) -> str:
+    """The run folder's key: the grid's ``config_hash``, mixed with the dataset root when one
+    is given. The grid leaves ``root`` out of its hash (each node of a cluster may mount the
+    data elsewhere), but on one machine two roots are two datasets (issue 15: `--root`)."""
+    import hashlib
+
+    from orchestrator.config import config_hash
+
+    key = config_hash(cfg)
+    if cfg.data.root is None:
+        return key
+    root = Path(cfg.data.root).expanduser().resolve()
+    return hashlib.sha1(f"{key}|{root}".encode()).hexdigest()[:12]
+
+
 def check_run_dir(run_dir: Path, key: str, resume: bool) -> None:
     """Refuse to resume, in ``run_dir``, a checkpoint of another config (issue 15: the folder
     was once named by dataset, method, AU and seed only, so `--lambda 5` reused the λ=1
@@ -91,7 +106,7 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     from fer_models.metrics import save_figures
     from fer_models.registry import METHODS
     from fer_models.train import train
-    from orchestrator.config import config_hash, parse_data_opts
+    from orchestrator.config import parse_data_opts
 
     METHODS.get(method)  # unknown method: one red line before any data work
     options = parse_data_opts(data_opts)
@@ -102,7 +117,7 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
         target=target, data=validate_data(DataConfig(dataset=dataset, root=root, image_size=image_size, options=options)),
     ))
     tag = "".join(f"-{k}{v}" for k, v in sorted(options.items())) + ("-identity" if target == "identity" else "")
-    key = config_hash(cfg)
+    key = run_key(cfg)
     run_dir = Path(out) if out else paths.home() / "runs" / f"{dataset}{tag}-{method}-{'au' if au else 'noau'}-s{seed}-{key}"
     paths.check_home()  # the dataset cache lives there, whatever --out says
     check_run_dir(run_dir, key, resume)

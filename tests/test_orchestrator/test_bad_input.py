@@ -53,7 +53,7 @@ _TRAIN = ("train", "--dataset", "synthetic-rafdb", "--method", "cam", "--backbon
           "--image-size", "32", "--device", "cpu")
 
 
-def test_rerun_with_another_lambda_and_layers_trains_again(fake_data_train):
+def test_rerun_with_another_lambda_and_layers_trains_again(fake_data_train, tmp_path):
     """Item 1: the run folder is keyed by the config hash, so `--lambda 5 --layers 4` is a new run."""
     r1 = _cli(*_TRAIN)
     assert r1.exit_code == 0, r1.output
@@ -65,6 +65,9 @@ def test_rerun_with_another_lambda_and_layers_trains_again(fake_data_train):
     r3 = _cli(*_TRAIN)  # the same config again: resumed from its finished checkpoint, no epoch
     assert r3.exit_code == 0 and fake_data_train[2]["run_dir"] == first["run_dir"]
     assert fake_data_train[2]["epochs"] == []
+    r4 = _cli(*_TRAIN, "--root", str(tmp_path / "another-copy"))  # another dataset root: another run
+    assert r4.exit_code == 0 and fake_data_train[3]["run_dir"] not in (first["run_dir"], second["run_dir"])
+    assert fake_data_train[3]["epochs"] == [1]
 
 
 def test_out_folder_of_another_config_is_refused_in_one_sentence(fake_data_train, tmp_path):
