@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fer_models.errors import ConfigError
@@ -179,3 +180,93 @@ def parse_layers(spec: str | int | tuple[int, ...] | list[int]) -> tuple[int, ..
     if not layers or any(not 1 <= x <= 5 for x in layers):
         raise ConfigError(f"layers are numbered 1..5 (paper 002, Table 3), got '{spec}'")
     return layers
+
+
+#: the optimizers and schedulers ``fer_models.train`` knows
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("cosine", "step", "none")
+
+
+def _number(name: str, value: Any, *, low: float = 0.0, strict: bool = False, integer: bool = False) -> None:
+    """One option's value: a real, finite number (bool is not one), ``>= low`` (``> low`` when
+    ``strict``); ``nan`` passes every comparison, so it is refused by name first."""
+    import math
+
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        raise ConfigError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value}; pass a value {'>' if strict else '>='} {low:g}")
+    if value < low or (strict and value == low):
+        raise ConfigError(f"{name} must be {'>' if strict else '>='} {low:g}, got {value:g}")
+
+
+def validate_data(d: DataConfig, *, names: bool = True) -> DataConfig:
+    """Every check of a ``DataConfig`` a user can get wrong, each one sentence naming the
+    option, before any cache build: sizes (``image_size`` >= 8 like ``preprocess``,
+    ``map_size`` >= 2), ``0 <= val_fraction < 1``, and (``names``) known dataset, landmark
+    backend and codebook. Returns ``d`` so it can wrap a constructor."""
+    _number("data.image_size (--image-size)", d.image_size, low=8, integer=True)
+    _number("data.map_size (--map-size)", d.map_size, low=2, integer=True)
+    if d.stored_size is not None:
+        _number("data.stored_size", d.stored_size, low=8, integer=True)
+    _number("data.val_fraction (--val-fraction)", d.val_fraction)
+    if d.val_fraction >= 1:
+        raise ConfigError(f"data.val_fraction (--val-fraction) must be below 1, got {d.val_fraction:g}")
+    _number("data.split_seed", d.split_seed, integer=True)
+    if names:
+        from fer_models.registry import CODEBOOKS, DATASETS, LANDMARKS
+
+        DATASETS.get(d.dataset)
+        CODEBOOKS.get(d.codebook)
+        if d.landmarks != "auto":
+            LANDMARKS.get(d.landmarks)
+    return d
+
+
+def validate(cfg: TrainConfig, *, names: bool = True) -> TrainConfig:
+    """One validation of a ``TrainConfig`` for ``train``, ``grid``, ``ablate`` (and, for its
+    data part, ``preprocess``), run before any Ray start or cache build; each mistake is one
+    :class:`ConfigError` sentence naming the option.
+
+    Numbers are finite and in range (``nan`` would silently turn the AU loss off: every
+    comparison with it is false), ``epochs``/``batch_size`` >= 1, ``lr`` > 0, ``lam`` >= 0,
+    ``layers`` in 1..5; names (``names``): method, backbone (and that the method can use
+    it), dataset, codebook, landmark backend, optimizer, scheduler and ``metric_def``.
+    ``names=False`` is for callers that hand their own data (``train(loaders=...)``).
+    """
+    _number("epochs (--epochs)", cfg.epochs, low=1, integer=True)
+    _number("batch_size (--batch-size)", cfg.batch_size, low=1, integer=True)
+    _number("lr (--lr)", cfg.lr, strict=True)
+    _number("lam (--lambda/--lam)", cfg.lam)
+    for name in ("momentum", "weight_decay", "lr_gamma", "min_lr"):
+        _number(name, getattr(cfg, name))
+    if cfg.head_lr is not None:
+        _number("head_lr", cfg.head_lr, strict=True)
+    _number("lr_step", cfg.lr_step, integer=True)
+    _number("seed (--seed)", cfg.seed, integer=True)
+    for what, layers in (("layers (--layers)", cfg.layers), ("head_layers", cfg.head_layers)):
+        if (what == "layers (--layers)" and not layers) or any(
+                isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= 5 for x in layers):
+            raise ConfigError(f"{what} are numbered 1..5 (paper 002, Table 3), got {tuple(layers)}")
+    from fer_models.metrics import METRIC_DEFS
+
+    for what, value, known in (("optimizer (--optimizer)", cfg.optimizer, OPTIMIZERS),
+                               ("scheduler", cfg.scheduler, SCHEDULERS), ("metric_def", cfg.metric_def, METRIC_DEFS)):
+        if str(value).lower() not in known:
+            raise ConfigError(f"unknown {what.split(' ')[0]} '{value}'; use {', '.join(known)}")
+    validate_data(cfg.data, names=names)
+    if names:
+        from fer_models.methods import check_method_options, resolve_backbone
+
+        check_method_options(cfg)  # --method-kw names the method's own options
+
+        from fer_models.backbones._base import wants_pretrained
+        from fer_models.errors import MissingWeightsError
+
+        if resolve_backbone(cfg.method, cfg.backbone) is not None:  # unknown method/backbone, family mismatch
+            pre = wants_pretrained(cfg.pretrained)
+            if isinstance(pre, str) and not Path(pre).expanduser().exists():
+                raise MissingWeightsError(f"pretrained weights file '{pre}' (--pretrained) does not exist; pass an "
+                                          f"existing .pt/.pth file, true (hub weights) or false")
+    return cfg

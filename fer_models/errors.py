@@ -22,3 +22,11 @@ class UnknownNameError(ConfigError, KeyError):
 
 class MissingWeightsError(FerOrchError):
     """Pretrained weights were requested but are not on this machine."""
+
+
+class PathError(FerOrchError):
+    """A folder or file fer-orch must write (or read) is not usable; the message names it and the fix."""
+
+
+class StateDictError(FerOrchError):
+    """A weights or checkpoint file is not a valid state dict (corrupt, truncated, not torch)."""

@@ -65,3 +65,33 @@ def minmax(m: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     lo = m.amin(dim=(-2, -1), keepdim=True)
     hi = m.amax(dim=(-2, -1), keepdim=True)
     return (m - lo) / (hi - lo).clamp_min(eps)
+
+
+def load_state_file(path, map_location="cpu", *, what: str = "weights file", fix: str = "") -> dict:
+    """``torch.load(path, weights_only=True)`` that must give a dict (a state dict or a
+    checkpoint); anything else, a truncated file or one holding arbitrary Python objects, is
+    one :class:`~fer_models.errors.StateDictError` sentence naming the file (issue 15).
+
+    torch's own message for the last case advises ``weights_only=False``, which would run
+    whatever code the file holds: that advice is never passed on.
+    """
+    import pickle
+    from pathlib import Path
+
+    from fer_models.errors import StateDictError
+
+    path = Path(path)
+    fix = fix or "pass a file written by torch.save(model.state_dict(), path)"
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        reason = "it is corrupt, or holds Python objects other than tensors, which fer-orch does not load"
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - truncated zip (RuntimeError), empty (EOFError), garbage (KeyError...)
+        reason = f"it is truncated or not a torch file: {type(e).__name__}"
+    else:
+        if isinstance(state, dict):
+            return state
+        reason = f"it holds a {type(state).__name__}, not a dict of tensors"
+    raise StateDictError(f"{what} '{path}' is not a valid state dict ({reason}); {fix}")

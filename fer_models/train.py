@@ -37,11 +37,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from fer_models.config import TrainConfig
-from fer_models.errors import ConfigError
+from fer_models.config import TrainConfig, validate
+from fer_models.errors import ConfigError, StateDictError
 from fer_models.faithfulness import faithfulness_scores
 from fer_models.losses import total_loss
 from fer_models.metrics import EvalResult, eval_options, evaluate, to_device
+from fer_models.torch_utils import load_state_file
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -242,12 +243,7 @@ def train(
     from fer_models.methods import build_model
 
     t0 = time.perf_counter()
-    if cfg.epochs < 1:
-        raise ConfigError(f"epochs must be at least 1, got {cfg.epochs}")
-    if cfg.lam < 0:
-        raise ConfigError(f"lambda (lam) must be >= 0 (paper 002, Eq. 3), got {cfg.lam}")
-    if not cfg.layers or any(not 1 <= int(l) <= 5 for l in cfg.layers):
-        raise ConfigError(f"layers are numbered 1..5 (paper 002, Table 3), got {cfg.layers}")
+    validate(cfg, names=False)  # numbers and ranges; names are checked where the model and data are built
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
@@ -277,7 +273,10 @@ def train(
     ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
     start, best_epoch, best_cl, history = 1, 0, -math.inf, []
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        fix = "delete it, or pass --no-resume (resume=False), to train this run from scratch"
+        state = load_state_file(ckpt_path, device, what="checkpoint", fix=fix)
+        if not {"model", "optimizer", "scheduler", "epoch", "best", "history"} <= set(state):
+            raise StateDictError(f"checkpoint '{ckpt_path}' is not a fer-orch training checkpoint; {fix}")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -332,7 +331,8 @@ def train(
         if on_epoch is not None:
             on_epoch(epoch, metrics)
 
-    model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+    model.load_state_dict(load_state_file(best_path, device, what="best weights",
+                                          fix="delete the run folder's checkpoint.pt and best.pt to train again"))
     test = evaluate(model, loaders.test, num_classes=num_classes, att_layer=att_layer, device=device,
                     mean_maps=True, progress=progress, desc="test", **eval_options(cfg))
     test_rows = getattr(loaders.test, "dataset", None)  # None: a plain list of batches (tests)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import pkgutil
 import sys
+import traceback
 
 import click
 
@@ -21,20 +23,59 @@ def _families() -> dict:
     return {reg.cli_name: reg for reg in registries_in(*REGISTRY_MODULES)}
 
 
+#: the last line under an internal error's traceback
+REPORT_HINT = ("fer-orch: this is an internal error, not a mistake of yours: please report it "
+               "(the command line, the traceback above and `fer-orch --version`) to the fer-orch maintainers")
+
+#: errno values that are the machine's state, not a bug: a read-only or full disk
+_ENV_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
 class _Group(click.Group):
-    """Turns fer-orch's own errors into one red sentence and exit code 2, no traceback."""
+    """How fer-orch ends (issue 15):
+
+    - a user's mistake (:class:`FerOrchError`; a click usage error, which click handles
+      itself; a permission error or full disk) is one red sentence and exit status 2;
+    - anything else is a bug: its traceback is kept, followed by :data:`REPORT_HINT`, exit 1;
+    - ``--debug`` (or ``FER_ORCH_DEBUG=1``) prints the traceback of a user's mistake too.
+    """
 
     def invoke(self, ctx: click.Context):
+        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
         except FerOrchError as e:
-            click.secho(f"error: {e}", fg="red", err=True)
-            sys.exit(2)
+            self._mistake(str(e), debug)
+        except OSError as e:
+            if e.errno not in _ENV_ERRNOS:
+                self._bug()
+            where = f" '{e.filename}'" if e.filename else ""
+            self._mistake(f"cannot access{where} ({e.strerror}); free space or fix the permissions, "
+                          f"or point FER_ORCH_HOME / the path option elsewhere", debug)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception:  # noqa: BLE001 - every other exception is a bug: keep its traceback
+            self._bug()
+
+    @staticmethod
+    def _mistake(sentence: str, debug: bool) -> None:
+        if debug:
+            traceback.print_exc()
+        click.secho(f"error: {sentence}", fg="red", err=True)
+        sys.exit(2)
+
+    @staticmethod
+    def _bug() -> None:
+        traceback.print_exc()
+        click.secho(REPORT_HINT, fg="red", err=True)
+        sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="fer-orch")
-def main() -> None:
+@click.option("--debug", is_flag=True, envvar="FER_ORCH_DEBUG",
+              help="Show the traceback of every error, a user's mistake too (or set FER_ORCH_DEBUG=1).")
+def main(debug: bool) -> None:
     """fer-orch: interpretable facial-expression recognition experiments on Ray + MLflow."""
 
 

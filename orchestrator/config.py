@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,8 @@ class GridConfig:
             raise ConfigError("the grid has no methods; pass --methods name[,name] (see `fer-orch list methods`)")
         if not self.seeds:
             raise ConfigError("the grid has no seeds; pass --seeds N or --seeds 0,1,2")
-        if self.resources.cpus <= 0 or self.resources.gpus < 0:
+        if not (math.isfinite(self.resources.cpus) and math.isfinite(self.resources.gpus)) \
+                or self.resources.cpus <= 0 or self.resources.gpus < 0:
             raise ConfigError(
                 f"per-trial resources must be cpus > 0 and gpus >= 0, got cpus={self.resources.cpus} "
                 f"gpus={self.resources.gpus}; fix --cpus-per-trial/--gpus-per-trial"
@@ -113,8 +115,14 @@ class GridConfig:
                 f"custom trial resources must be positive amounts of resources other than CPU/GPU/memory, got {bad}; "
                 f"fix --trial-resources (e.g. worker=1)"
             )
-        if any(lam <= 0 for lam in self.lambdas) or (self.lam is not None and self.lam <= 0):
-            raise ConfigError("λ must be > 0 (paper 002, Eq. 3); fix --lam or the lambdas list")
+        lams = [*self.lambdas, self.default_lam] + ([] if self.lam is None else [self.lam])
+        if any(not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0 for x in lams):
+            raise ConfigError(f"λ must be > 0 and finite (paper 002, Eq. 3), got {lams}; "
+                              f"fix --lam, default_lam or the lambdas list")
+        for name in ("max_concurrent", "max_failures"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}; "
+                                  f"fix --{name.replace('_', '-')}")
         for s in self.layer_sets:
             parse_layers(s)
         parse_layers(self.layers)
@@ -157,6 +165,24 @@ class GridConfig:
     # -- trials ----------------------------------------------------------------------
     def ablation_on(self) -> str:
         return self.ablation_dataset or self.datasets[0]
+
+    def validate(self, studies: tuple[str, ...] | None = None) -> "GridConfig":
+        """:func:`fer_models.config.validate` of every trial config the ``studies`` (default:
+        the main grid's method x dataset, w/ and w/o AU) will train, plus the reader options:
+        one sentence before any Ray start or cache build (``grid --epochs 0`` must never
+        reach a trial). Returns ``self``."""
+        from fer_models.config import validate
+
+        self.check_data_options()
+        if studies:
+            from orchestrator.studies import expand
+
+            configs = {t.hash: t.cfg for s in studies for t in expand(self, s)}.values()
+        else:
+            configs = [self.train_config(m, d, au=au) for m in self.methods for d in self.datasets for au in self.au]
+        for cfg in configs:
+            validate(cfg)
+        return self
 
     def check_data_options(self) -> None:
         """Every dataset's reader options (with its overrides) and ``folds`` suit its reader:

@@ -35,9 +35,9 @@ from typing import Any, Callable
 
 from fer_analysis.jobs import ExplainSpec, canonical_job, run_job
 from fer_analysis.targets import CompareRun, RunContext, au_loss_used, class_names_for, run_target
-from fer_models.errors import ConfigError, FerOrchError
+from fer_models.errors import ConfigError
 from orchestrator import tracking
-from orchestrator.jobs import resolve_device, run_tasks
+from orchestrator.jobs import resolve_device, run_tasks, trained_runs
 
 __all__ = ["ExplainSpec", "explain_one", "explain_runs", "run_warnings"]
 
@@ -147,15 +147,14 @@ def explain_runs(
     """
     spec = (spec or ExplainSpec()).check()
     uri = tracking.resolve_uri(uri)
-    runs = tracking.resolve_runs(run_id, uri)
-    if not runs:
-        raise FerOrchError(f"run '{run_id}' is a grid parent without trial children; pass a trial run id")
+    runs = trained_runs(run_id, uri, warn)  # runs without weights: one sentence (or skipped), before Ray
     configs = {r: tracking.load_run_config(r, uri) for r in runs}
     if spec.compare_run:
         other = tracking.resolve_runs(spec.compare_run, uri)
         if other != [spec.compare_run]:
             raise ConfigError(f"--compare-run needs one trial run, but '{spec.compare_run}' is a grid parent; "
                               "pass one of its trials")
+        trained_runs(spec.compare_run, uri)
         other_cfg = tracking.load_run_config(spec.compare_run, uri)
         for r, cfg in configs.items():
             if cfg.data.image_size != other_cfg.data.image_size:

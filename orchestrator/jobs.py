@@ -48,6 +48,52 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+def run_states(runs: Sequence[str], uri: str | None = None) -> dict[str, tuple[str, bool]]:
+    """``run id -> (MLflow status, whether it logged weights/best.pt)``, read from the store
+    (cheap: no artifact is downloaded)."""
+    from orchestrator import tracking
+
+    c = tracking.client(uri)
+    out = {}
+    for r in runs:
+        names = {a.path for a in c.list_artifacts(r, str(Path(tracking.WEIGHTS_ARTIFACT).parent))}
+        out[r] = (c.get_run(r).info.status, tracking.WEIGHTS_ARTIFACT in names)
+    return out
+
+
+def trained_runs(run_id: str, uri: str | None = None, warn: Callable[[str], None] | None = None) -> list[str]:
+    """The trial runs of ``run_id`` (itself, or a grid parent's children) that have weights to
+    load, checked before Ray starts (issue 15: a run without weights used to start Ray and end
+    in "Failed to download artifacts from path 'best.pt'").
+
+    A trial without weights is one sentence; a grid parent's FAILED trials and trials without
+    weights are skipped, and ``warn`` is told how many; a parent with none left is one sentence.
+    """
+    from orchestrator import tracking
+
+    runs = tracking.resolve_runs(run_id, uri)
+    if not runs:
+        raise FerOrchError(f"run '{run_id}' is a grid parent without trial children; pass a trial run id")
+    states = run_states(runs, uri)
+    if runs == [run_id]:
+        status, weights = states[run_id]
+        if not weights:
+            raise FerOrchError(
+                f"run '{run_id}' has no weights ({tracking.WEIGHTS_ARTIFACT}; its status is {status}): it ended before "
+                f"saving a model; pass a FINISHED trial run, or run its grid again to finish it")
+        return runs
+    failed = [r for r in runs if states[r][0] == "FAILED"]
+    no_weights = [r for r in runs if r not in failed and not states[r][1]]
+    keep = [r for r in runs if r not in failed and r not in no_weights]
+    if failed or no_weights:
+        message = (f"skipped {len(failed) + len(no_weights)} of the {len(runs)} trials of grid run '{run_id}' "
+                   f"({len(failed)} FAILED, {len(no_weights)} without weights)")
+        if not keep:
+            raise FerOrchError(f"{message}: none is left to analyse; run the grid again to finish its trials")
+        (warn or (lambda m: None))(message)
+    return keep
+
+
 def error_message(err: BaseException) -> str:
     """One line for a failed task: a fer-orch error's own sentence; for anything else, its
     type and the last line of its message. A Ray task error is unwrapped to its cause first."""

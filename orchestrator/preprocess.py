@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from fer_models.data import cache as _cache
+from fer_models.data.manifest import check_validation
 
 AU_STAGE_CPUS = 0.25
 
@@ -144,6 +145,8 @@ def preprocess(
     time and rows/s; on a hit, "cache hit" and nothing else is done.
     """
     target = _cache.cache_dir_for(data_cfg, cache_root, manifest, backend)
+    if manifest is None:  # read from disk: an empty validation split is one sentence, before the build
+        check_validation(target.manifest, data_cfg.val_fraction)
     info = _cache.build(target, data_cfg.map_size, data_cfg.cache_image_size,
                         ray_executor(address, num_workers), batch_size=batch_size, progress=progress)
     if echo is not None:

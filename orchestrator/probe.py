@@ -40,7 +40,7 @@ from typing import Any, Callable
 from fer_analysis.targets import run_target
 from fer_models.errors import ConfigError, FerOrchError
 from orchestrator import tracking
-from orchestrator.jobs import resolve_device, run_tasks
+from orchestrator.jobs import resolve_device, run_tasks, trained_runs
 
 DEFAULT_PROBES = ("silhouette", "valence-arousal", "maps")
 PROBE_SPLITS = ("test", "val", "train", "all")
@@ -226,9 +226,11 @@ def probe_runs(
     address: str | None = None,
     num_actors: int | None = None,
     progress: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Probe ``run_id`` (a trial, or every trial of a grid's parent run) on Ray actors
-    (``num_actors=0``: in this process).
+    (``num_actors=0``: in this process); ``warn`` is told how many trials of a parent were
+    skipped (FAILED, or without weights: :func:`orchestrator.jobs.trained_runs`).
 
     Returns ``{"results": {run_id: summary}, "failed": {run_id: message}, "compare": {...}}``.
     Jobs that fail are reported, not fatal to the others; a user mistake found before any
@@ -236,15 +238,13 @@ def probe_runs(
     """
     spec = (spec or ProbeSpec()).check()
     uri = tracking.resolve_uri(uri)
-    runs = tracking.resolve_runs(run_id, uri)
-    if not runs:
-        raise FerOrchError(f"run '{run_id}' is a grid parent without trial children; pass a trial run id")
+    runs = trained_runs(run_id, uri, warn)  # runs without weights: one sentence (or skipped), before Ray
     other = None
     if compare is not None:
         cmp_runs = tracking.resolve_runs(compare, uri)
         if len(cmp_runs) != 1:
             raise ConfigError(f"--compare needs one trial run, but '{compare}' is a grid parent; pass a child's id")
-        other = cmp_runs[0]
+        other = trained_runs(cmp_runs[0], uri)[0]
         if "silhouette" not in spec.probes:
             spec = dataclasses.replace(spec, probes=(*spec.probes, "silhouette"))
     jobs = list(dict.fromkeys([*runs, *([other] if other else [])]))

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from fer_models.errors import MissingWeightsError
+from fer_models.torch_utils import load_state_file
 
 # transform(layer, features) -> features, applied between stages (ADL uses it); None = identity
 StageTransform = Callable[[int, torch.Tensor], torch.Tensor] | None
@@ -124,7 +125,9 @@ def load_local_weights(model: nn.Module, path: str | Path, name: str) -> None:
         raise MissingWeightsError(
             f"pretrained weights file '{path}' for backbone '{name}' does not exist; pass an existing .pth/.pt file or pretrained=False"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_state_file(path, what="pretrained weights file",
+                            fix=f"pass weights of backbone '{name}' saved with torch.save(state_dict, path), "
+                                f"or pretrained=False")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

@@ -152,7 +152,10 @@ def _load(path: Path, what: str) -> dict:
             f"APViT needs the {what} weights file '{path}' (paper 002's released code uses it; it is on no hub); "
             f"put it there or pass pretrained=False"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from fer_models.torch_utils import load_state_file
+
+    state = load_state_file(path, what=f"APViT's {what} weights file",
+                            fix="put an intact copy of the released file there, or pass pretrained=False")
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 

@@ -45,7 +45,7 @@ from fer_models.data import cache as _cache
 from fer_models.data.augment import IMAGENET_MEAN, IMAGENET_STD, BatchTransform  # noqa: F401 (re-exported)
 from fer_models.data.cache import cache_dir_for
 from fer_models.data.cache.layout import SOURCE_COLUMNS
-from fer_models.data.manifest import SPLITS
+from fer_models.data.manifest import SPLITS, check_validation
 from fer_models.data.steps import as_steps
 from fer_models.errors import ConfigError
 
@@ -333,7 +333,10 @@ def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | P
     if cache_dir is not None:
         info = _cache.open_cache(cache_dir)
     else:
+        read = manifest is None
         target = cache_dir_for(data_cfg, cache_root, manifest, backend)
+        if read:  # a dataset read from disk: an empty validation split is one sentence, before the cache
+            check_validation(target.manifest, data_cfg.val_fraction)
         info = _cache.find_at(target.dir)
         if info is None:
             info = _cache.build(target, data_cfg.map_size, stored, _cache.serial, progress=progress)

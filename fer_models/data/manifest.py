@@ -17,6 +17,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from fer_models.errors import DatasetError
+
 SPLITS = ("train", "val", "test")  # the splits a row is stored in
 #: every row, whatever its split: what analysis-only datasets are read as (DISFA, KDEF for
 #: paper 004's probing); ``Manifest.split(ALL)`` and the cache's ``load_split(dir, ALL)``
@@ -59,12 +61,24 @@ class Manifest:
     num_classes: int = 7
     options: dict[str, Any] = field(default_factory=dict)  # reader options that differ from the defaults
     frames: str = "face"  # "face": each image is a face crop; "whole": a whole frame (crop by landmarks)
+    val_by: str = "label"  # how the reader carved validation (carve_validation's ``by``)
+    # rows kept whose shipped landmarks were unusable, by reason (AffectNet's non-numeric or
+    # 135-value landmark rows): they count as landmark failures, the rest keep theirs
+    landmark_errors: Counter = field(default_factory=Counter)
 
     def skip(self, reason: str, item: str) -> None:
         self.skipped[reason] += 1
         examples = self.skipped_examples.setdefault(reason, [])
         if len(examples) < 5:
             examples.append(item)
+
+    def bad_landmarks(self, sample: Sample, reason: str) -> None:
+        """Keep ``sample`` without landmarks and count ``reason``: the dataset ships landmarks
+        but this row's are unusable (a landmark failure, not a reason to drop the image or to
+        switch the whole dataset to a detector: see ``landmarks.dataset.DatasetLandmarks``)."""
+        sample.landmarks = None
+        sample.meta["landmark_error"] = reason
+        self.landmark_errors[reason] += 1
 
     def split(self, name: str) -> list[Sample]:
         """The rows of split ``name`` (``"all"``: every row)."""
@@ -88,6 +102,9 @@ class Manifest:
             parts.append(
                 "skipped " + ", ".join(f"{n} {r}" for r, n in sorted(self.skipped.items()))
             )
+        if self.landmark_errors:
+            parts.append("kept without shipped landmarks (landmark failures) "
+                         + ", ".join(f"{n} {r}" for r, n in sorted(self.landmark_errors.items())))
         return "; ".join(parts)
 
 
@@ -133,3 +150,35 @@ def carve_validation(samples: Iterable[Sample], fraction: float, seed: int, by: 
         for i in rng.permutation(idx)[: max(n_val, 0)]:
             samples[i].split = "val"
     return samples
+
+
+def check_validation(manifest: Manifest, fraction: float) -> None:
+    """Refuse a validation split that came out empty although ``fraction`` > 0 (issue 15: 26
+    training rows gave 0 validation rows at 0.1; training then printed ``val CL nan`` every
+    epoch and kept the last epoch as "best"). One sentence: how many rows, and which
+    ``val_fraction`` gives at least one validation row per class (per subject group with
+    when the reader carves whole subjects). ``fraction == 0`` is the user's explicit choice:
+    no check. Called by ``build_loaders`` and the orchestrator's preprocessing on a manifest
+    they read, before the cache is built."""
+    by = manifest.val_by
+    train = manifest.split("train")
+    if fraction <= 0 or manifest.split("val") or not train:
+        return
+    if by == "subject":
+        groups = Counter(s.identity if s.identity is not None else f"row{i}" for i, s in enumerate(train))
+        if len(groups) < 2:
+            need = None
+        else:
+            need = math.ceil(100 * min(groups.values()) / len(train)) / 100
+        unit = f"{len(groups)} subjects"
+    else:
+        sizes = Counter(s.label if by == "label" else s.identity for s in train)
+        usable = [n for n in sizes.values() if n >= 2]  # a class of one row keeps it for training
+        need = math.ceil(100 / min(usable)) / 100 if usable else None
+        unit = f"{len(sizes)} {'classes' if by == 'label' else 'identities'}, the smallest with {min(sizes.values())}"
+    fix = (f"pass --val-fraction {need:g} or more (at least one validation row per class)" if need is not None and need < 1
+           else "add training data")
+    raise DatasetError(
+        f"{manifest.dataset}: the validation split is empty ({len(train)} training rows in {unit}) at "
+        f"val_fraction {fraction:g}; {fix}, or pass --val-fraction 0 to train without validation (the last epoch is kept)"
+    )

@@ -91,6 +91,22 @@ def weights_tag(cfg, name: str) -> str | None:
     return BACKBONES.meta(name).get("weights")
 
 
+def check_method_options(cfg):
+    """``cfg.method_kwargs`` are options of ``cfg.method`` (its constructor's parameters):
+    one sentence listing them otherwise. Returns the constructor's parameters."""
+    from fer_models.errors import ConfigError
+    from fer_models.registry import METHODS
+
+    params = inspect.signature(METHODS.get(cfg.method).__init__).parameters
+    allowed = [p for p in params if p not in ("self", "backbone", "num_classes", "image_size")]
+    unknown = sorted(set(cfg.method_kwargs) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"method '{cfg.method}' has no option(s) {unknown}; its options are {allowed or 'none'}"
+        )
+    return params
+
+
 def build_model(cfg, num_classes: int | None = None):
     """``TrainConfig`` -> ``FERModel`` (untrained, or with the backbone's pretrained weights)."""
     from fer_models.errors import ConfigError
@@ -100,13 +116,7 @@ def build_model(cfg, num_classes: int | None = None):
     cls = METHODS.get(cfg.method)
     k = int(num_classes or NUM_CLASSES)
     image_size = int(cfg.data.image_size)
-    params = inspect.signature(cls.__init__).parameters
-    allowed = [p for p in params if p not in ("self", "backbone", "num_classes", "image_size")]
-    unknown = sorted(set(cfg.method_kwargs) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"method '{cfg.method}' has no option(s) {unknown}; its options are {allowed or 'none'}"
-        )
+    params = check_method_options(cfg)
     name, weights = resolve_weights(cfg)
     backbone = None
     if name is not None:

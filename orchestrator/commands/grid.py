@@ -181,6 +181,19 @@ def trial_table(g, studies: tuple[str, ...]) -> str:
     return "\n\n".join(parts)
 
 
+def check_stores(g) -> None:
+    """Everything the grid writes can be written, and the MLflow store opens, before Ray
+    starts: FER_ORCH_HOME (cache, trial folders), a local Tune storage, the tracking store."""
+    from fer_models import paths
+    from orchestrator.tracking.store import resolve_uri
+
+    paths.check_home()
+    if g.storage_path and "://" not in g.storage_path:
+        paths.check_writable(g.storage_path, "the Tune storage (--storage)",
+                             "pass --storage a writable folder (shared by every node on a cluster)")
+    resolve_uri(g.tracking_uri)
+
+
 def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: bool | None = None, **kw) -> None:
     from fer_models.errors import ConfigError
     from orchestrator.config import parse_list
@@ -193,12 +206,14 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: 
         g = g.override(au_source_methods=parse_list(kw["methods"]))
     if ablations is None and not g.ablations:  # a preset without ablations (the seed papers')
         studies = tuple(s for s in studies if not get(s).ablation)
+    g.validate(studies)  # every trial's config, before Ray starts (`--epochs 0` is one sentence)
     if print_config:
         click.echo(g.to_yaml())
         click.echo(trial_table(g, studies))
         for s in studies:
             click.echo(f"# {s}: {len(expand(g, s))} trials")
         return
+    check_stores(g)
     from orchestrator.grid import run_grid
 
     out = run_grid(g, studies=studies, resume=resume)
@@ -248,6 +263,10 @@ def report_cmd(experiment: str, out: str | None, tracking_uri: str | None, no_lo
     """Rebuild Tables 1-3 and Figure 5 of paper 002 from MLflow (Markdown, CSV, PNG)."""
     from orchestrator.report import build_report
 
+    if out:
+        from fer_models.paths import check_writable
+
+        check_writable(out, "the report folder (--out)", "pass --out a writable folder")
     rep = build_report(experiment, tracking_uri, out, log=not no_log)
     click.echo(rep.markdown)
     click.secho(f"report written to {rep.out} ({len(rep.files)} files)", fg="green", err=True)

@@ -26,21 +26,24 @@ import click
 def preprocess_cmd(dataset, root, landmarks, codebook, image_size, map_size, val_fraction,
                    split_seed, data_opts, workers, address, cache_root) -> None:
     """Stream a dataset through the landmark and AU-map stages into the cache (reused if present)."""
-    from fer_models.config import DataConfig
+    from fer_models import paths
+    from fer_models.config import DataConfig, validate_data
     from fer_models.data.readers import check_options
     from fer_models.errors import ConfigError
     from orchestrator.config import parse_data_opts
     from orchestrator.preprocess import preprocess
 
-    if image_size < 8 or map_size < 2:
-        raise ConfigError(f"--image-size must be >= 8 and --map-size >= 2, got {image_size} and {map_size}")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     options = parse_data_opts(data_opts)
     check_options(dataset, options)  # a bad reader option: one sentence listing the valid ones
-    cfg = DataConfig(dataset=dataset, root=root, landmarks=landmarks, codebook=codebook,
-                     image_size=image_size, map_size=map_size, val_fraction=val_fraction,
-                     split_seed=split_seed, options=options)
+    cfg = validate_data(DataConfig(dataset=dataset, root=root, landmarks=landmarks, codebook=codebook,
+                                   image_size=image_size, map_size=map_size, val_fraction=val_fraction,
+                                   split_seed=split_seed, options=options))
+    if cache_root:
+        paths.check_writable(cache_root, "the cache folder (--cache-root)", "pass --cache-root a writable folder")
+    else:
+        paths.check_home()
     info = preprocess(cfg, address=address, num_workers=workers, cache_root=cache_root, echo=click.echo)
     preview = info.dir / "preview.png"
     if not preview.exists():

@@ -37,7 +37,7 @@ from orchestrator.config import parse_data_opts, parse_list
               help="A reader option of the probed dataset, repeatable (e.g. --data-opt every=5).")
 def probe(run_id, untrained_control, layers, dataset, split, n_samples, sampling, big_layers, pca_memory_mb,
           probe_names, n_pcs, umap, umap_max_samples, compare, address, tracking_uri, num_actors, device,
-          seed) -> None:
+          seed, data_opts) -> None:
     """Probe trained runs layer by layer: silhouette by identity/expression, PCA/UMAP maps, valence/arousal."""
     from fer_analysis.probes import metric_key
     from orchestrator.probe import DEFAULT_PROBES, ProbeSpec, probe_runs
@@ -59,7 +59,8 @@ def probe(run_id, untrained_control, layers, dataset, split, n_samples, sampling
         device=device,
         **({"data_options": parse_data_opts(data_opts)} if data_opts else {}),  # applied by the data loading
     )
-    out = probe_runs(run_id, spec, compare=compare, uri=tracking_uri, address=address, num_actors=num_actors)
+    out = probe_runs(run_id, spec, compare=compare, uri=tracking_uri, address=address, num_actors=num_actors,
+                     warn=lambda m: click.secho(f"warning: {m}", fg="yellow", err=True))
     for rid, res in out["results"].items():
         m = res["metrics"]
         click.secho(f"run {rid}: {res['n_samples']} samples, layers {', '.join(res['layers'])}", bold=True)

@@ -33,6 +33,45 @@ def _fmt(v) -> str:
     return "nan" if isinstance(v, float) and math.isnan(v) else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
 
+#: the file of a run folder naming the config hash (orchestrator.config.config_hash) it trains
+CONFIG_KEY_FILE = "config_hash.txt"
+
+
+def run_key(cfg: TrainConfig) -> str:
+    """The run folder's key: the grid's ``config_hash``, mixed with the dataset root when one
+    is given. The grid leaves ``root`` out of its hash (each node of a cluster may mount the
+    data elsewhere), but on one machine two roots are two datasets (issue 15: `--root`)."""
+    import hashlib
+
+    from orchestrator.config import config_hash
+
+    key = config_hash(cfg)
+    if cfg.data.root is None:
+        return key
+    root = Path(cfg.data.root).expanduser().resolve()
+    return hashlib.sha1(f"{key}|{root}".encode()).hexdigest()[:12]
+
+
+def check_run_dir(run_dir: Path, key: str, resume: bool) -> None:
+    """Refuse to resume, in ``run_dir``, a checkpoint of another config (issue 15: the folder
+    was once named by dataset, method, AU and seed only, so `--lambda 5` reused the λ=1
+    model and printed its metrics under the new settings). The default folder carries the
+    config hash, so this only fires for an ``--out`` reused with other settings; otherwise
+    the hash is written before any training, and the folder checked writable."""
+    from fer_models.paths import check_writable
+
+    check_writable(run_dir, "the run folder", "pass --out a writable folder")
+    marker = run_dir / CONFIG_KEY_FILE
+    old = marker.read_text().strip() if marker.is_file() else None
+    if resume and (run_dir / "checkpoint.pt").exists() and old != key:
+        raise ConfigError(
+            f"run folder '{run_dir}' holds a checkpoint of another configuration "
+            f"({'config ' + old if old else 'written before configs were recorded'}, this one is {key}); "
+            f"pass another --out, or --no-resume to train this configuration there from scratch"
+        )
+    marker.write_text(key + "\n")
+
+
 @click.command("train")
 @click.option("--dataset", required=True, help="A dataset name (fer-orch list datasets), e.g. synthetic-rafdb.")
 @click.option("--method", required=True, help="A method name (fer-orch list methods), e.g. cam.")
@@ -65,7 +104,7 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     """Train one METHOD on DATASET (with or without AU alignment) and print its test metrics."""
 
     from fer_models import paths
-    from fer_models.config import parse_layers
+    from fer_models.config import parse_layers, validate, validate_data
     from fer_models.faithfulness import KEYS as FAITHFULNESS_KEYS
     from fer_models.data.readers import check_options
     from fer_models.metrics import save_figures
@@ -76,16 +115,19 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     METHODS.get(method)  # unknown method: one red line before any data work
     options = parse_data_opts(data_opts)
     check_options(dataset, options)  # a bad reader option: one sentence listing the valid ones
-    cfg = TrainConfig(
+    cfg = validate(TrainConfig(
         method=method, backbone=backbone, pretrained=pretrained, au=au, lam=lam, layers=parse_layers(layers),
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed, device=device, method_kwargs=_kv(method_kw),
-        target=target, data=DataConfig(dataset=dataset, root=root, image_size=image_size, options=options,
-                                       au_source=au_source),
-    )
+        target=target, data=validate_data(DataConfig(dataset=dataset, root=root, image_size=image_size, options=options,
+                                                     au_source=au_source)),
+    ))
     tag = "".join(f"-{k}{v}" for k, v in sorted(options.items())) + ("-identity" if target == "identity" else "")
     if cfg.data.au_source != "codebook":
         tag += "-" + cfg.data.au_source.replace(":", "-")
-    run_dir = Path(out) if out else paths.home() / "runs" / f"{dataset}{tag}-{method}-{'au' if au else 'noau'}-s{seed}"
+    key = run_key(cfg)
+    run_dir = Path(out) if out else paths.home() / "runs" / f"{dataset}{tag}-{method}-{'au' if au else 'noau'}-s{seed}-{key}"
+    paths.check_home()  # the dataset cache lives there, whatever --out says
+    check_run_dir(run_dir, key, resume)
     click.echo(f"run folder: {run_dir}")
 
     def on_epoch(epoch, m):

@@ -33,7 +33,7 @@ def resolve_uri(uri: str | None) -> str:
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme == "sqlite":
         # sqlite:///relative.db or sqlite:////absolute/path.db
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        check_sqlite(Path(uri[len("sqlite:///") :]))
     elif parsed.scheme in ("http", "https"):
         host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
         try:
@@ -49,6 +49,31 @@ def resolve_uri(uri: str | None) -> str:
             f"use sqlite:///{Path(uri).absolute()}/mlflow.db or an http:// server"
         )
     return uri
+
+
+def check_sqlite(db: Path) -> None:
+    """The SQLite store ``db`` can be written and, if it exists, is a database: one sentence
+    naming the file and the fix, instead of SQLAlchemy's 100-line traceback (issue 15)."""
+    import sqlite3
+
+    fix = (f"pass --tracking-uri sqlite:////a/writable/folder/mlflow.db or set FER_ORCH_HOME to a writable folder"
+           if not os.environ.get("MLFLOW_TRACKING_URI") else "fix or unset MLFLOW_TRACKING_URI")
+    paths.check_writable(db.parent, "the folder of the MLflow store", fix)
+    if not db.exists():
+        return
+    if db.is_dir() or not os.access(db, os.R_OK | os.W_OK):
+        raise FerOrchError(f"the MLflow store '{db}' is not a writable file; make it writable or {fix}")
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise FerOrchError(
+            f"the MLflow store '{db}' is not a readable SQLite database ({e}); move it aside (its runs are lost "
+            f"unless you have a copy) to start a new store, or {fix}"
+        ) from None
 
 
 def client(uri: str | None = None):

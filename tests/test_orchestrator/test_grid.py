@@ -224,6 +224,8 @@ def test_yaml_round_trip_and_cli_overrides(tmp_path):
     [
         (dict(methods=()), "no methods"),
         (dict(lambdas=(0.0, 1.0)), "λ must be > 0"),
+        (dict(lambdas=(float("nan"), 1.0)), "λ must be > 0 and finite"),
+        (dict(lam=float("inf")), "λ must be > 0 and finite"),
         (dict(resources=Resources(cpus=0)), "cpus > 0"),
         (dict(layer_sets=("6",)), "numbered 1..5"),
     ],

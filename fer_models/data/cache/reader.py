@@ -97,6 +97,9 @@ class CacheInfo:
         if self.reader_skipped:
             sk = ", ".join(f"{n} {r}" for r, n in sorted(self.reader_skipped.items()))
             lines.append(f"  skipped by the reader before preprocessing: {sk}")
+        if self.meta.get("reader_landmark_errors"):
+            bad = ", ".join(f"{n} {r}" for r, n in sorted(self.meta["reader_landmark_errors"].items()))
+            lines.append(f"  shipped landmarks unusable (counted among the '{NO_FACE}' rows): {bad}")
         if self.hit:
             lines.append(f"  nothing recomputed ({self.seconds:.2f} s); built in {self.build_seconds:.1f} s")
         else:

@@ -147,6 +147,7 @@ class CacheWriter:
             "failure_examples": examples,
             "reader_skipped": dict(m.skipped),
             "reader_skipped_examples": {k: list(v) for k, v in m.skipped_examples.items()},
+            "reader_landmark_errors": dict(getattr(m, "landmark_errors", {})),
             "timings": {"total_s": round(seconds, 3),
                         "first_batch_s": round(self.first_batch_s or 0.0, 3),
                         "first_batch_rows": self.first_batch_rows,

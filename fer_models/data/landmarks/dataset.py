@@ -24,10 +24,12 @@ class DatasetLandmarks(LandmarkBackend):
 
     @classmethod
     def suits(cls, manifest: Manifest) -> bool:
-        """At least :data:`SHIPPED_FRACTION` of the rows ship landmarks (the rest become
-        counted "no face" failures)."""
+        """At least :data:`SHIPPED_FRACTION` of the rows ship landmarks, usable or not (the
+        rest, and the unusable ones, become counted "no face" failures)."""
         samples = manifest.samples
-        shipped = sum(as_landmarks(s.landmarks) is not None for s in samples)
+        # a row whose shipped landmarks the reader found unusable (Manifest.bad_landmarks) still
+        # shows the dataset ships them: it is one landmark failure, not a vote for a detector
+        shipped = sum(as_landmarks(s.landmarks) is not None or "landmark_error" in s.meta for s in samples)
         return bool(samples) and shipped >= SHIPPED_FRACTION * len(samples)
 
     def detect(self, images: Sequence[np.ndarray], samples: Sequence[Sample]) -> list[np.ndarray | None]:

@@ -100,7 +100,8 @@ class DatasetReader:
         if bad:  # a reader bug, not a user mistake
             raise AssertionError(f"{self.name}: label {bad[0].label} outside 0..{manifest.num_classes - 1}")
         if not (self.has_val_split and manifest.split("val")):
-            carve_validation(manifest.samples, val_fraction, seed, by=self.val_by(opts))
+            manifest.val_by = self.val_by(opts)
+            carve_validation(manifest.samples, val_fraction, seed, by=manifest.val_by)
         return manifest
 
     def resolve_options(self, options: dict[str, Any]) -> dict[str, Any]:

@@ -73,13 +73,22 @@ def _va(value: Any) -> float:
     return math.nan if v == -2 else v
 
 
-def parse_landmarks(text: str) -> np.ndarray | None:
-    """``"x1;y1;x2;y2;..."`` (136 floats) -> (68, 2) float32, else None."""
+def parse_landmarks(text: str) -> tuple[np.ndarray | None, str | None]:
+    """``"x1;y1;x2;y2;..."`` (136 finite numbers) -> ``((68, 2) float32, None)``, else
+    ``(None, reason)``: "landmarks not numeric" or "N landmark values, not 136"."""
     try:
         vals = np.array(list(map(float, text.strip().strip(";").split(";"))), dtype=np.float32)
     except ValueError:
-        return None
-    return vals.reshape(68, 2) if vals.size == 136 else None
+        return None, "landmarks not numeric"
+    if not np.isfinite(vals).all():
+        return None, "landmarks not numeric"
+    return _landmark_shape(vals)
+
+
+def _landmark_shape(vals: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    if vals.size != 136:
+        return None, f"{vals.size} landmark values, not 136"
+    return vals.reshape(68, 2).astype(np.float32), None
 
 
 @DATASETS.register("affectnet", classes=7)
@@ -186,17 +195,12 @@ class AffectNet(DatasetReader):
                 if not os.path.isfile(image):
                     manifest.skip("missing image", image)
                     continue
-                manifest.samples.append(
-                    Sample(
-                        path=image,
-                        split=split,
-                        label=label,
-                        landmarks=parse_landmarks(row[col["facial_landmarks"]]),
-                        box=box,  # type: ignore[arg-type]
-                        valence=valence,
-                        arousal=arousal,
-                    )
-                )
+                landmarks, error = parse_landmarks(row[col["facial_landmarks"]])
+                sample = Sample(path=image, split=split, label=label, landmarks=landmarks,
+                                box=box, valence=valence, arousal=arousal)  # type: ignore[arg-type]
+                if error:
+                    manifest.bad_landmarks(sample, error)
+                manifest.samples.append(sample)
 
     def _read_npy(self, folder: Path, split: str, manifest: Manifest) -> None:
         ann = folder / "annotations"
@@ -220,10 +224,16 @@ class AffectNet(DatasetReader):
                     setattr(sample, attr, _va(np.load(ann / f"{stem}_{suffix}.npy").item()))
                 except (OSError, ValueError):
                     pass  # stays NaN (unknown)
-            try:
-                lnd = np.asarray(np.load(ann / f"{stem}_lnd.npy"), dtype=np.float32)
-                sample.landmarks = lnd.reshape(68, 2) if lnd.size == 136 else None
-            except (OSError, ValueError):
-                pass
+            lnd_file = ann / f"{stem}_lnd.npy"
+            if lnd_file.exists():
+                try:
+                    vals = np.asarray(np.load(lnd_file), dtype=np.float32).reshape(-1)
+                except (OSError, ValueError):
+                    vals, error = None, "landmarks not numeric"
+                else:
+                    vals, error = _landmark_shape(vals) if np.isfinite(vals).all() else (None, "landmarks not numeric")
+                sample.landmarks = vals
+                if error:
+                    manifest.bad_landmarks(sample, error)
             manifest.samples.append(sample)
 

@@ -49,6 +49,27 @@ USAGE = {"training": "train", "publictest": "val", "privatetest": "test"}
 SIDE = 48
 
 
+#: the skip reason of a row whose pixels are not 48x48 integers in 0..255 (e.g. a value 300)
+BAD_PIXELS = "pixels not integers in 0..255"
+
+
+def png_name(row: int) -> str:
+    return f"row_{row:06d}.png"
+
+
+def decode_pixels(text: str) -> np.ndarray | None:
+    """A row's space-separated pixels as a (48, 48) uint8 image; None when a value is not an
+    integer in 0..255 (numpy refuses 300 as uint8 with an OverflowError, and a cast after an
+    int parse would wrap it silently to 44)."""
+    try:
+        values = np.array(text.split(), dtype=np.int64)
+    except (ValueError, OverflowError):
+        return None
+    if values.size != SIDE * SIDE or values.min() < 0 or values.max() > 255:
+        return None
+    return values.astype(np.uint8).reshape(SIDE, SIDE)
+
+
 @DATASETS.register("fer2013", classes=7)
 class FER2013(DatasetReader):
     """FER2013: 48x48 grey faces from a CSV; Training/PublicTest/PrivateTest splits."""
@@ -113,15 +134,19 @@ class FER2013(DatasetReader):
                 if n_pix != SIDE * SIDE:
                     manifest.skip("pixels not 48x48", item)
                     continue
-                if not cached:
-                    try:
-                        pixels.append(np.array(row[ip].split(), dtype=np.uint8).reshape(SIDE, SIDE))
-                    except ValueError:
-                        manifest.skip("malformed row", item)
+                if cached:  # the rows whose pixels were refused when the folder was written have no PNG
+                    if not (folder / png_name(i)).exists():
+                        manifest.skip(BAD_PIXELS, item)
                         continue
+                else:
+                    values = decode_pixels(row[ip])
+                    if values is None:
+                        manifest.skip(BAD_PIXELS, item)
+                        continue
+                    pixels.append(values)
                 rows.append((i, FER_TO_PROJECT[fer_id], split))
         files = write_png_cache(
-            folder, [f"row_{i:06d}.png" for i, *_ in rows], pixels.__getitem__, desc="FER2013 -> PNG"
+            folder, [png_name(i) for i, *_ in rows], pixels.__getitem__, desc="FER2013 -> PNG"
         )
         for (i, label, split), file in zip(rows, files):
             if label not in keep:

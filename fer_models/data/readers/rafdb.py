@@ -77,7 +77,8 @@ class RafDB(DatasetReader):
         image_dir = root / "Image" / opts["images"]
         manual = root / "Annotation" / "manual"
         use_points = bool(opts["points"]) and manual.is_dir()
-        for lineno, line in enumerate(label_file.read_text().splitlines(), 1):
+        # utf-8-sig: a label file saved on Windows starts with a byte-order mark, not a name
+        for lineno, line in enumerate(label_file.read_text(encoding="utf-8-sig").splitlines(), 1):
             parts = line.split()
             if not parts:
                 continue

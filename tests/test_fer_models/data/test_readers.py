@@ -204,3 +204,63 @@ def test_rafdb_all_images_missing_is_one_clear_error(tmp_path, make_rafdb):
     (tmp_path / "Image" / "aligned").mkdir(parents=True, exist_ok=True)
     with pytest.raises(DatasetError, match=r"no usable image.*missing image"):
         read_dataset("rafdb", tmp_path)
+
+
+def test_rafdb_label_file_with_a_utf8_bom_is_read(tmp_path, make_rafdb):
+    """Issue 15: a label file saved on Windows starts with a byte-order mark."""
+    make_rafdb(tmp_path, with_points=False)
+    labels = tmp_path / "EmoLabel" / "list_patition_label.txt"
+    labels.write_bytes(b"\xef\xbb\xbf" + labels.read_bytes())
+    m = read_dataset("rafdb", tmp_path, val_fraction=0)
+    assert len(m.samples) == 10 and m.samples[0].meta["name"] == "train_00001.jpg"
+    assert m.samples[0].label == INDEX["sadness"]
+
+
+def test_empty_validation_split_is_one_sentence_before_the_cache(tmp_path, make_rafdb, monkeypatch):
+    """Issue 15: 8 training rows at val_fraction 0.1 give no validation row; refused with the
+    row count and the val_fraction that gives one per class, before any cache is built."""
+    from click.testing import CliRunner
+
+    from fer_models import paths
+    from fer_models.config import DataConfig
+    from fer_models.data.dataset import build_loaders
+    from orchestrator.cli import main
+
+    make_rafdb(tmp_path / "raf", with_points=False)
+    sentence = ("rafdb: the validation split is empty (8 training rows in 6 classes, the smallest with 1) at "
+                "val_fraction 0.1; pass --val-fraction 0.34 or more")
+    with pytest.raises(DatasetError) as e:
+        build_loaders(DataConfig(dataset="rafdb", root=str(tmp_path / "raf")), 4, 0, progress=False)
+    assert sentence in str(e.value)
+    r = CliRunner().invoke(main, ["preprocess", "--dataset", "rafdb", "--root", str(tmp_path / "raf")])
+    assert r.exit_code == 2 and sentence in r.output and "Traceback" not in r.output
+    assert not paths.cache_dir().exists() or not any(paths.cache_dir().iterdir())
+    assert read_dataset("rafdb", tmp_path / "raf", val_fraction=0.34).split("val")  # the advice works
+    assert not read_dataset("rafdb", tmp_path / "raf", val_fraction=0).split("val")  # asked for: no check here
+
+
+def test_affectnet_bad_landmark_rows_are_counted_and_the_good_rows_keep_theirs(tmp_path, make_affectnet):
+    """Issue 15: non-numeric or 135-value landmark rows were dropped from the 'dataset' source
+    silently, and 'auto' then switched the whole dataset to dlib (2 of 8 rows < 95%)."""
+    from fer_models.data.landmarks import default_backend
+
+    make_affectnet(tmp_path)
+    csv = tmp_path / "Manually_Annotated_file_lists" / "training.csv"
+    lines = csv.read_text().splitlines()
+    for i, line in enumerate(lines):
+        head, lnd, tail = line.split('"') if '"' in line else (line, None, None)
+        if lnd is None:
+            continue
+        if head.startswith("1/b.jpg"):
+            lines[i] = f'{head}"n/a;{lnd.split(";", 1)[1]}"{tail}'
+        elif head.startswith("3/h.jpg"):
+            lines[i] = f'{head}"{lnd.rsplit(";", 1)[0]}"{tail}'  # 135 values
+    csv.write_text("\n".join(lines) + "\n")
+    m = read_dataset("affectnet", tmp_path, val_fraction=0)
+    assert m.landmark_errors == {"landmarks not numeric": 1, "135 landmark values, not 136": 1}
+    assert m.counts() == {"train": 6, "val": 0, "test": 2}  # the rows are kept
+    by = {s.path.split("Manually_Annotated_Images/")[1]: s for s in m.samples}
+    assert by["1/b.jpg"].landmarks is None and by["3/h.jpg"].landmarks is None
+    assert sum(s.landmarks is not None for s in m.samples) == 6  # every good row keeps its shipped landmarks
+    assert default_backend(m) == "dataset"
+    assert "1 135 landmark values, not 136" in m.summary()

@@ -260,3 +260,18 @@ def test_disfa_missing_frames_folder(tmp_path):
     (tmp_path / "ActionUnit_Labels" / "SN001").mkdir(parents=True)
     with pytest.raises(DatasetError, match="Frames_LeftCamera"):
         read_dataset("disfa", tmp_path)
+
+
+def test_fer2013_pixel_value_300_is_a_counted_skip_on_every_read(tmp_path):
+    """Issue 15: a value outside 0..255 was an OverflowError; it is a counted skip, and the
+    second read (PNG folder complete, pixels not decoded again) skips the same row."""
+    from fer_models.data.readers.fer2013 import BAD_PIXELS
+
+    make_fer2013(tmp_path)
+    csv = tmp_path / "fer2013.csv"
+    bad = " ".join(["300"] + ["0"] * 2303)
+    word = " ".join(["x"] * 2304)
+    csv.write_text(csv.read_text() + f"3,{bad},Training\n3,{word},Training\n")
+    for _ in range(2):
+        m = read_dataset("fer2013", tmp_path)
+        assert m.skipped[BAD_PIXELS] == 2 and m.counts() == {"train": 6, "val": 2, "test": 2}
