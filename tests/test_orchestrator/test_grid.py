@@ -177,15 +177,19 @@ def test_cpu_preset_expands_the_paper_grid():
 
     g = presets.get("cpu")
     grid = expand(g, "grid", lam=2.0)
-    assert len(grid) == 11 * 2 * 2  # Table 1: methods x datasets x {w/o, w/ AU}
+    assert len(grid) == 11 * 2 * 2 * 3  # Table 1: methods x datasets x {w/o, w/ AU} x 3 seeds
+    assert {t.cfg.seed for t in grid} == {0, 1, 2}
     assert {t.cfg.method for t in grid} == set(paper_methods())
     assert all(t.cfg.lam == (2.0 if t.cfg.au else 0.0) for t in grid)
     lam = expand(g, "lambda")
     assert [t.cfg.lam for t in lam] == [0.0, *g.lambdas] and {t.cfg.method for t in lam} == {"cam"}
+    assert {t.cfg.seed for t in lam} == {0}  # ablation_seeds: the curves stay at one seed
+    assert {t.cfg.seed for t in expand(__import__("dataclasses").replace(g, ablation_seeds=None), "lambda")} == {0, 1, 2}  # None: seeds
     layers = expand(g, "layers", lam=2.0)
     assert [t.cfg.layers for t in layers][1:] == [(1,), (2,), (3,), (4,), (5,), (5, 4), (5, 4, 3), (5, 4, 3, 2), (5, 4, 3, 2, 1)]
     # the vanilla CAM model is one config shared by the three studies (trained once)
-    vanilla = {t.hash for t in grid if t.cfg.method == "cam" and not t.cfg.au and t.cfg.data.dataset == g.datasets[0]}
+    vanilla = {t.hash for t in grid if t.cfg.method == "cam" and not t.cfg.au and t.cfg.data.dataset == g.datasets[0]
+               and t.cfg.seed == 0}
     assert vanilla == {lam[0].hash} == {layers[0].hash}
     # the layer-5 entry of Table 3 is the grid's CAM w/ AU model
     assert layers[5].hash in {t.hash for t in grid}
