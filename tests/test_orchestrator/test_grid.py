@@ -462,14 +462,17 @@ def test_real_preprocess_train_and_report(ray_local, tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     g = presets.get("cpu", methods=("cam",), datasets=("synthetic-rafdb",), lambdas=(1.0,), layer_sets=("5", "5+4"),
-                    base={"epochs": 1}, tracking_uri=uri, storage_path=str(tmp_path / "ray"), experiment="real")
+                    seeds=(0,), base={"epochs": 1}, tracking_uri=uri, storage_path=str(tmp_path / "ray"),
+                    experiment="real")
     out = run_grid(g, verbose=False)
     assert out.ok, (out.failed, out.unfinished)
     runs = _children(out)
     assert len(runs) == 3  # vanilla, λ=1 (= grid w/ AU = layers "5"), layers "5+4"
     c = tracking.client(uri)
     for r in runs:
-        assert {"test_cl", "test_cam_cos", "test_att_cos", "test_gt_cam_cos", "best_val_cl"} <= set(r.data.metrics)
+        assert {"test_cl", "test_cam_cos", "test_att_cos", "test_gt_cam_cos", "best_val_cl", "test_cam_cos_avg",
+                "test_att_cos_avg"} <= set(r.data.metrics)
+        assert r.data.metrics["test_n"] == 350  # the Wilson interval's n
         assert 0 <= r.data.metrics["test_cl"] <= 100
         maps = {a.path for a in c.list_artifacts(r.info.run_id, "maps")}
         assert any(p.endswith(".png") for p in maps)
