@@ -481,3 +481,29 @@ def test_real_preprocess_train_and_report(ray_local, tmp_path):
     rep = build_report("real", uri, tmp_path / "report")
     assert rep.counts == {"grid": 2, "layers": 3, "lambda": 2}
     assert (tmp_path / "report" / "fig5_lambda.png").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_same_config_and_seed_through_tune_twice_give_identical_metrics(ray_local, tmp_path):
+    """Determinism inside Tune (issue 12): one trial trained twice by the real trainable, in
+    two experiments, gives the same numbers to the last bit (seeded data order, init and
+    augmentation; one torch thread per trial)."""
+    from orchestrator import presets
+    from orchestrator.grid import run_grid
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    metrics = []
+    for exp in ("det-a", "det-b"):
+        g = presets.get("cpu", methods=("cam",), datasets=("synthetic-rafdb",), au=(True,), seeds=(1,),
+                        base={"epochs": 2}, tracking_uri=uri, storage_path=str(tmp_path / "ray"), experiment=exp)
+        out = run_grid(g, studies=("grid",), verbose=False)
+        assert out.ok and len(out.ran) == 1, (out.failed, out.unfinished)
+        (run,) = _children(out)
+        c = tracking.client(uri)
+        history = [m.value for m in sorted(c.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)]
+        m = {k: v for k, v in run.data.metrics.items() if k.startswith(("test_", "best_val_"))}
+        metrics.append((m, history))
+    (a, ha), (b, hb) = metrics
+    assert len(ha) == 2 and ha == hb
+    assert {"test_cl", "test_cam_cos", "test_att_cos"} <= set(a) and a == b
