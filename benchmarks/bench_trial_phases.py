@@ -7,7 +7,8 @@ evaluation (with maps), MLflow logging (params, per-epoch and final metrics, art
 SQLite) and the artifact figures. It then writes the figures of the same evaluation with
 the trial's :func:`fer_models.metrics.save_figures` and with a reference that lays every
 figure out with ``tight_layout`` and draws the mean maps as one axes per class (what the
-trial did before issue 12), interleaved ABAB, and prints the ratio of the fastest of each.
+trial did before issue 12), interleaved ABAB, and prints the ratio of the fastest of each;
+likewise one training epoch in channels_last (NHWC, the cpu preset since issue 12) vs NCHW.
 
     .venv/bin/python benchmarks/bench_trial_phases.py [--method cam] [--repeats 3]
 """
@@ -15,6 +16,7 @@ trial did before issue 12), interleaved ABAB, and prints the ratio of the fastes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -126,6 +128,17 @@ def main() -> None:
             ref.append(time.perf_counter() - t)
     print(f"figures per trial: {min(ours):.2f} s now vs {min(ref):.2f} s with tight_layout + one axes per map "
           f"(ratio {min(ours) / min(ref):.2f}, fastest of {args.repeats} interleaved)")
+    # the training itself: one epoch in NHWC (the cpu preset since issue 12) against NCHW
+    ft.evaluate = evaluate
+    one = dataclasses.replace(cfg, epochs=1)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(args.repeats):
+        for nhwc in (True, False):
+            t = time.perf_counter()
+            ft.train(dataclasses.replace(one, channels_last=nhwc), Path(tempfile.mkdtemp()), progress=False)
+            times[nhwc].append(time.perf_counter() - t)
+    print(f"one epoch + evaluation: {min(times[True]):.2f} s channels_last vs {min(times[False]):.2f} s NCHW "
+          f"(ratio {min(times[True]) / min(times[False]):.2f}, fastest of {args.repeats} interleaved)")
 
 
 if __name__ == "__main__":

@@ -331,8 +331,7 @@ def _save_mean_maps(maps: np.ndarray, names: list[str], path: Path, title: str) 
     strip = np.full((h, k * (w + gap) - gap), np.nan)
     for i in range(k):
         strip[:, i * (w + gap): i * (w + gap) + w] = maps[i]
-    cmap = matplotlib.colormaps["jet"].copy()
-    cmap.set_bad("white")
+    cmap = matplotlib.colormaps["jet"].with_extremes(bad="white")
     fig, ax = plt.subplots(figsize=(1.6 * k, 2.0))
     ax.imshow(strip, cmap=cmap, vmin=0, vmax=1)
     ax.set_xticks([i * (w + gap) + (w - 1) / 2 for i in range(k)],

@@ -25,6 +25,15 @@ CPU_EPOCHS = 3
 CPU_BATCH = 32
 CPU_LAMBDAS = (0.1, 1.0, 5.0, 20.0)
 
+#: Per-method CPU settings so that every Table-1 method learns in the CPU budget (issue 12;
+#: see the module docstring for why each and what it measured). Only these methods differ.
+CPU_METHOD_OVERRIDES: dict[str, dict] = {
+    "acol": {"lr": 0.001, "epochs": 8, "method_kwargs": {"threshold": 0.6}},
+    "adl": {"method_kwargs": {"threshold": 0.9}},
+    "tscam": {"lr": 0.001, "epochs": 20},
+    "apvit": {"lr": 0.001, "epochs": 8},
+}
+
 
 @PRESETS.register("cpu", default_for="synthetic")
 def cpu() -> GridConfig:
@@ -40,12 +49,13 @@ def cpu() -> GridConfig:
         scheduler="cosine",
         device="cpu",
         amp=False,
-        channels_last=False,
+        channels_last=True,  # NHWC: ~0.65x the step time of NCHW on CPU (not part of the config hash)
         data=DataConfig(image_size=CPU_IMAGE_SIZE, map_size=CPU_MAP_SIZE, num_workers=0,
                         augment=("resized_crop:0.8-1.0", "flip:0.5")),
     )
     return GridConfig(
         datasets=SYNTHETIC,
+        method_overrides={k: dict(v) for k, v in CPU_METHOD_OVERRIDES.items()},
         seeds=(0, 1, 2),  # the Table-1 claims need a CI over seeds (issue 12)
         ablation_seeds=(0,),  # the λ and layer curves stay at one seed
         lambdas=CPU_LAMBDAS,
