@@ -108,16 +108,24 @@ def deit_small(pretrained: str | bool = False, image_size: int = 224, tag: str |
 @BACKBONES.register("vit-tiny-small", family="vit", hybrid="ir-tiny-vit")
 def vit_tiny_small(pretrained: str | bool = False, image_size: int = 48) -> ViTBackbone:
     """Tiny ViT for CPU (patch 8, width 64, depth 5, 2 heads): the CPU-preset transformer."""
+    return _tiny_vit("vit-tiny-small", pretrained, image_size)
+
+
+def _tiny_vit(name: str, pretrained: str | bool, image_size: int, stem: nn.Module | None = None) -> ViTBackbone:
+    """The tiny ViT (patch 8, width 64, depth 5, 2 heads), its patch projection replaced by
+    ``stem`` when given (a stride-8 module to 64 channels), local weights loaded after."""
     from timm.models.vision_transformer import VisionTransformer
 
-    pretrained = local_weights_only("vit-tiny-small", pretrained)
+    pretrained = local_weights_only(name, pretrained)
     net = VisionTransformer(
         img_size=image_size, patch_size=8, embed_dim=64, depth=5, num_heads=2, mlp_ratio=2.0,
         num_classes=0, dynamic_img_size=True,
     )
+    if stem is not None:
+        net.patch_embed.proj = stem
     if pretrained:
-        load_local_weights(net, pretrained, "vit-tiny-small")
-    return ViTBackbone(net, "vit-tiny-small")
+        load_local_weights(net, pretrained, name)
+    return ViTBackbone(net, name)
 
 
 def conv_stem(channels: tuple[int, ...], embed_dim: int) -> nn.Sequential:
@@ -135,14 +143,4 @@ def conv_stem(channels: tuple[int, ...], embed_dim: int) -> nn.Sequential:
 @BACKBONES.register("vit-tiny-convstem", family="vit", hybrid="ir-tiny-vit")
 def vit_tiny_convstem(pretrained: str | bool = False, image_size: int = 48) -> ViTBackbone:
     """Tiny ViT for CPU with a convolutional stem (stride 8, 16-32-64 ch) instead of 8x8 patches."""
-    from timm.models.vision_transformer import VisionTransformer
-
-    pretrained = local_weights_only("vit-tiny-convstem", pretrained)
-    net = VisionTransformer(
-        img_size=image_size, patch_size=8, embed_dim=64, depth=5, num_heads=2, mlp_ratio=2.0,
-        num_classes=0, dynamic_img_size=True,
-    )
-    net.patch_embed.proj = conv_stem((16, 32, 64), 64)  # same stride 8: the same token grid
-    if pretrained:
-        load_local_weights(net, pretrained, "vit-tiny-convstem")
-    return ViTBackbone(net, "vit-tiny-convstem")
+    return _tiny_vit("vit-tiny-convstem", pretrained, image_size, stem=conv_stem((16, 32, 64), 64))
