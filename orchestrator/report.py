@@ -243,7 +243,8 @@ def test_ci_line(df, label: str = "") -> str | None:
     where = f" ({label})" if label else ""
     return (f"Test split{where}: {n} faces; the sampling error of one CL on it (95% Wilson interval, "
             f"scipy.stats.binomtest) runs from {widths[0]} at the lowest cell mean to {widths[1]} at the "
-            f"highest: differences of CL much smaller than this need more seeds *and* a larger test split.")
+            f"highest: the error a CL carries from the test split alone, which the intervals over seeds do not "
+            f"include (per cell in the CSV: cl_ci_low, cl_ci_high).")
 
 
 def fmt(mean: float, std: float, n: int, metric: str) -> str:
