@@ -31,6 +31,13 @@ measured with ``fer_models.train`` on the 2-core machine under other load (issue
 - unchanged, for reference: Grad-CAM, Grad-CAM++, LayerCAM (the CAM model read by other
   explainers) 41.3 ± 1.2; WILDCAT 37.0 ± 7.0; PRM 35.0 ± 1.4; CutMix 30.3 ± 0.5.
 
+In the default run (``fer-orch grid``, 3 seeds, NHWC, 143 trials, 15.1 min on the 2 cores under
+other load), test CL w/o AU on synthetic-rafdb: CAM 42.6 ± 1.0, WILDCAT 39.1 ± 3.4, Grad-CAM /
+Grad-CAM++ / LayerCAM 43.7 ± 1.0, ACoL 47.5 ± 2.6, PRM 34.8 ± 3.1, ADL 35.2 ± 0.9, CutMix
+30.3 ± 3.8, TS-CAM 38.6 ± 1.3, APViT 35.1 ± 9.2. The price: ACoL, TS-CAM and APViT took 59 %
+of the run's training seconds (mean 19.7, 21.1 and 38.1 s a trial against ~6 s for a CNN
+method at 3 epochs), about 5.7 of its 15.1 minutes.
+
 All but TS-CAM's were measured in NCHW, before channels_last became the preset's memory
 format; NHWC changes a run through floating-point rounding, by about a seed's spread (seed 0
 in NHWC: CAM 41.7 vs 42.9, ACoL 48.6 vs 44.0, ADL 36.0 vs 36.0).
