@@ -87,7 +87,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when present
     amp: bool = True  # only takes effect on CUDA
-    channels_last: bool = True  # only takes effect on CUDA
+    channels_last: bool = True  # NHWC memory format (CUDA and CPU)
     compile: bool = False  # torch.compile the model's training forward (speed only; see README)
     method_kwargs: dict[str, Any] = field(default_factory=dict)
     # paper 002 reproduction (docs/reproducing-paper-002.md lists who sets what)

@@ -308,7 +308,11 @@ def _save_matrix(mat: np.ndarray, rows: list[str], cols: list[str], folder: Path
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+    # fixed margins (inches) instead of tight_layout, which costs a third of a trial's figure
+    # time on the CPU preset (benchmarks/bench_trial_phases.py)
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=min(0.45, 1.0 / w), bottom=min(0.45, 0.95 / h), right=1 - min(0.3, 0.45 / w),
+                        top=1 - min(0.3, 0.35 / h))
     save_figure(fig, png_path)
     return [csv_path, png_path]
 
@@ -320,12 +324,22 @@ def _save_mean_maps(maps: np.ndarray, names: list[str], path: Path, title: str) 
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    k = maps.shape[0]
-    fig, axes = plt.subplots(1, k, figsize=(1.6 * k, 2.0), squeeze=False)
-    for i, ax in enumerate(axes[0]):
-        ax.imshow(maps[i], cmap="jet", vmin=0, vmax=1)
-        ax.set_title(names[i] if i < len(names) else str(i), fontsize=8)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    k, h, w = maps.shape
+    # one image of the k maps side by side (a 1-pixel white gap), named on the x axis: one
+    # axes instead of k keeps the per-trial figure cheap (benchmarks/bench_trial_phases.py)
+    gap = max(1, w // 16)
+    strip = np.full((h, k * (w + gap) - gap), np.nan)
+    for i in range(k):
+        strip[:, i * (w + gap): i * (w + gap) + w] = maps[i]
+    cmap = matplotlib.colormaps["jet"].with_extremes(bad="white")
+    fig, ax = plt.subplots(figsize=(1.6 * k, 2.0))
+    ax.imshow(strip, cmap=cmap, vmin=0, vmax=1)
+    ax.set_xticks([i * (w + gap) + (w - 1) / 2 for i in range(k)],
+                  [names[i] if i < len(names) else str(i) for i in range(k)], fontsize=8)
+    ax.set_yticks([])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(title, fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.12, top=0.86)
     return save_figure(fig, path)

@@ -7,8 +7,8 @@
   never test) and the model (``fer_models.methods.build_model``);
 - optimiser ``sgd`` (paper 002; momentum, weight decay), ``adam`` or ``adamw``; schedule
   ``cosine`` (per step, to 0 at the last step), ``step`` (x0.1 at 1/3 and 2/3 of the epochs)
-  or ``none``; AMP (bf16 where supported, else fp16 with a grad scaler) and channels_last
-  only on CUDA;
+  or ``none``; AMP (bf16 where supported, else fp16 with a grad scaler) only on CUDA;
+  channels_last on every device (on CPU a CPU-preset step takes ~0.65x the time);
 - loss per batch: the method's classification loss (+ lambda * AU alignment, Eq. 3, on
   ``cfg.layers`` when ``cfg.au``); a method may first transform the batch (CutMix);
 - after each epoch: validation CL / CAM-COS / ATT-COS, ``run_dir/checkpoint.pt`` (model,
@@ -180,7 +180,6 @@ def train_epoch(model: torch.nn.Module, batches: Any, opt: torch.optim.Optimizer
     float64, the sum a per-step ``float()`` loop gave.
     """
     forward = model if forward is None else forward
-    cuda = device.type == "cuda"
     use_amp, amp_dtype = amp_settings(cfg, device)
     layers = tuple(int(l) for l in cfg.layers)
     lam = cfg.lam if cfg.au else 0.0
@@ -189,7 +188,7 @@ def train_epoch(model: torch.nn.Module, batches: Any, opt: torch.optim.Optimizer
     n = 0
     for batch in batches:
         batch = to_device(batch, device)
-        if cuda and cfg.channels_last:
+        if cfg.channels_last:
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         batch = model.transform_batch(batch)
         with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
@@ -254,14 +253,14 @@ def train(
         from fer_models.data.dataset import build_loaders
 
         loaders = build_loaders(cfg.data, cfg.batch_size, cfg.seed, cache_root, progress=progress,
-                                cache_dir=cache_dir, device=device, channels_last=cuda and cfg.channels_last)
+                                cache_dir=cache_dir, device=device, channels_last=cfg.channels_last)
     if cfg.target != "expression":  # identity labels and count (paper 003), fer_models.data.targets
         from fer_models.data.targets import with_target
 
         loaders = with_target(loaders, cfg.target)
     num_classes = int(loaders.num_classes)
     model = build_model(cfg, num_classes).to(device)
-    if cuda and cfg.channels_last:
+    if cfg.channels_last:  # CPU too: oneDNN's NHWC convolutions (benchmarks/bench_trial_phases.py)
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(cfg, model)
     steps = max(1, len(loaders.train))

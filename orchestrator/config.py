@@ -64,6 +64,9 @@ class GridConfig:
     datasets: tuple[str, ...] = ("synthetic-rafdb", "synthetic-affectnet")
     methods: tuple[str, ...] = field(default_factory=_paper_methods)
     seeds: tuple[int, ...] = (0,)
+    # seeds of the λ and layer ablations (None: ``seeds``); the main grid makes w/o-vs-w/ AU
+    # claims that need a CI over seeds, the ablations' curves may stay at one seed on a CPU
+    ablation_seeds: tuple[int, ...] | None = None
     au: tuple[bool, ...] = (False, True)  # the Table-1 columns w/o AU, w/ AU
     lam: float | None = None  # None: chosen on validation (λ ablation), else default_lam
     default_lam: float = 1.0  # used when no λ ablation has been run yet
@@ -103,6 +106,8 @@ class GridConfig:
             raise ConfigError("the grid has no methods; pass --methods name[,name] (see `fer-orch list methods`)")
         if not self.seeds:
             raise ConfigError("the grid has no seeds; pass --seeds N or --seeds 0,1,2")
+        if self.ablation_seeds is not None and not self.ablation_seeds:
+            raise ConfigError("ablation_seeds is empty; give at least one seed (or leave it unset to use `seeds`)")
         if not (math.isfinite(self.resources.cpus) and math.isfinite(self.resources.gpus)) \
                 or self.resources.cpus <= 0 or self.resources.gpus < 0:
             raise ConfigError(
@@ -183,6 +188,10 @@ class GridConfig:
         for cfg in configs:
             validate(cfg)
         return self
+
+    def seeds_of_ablations(self) -> tuple[int, ...]:
+        """The seeds the λ and layer ablations run: ``ablation_seeds``, else ``seeds``."""
+        return tuple(self.ablation_seeds) if self.ablation_seeds is not None else tuple(self.seeds)
 
     def check_data_options(self) -> None:
         """Every dataset's reader options (with its overrides) and ``folds`` suit its reader:

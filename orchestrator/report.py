@@ -19,6 +19,15 @@ each study's section adds a table of ours beside the published value and the dif
 (:func:`vs_paper`); on synthetic data one line says why there is none (:data:`NO_PUBLISHED`).
 Ours is the class-mean cosine (the "Average" row the paper prints) where the runs have it,
 else the per-sample mean.
+
+Uncertainty (issue 12): every cell is mean ± sd over seeds (over folds when
+cross-validated); every w/o-vs-w/ AU comparison is a *paired* difference with a 95% Student
+t interval (:func:`fer_analysis.stats.paired_difference`, ``scipy.stats.ttest_rel``), the
+unit being one seed (one fold, its seeds averaged, when cross-validated): :func:`paired`.
+Bold and arrows mark only differences whose interval excludes 0 (:func:`delta_cell`,
+:func:`mark`); the rest print "n.s.". The test split's own sampling error is the Wilson
+interval of CL from the logged test-set size ``test_n`` (:func:`test_ci_line`).
+:data:`CI_LEGEND` is the sentence every table with Δ columns carries.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from fer_analysis.stats import PairedDiff, accuracy_ci, paired_difference
 from fer_models import paths
 from fer_models.errors import FerOrchError
 from orchestrator import studies, tracking
@@ -37,6 +47,14 @@ from orchestrator import studies, tracking
 METRIC_TITLES = {"cl": "CL", "cam_cos": "CAM-COS", "att_cos": "ATT-COS", "gt_cam_cos": "GT CAM-COS", "gt_att_cos": "GT ATT-COS"}
 #: class-mean ("Average" row) counterparts of the per-sample cosines, when the runs log them
 CLASS_MEAN = {"cam_cos": "cam_cos_avg", "att_cos": "att_cos_avg"}
+#: column titles of every metric a table may show (the class means beside the per-sample ones)
+TITLES = {**METRIC_TITLES, "cam_cos_avg": "CAM-COS (class mean)", "att_cos_avg": "ATT-COS (class mean)",
+          "att_cos_5": "ATT-COS (layer 5)"}
+#: the legend sentence of every table with a Δ column
+CI_LEGEND = ("Δ = w/ AU − w/o AU, the mean paired difference with its 95% Student t interval "
+             "(scipy.stats.ttest_rel) over seeds, each seed's w/o and w/ AU runs forming a pair (over folds, "
+             "each fold's seeds averaged, when cross-validated); **bold** and ↑/↓ only where the interval "
+             "excludes 0, \"n.s.\" otherwise (always with a single seed, n=1).")
 #: how a column set beside the paper is named
 COMPARED_NAMES = {"cl": "CL", "cam_cos": "CAM-COS (per sample)", "att_cos": "ATT-COS (per sample)",
                   "cam_cos_avg": "CAM-COS (class mean)", "att_cos_avg": "ATT-COS (class mean)"}
@@ -77,6 +95,7 @@ def runs_frame(runs: list[Any]):
                 "fold": int(t["fold"]) if t.get("fold", "").lstrip("-").isdigit() else math.nan,
                 **{k: m.get(f"test_{k}", math.nan) for k in METRIC_TITLES},
                 **{k: m.get(f"test_{k}", math.nan) for k in CLASS_MEAN.values()},
+                "test_n": m.get("test_n", math.nan),
                 "att_cos_5": m.get("test_att_cos_5", m.get("test_att_cos", math.nan)),
                 "metric_def": r.data.params.get("metric_def", "project"),
                 "au_source": t.get("au_source", "codebook"),  # issue 13: the AU map's source and faithfulness
@@ -175,6 +194,61 @@ def agg(df, keys: list[str], metrics: list[str]):
     g = df.groupby(keys, dropna=False)[metrics]
     mean, std, n = g.mean(), g.std(ddof=1).fillna(0.0), g.count()
     return mean, std, n
+
+
+def unit_values(df, metric: str):
+    """``metric`` per unit of replication: per seed, or per fold (its seeds averaged) when
+    the runs are cross-validated, as :func:`agg` counts n. A Series indexed by the unit."""
+    if "fold" in df.columns and df["fold"].notna().any():
+        return df.groupby("fold")[metric].mean()
+    return df.groupby("seed")[metric].mean()
+
+
+def paired(without, with_, metric: str) -> PairedDiff:
+    """``with_ − without`` of ``metric`` paired by seed (by fold when cross-validated), with
+    its 95% t interval (:func:`fer_analysis.stats.paired_difference`); units present in
+    only one of the two are left out."""
+    a, b = unit_values(without, metric), unit_values(with_, metric)
+    units = a.index.intersection(b.index)
+    return paired_difference(a.loc[units].to_numpy(), b.loc[units].to_numpy())
+
+
+def delta_cell(d: PairedDiff, digits: int = 2) -> str:
+    """A Δ cell: ``↑ +4.00 [+1.20, +6.80]`` when the interval excludes 0, else the plain
+    value and interval with "n.s." (:meth:`PairedDiff.format`)."""
+    s = d.format(digits)
+    if d.significant:
+        s = ("↑ " if d.mean > 0 else "↓ ") + s
+    return s
+
+
+def mark(cell: str, d: PairedDiff | None, higher: bool) -> str:
+    """``cell`` in bold when ``d`` is significant and favours this side (``higher``: the
+    side that is better when the difference is positive)."""
+    if d is None or not d.significant or cell == "–":
+        return cell
+    return f"**{cell}**" if (d.mean > 0) == higher else cell
+
+
+def test_ci_line(df, label: str = "") -> str | None:
+    """One sentence: the test split's size and the 95% Wilson interval of a CL on it
+    (:func:`fer_analysis.stats.accuracy_ci`) at the lowest and highest mean CL of ``df``'s
+    cells, or None when the runs did not log ``test_n``."""
+    if "test_n" not in df or not df["test_n"].notna().any():
+        return None
+    n = int(df["test_n"].dropna().median())
+    cells = df.groupby(["method", "au"])["cl"].mean().dropna()
+    if cells.empty:
+        return None
+    widths = []
+    for cl in (cells.min(), cells.max()):
+        lo, hi = accuracy_ci(cl, n)
+        widths.append(f"{cl:.1f}% [{lo:.1f}, {hi:.1f}]")
+    where = f" ({label})" if label else ""
+    return (f"Test split{where}: {n} faces; the sampling error of one CL on it (95% Wilson interval, "
+            f"scipy.stats.binomtest) runs from {widths[0]} at the lowest cell mean to {widths[1]} at the "
+            f"highest: the error a CL carries from the test split alone, which the intervals over seeds do not "
+            f"include (per cell in the CSV: cl_ci_low, cl_ci_high).")
 
 
 def fmt(mean: float, std: float, n: int, metric: str) -> str:

@@ -182,6 +182,9 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
             "train_seconds": result.seconds,
             "best_epoch": result.best_epoch,
         }
+        confusion = getattr(result.test, "confusion", None)
+        if confusion is not None:  # the test split's size: the report's Wilson interval of CL
+            final["test_n"] = float(confusion.sum())
         run.log_metrics(final)
         with tempfile.TemporaryDirectory() as d:
             tracking.write_trial_artifacts(result, cfg, Path(d))

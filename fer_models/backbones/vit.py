@@ -8,6 +8,11 @@ Each layer's map is its patch tokens (class token dropped) reshaped to (B, D, h,
 
 ``vit-tiny-small`` is the CPU-preset transformer: patch 8, width 64, depth 5, 2 heads,
 timm's ``VisionTransformer`` with ``dynamic_img_size`` (32-64 px inputs give 4x4-8x8 maps).
+``vit-tiny-convstem`` is the same transformer whose 8x8 patch projection is replaced by a
+convolutional stem of three stride-2 3x3 convolutions (BN, ReLU) and a 1x1 projection
+(Xiao et al., "Early convolutions help transformers see better", NeurIPS 2021): the same
+4x4 token grid at 32 px, but a ViT trained from scratch on a few thousand faces learns in a
+CPU budget (the cpu preset's TS-CAM; ``orchestrator/presets/cpu.py``).
 """
 
 from __future__ import annotations
@@ -103,13 +108,39 @@ def deit_small(pretrained: str | bool = False, image_size: int = 224, tag: str |
 @BACKBONES.register("vit-tiny-small", family="vit", hybrid="ir-tiny-vit")
 def vit_tiny_small(pretrained: str | bool = False, image_size: int = 48) -> ViTBackbone:
     """Tiny ViT for CPU (patch 8, width 64, depth 5, 2 heads): the CPU-preset transformer."""
+    return _tiny_vit("vit-tiny-small", pretrained, image_size)
+
+
+def _tiny_vit(name: str, pretrained: str | bool, image_size: int, stem: nn.Module | None = None) -> ViTBackbone:
+    """The tiny ViT (patch 8, width 64, depth 5, 2 heads), its patch projection replaced by
+    ``stem`` when given (a stride-8 module to 64 channels), local weights loaded after."""
     from timm.models.vision_transformer import VisionTransformer
 
-    pretrained = local_weights_only("vit-tiny-small", pretrained)
+    pretrained = local_weights_only(name, pretrained)
     net = VisionTransformer(
         img_size=image_size, patch_size=8, embed_dim=64, depth=5, num_heads=2, mlp_ratio=2.0,
         num_classes=0, dynamic_img_size=True,
     )
+    if stem is not None:
+        net.patch_embed.proj = stem
     if pretrained:
-        load_local_weights(net, pretrained, "vit-tiny-small")
-    return ViTBackbone(net, "vit-tiny-small")
+        load_local_weights(net, pretrained, name)
+    return ViTBackbone(net, name)
+
+
+def conv_stem(channels: tuple[int, ...], embed_dim: int) -> nn.Sequential:
+    """Stride-2 3x3 conv + BN + ReLU per entry of ``channels`` (total stride 2**len), then a
+    1x1 projection to ``embed_dim`` (Xiao et al. 2021's convolutional stem)."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for c in channels:
+        layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+        c_in = c
+    layers.append(nn.Conv2d(c_in, embed_dim, 1))
+    return nn.Sequential(*layers)
+
+
+@BACKBONES.register("vit-tiny-convstem", family="vit", hybrid="ir-tiny-vit")
+def vit_tiny_convstem(pretrained: str | bool = False, image_size: int = 48) -> ViTBackbone:
+    """Tiny ViT for CPU with a convolutional stem (stride 8, 16-32-64 ch) instead of 8x8 patches."""
+    return _tiny_vit("vit-tiny-convstem", pretrained, image_size, stem=conv_stem((16, 32, 64), 64))

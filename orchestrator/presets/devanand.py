@@ -42,5 +42,5 @@ def devanand_t() -> GridConfig:
         method_kwargs={"init": "he_normal"},
         data=DataConfig(image_size=48, normalize="none", color="gray", augment=AUGMENT_004),
     )
-    return GridConfig(datasets=("fer2013",), methods=("light-cnn",), au=(False,), ablations=False, base=base,
+    return GridConfig(seeds=(0, 1, 2), datasets=("fer2013",), methods=("light-cnn",), au=(False,), ablations=False, base=base,
                       resources=Resources(cpus=2, gpus=0.25), max_failures=2)

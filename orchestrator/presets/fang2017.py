@@ -43,7 +43,7 @@ def _fang(target: str, split: str) -> GridConfig:
         data=DataConfig(image_size=224, normalize="none", color="rgb", augment=(),
                         options={**RAFD_003, "split": split}),
     )
-    return GridConfig(datasets=("rafd",), methods=("tiny-vgg",), au=(False,), ablations=False, base=base,
+    return GridConfig(seeds=(0, 1, 2), datasets=("rafd",), methods=("tiny-vgg",), au=(False,), ablations=False, base=base,
                       resources=Resources(cpus=2, gpus=0.5), max_failures=2)
 
 

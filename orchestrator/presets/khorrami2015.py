@@ -55,6 +55,7 @@ def khorrami2015() -> GridConfig:
         methods=("zerobias-cnn",),
         au=(False,),
         folds="all",
+        seeds=(0, 1, 2),
         ablations=False,
         base=base,
         dataset_overrides={"tfd": {"epochs": 700, "data": {"options": {"resolution": 96}}}},

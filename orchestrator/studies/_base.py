@@ -45,7 +45,8 @@ class Study:
 
 class Ablation(Study):
     """An ablation of paper 002's kind: ``g.ablation_method`` on one dataset
-    (``g.ablation_on()``), the w/o-AU model plus one w/-AU model per variant, for each seed.
+    (``g.ablation_on()``), the w/o-AU model plus one w/-AU model per variant, for each seed of
+    ``g.seeds_of_ablations()`` (``ablation_seeds``, else ``seeds``).
     Subclasses give the variants as ``TrainConfig`` fields."""
 
     ablation = True
@@ -56,7 +57,7 @@ class Ablation(Study):
 
     def configs(self, g: "GridConfig", lam: float) -> Iterator["TrainConfig"]:
         ds, m = g.ablation_on(), g.ablation_method
-        for seed in g.seeds:
+        for seed in g.seeds_of_ablations():
             yield g.train_config(m, ds, au=False, seed=seed)
             for fields in self.variants(g, lam):
                 yield g.train_config(m, ds, au=True, seed=seed, **fields)

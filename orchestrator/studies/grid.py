@@ -3,7 +3,10 @@
 Report section: Table 1 (CL and CAM-COS), Table 2 (ATT-COS at the aligned layer), Table 1b
 on synthetic data (the same localisation scores against the map of the AUs truly active,
 a ground truth the real datasets do not have), each per dataset as methods x (w/o | w/ |
-Δ) with the better column in bold, and ``deltas.png``, a heat-map of w/ AU minus w/o AU
+Δ): mean ± sd over seeds, Δ the paired difference with its 95% t interval, the better
+column in bold only when that interval excludes 0 ("n.s." otherwise; see
+:mod:`orchestrator.report`), the cosines also as class means; the test split's Wilson
+interval of CL; and ``deltas.png``, a heat-map of w/ AU minus w/o AU
 per method and dataset, so where AU helped is visible at a glance; the λ each method's w/-AU
 runs used; on RAF-DB / AffectNet, Tables 1 and 2 against the published numbers
 (:func:`paper_tables`).
@@ -40,12 +43,24 @@ class Grid(Study):
     def report(self, parent, df, out: Path) -> list[str]:
         lam = parent.data.tags.get("lambda", "?")
         src = parent.data.tags.get("lambda_source", "")
+        from orchestrator.report import CI_LEGEND, CLASS_MEAN, dataset_order, test_ci_line
+
         parts = [f"Main grid: {len(df)} finished trials, λ = {lam} ({src}). CL in %, cosines in [0, 1]; "
-                 "mean ± std over seeds (over folds when cross-validated, `--folds`); bold: the better of w/o and w/ AU."]
-        md, d1 = au_table(df, ["cl", "cam_cos"], "Table 1: classification (CL) and CAM localisation (CAM-COS), test",
-                          out, "table1")
+                 "mean ± sd over seeds (over folds when cross-validated, `--folds`). " + CI_LEGEND]
+        for d in dataset_order(df["dataset"].unique()):
+            line = test_ci_line(df[df["dataset"] == d], d)
+            if line:
+                parts.append(line)
+        # the cosines as the per-sample mean and as the mean of the per-class means (the
+        # paper's "Average" row), when the runs logged the latter
+        avg = {m: a for m, a in CLASS_MEAN.items() if a in df and df[a].notna().any()}
+        md, d1 = au_table(df, ["cl", "cam_cos"] + ([avg["cam_cos"]] if "cam_cos" in avg else []),
+                          "Table 1: classification (CL) and CAM localisation (CAM-COS: per-sample mean; class mean: "
+                          "mean of the per-class means, the paper's \"Average\"), test", out, "table1")
         parts.append(md)
-        md, d2 = au_table(df, ["att_cos"], "Table 2: attention localisation (ATT-COS), test", out, "table2")
+        md, d2 = au_table(df, ["att_cos"] + ([avg["att_cos"]] if "att_cos" in avg else []),
+                          "Table 2: attention localisation (ATT-COS: per-sample mean and class mean), test",
+                          out, "table2")
         parts.append(md)
         gt_cols = df[["gt_cam_cos", "gt_att_cos"]]
         if gt_cols.notna().to_numpy().any() and (gt_cols.fillna(0) != 0).to_numpy().any():
@@ -90,44 +105,56 @@ def paper_tables(df) -> list[str]:
 
 
 def au_table(df, metrics: list[str], title: str, out: Path, stem: str):
-    """Per dataset, methods x (metric: w/o | w/ | Δ): Markdown (the better one in bold, Δ with
-    an arrow) + one long CSV; also returns ``{(method, dataset, metric): Δ}``."""
+    """Per dataset, methods x (metric: w/o | w/ | Δ): Markdown + one long CSV; also returns
+    ``{(method, dataset, metric): PairedDiff}``.
+
+    Cells are mean ± sd over seeds; Δ is the paired difference over seeds with its 95% t
+    interval (:func:`orchestrator.report.paired`); the better side is bold and Δ has an
+    arrow only when that interval excludes 0 (:func:`orchestrator.report.delta_cell`). The
+    CSV has, per cell, the Wilson interval of a test CL (``cl_ci_low``/``high``, from
+    ``test_n``) and, on each w/ AU row, Δ with its interval, p and significance."""
     import pandas as pd
 
-    from orchestrator.report import METRIC_TITLES, agg, dataset_order, fmt, md_table, method_order
+    from fer_analysis.stats import accuracy_ci
+    from orchestrator.report import TITLES, agg, dataset_order, delta_cell, fmt, mark, md_table, method_order, paired
 
     mean, std, n = agg(df, ["dataset", "method", "au"], metrics)
     datasets = dataset_order(df["dataset"].unique())
     methods = method_order(df["method"].unique())
     header = ["Method"]
     for m in metrics:
-        t = METRIC_TITLES[m]
-        header += [f"{t} w/o AU", f"{t} w/ AU", f"Δ{t}"]
+        t = TITLES[m]
+        header += [f"{t} w/o AU", f"{t} w/ AU", f"Δ{t} [95% CI]"]
     sections, csv_rows, deltas = [f"### {title}"], [], {}
     for d in datasets:
         rows = []
+        sub = df[df["dataset"] == d]
         for meth in methods:
             row = [meth]
+            runs = sub[sub["method"] == meth]
             for m in metrics:
                 cells = {}
                 for au in (False, True):
                     key = (d, meth, au)
                     if key in mean.index and math.isfinite(mean.loc[key, m]):
                         cells[au] = (mean.loc[key, m], std.loc[key, m], int(n.loc[key, m]))
+                        extra = {}
+                        if m == "cl" and "test_n" in runs and runs["test_n"].notna().any():
+                            test_n = int(runs.loc[runs["au"] == au, "test_n"].median())
+                            extra = dict(zip(("cl_ci_low", "cl_ci_high"), accuracy_ci(cells[au][0], test_n)),
+                                         test_n=test_n)
                         csv_rows.append({"dataset": d, "method": meth, "metric": m, "au": au,
-                                         "mean": cells[au][0], "std": cells[au][1], "n": cells[au][2]})
+                                         "mean": cells[au][0], "std": cells[au][1], "n": cells[au][2], **extra})
                 wo = fmt(*cells[False], m) if False in cells else "–"
                 w = fmt(*cells[True], m) if True in cells else "–"
                 delta = "–"
                 if False in cells and True in cells:
-                    dv = cells[True][0] - cells[False][0]
+                    dv = paired(runs[~runs["au"]], runs[runs["au"]], m)
                     deltas[(meth, d, m)] = dv
-                    arrow = "↑" if dv > 0 else ("↓" if dv < 0 else "=")
-                    delta = f"{arrow} {dv:+.2f}"
-                    if dv > 0:
-                        w = f"**{w}**"
-                    elif dv < 0:
-                        wo = f"**{wo}**"
+                    delta = delta_cell(dv)
+                    wo, w = mark(wo, dv, higher=False), mark(w, dv, higher=True)
+                    csv_rows[-1].update(delta=dv.mean, delta_n=dv.n, delta_low=dv.low, delta_high=dv.high,
+                                        delta_p=dv.p, delta_significant=dv.significant)  # on the w/ AU row
                 row += [wo, w, delta]
             if any(c != "–" for c in row[1:]):
                 rows.append(row)
@@ -137,7 +164,8 @@ def au_table(df, metrics: list[str], title: str, out: Path, stem: str):
 
 
 def deltas_png(deltas: dict, path: Path) -> bool:
-    """Heat-map of w/ AU minus w/o AU, one panel per metric (methods x datasets)."""
+    """Heat-map of w/ AU minus w/o AU (``{(method, dataset, metric): PairedDiff}``), one
+    panel per metric (methods x datasets); differences whose interval contains 0 say n.s."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,23 +176,27 @@ def deltas_png(deltas: dict, path: Path) -> bool:
 
     if not deltas:
         return False
-    metrics = [m for m in METRIC_TITLES if any(k[2] == m for k in deltas)]
+    metrics = [m for m in METRIC_TITLES if any(k[2] == m for k in deltas)]  # per-sample columns only
     methods = method_order({k[0] for k in deltas})
     datasets = dataset_order({k[1] for k in deltas})
     fig, axes = plt.subplots(1, len(metrics), figsize=(len(metrics) * (2.4 + 1.1 * len(datasets)), 1.9 + 0.33 * len(methods)),
                              squeeze=False)
     for ax, m in zip(axes[0], metrics):
-        arr = np.array([[deltas.get((me, d, m), np.nan) for d in datasets] for me in methods])
+        cell = {k: v for k, v in deltas.items() if k[2] == m}
+        arr = np.array([[cell[(me, d, m)].mean if (me, d, m) in cell else np.nan for d in datasets] for me in methods])
         lim = float(np.nanmax(np.abs(arr))) if np.isfinite(arr).any() else 1.0
         im = ax.imshow(arr, cmap="RdYlGn", vmin=-lim or -1, vmax=lim or 1, aspect="auto")
         ax.set_xticks(range(len(datasets)), [d.replace("synthetic-", "syn-") for d in datasets], rotation=30, ha="right")
         ax.set_yticks(range(len(methods)), methods)
         for (i, j), v in np.ndenumerate(arr):
-            if np.isfinite(v):
-                ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=7)
+            if np.isfinite(v):  # n.s.: the 95% interval over seeds contains 0
+                sig = cell[(methods[i], datasets[j], m)].significant
+                ax.text(j, i, f"{v:+.2f}" if sig else f"{v:+.2f}\nn.s.", ha="center", va="center",
+                        fontsize=7 if sig else 6, color="black" if sig else "dimgray")
         ax.set_title(f"Δ{METRIC_TITLES[m]} (w/ − w/o AU)", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.05)
-    fig.suptitle("where AU alignment helped (green) or hurt (red)", fontsize=10)
+    fig.suptitle("where AU alignment helped (green) or hurt (red); n.s.: 95% t interval over seeds contains 0",
+                 fontsize=9)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     return True

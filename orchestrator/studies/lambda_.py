@@ -6,7 +6,9 @@ model. It runs first: the driver chooses the λ of
 the other studies on its *validation* results (:func:`orchestrator.grid.choose_lambda`).
 
 Report section: CAM-COS and ATT-COS (left axis) and CL (right axis) against λ on test,
-the w/o-AU model as dashed lines (``fig5_lambda.png``), and the same numbers as a table; on
+the w/o-AU model as dashed lines (``fig5_lambda.png``), and the same numbers as a table
+with each λ's paired difference to the w/o-AU model (95% t interval over
+``GridConfig.ablation_seeds``; "n.s." where it contains 0, always with one seed); on
 RAF-DB, the same points beside the values read off paper 002's Fig. 5.
 """
 
@@ -38,11 +40,11 @@ class LambdaAblation(Ablation):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from orchestrator.report import METRIC_TITLES, agg, fmt, md_table
+        from orchestrator.report import CI_LEGEND, METRIC_TITLES, agg, delta_cell, fmt, mark, md_table, paired
 
         metrics = ["cl", "cam_cos", "att_cos"]
         au = df[df["au"]]
-        mean, std, _n = agg(au, ["lam"], metrics)
+        mean, std, n = agg(au, ["lam"], metrics)
         vanilla = df[~df["au"]][metrics].mean() if (~df["au"]).any() else None
         mean.assign(**{f"{m}_std": std[m] for m in metrics}).to_csv(out / "fig5_lambda.csv")
         lams = list(mean.index)
@@ -66,10 +68,20 @@ class LambdaAblation(Ablation):
         ax.set_title(f"Fig. 5: impact of λ ({ds}, test)", fontsize=10)
         fig.tight_layout()
         save_figure(fig, out / "fig5_lambda.png", dpi=120)
-        rows = [[f"{lam:g}"] + [fmt(mean.loc[lam, m], std.loc[lam, m], 1, m) for m in metrics] for lam in lams]
+        wo = df[~df["au"]]
+        rows = []
+        for lam in lams:
+            cells = [fmt(mean.loc[lam, m], std.loc[lam, m], int(n.loc[lam, m]), m) for m in metrics]
+            diffs = [paired(wo, au[au["lam"] == lam], m) if not wo.empty else None for m in metrics]
+            rows.append([f"{lam:g}"] + [mark(c, d, higher=True) for c, d in zip(cells, diffs)]
+                        + [delta_cell(d) if d is not None else "–" for d in diffs])
         if vanilla is not None:
-            rows.insert(0, ["w/o AU"] + [fmt(vanilla[m], 0, 1, m) for m in metrics])
-        table = "### Fig. 5 data: λ ablation (fig5_lambda.png)\n\n" + md_table(["λ", "CL", "CAM-COS", "ATT-COS"], rows)
+            wmean, wstd, wn = agg(wo.assign(k=0), ["k"], metrics)
+            rows.insert(0, ["w/o AU"] + [fmt(wmean.loc[0, m], wstd.loc[0, m], int(wn.loc[0, m]), m) for m in metrics]
+                        + ["–"] * len(metrics))
+        header = ["λ", "CL", "CAM-COS", "ATT-COS", "ΔCL [95% CI]", "ΔCAM-COS [95% CI]", "ΔATT-COS [95% CI]"]
+        table = ("### Fig. 5 data: λ ablation (fig5_lambda.png; bold: better than w/o AU, 95% CI excluding 0)\n\n"
+                 + md_table(header, rows) + "\n\n" + CI_LEGEND)
         return [table, "![Fig. 5](fig5_lambda.png)"] + fig5_vs_paper(df)
 
 

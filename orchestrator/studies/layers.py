@@ -5,13 +5,14 @@ The ablation method (CAM) on one dataset, for each set of aligned layers of
 the λ the driver chose, plus the w/o-AU model.
 
 Report section: CL, CAM-COS and ATT-COS at layer 5 per set of aligned layers, in the
-paper's row order, the scores better than w/o AU in bold (``table3_layers.csv``); on RAF-DB,
+paper's row order, with each set's paired difference to the w/o-AU model (95% t interval
+over seeds; scores in bold only where it excludes 0, "n.s." otherwise) in
+``table3_layers.csv``; the ablations run ``GridConfig.ablation_seeds``; on RAF-DB,
 the same rows beside paper 002's Table 3.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -34,33 +35,39 @@ class LayerAblation(Ablation):
     def report(self, parent, df, out: Path) -> list[str]:
         import pandas as pd
 
-        from orchestrator.report import agg, fmt, md_table
+        from orchestrator.report import CI_LEGEND, agg, delta_cell, fmt, mark, md_table, paired
 
         metrics = ["cl", "cam_cos", "att_cos_5"]
         mean, std, n = agg(df, ["au", "layers"], metrics)
         order = [(False, None)] + [(True, s) for s in PAPER_LAYER_SETS]
         extra = sorted({(True, lay) for au, lay in mean.index if au} - set(order))
         rows, csv_rows = [], []
-        base = None
+        vanilla = df[~df["au"]]
         for au, lay in order + extra:
             key = (au, lay) if au else next((k for k in mean.index if not k[0]), None)
             if key is None or key not in mean.index:
                 continue
             vals = [(mean.loc[key, m], std.loc[key, m], int(n.loc[key, m])) for m in metrics]
-            if not au:
-                base = vals
             label = "w/o AU" if not au else f"w/ AU at {lay}"
             cells = [fmt(*v, m) for v, m in zip(vals, metrics)]
-            if au and base is not None:  # mark improvements over w/o AU
-                cells = [f"**{c}**" if math.isfinite(v[0]) and v[0] > b[0] else c for c, v, b in zip(cells, vals, base)]
-            rows.append([label] + cells)
+            diffs = [None] * len(metrics)
+            if au and not vanilla.empty:  # paired with the w/o-AU model of the same seed
+                runs = df[df["au"] & (df["layers"] == lay)]
+                diffs = [paired(vanilla, runs, m) for m in metrics]
+                cells = [mark(c, d, higher=True) for c, d in zip(cells, diffs)]
+            rows.append([label] + cells + [delta_cell(d) if d is not None else "–" for d in diffs])
             csv_rows.append({"au": au, "layers": lay if au else "", **{f"{m}_mean": v[0] for m, v in zip(metrics, vals)},
-                             **{f"{m}_std": v[1] for m, v in zip(metrics, vals)}, "n": vals[0][2]})
+                             **{f"{m}_std": v[1] for m, v in zip(metrics, vals)}, "n": vals[0][2],
+                             **{f"{m}_delta": d.mean for m, d in zip(metrics, diffs) if d is not None},
+                             **{f"{m}_delta_low": d.low for m, d in zip(metrics, diffs) if d is not None},
+                             **{f"{m}_delta_high": d.high for m, d in zip(metrics, diffs) if d is not None}})
         pd.DataFrame(csv_rows).to_csv(out / "table3_layers.csv", index=False)
         ds = ", ".join(sorted(df["dataset"].unique()))
         meth = ", ".join(sorted(df["method"].unique()))
-        title = f"### Table 3: layer ablation ({meth}, {ds}; bold: better than w/o AU)"
-        parts = [title + "\n\n" + md_table(["Layers", "CL", "CAM-COS", "ATT-COS (layer 5)"], rows)]
+        title = f"### Table 3: layer ablation ({meth}, {ds}; bold: better than w/o AU, 95% CI excluding 0)"
+        header = ["Layers", "CL", "CAM-COS", "ATT-COS (layer 5)", "ΔCL [95% CI]", "ΔCAM-COS [95% CI]",
+                  "ΔATT-COS (layer 5) [95% CI]"]
+        parts = [title + "\n\n" + md_table(header, rows) + "\n\n" + CI_LEGEND]
         return parts + table3_vs_paper(df)
 
 

@@ -297,3 +297,19 @@ def test_resnet_tiny_stem_and_block_init():
     assert feats[1].shape[-1] == S and feats[5].shape[-1] == S // 8
     last_bns = [blk.bn2 for layer in (bb.net.layer1, bb.net.layer2, bb.net.layer3, bb.net.layer4) for blk in layer]
     assert last_bns and all(float(bn.weight.abs().min()) > 0 for bn in last_bns)
+
+
+def test_convstem_vit_keeps_the_token_grid_and_learns_through_its_stem():
+    """``vit-tiny-convstem``: the 8x8 patch projection replaced by a stride-8 conv stem (Xiao et
+    al. 2021) gives TS-CAM the same 4x4 layer maps at 32 px, and gradients reach the stem."""
+    from fer_models.backbones.vit import conv_stem
+
+    cfg = TrainConfig(method="tscam", backbone="vit-tiny-convstem", data=DataConfig(image_size=32))
+    model = build_model(cfg, 7)
+    stem = model.backbone.net.patch_embed.proj
+    assert isinstance(stem, torch.nn.Sequential) and sum(isinstance(m, torch.nn.Conv2d) for m in stem) == 4
+    out = model(torch.rand(2, 3, 32, 32))
+    assert out.logits.shape == (2, 7) and all(f.shape == (2, 64, 4, 4) for f in out.features.values())
+    out.logits.sum().backward()
+    assert stem[0].weight.grad is not None and stem[0].weight.grad.abs().sum() > 0
+    assert conv_stem((8, 16), 32)(torch.zeros(1, 3, 32, 32)).shape == (1, 32, 8, 8)  # stride 2 per entry

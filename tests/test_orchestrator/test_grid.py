@@ -177,15 +177,19 @@ def test_cpu_preset_expands_the_paper_grid():
 
     g = presets.get("cpu")
     grid = expand(g, "grid", lam=2.0)
-    assert len(grid) == 11 * 2 * 2  # Table 1: methods x datasets x {w/o, w/ AU}
+    assert len(grid) == 11 * 2 * 2 * 3  # Table 1: methods x datasets x {w/o, w/ AU} x 3 seeds
+    assert {t.cfg.seed for t in grid} == {0, 1, 2}
     assert {t.cfg.method for t in grid} == set(paper_methods())
     assert all(t.cfg.lam == (2.0 if t.cfg.au else 0.0) for t in grid)
     lam = expand(g, "lambda")
     assert [t.cfg.lam for t in lam] == [0.0, *g.lambdas] and {t.cfg.method for t in lam} == {"cam"}
+    assert {t.cfg.seed for t in lam} == {0}  # ablation_seeds: the curves stay at one seed
+    assert {t.cfg.seed for t in expand(__import__("dataclasses").replace(g, ablation_seeds=None), "lambda")} == {0, 1, 2}  # None: seeds
     layers = expand(g, "layers", lam=2.0)
     assert [t.cfg.layers for t in layers][1:] == [(1,), (2,), (3,), (4,), (5,), (5, 4), (5, 4, 3), (5, 4, 3, 2), (5, 4, 3, 2, 1)]
     # the vanilla CAM model is one config shared by the three studies (trained once)
-    vanilla = {t.hash for t in grid if t.cfg.method == "cam" and not t.cfg.au and t.cfg.data.dataset == g.datasets[0]}
+    vanilla = {t.hash for t in grid if t.cfg.method == "cam" and not t.cfg.au and t.cfg.data.dataset == g.datasets[0]
+               and t.cfg.seed == 0}
     assert vanilla == {lam[0].hash} == {layers[0].hash}
     # the layer-5 entry of Table 3 is the grid's CAM w/ AU model
     assert layers[5].hash in {t.hash for t in grid}
@@ -460,14 +464,17 @@ def test_real_preprocess_train_and_report(ray_local, tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     g = presets.get("cpu", methods=("cam",), datasets=("synthetic-rafdb",), lambdas=(1.0,), layer_sets=("5", "5+4"),
-                    base={"epochs": 1}, tracking_uri=uri, storage_path=str(tmp_path / "ray"), experiment="real")
+                    seeds=(0,), base={"epochs": 1}, tracking_uri=uri, storage_path=str(tmp_path / "ray"),
+                    experiment="real")
     out = run_grid(g, verbose=False)
     assert out.ok, (out.failed, out.unfinished)
     runs = _children(out)
     assert len(runs) == 3  # vanilla, λ=1 (= grid w/ AU = layers "5"), layers "5+4"
     c = tracking.client(uri)
     for r in runs:
-        assert {"test_cl", "test_cam_cos", "test_att_cos", "test_gt_cam_cos", "best_val_cl"} <= set(r.data.metrics)
+        assert {"test_cl", "test_cam_cos", "test_att_cos", "test_gt_cam_cos", "best_val_cl", "test_cam_cos_avg",
+                "test_att_cos_avg"} <= set(r.data.metrics)
+        assert r.data.metrics["test_n"] == 350  # the Wilson interval's n
         assert 0 <= r.data.metrics["test_cl"] <= 100
         maps = {a.path for a in c.list_artifacts(r.info.run_id, "maps")}
         assert any(p.endswith(".png") for p in maps)
@@ -476,3 +483,29 @@ def test_real_preprocess_train_and_report(ray_local, tmp_path):
     rep = build_report("real", uri, tmp_path / "report")
     assert rep.counts == {"grid": 2, "layers": 3, "lambda": 2}
     assert (tmp_path / "report" / "fig5_lambda.png").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_same_config_and_seed_through_tune_twice_give_identical_metrics(ray_local, tmp_path):
+    """Determinism inside Tune (issue 12): one trial trained twice by the real trainable, in
+    two experiments, gives the same numbers to the last bit (seeded data order, init and
+    augmentation; one torch thread per trial)."""
+    from orchestrator import presets
+    from orchestrator.grid import run_grid
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    metrics = []
+    for exp in ("det-a", "det-b"):
+        g = presets.get("cpu", methods=("cam",), datasets=("synthetic-rafdb",), au=(True,), seeds=(1,),
+                        base={"epochs": 2}, tracking_uri=uri, storage_path=str(tmp_path / "ray"), experiment=exp)
+        out = run_grid(g, studies=("grid",), verbose=False)
+        assert out.ok and len(out.ran) == 1, (out.failed, out.unfinished)
+        (run,) = _children(out)
+        c = tracking.client(uri)
+        history = [m.value for m in sorted(c.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)]
+        m = {k: v for k, v in run.data.metrics.items() if k.startswith(("test_", "best_val_"))}
+        metrics.append((m, history))
+    (a, ha), (b, hb) = metrics
+    assert len(ha) == 2 and ha == hb
+    assert {"test_cl", "test_cam_cos", "test_att_cos"} <= set(a) and a == b

@@ -49,7 +49,8 @@ def test_seed_presets_follow_their_papers():
     assert (k.base.optimizer, k.base.lr, k.base.batch_size, k.base.scheduler) == ("sgd", 0.01, 64, "none")
     assert k.base.method_kwargs == {"dropout": 0.5, "init": "khorrami"} and k.folds == "all"
     trials = expand(k, "grid")
-    assert len(trials) == 10 + 5  # CK+ 10 subject folds + TFD's 5 official folds
+    assert len(trials) == (10 + 5) * 3  # (CK+ 10 subject folds + TFD's 5 official folds) x 3 seeds
+    assert all(presets.get(n).seeds == (0, 1, 2) for n in SEED_PRESETS)  # CIs over seeds (issue 12)
     tfd = [t for t in trials if t.cfg.data.dataset == "tfd"]
     assert all(t.cfg.data.options["resolution"] == 96 and t.cfg.epochs == 700 for t in tfd)
     f = presets.get("fang2017-identity")
@@ -66,7 +67,7 @@ def test_folds_expand_to_one_tagged_trial_per_fold():
     assert sorted({t.tags()["fold"] for t in trials}) == ["0", "1", "2"]
     assert {t.cfg.data.options["n_folds"] for t in trials} == {3}
     assert all(t.name.endswith(f"-f{t.cfg.data.options['fold']}-s{t.cfg.seed}") for t in trials)
-    plain = expand(presets.get("cpu", datasets=("synthetic-ckplus",), methods=("cam",), au=(False,)), "grid")
+    plain = expand(presets.get("cpu", datasets=("synthetic-ckplus",), methods=("cam",), seeds=(0,), au=(False,)), "grid")
     assert len(plain) == 1 and "fold" not in plain[0].tags()
 
 
@@ -74,7 +75,7 @@ def test_data_opt_reaches_every_trial_and_a_bad_one_is_one_sentence():
     res = CliRunner().invoke(main, ["grid", "--datasets", "synthetic-ckplus", "--methods", "cam", "--print-config",
                                     "--data-opt", "classes=6", "--folds", "all", "--no-ablations"])
     assert res.exit_code == 0, res.output
-    assert "# grid: 20 trials" in res.output  # 10 folds x {w/o, w/ AU}
+    assert "# grid: 60 trials" in res.output  # 10 folds x {w/o, w/ AU} x 3 seeds
     bad = CliRunner().invoke(main, ["grid", "--datasets", "synthetic-ckplus", "--print-config",
                                     "--data-opt", "classes=9"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
@@ -147,7 +148,7 @@ def test_cross_validated_seed_preset_runs_and_reports_over_folds(ray_local, tmp_
     from orchestrator.report import build_report
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    g = presets.get("khorrami2015", datasets=("synthetic-ckplus",), folds=3, tracking_uri=uri,
+    g = presets.get("khorrami2015", datasets=("synthetic-ckplus",), folds=3, seeds=(0,), tracking_uri=uri,
                     storage_path=str(tmp_path / "ray"), experiment="cv",
                     base={"epochs": 1, "device": "cpu", "data": {"image_size": 32}},
                     resources={"cpus": 1, "gpus": 0})

@@ -224,7 +224,7 @@ def test_a_new_preset_file_is_listed_and_usable_from_the_cli(entry_module):
     assert "tiny-test" in res.output and "a throw-away preset" in res.output
     res = CliRunner().invoke(main, ["grid", "--preset", "tiny-test", "--print-config", "--no-ablations"])
     assert res.exit_code == 0, res.output
-    assert "preset: tiny-test" in res.output and "epochs: 1" in res.output and "# grid: 2 trials" in res.output
+    assert "preset: tiny-test" in res.output and "epochs: 1" in res.output and "# grid: 6 trials" in res.output  # x 3 seeds
 
 
 def test_a_new_study_file_is_expanded_run_by_grid_offered_by_ablate_and_reported(entry_module, mlflow_uri, tmp_path):
@@ -286,7 +286,7 @@ def test_a_new_method_file_is_built_and_gridded_by_name(entry_module):
     assert model.method_name == "cam-test" and model(torch.zeros(2, 3, 32, 32)).logits.shape == (2, 7)
     assert "cam-test" not in paper_methods()  # no `table1` metadata: not in the default grid
     res = CliRunner().invoke(main, ["grid", "--methods", "cam-test", "--print-config", "--no-ablations"])
-    assert res.exit_code == 0 and "# grid: 4 trials" in res.output, res.output
+    assert res.exit_code == 0 and "# grid: 12 trials" in res.output, res.output  # 2 datasets x 2 AU x 3 seeds
 
 
 def test_a_new_backbone_file_serves_cnn_and_transformer_methods(entry_module):

@@ -29,10 +29,14 @@ def store(tmp_path_factory, mlflow_template_db):
     shutil.copy(mlflow_template_db, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     exp = tracking.ensure_experiment("rep", uri)
-    # main grid: cam (AU helps), gradcam (AU hurts CL), two seeds each, one dataset
+    # main grid: cam (AU helps), gradcam (AU hurts CL), acol (no difference: +3 / -3 by
+    # seed), two seeds each, one dataset of 500 test faces
     gp = tracking.create_grid_run(exp, "grid", {tracking.STUDY_TAG: "grid", "lambda": "2"}, uri)
     trials = []
     for seed, jitter in ((0, -1.0), (1, 1.0)):
+        for au, cl in ((False, 70.0), (True, 70.0 + 3 * jitter)):
+            trials.append(_trial(uri, exp, gp, "grid", "acol", "synthetic-rafdb", au, seed,
+                                 {"cl": cl, "cam_cos": 0.5, "att_cos": 0.4, "cam_cos_avg": 0.45, "n": 500}))
         trials.append(_trial(uri, exp, gp, "grid", "cam", "synthetic-rafdb", False, seed,
                              {"cl": 80 + jitter, "cam_cos": 0.50, "att_cos": 0.4, "gt_cam_cos": 0.3, "gt_att_cos": 0.3}))
         trials.append(_trial(uri, exp, gp, "grid", "cam", "synthetic-rafdb", True, seed,
@@ -64,7 +68,7 @@ def store(tmp_path_factory, mlflow_template_db):
 def test_report_tables_from_mlflow(store, tmp_path):
     uri, gp, lp = store
     rep = build_report("rep", uri, tmp_path / "out")
-    assert rep.counts == {"grid": 8, "layers": 4, "au-source": 0, "lambda": 4}
+    assert rep.counts == {"grid": 12, "layers": 4, "au-source": 0, "lambda": 4}
     t1 = pd.read_csv(tmp_path / "out" / "table1.csv")
     cam = t1[(t1.method == "cam") & (t1.metric == "cl")].set_index("au")
     assert cam.loc[True, "mean"] == pytest.approx(84.0) and cam.loc[False, "mean"] == pytest.approx(80.0)
@@ -76,6 +80,18 @@ def test_report_tables_from_mlflow(store, tmp_path):
     assert "**84.00 ± 1.41**" in cam_row and "↑ +4.00" in cam_row
     grad_row = next(line for line in md.splitlines() if line.startswith("| gradcam |"))
     assert "**82.00 ± 0.00**" in grad_row and "↓ -1.00" in grad_row
+    # acol: CL +3 on one seed, -3 on the other: the interval contains 0, nothing is bold
+    acol_row = next(line for line in md.splitlines() if line.startswith("| acol |"))
+    assert "+0.00 [-38.12, +38.12] n.s." in acol_row and "**" not in acol_row.split("|")[4]
+    assert "**" not in acol_row.split("|")[2] + acol_row.split("|")[3]
+    assert "95% Student t interval" in md and "over seeds" in md  # the legend says which interval
+    # the test split's own sampling error, from the logged test_n
+    assert "Test split (synthetic-rafdb): 500 faces" in md
+    acol = t1[(t1.method == "acol") & (t1.metric == "cl") & ~t1.au]
+    assert acol["cl_ci_low"].item() == pytest.approx(65.84, abs=0.01)  # Wilson, 350/500 (by hand: 0.6984 - 0.0400)
+    # the class mean of CAM-COS beside the per-sample mean
+    assert "CAM-COS (class mean) w/o AU" in md
+    assert not acol.empty and t1.loc[(t1.method == "cam") & (t1.metric == "cl") & t1.au, "delta_significant"].item()
     assert "Table 2" in md and "Table 1b" in md and "Table 3" in md
     # the unfinished run's CL=1 never enters the tables
     assert "1.00 |" not in cam_row
@@ -108,3 +124,31 @@ def test_report_cli(store, tmp_path):
     res = CliRunner().invoke(main, ["report", "--experiment", "rep", "--tracking-uri", uri, "--out", str(tmp_path / "o2")])
     assert res.exit_code == 0, res.output
     assert "Table 1" in res.output and (tmp_path / "o2" / "report.md").is_file()
+
+
+def test_paired_cells_mark_a_planted_difference_and_not_a_null_one():
+    """The report's Δ cell: a planted +5 points over 5 seeds (seed noise sd 1) is marked with
+    an arrow and bolds the w/ AU side; the same seeds with no planted effect print n.s."""
+    import numpy as np
+
+    from orchestrator.report import delta_cell, mark, paired
+
+    rng = np.random.default_rng(0)
+    seed_effect = rng.normal(0, 3, 5)  # shared by both runs of a seed: pairing removes it
+
+    def frame(shift):
+        return (pd.DataFrame({"seed": range(5), "cl": 70 + seed_effect + rng.normal(0, 1, 5)}),
+                pd.DataFrame({"seed": range(5), "cl": 70 + seed_effect + shift + rng.normal(0, 1, 5)}))
+
+    wo, w = frame(5.0)
+    d = paired(wo, w, "cl")
+    assert d.significant and delta_cell(d).startswith("↑ +") and "n.s." not in delta_cell(d)
+    assert mark("75.00 ± 3.00", d, higher=True) == "**75.00 ± 3.00**" and mark("70.00", d, higher=False) == "70.00"
+    wo, w = frame(0.0)
+    d = paired(wo, w, "cl")
+    assert not d.significant and delta_cell(d).endswith("n.s.") and mark("70.00", d, higher=True) == "70.00"
+    # units present on one side only are not paired
+    assert paired(wo, w[w.seed < 3], "cl").n == 3
+    # cross-validated runs pair per fold, each fold's seeds averaged first
+    cv = pd.DataFrame({"fold": [0, 0, 1, 1], "seed": [0, 1, 0, 1], "cl": [60.0, 62.0, 70.0, 72.0]})
+    assert paired(cv, cv.assign(cl=cv.cl + 1), "cl").n == 2
