@@ -45,15 +45,15 @@ def load_run_config(run_id: str, uri: str | None = None):
 
 def load_trained_model(run_id: str, uri: str | None = None, device: str = "cpu"):
     """Rebuild a trial's model from its logged config and best weights: ``(model, cfg)``."""
-    import torch
-
     from fer_models.methods import build_model
+    from fer_models.torch_utils import load_state_file
 
     cfg = load_run_config(run_id, uri)
     c = client(uri)
     with tempfile.TemporaryDirectory() as d:
         path = c.download_artifacts(run_id, WEIGHTS_ARTIFACT, d)
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = load_state_file(path, device, what=f"run {run_id}'s logged weights",
+                                fix="train the run again (its artifact is damaged)")
     # the class count the run trained with (identities, 8-class CK+ ...); runs before it was logged: 7
     k = c.get_run(run_id).data.params.get("built.num_classes", "none")
     model = build_model(cfg, int(k) if k.isdigit() else None)

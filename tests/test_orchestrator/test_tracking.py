@@ -173,3 +173,20 @@ def test_a_run_is_rebuilt_with_the_class_count_it_trained_with(mlflow_store, log
     c.log_param(rid, "built.num_classes", 12)
     model, _ = tracking.load_trained_model(rid, mlflow_store.uri)
     assert model(torch.zeros(2, 3, 32, 32)).logits.shape == (2, 12)
+
+
+def test_a_damaged_logged_weights_file_is_one_sentence(mlflow_store, log_trial):
+    """A logged best.pt that is not a state dict is one StateDictError sentence naming the run,
+    never torch's advice to turn weights_only off (issue 15)."""
+    import torch
+
+    from fer_models.config import DataConfig, TrainConfig
+    from fer_models.errors import StateDictError
+    from orchestrator import tracking
+
+    cfg = TrainConfig(method="cam", backbone="resnet-tiny", data=DataConfig(image_size=32, map_size=16))
+    c, exp = mlflow_store.client, mlflow_store.exp
+    rid = log_trial(c, exp, c.create_run(exp).info.run_id, cfg, [torch.ones(2)], "damaged")
+    with pytest.raises(StateDictError, match=f"run {rid}'s logged weights") as e:
+        tracking.load_trained_model(rid, mlflow_store.uri)
+    assert "weights_only" not in str(e.value)
