@@ -95,3 +95,15 @@ def load_state_file(path, map_location="cpu", *, what: str = "weights file", fix
             return state
         reason = f"it holds a {type(state).__name__}, not a dict of tensors"
     raise StateDictError(f"{what} '{path}' is not a valid state dict ({reason}); {fix}")
+
+
+def first_state_mismatch(own: dict, state: dict, skip: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """The first parameter name (sorted; missing, then unexpected, then wrong shape) in which
+    ``state`` does not fit a model whose state dict is ``own``; None when it fits. ``skip``:
+    parameters of ``own`` the file need not hold (new layers). Used to turn a strict
+    ``load_state_dict`` failure into one sentence naming the parameter."""
+    missing = sorted(set(own) - set(state) - set(skip))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    bad = missing or unexpected or wrong
+    return bad[0] if bad else None

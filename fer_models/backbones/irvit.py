@@ -163,6 +163,8 @@ def load_released_weights(model: IRViT, folder: Path) -> None:
     """IR-50 (MS1M) and ViT-S files of the released code, each loaded strictly into its part:
     only the IR-50 parts this encoder does not build and the ViT's patch embedding and head
     are set aside (by name); the 1x1 projection is new. Any other mismatch is an error."""
+    from fer_models.torch_utils import first_state_mismatch
+
     ir = _load(folder / IR50_FILE, "IR-50 (MS1M)")
     n_units = len(model.body)
     own_ir = {k: v for k, v in ir.items() if k.startswith("input_layer.")
@@ -171,11 +173,8 @@ def load_released_weights(model: IRViT, folder: Path) -> None:
     state = {**own_ir, **vit}
     own = model.state_dict()
     new = {k for k in own if k.startswith("proj.")}
-    missing = sorted(set(own) - set(state) - new)
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
-    if missing or unexpected or wrong:
-        first = (missing or unexpected or wrong)[0]
+    first = first_state_mismatch(own, state, new)
+    if first is not None:
         raise MissingWeightsError(
             f"weights in '{folder}' do not match backbone '{model.name}' (first mismatch: {first}); "
             f"pass the released IR-50 and ViT-S files of that exact architecture"

@@ -35,6 +35,7 @@ from torch import nn
 from fer_models.data.au_detectors._base import AUDetector
 from fer_models.errors import MissingWeightsError
 from fer_models.registry import AU_DETECTORS
+from fer_models.torch_utils import first_state_mismatch, load_state_file
 
 #: the 27 main outputs, in the tool's order
 MAIN_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24, 25, 26, 27, 32, 38, 39)
@@ -129,15 +130,12 @@ class _OpenGraphAU(AUDetector):
     def __init__(self, device: str = "cpu"):
         super().__init__(device)
         (path,) = self.require_weights()
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        state = load_state_file(path, what=f"OpenGraphAU ResNet-{self.depth} checkpoint")
+        state = state.get("state_dict", state)
         state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
         net = ANFLNet(self.depth)
-        own = net.state_dict()
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if missing or unexpected or wrong:
-            first = (missing or unexpected or wrong)[0]
+        first = first_state_mismatch(net.state_dict(), state)
+        if first is not None:
             raise MissingWeightsError(
                 f"'{path}' is not an OpenGraphAU first-stage ResNet-{self.depth} checkpoint "
                 f"(first mismatching parameter: {first}); put the released file of that architecture there"
