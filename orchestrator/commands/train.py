@@ -86,6 +86,9 @@ def check_run_dir(run_dir: Path, key: str, resume: bool) -> None:
 @click.option("--lr", type=float, default=_T.lr, show_default=True)
 @click.option("--optimizer", default=_T.optimizer, show_default=True, help="sgd (paper 002), adam or adamw.")
 @click.option("--image-size", type=int, default=_D.image_size, show_default=True)
+@click.option("--val-fraction", type=float, default=_D.val_fraction, show_default=True,
+              help="Share of the training rows (subjects, where the reader splits by subject) held out for validation; "
+                   "0 trains without validation and keeps the last epoch.")
 @click.option("--seed", type=int, default=_T.seed, show_default=True)
 @click.option("--device", default=_T.device, show_default=True)
 @click.option("--method-kw", multiple=True, help="Method hyper-parameter KEY=VALUE (repeatable), e.g. alpha=0.6.")
@@ -99,8 +102,8 @@ def check_run_dir(run_dir: Path, key: str, resume: bool) -> None:
                    "codebook+labels (= codebook∩labels) or detector:NAME (fer-orch list au-detectors).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Run folder (default under FER_ORCH_HOME/runs).")
 @click.option("--resume/--no-resume", default=True, show_default=True)
-def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, batch_size, lr, optimizer, image_size, seed,
-              device, method_kw, root, data_opts, target, au_source, out, resume):
+def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, batch_size, lr, optimizer, image_size, val_fraction,
+              seed, device, method_kw, root, data_opts, target, au_source, out, resume):
     """Train one METHOD on DATASET (with or without AU alignment) and print its test metrics."""
 
     from fer_models import paths
@@ -118,7 +121,8 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     cfg = validate(TrainConfig(
         method=method, backbone=backbone, pretrained=pretrained, au=au, lam=lam, layers=parse_layers(layers),
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed, device=device, method_kwargs=_kv(method_kw),
-        target=target, data=validate_data(DataConfig(dataset=dataset, root=root, image_size=image_size, options=options,
+        target=target, data=validate_data(DataConfig(dataset=dataset, root=root, image_size=image_size, val_fraction=val_fraction,
+                                                     options=options,
                                                      au_source=au_source)),
     ))
     tag = "".join(f"-{k}{v}" for k, v in sorted(options.items())) + ("-identity" if target == "identity" else "")

@@ -19,7 +19,7 @@ def test_ckplus_and_disfa_trees_train_with_labelled_aus(tmp_path, dataset):
     if dataset == "ckplus":
         root = write_ckplus(tmp_path / "CK+", n_identities=4, n_sequences=2, image_size=48, frame="160x120",
                             seed=3, progress=False)
-        extra = []
+        extra = ["--val-fraction", "0.34"]  # 3 training subjects: 0.1 would leave validation empty
     else:
         root = write_disfa(tmp_path / "DISFA", n_identities=3, n_frames=8, image_size=48, frame="160x120",
                            seed=3, progress=False)
