@@ -9,7 +9,7 @@
 #      each with its own temp dir and ports, Ray's token authentication on; only the
 #      worker has the custom resource `rehearsal_worker`;
 #   3. `fer-orch preprocess`, then `fer-orch grid` (cam, gradcam x {w/o, w/ AU} on
-#      synthetic-rafdb, cpu preset) attached by --address, logging to
+#      synthetic-rafdb, cpu preset, one seed) attached by --address, logging to
 #      --tracking-uri http://127.0.0.1:PORT, trials pinned to the worker by
 #      --trial-resources rehearsal_worker=1;
 #   4. once every running trial has finished an epoch, the worker's raylet is killed
@@ -205,7 +205,7 @@ say "ray worker 1 up (pid $WORKER1_PID, node ${NODE1:0:12})"
 run preprocess "$BIN/fer-orch" preprocess --dataset synthetic-rafdb --image-size 32 --map-size 16 --address "$ADDR" \
     || fail "fer-orch preprocess (logs/preprocess.log)"
 say "fer-orch preprocess done"
-start grid "$BIN/fer-orch" grid --preset cpu --datasets synthetic-rafdb --methods cam,gradcam --no-ablations \
+start grid "$BIN/fer-orch" grid --preset cpu --datasets synthetic-rafdb --methods cam,gradcam --seeds 1 --no-ablations \
     --epochs "$EPOCHS" --address "$ADDR" --tracking-uri "$URI" --experiment "$EXP" --storage "$WORK/tune" \
     --trial-resources rehearsal_worker=1
 GRID_PID=$PID

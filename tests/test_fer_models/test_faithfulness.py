@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from fer_models.errors import ConfigError
-from fer_models.faithfulness import KEYS, curve_auc, deletion_insertion, faithfulness_scores, subset_indices
+from fer_models.faithfulness import KEYS, curve_auc, deletion_insertion, faithfulness_scores, step_size, subset_indices
 
 
 class LooksAtTopLeft(nn.Module):
@@ -46,10 +46,17 @@ def test_curve_auc_is_the_trapezoid_over_zero_to_one():
     assert auc == pytest.approx([0.25, 0.75])
 
 
-def test_steps_must_split_the_pixels_evenly():
-    x = torch.rand(1, 3, 16, 16)
+def test_steps_are_raised_to_the_next_count_that_splits_the_pixels_evenly():
+    """A colour 16-px input (768 values, 256 pixels) cannot take 5 steps: 6 of 128 values; a
+    grey 32-px input (paper 001's CK+) cannot take 6: 8 of 128 (it crashed every grey trial)."""
+    assert step_size(5, torch.rand(1, 3, 16, 16)) == 128
+    assert step_size(6, torch.rand(1, 3, 32, 32)) == 512
+    assert step_size(6, torch.rand(1, 1, 32, 32)) == 128
+    scores = deletion_insertion(LooksAtTopLeft(), torch.rand(1, 3, 16, 16), torch.zeros(1, dtype=torch.long),
+                                _maps(1), steps=5)
+    assert scores and all(np.isfinite(v).all() for pair in scores.values() for v in pair)
     with pytest.raises(ConfigError, match="faithfulness_steps"):
-        deletion_insertion(LooksAtTopLeft(), x, torch.zeros(1, dtype=torch.long), _maps(1), steps=5)
+        step_size(0, torch.rand(1, 1, 8, 8))
 
 
 def test_the_subset_is_fixed_and_sorted():

@@ -481,7 +481,7 @@ def test_real_preprocess_train_and_report(ray_local, tmp_path):
         model, cfg = tracking.load_trained_model(r.info.run_id, uri)
         assert cfg.method == "cam" and sum(p.numel() for p in model.parameters()) > 0
     rep = build_report("real", uri, tmp_path / "report")
-    assert rep.counts == {"grid": 2, "layers": 3, "lambda": 2}
+    assert rep.counts == {"grid": 2, "layers": 3, "au-source": 0, "lambda": 2}
     assert (tmp_path / "report" / "fig5_lambda.png").is_file()
 
 
