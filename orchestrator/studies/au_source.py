@@ -78,8 +78,8 @@ def source_tables(df, out: Path) -> list[str]:
     """The study's tables (module docstring) from :func:`orchestrator.report.runs_frame`'s rows."""
     import pandas as pd
 
-    from fer_analysis.stats import mean_sd, paired_difference
-    from orchestrator.report import dataset_order, md_table
+    from fer_analysis.stats import mean_sd
+    from orchestrator.report import dataset_order, md_table, paired
 
     df = df.copy()
     if "au_source" not in df:
@@ -90,7 +90,7 @@ def source_tables(df, out: Path) -> list[str]:
     for (method, ds) in sorted({(m, d) for m, d in zip(df["method"], df["dataset"])},
                                key=lambda k: (dataset_order(df["dataset"]).index(k[1]), k[0])):
         sub = df[(df["method"] == method) & (df["dataset"] == ds)]
-        by_seed = {src: g.set_index("seed") for src, g in sub.groupby("source")}
+        by_seed = dict(tuple(sub.groupby("source")))
         order = [W_O] + [s for s in ("codebook", "labels", "codebook+labels") if s in by_seed] + \
             sorted(set(by_seed) - {W_O, "codebook", "labels", "codebook+labels"})
         rows, deltas = [], []
@@ -106,13 +106,11 @@ def source_tables(df, out: Path) -> list[str]:
                 rec[f"{c}_mean"], rec[f"{c}_sd"] = mean, sd
             rows.append([src, str(len(g))] + cells)
             if ref is not None and src != "codebook":
-                seeds = sorted(set(g.index) & set(ref.index))
-                dcells = []
-                for c in cols:
-                    d = paired_difference(ref.loc[seeds, c].to_numpy(), g.loc[seeds, c].to_numpy())
-                    dcells.append(d.format())
+                diffs = [paired(ref, g, c) for c in cols]  # paired by seed
+                for c, d in zip(cols, diffs):
                     rec[f"{c}_delta"], rec[f"{c}_low"], rec[f"{c}_high"] = d.mean, d.low, d.high
-                deltas.append([f"{src} − codebook", str(len(seeds))] + dcells)
+                pairs = len(set(g["seed"]) & set(ref["seed"]))
+                deltas.append([f"{src} − codebook", str(pairs)] + [d.format() for d in diffs])
             csv_rows.append(rec)
         titles = [t for c, t, _ in COLUMNS if c in cols]
         parts.append(f"### AU source ({method}, {ds}; mean ± sd over seeds)\n\n"
@@ -134,8 +132,8 @@ def faithfulness_table(df, out: Path) -> list[str]:
     difference with its 95% t interval over seeds. Empty when no run logged them."""
     import pandas as pd
 
-    from fer_analysis.stats import mean_sd, paired_difference
-    from orchestrator.report import dataset_order, md_table, method_order
+    from fer_analysis.stats import mean_sd
+    from orchestrator.report import dataset_order, md_table, method_order, paired
 
     have = [c for c in FAITHFULNESS if c in df and df[c].notna().any()]
     if not have:
@@ -144,13 +142,13 @@ def faithfulness_table(df, out: Path) -> list[str]:
     for ds in dataset_order(df["dataset"]):
         for m in method_order(df.loc[df["dataset"] == ds, "method"]):
             sub = df[(df["dataset"] == ds) & (df["method"] == m)]
-            wo, w = (sub[sub["au"] == a].groupby("seed")[have].mean() for a in (False, True))
+            runs_wo, runs_w = sub[sub["au"] == False], sub[sub["au"] == True]  # noqa: E712 (a column)
+            wo, w = (r.groupby("seed")[have].mean() for r in (runs_wo, runs_w))
             cells = []
             for c in have:
                 a, sa, na = mean_sd(wo[c].to_numpy()) if len(wo) else (math.nan, math.nan, 0)
                 b, sb, nb = mean_sd(w[c].to_numpy()) if len(w) else (math.nan, math.nan, 0)
-                seeds = sorted(set(wo.index) & set(w.index))
-                d = paired_difference(wo.loc[seeds, c].to_numpy(), w.loc[seeds, c].to_numpy())
+                d = paired(runs_wo, runs_w, c)  # paired by seed
                 fm = lambda x, s: "–" if not math.isfinite(x) else f"{x:.2f} ± {s:.2f}"  # noqa: E731
                 cells += [fm(a, sa), fm(b, sb), d.format()]
                 csv_rows.append({"dataset": ds, "method": m, "metric": c, "wo_mean": a, "w_mean": b,
