@@ -37,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from fer_models.config import TrainConfig, validate
+from fer_models.config import OPTIMIZERS, SCHEDULERS, TrainConfig, validate
 from fer_models.errors import ConfigError, StateDictError
 from fer_models.faithfulness import faithfulness_scores
 from fer_models.losses import total_loss
@@ -117,7 +117,7 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
         return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ConfigError(f"unknown optimizer '{cfg.optimizer}'; use sgd, adam or adamw")
+    raise ConfigError(f"unknown optimizer '{cfg.optimizer}'; use {', '.join(OPTIMIZERS)}")
 
 
 def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
@@ -143,9 +143,9 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
     if name == "step":
         marks = sorted({max(1, total // 3), max(1, 2 * total // 3)})
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=marks, gamma=0.1)
-    if name in ("none", "constant"):
+    if name == "none":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda _s: 1.0)
-    raise ConfigError(f"unknown scheduler '{cfg.scheduler}'; use cosine, step or none")
+    raise ConfigError(f"unknown scheduler '{cfg.scheduler}'; use {', '.join(SCHEDULERS)}")
 
 
 PROGRESS_EVERY = 20  # steps between two reads of the running loss for the progress bar
