@@ -98,6 +98,8 @@ class TrainConfig:
     lr_step: int = 0  # scheduler "step": x lr_gamma every lr_step epochs; 0 = x0.1 at 1/3 and 2/3
     lr_gamma: float = 0.1
     min_lr: float = 0.0  # floor of the "step" schedule
+    # epochs of linear lr warm-up before the "cosine" decay (ViT recipes; 0 = none)
+    warmup_epochs: float = 0.0
     metric_def: str = "project"  # "project" | "released": how CAM-/ATT-COS are computed (metrics.py)
     # what the network predicts: "expression" (the dataset's labels) or "identity" (the
     # subject, paper 003's 67-way RaFD face recognition); identity runs have no AU loss
@@ -244,6 +246,10 @@ def validate(cfg: TrainConfig, *, names: bool = True) -> TrainConfig:
     if cfg.head_lr is not None:
         _number("head_lr", cfg.head_lr, strict=True)
     _number("lr_step", cfg.lr_step, integer=True)
+    _number("warmup_epochs", cfg.warmup_epochs)
+    if cfg.warmup_epochs > 0 and (cfg.scheduler.lower() != "cosine" or cfg.warmup_epochs >= cfg.epochs):
+        raise ConfigError(f"warmup_epochs ({cfg.warmup_epochs}) applies to the cosine scheduler and must be "
+                          f"fewer than the epochs ({cfg.epochs}); scheduler is '{cfg.scheduler}'")
     _number("seed (--seed)", cfg.seed, integer=True)
     for what, layers in (("layers (--layers)", cfg.layers), ("head_layers", cfg.head_layers)):
         if (what == "layers (--layers)" and not layers) or any(

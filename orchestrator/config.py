@@ -276,7 +276,8 @@ _HASH_EXCLUDE_DATA = {"num_workers", "root", "prefetch"}
 # finished trial of an older grid keeps its hash (and is not trained again).
 _HASH_NEW_DEFAULTS = {"target": "expression", "weights_tag": None, "head_lr": None, "head_layers": [],
                       "nesterov": False, "lr_step": 0, "lr_gamma": 0.1, "min_lr": 0.0, "metric_def": "project",
-                      "faithfulness_n": 16, "faithfulness_steps": 6}
+                      "faithfulness_n": 16, "faithfulness_steps": 6,
+                      "warmup_epochs": 0.0}
 _HASH_NEW_DEFAULTS_DATA = {"options": {}, "normalize": "imagenet", "color": "rgb", "eval_steps": [],
                            "stored_size": None, "au_source": "codebook"}
 

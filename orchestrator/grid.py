@@ -212,6 +212,11 @@ def _run_phase(
     for t in trials:
         unique.setdefault(t.hash, t)
     todo = [t for h, t in unique.items() if h not in done]
+    from fer_models.methods import trains_as
+
+    # trials that can borrow another method's training (orchestrator.trial) last: their
+    # publishers have finished by then, and their few seconds fill the phase's tail
+    todo.sort(key=lambda t: trains_as(t.cfg.method) != t.cfg.method.lower())
     outcome.skipped += [h for h in unique if h in done]
     restorable = resume and tune.Tuner.can_restore(str(path))
     if not todo and not restorable:

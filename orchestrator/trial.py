@@ -17,6 +17,16 @@ worker and gets everything it needs in its *spec* (``config["trial"]``, built by
            FINISHED run of the same hash instead of training again
 ========== ==============================================================================
 
+Methods that train one network (``fer_models.methods.trains_as``: Grad-CAM, Grad-CAM++ and
+LayerCAM differ only in their post-hoc map) train it once per config: the first trial to
+finish publishes its checkpoint in :func:`shared_training_dir` (under ``home``), and a twin
+that starts later evaluates those weights with its own map instead of training them again
+(its run gets the tag ``fer_orch.trained_by``, the method that trained them, and the
+publisher's per-epoch curves without the validation CAM-COS, which was measured with the
+publisher's map). A twin that starts first, or on a node that does not see the folder,
+trains; the weights are the same either way (same config and seed: tests/test_orchestrator/
+test_shared_training.py).
+
 Every epoch the trial reports its metrics with a Tune checkpoint (the trainer's
 ``checkpoint.pt`` + ``best.pt`` + :data:`STATE_FILE` holding the MLflow run id), so a
 restarted trial resumes its training (``train(resume=True)``) in the same MLflow run;
@@ -127,6 +137,53 @@ def cache_here(cache_dir: str | None) -> str | None:
     return cache_dir if cache_dir and (Path(cache_dir) / "meta.json").is_file() else None
 
 
+SHARED_DONE = "done.json"
+
+
+def shared_training_dir(cfg: TrainConfig, home: str | Path) -> Path | None:
+    """The folder where the trials that train ``cfg``'s network share it (module docstring),
+    None when no other method trains the same network."""
+    import dataclasses
+
+    from fer_models.methods import shares_training, trains_as
+    from orchestrator.config import config_hash
+
+    if not shares_training(cfg.method):
+        return None
+    return Path(home) / "trained" / config_hash(dataclasses.replace(cfg, method=trains_as(cfg.method)))
+
+
+def borrow_training(shared: Path | None, work: Path, epochs: int) -> str | None:
+    """Copy a finished shared training of ``epochs`` epochs into ``work``; the method that
+    trained it, or None (nothing to borrow)."""
+    done = shared / SHARED_DONE if shared is not None else None
+    if done is None or not done.is_file():
+        return None
+    info = json.loads(done.read_text())
+    if int(info.get("epochs", -1)) != int(epochs):
+        return None
+    for name in ("checkpoint.pt", "best.pt"):
+        shutil.copy2(shared / name, work / name)
+    return str(info["method"])
+
+
+def publish_training(shared: Path | None, work: Path, cfg: TrainConfig) -> None:
+    """Share the finished training in ``work`` (atomically; the first publisher wins)."""
+    if shared is None or shared.exists() or not (work / "checkpoint.pt").is_file():
+        return
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{shared.name}-", dir=shared.parent))
+    try:
+        for name in ("checkpoint.pt", "best.pt"):
+            shutil.copy2(work / name, tmp / name)
+        (tmp / SHARED_DONE).write_text(json.dumps({"method": cfg.method, "epochs": cfg.epochs}))
+        os.replace(tmp, shared)
+    except OSError:  # another trial published it meanwhile
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
     """The Tune trainable. ``train_fn`` replaces ``fer_models.train.train`` (tests inject a
     fake honouring its contract)."""
@@ -170,8 +227,17 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
                 (Path(d) / STATE_FILE).write_text(json.dumps({"run_id": run.run_id, "epoch": epoch}))
                 tune.report({**nums, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(d))
 
+        shared = shared_training_dir(cfg, spec["home"])
+        trained_by = None if state.get("epoch") else borrow_training(shared, work, cfg.epochs)
         result = train_fn(cfg, work, on_epoch=on_epoch, resume=True, progress=False,
                           cache_dir=cache_here(spec.get("cache_dir")))
+        if trained_by is None:
+            publish_training(shared, work, cfg)
+        else:
+            run.set_tags({"fer_orch.trained_by": trained_by})
+            for h in result.history:  # the publisher's curves, less its validation CAM-COS
+                run.log_metrics({k: float(v) for k, v in h.items() if k not in ("epoch", "val_cam_cos")},
+                                step=int(h["epoch"]))
         # what was really built (a transformer method runs on the CNN's counterpart; issue 9)
         run.log_params({"built.num_classes": getattr(result, "num_classes", None) or "none",
                         "built.backbone": getattr(result, "backbone", None) or "none",

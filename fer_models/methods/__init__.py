@@ -19,7 +19,8 @@ import logging
 
 from fer_models.methods._base import FERModel, ModelOutput
 
-__all__ = ["FERModel", "ModelOutput", "build_model", "paper_methods", "resolve_backbone", "resolve_weights"]
+__all__ = ["FERModel", "ModelOutput", "build_model", "paper_methods", "resolve_backbone", "resolve_weights",
+           "shares_training", "trains_as"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,24 @@ def paper_methods() -> tuple[str, ...]:
     from fer_models.registry import METHODS
 
     return tuple(METHODS.ordered_by("table1"))
+
+
+def trains_as(method: str) -> str:
+    """The method whose network and training ``method`` shares (METHODS metadata ``trains_as``),
+    else ``method`` itself. Grad-CAM++ and LayerCAM train Grad-CAM's classifier (backbone, GAP,
+    linear: the same modules, the same loss, the AU loss on the same layer features); only
+    their post-hoc map differs, so for one config and seed the three train identical weights."""
+    from fer_models.registry import METHODS
+
+    return str(METHODS.meta(method).get("trains_as") or method).lower()
+
+
+def shares_training(method: str) -> bool:
+    """True when another method trains the same network as ``method`` (:func:`trains_as`)."""
+    from fer_models.registry import METHODS
+
+    key = trains_as(method)
+    return any(trains_as(n) == key for n in METHODS.names() if n != method.lower())
 
 
 def resolve_backbone(method: str, backbone: str) -> str | None:

@@ -6,7 +6,7 @@ from fer_models.methods.gradcam import GradCAMMethod
 from fer_models.registry import METHODS
 
 
-@METHODS.register("gradcampp", backbone="cnn", family="CNN-based", table1=4)
+@METHODS.register("gradcampp", backbone="cnn", family="CNN-based", trains_as="gradcam", table1=4)
 class GradCAMPPMethod(GradCAMMethod):
     """Grad-CAM++ (Chattopadhyay et al. 2018) at layer 5, via pytorch-grad-cam."""
 

@@ -9,7 +9,7 @@ from fer_models.methods.gradcam import GradCAMMethod
 from fer_models.registry import METHODS
 
 
-@METHODS.register("layercam", backbone="cnn", family="CNN-based", table1=9)
+@METHODS.register("layercam", backbone="cnn", family="CNN-based", trains_as="gradcam", table1=9)
 class LayerCAMMethod(GradCAMMethod):
     """LayerCAM (Jiang et al. 2021) at layer 5, via pytorch-grad-cam."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,8 +11,8 @@ import pytest
 import torch
 
 from fer_models.config import DataConfig, TrainConfig
-from fer_models.errors import ConfigError
-from fer_models.methods import build_model
+from fer_models.errors import ConfigError, StateDictError
+from fer_models.methods import build_model, shares_training, trains_as
 from fer_models.train import train
 
 torch.set_num_threads(1)
@@ -196,3 +197,83 @@ def test_compile_trains_the_same_model(tmp_path):
     compiled = train(_cfg(epochs=1, compile=True), tmp_path / "compiled", loaders=_loaders(), progress=False)
     assert compiled.history[0]["train_loss"] == pytest.approx(eager.history[0]["train_loss"], rel=1e-3)
     assert compiled.test.metrics["cl"] == pytest.approx(eager.test.metrics["cl"], abs=13.0)
+
+
+# --- methods that train one network (fer_models.methods.trains_as; issue 12) ---
+
+def _state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_the_gradient_cam_methods_train_as_gradcam_and_the_others_alone():
+    assert {m: trains_as(m) for m in ("gradcam", "gradcampp", "layercam")} == dict.fromkeys(
+        ("gradcam", "gradcampp", "layercam"), "gradcam")
+    assert trains_as("cam") == "cam" and not shares_training("cam") and not shares_training("apvit")
+    assert shares_training("gradcam") and shares_training("layercam")
+
+
+@pytest.mark.parametrize("au", [False, True])
+def test_twins_train_identical_weights_for_one_config_and_seed(tmp_path, au):
+    states = []
+    for method in ("gradcam", "gradcampp", "layercam"):
+        train(_cfg(method=method, au=au, seed=3), tmp_path / method, loaders=_loaders(), progress=False)
+        states.append(_state(tmp_path / method / "best.pt"))
+    for other in states[1:]:
+        assert other.keys() == states[0].keys()
+        assert all(torch.equal(other[k], states[0][k]) for k in states[0])
+
+
+def test_a_twin_evaluates_the_publishers_weights_with_its_own_map(tmp_path):
+    pub = train(_cfg(method="gradcam"), tmp_path / "pub", loaders=_loaders(), progress=False)
+    (tmp_path / "twin").mkdir()
+    for name in ("checkpoint.pt", "best.pt"):
+        shutil.copy2(tmp_path / "pub" / name, tmp_path / "twin" / name)
+    epochs = []
+    twin = train(_cfg(method="layercam"), tmp_path / "twin", loaders=_loaders(), progress=False,
+                 on_epoch=lambda e, m: epochs.append(e))
+    assert epochs == []  # nothing trained again
+    assert twin.best_epoch == pub.best_epoch and twin.test.metrics["cl"] == pub.test.metrics["cl"]
+    # the publisher's curves, less the validation CAM-COS its own map measured
+    assert all(math.isnan(h["val_cam_cos"]) for h in twin.history)
+    assert [h["val_cl"] for h in twin.history] == [h["val_cl"] for h in pub.history]
+    # the best epoch's validation CAM-COS, measured again with LayerCAM
+    assert math.isfinite(twin.best_val["cam_cos"]) and twin.best_val["cam_cos"] != pub.best_val["cam_cos"]
+    assert twin.test.metrics["cam_cos"] != pub.test.metrics["cam_cos"]
+
+
+def test_a_checkpoint_of_another_network_is_refused(tmp_path):
+    train(_cfg(method="cam", epochs=1), tmp_path / "cam", loaders=_loaders(), progress=False)
+    (tmp_path / "gc").mkdir()
+    shutil.copy2(tmp_path / "cam" / "checkpoint.pt", tmp_path / "gc" / "checkpoint.pt")
+    with pytest.raises(StateDictError, match="trained method 'cam', not 'gradcam'"):
+        train(_cfg(method="gradcam", epochs=1), tmp_path / "gc", loaders=_loaders(), progress=False)
+
+
+# --- linear warm-up before the cosine (ViT recipes; the CPU preset's transformers) ---
+
+def test_warmup_rises_linearly_to_the_lr_then_follows_the_cosine_to_zero():
+    from fer_models.train import make_optimizer, make_scheduler
+
+    cfg = _cfg(method="tscam", backbone="vit-tiny-convstem", optimizer="adamw", lr=0.01, epochs=3,
+               warmup_epochs=1)
+    opt = make_optimizer(cfg, build_model(cfg, K))
+    sched = make_scheduler(cfg, opt, steps_per_epoch=4)
+    seen = []
+    for _ in range(12):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen[:4] == pytest.approx([0.0025, 0.005, 0.0075, 0.01])  # warm-up: 1 epoch of 4 steps
+    assert seen[4] == pytest.approx(0.01) and all(a > b for a, b in zip(seen[4:], seen[5:]))
+    assert seen[8] == pytest.approx(0.005)  # half-way through the 8 cosine steps
+    assert seen[-1] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * 7 / 8)))
+
+
+@pytest.mark.parametrize("kw, says", [
+    (dict(warmup_epochs=2, epochs=2), "fewer than the epochs"),
+    (dict(warmup_epochs=1, scheduler="step"), "applies to the cosine scheduler"),
+    (dict(warmup_epochs=-1), "warmup_epochs"),
+])
+def test_a_warmup_that_cannot_apply_is_one_sentence(tmp_path, kw, says):
+    with pytest.raises(ConfigError, match=says):
+        train(_cfg(**kw), tmp_path, loaders=_loaders(), progress=False)
