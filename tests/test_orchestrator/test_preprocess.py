@@ -105,7 +105,7 @@ def test_cli_preprocess_builds_then_hits_the_cache_on_synthetic_data(ray_local, 
     assert second.exit_code == 0 and "cache hit" in second.output
     (built,) = list((tmp_path / "cache" / "synthetic-rafdb").iterdir())
     meta = cache.open_cache(built).meta
-    assert meta["pipeline"] == "ray" and meta["inputs"]["backend"] == "synthetic"
+    assert meta["pipeline"] == "ray" and meta["inputs"]["backend"] == "synthetic"  # --workers asks for Ray
     assert sum(meta["counts"].values()) == meta["rows_in"] > 1000
 
 
@@ -133,3 +133,33 @@ def test_worker_resources_follow_the_cluster(fake_backend):
     assert w == 2 and w * res["num_cpus"] + AU_STAGE_CPUS <= 2  # the AU stage still fits
     with pytest.raises(ConfigError, match="--workers"):
         _resources(FakeRay(CPU=0.2), fake_backend, 1)
+
+
+def test_a_small_cache_of_landmarks_the_rows_carry_is_built_without_ray(tmp_path, monkeypatch, make_manifest,
+                                                                         fake_backend):
+    """Ray Data's start-up costs more than such a cache (SERIAL_MAX_ROWS); a detector, a
+    larger dataset or an explicit worker count still goes through Ray."""
+    import orchestrator.preprocess as pp
+    import orchestrator.ray_utils
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(orchestrator.ray_utils, "init_ray", no_ray)
+    given = type("GivenLandmarks", (fake_backend,), {"detects": False})
+    m = make_manifest(tmp_path / "data", n=8)
+    info = pp.preprocess(_cfg(), cache_root=tmp_path / "a", manifest=m, backend=given, progress=False, echo=None)
+    assert not info.hit and info.meta["pipeline"] == "serial"
+    for root, kw in (("b", dict(backend=fake_backend)), ("c", dict(backend=given, num_workers=1))):
+        with pytest.raises(AssertionError, match="Ray was started"):
+            pp.preprocess(_cfg(), cache_root=tmp_path / root, manifest=m, progress=False, echo=None, **kw)
+    monkeypatch.setattr(pp, "SERIAL_MAX_ROWS", len(m.samples) - 1)
+    with pytest.raises(AssertionError, match="Ray was started"):
+        pp.preprocess(_cfg(), cache_root=tmp_path / "d", manifest=m, backend=given, progress=False, echo=None)
+
+
+def test_the_backends_that_read_given_landmarks_say_so():
+    from fer_models.registry import LANDMARKS
+
+    assert {n: LANDMARKS.get(n).detects for n in ("synthetic", "dataset", "dlib", "face-alignment")} == {
+        "synthetic": False, "dataset": False, "dlib": True, "face-alignment": True}

@@ -37,6 +37,10 @@ class LandmarkBackend:
     name: ClassVar[str] = ""
     version: ClassVar[str] = "0"
     uses_gpu: ClassVar[bool] = False
+    # False for a backend that reads the landmarks the rows already carry (no model, no image
+    # work): its cache costs only decoding, which the grid does in the driver for a small
+    # dataset (orchestrator.preprocess.SERIAL_MAX_ROWS)
+    detects: ClassVar[bool] = True
 
     def __init__(self, device: str = "cpu"):
         self.device = device

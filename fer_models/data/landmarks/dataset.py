@@ -21,6 +21,7 @@ class DatasetLandmarks(LandmarkBackend):
 
     name = "dataset"
     version = "1"
+    detects = False
 
     @classmethod
     def suits(cls, manifest: Manifest) -> bool:

@@ -18,6 +18,7 @@ class SyntheticLandmarks(LandmarkBackend):
 
     name = "synthetic"
     version = "1"
+    detects = False
 
     @classmethod
     def suits(cls, manifest: Manifest) -> bool:
