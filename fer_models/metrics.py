@@ -297,8 +297,8 @@ def _save_matrix(mat: np.ndarray, rows: list[str], cols: list[str], folder: Path
         for r, row in zip(rows, mat):
             f.write(r + "," + ",".join(f"{v:.6g}" for v in row) + "\n")
     shown = mat if shown is None else shown
-    fig, ax = plt.subplots(figsize=(1.5 + 0.7 * mat.shape[1], 1 + 0.55 * mat.shape[0]))
-    im = ax.imshow(shown, vmin=0, vmax=1, cmap="viridis")
+    fig, ax = plt.subplots(figsize=(1.3 + 0.52 * mat.shape[1], 1 + 0.55 * mat.shape[0]))
+    ax.imshow(shown, vmin=0, vmax=1, cmap="viridis")
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel(xlabel)
@@ -306,12 +306,12 @@ def _save_matrix(mat: np.ndarray, rows: list[str], cols: list[str], folder: Path
     for (i, j), v in np.ndenumerate(shown):
         if np.isfinite(v):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
-    fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title, fontsize=9)
+    # no colorbar: every cell is annotated, and a colorbar is a fifth of the figure's time;
     # fixed margins (inches) instead of tight_layout, which costs a third of a trial's figure
     # time on the CPU preset (benchmarks/bench_trial_phases.py)
     w, h = fig.get_size_inches()
-    fig.subplots_adjust(left=min(0.45, 1.0 / w), bottom=min(0.45, 0.95 / h), right=1 - min(0.3, 0.45 / w),
+    fig.subplots_adjust(left=min(0.45, 1.0 / w), bottom=min(0.45, 0.95 / h), right=1 - min(0.3, 0.15 / w),
                         top=1 - min(0.3, 0.35 / h))
     save_figure(fig, png_path)
     return [csv_path, png_path]

@@ -23,6 +23,9 @@ Written by the grid (:mod:`orchestrator.grid`, :mod:`orchestrator.trial`) in add
 - a trial restarted from its Tune checkpoint (its node was lost): metric ``resumed_from_epoch``
   (step = value = the epoch it took over after); tags ``fer_orch.node`` and ``fer_orch.node_ip``:
   the Ray node of the latest attempt;
+- a trial that evaluated weights another method trained for the same config (Grad-CAM++ and
+  LayerCAM borrow Grad-CAM's network, :mod:`orchestrator.trial`): tag ``fer_orch.trained_by``
+  (that method); its per-epoch metrics are the publisher's, less ``val_cam_cos``;
 - trial artifacts ``matrices/{confusion,cosine}.{csv,png}``, ``maps/mean_<kind>.png``
   (per-class mean CAM / attention maps, paper 002 Figs. 6-9), ``history.csv``;
 - the parent (grid) run: tags ``fer_orch.study`` (the studies it ran, comma-separated, e.g.

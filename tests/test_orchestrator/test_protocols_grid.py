@@ -111,7 +111,8 @@ def test_new_fields_at_their_defaults_leave_the_trial_hash_unchanged():
     cfg = TrainConfig(method="cam", data=DataConfig(image_size=32))
     old = to_dict(cfg)  # the config as hashed before the fields of issues 9-11 existed
     for k in ("device", "amp", "channels_last", "target", "compile", "weights_tag", "head_lr", "head_layers",
-              "nesterov", "lr_step", "lr_gamma", "min_lr", "metric_def", "faithfulness_n", "faithfulness_steps"):
+              "nesterov", "lr_step", "lr_gamma", "min_lr", "metric_def", "faithfulness_n", "faithfulness_steps",
+              "warmup_epochs"):
         old.pop(k)
     for k in ("num_workers", "root", "options", "normalize", "color", "eval_steps", "stored_size", "prefetch",
               "au_source"):
@@ -126,6 +127,7 @@ def test_new_fields_at_their_defaults_leave_the_trial_hash_unchanged():
     labels = TrainConfig(data=DataConfig(au_source="labels"))
     assert config_hash(labels) != config_hash(TrainConfig())
     assert config_hash(TrainConfig(faithfulness_n=0)) != config_hash(TrainConfig())
+    assert config_hash(TrainConfig(warmup_epochs=1)) != config_hash(TrainConfig())
 
 
 def test_grid_config_round_trips_folds_and_options(tmp_path):
