@@ -34,7 +34,6 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fer_models.backbones._base import Backbone, StageTransform, local_weights_only, wants_pretrained
@@ -44,20 +43,6 @@ from fer_models.registry import BACKBONES
 WEIGHTS_DIR = "weights/apvit"  # under FER_ORCH_HOME: where pretrained=True looks
 IR50_FILE = "backbone_ir50_ms1m_epoch120.pth"
 VIT_FILE = "vit_small_p16_224-15ec54c9.pth"
-
-
-class PReLU(nn.PReLU):
-    """``nn.PReLU`` (same parameter, same forward values) as ``relu(x) - a * relu(-x)``.
-
-    Why not ``nn.PReLU`` itself: PyTorch's CPU PReLU on a channels_last map is slow (forward +
-    backward of a 32 x 16 x 32 x 32 batch: 22 ms, against 3.5 ms for these two ReLUs; torch
-    2.14), 17% of a CPU-preset APViT step. The input gradient differs only at x = 0 exactly
-    (0 here, a in PyTorch's); the gradient of a is the same sum, in another order.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.weight.view(1, -1, *([1] * (x.dim() - 2))) if self.num_parameters > 1 else self.weight
-        return F.relu(x) - a * F.relu(-x)
 
 
 class IRUnit(nn.Module):
@@ -70,7 +55,7 @@ class IRUnit(nn.Module):
         else:
             self.shortcut_layer = nn.Sequential(nn.Conv2d(cin, depth, 1, stride, bias=False), nn.BatchNorm2d(depth))
         self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(cin), nn.Conv2d(cin, depth, 3, 1, 1, bias=False), PReLU(depth),
+            nn.BatchNorm2d(cin), nn.Conv2d(cin, depth, 3, 1, 1, bias=False), nn.PReLU(depth),
             nn.Conv2d(depth, depth, 3, stride, 1, bias=False), nn.BatchNorm2d(depth),
         )
 
@@ -90,7 +75,7 @@ class IRViT(Backbone):
 
         self.name = name
         self.input_layer = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
-                                         PReLU(widths[0]))
+                                         nn.PReLU(widths[0]))
         body, cin = [], widths[0]
         for w, n in zip(widths, units):
             for i in range(n):

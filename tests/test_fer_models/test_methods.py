@@ -313,25 +313,3 @@ def test_convstem_vit_keeps_the_token_grid_and_learns_through_its_stem():
     out.logits.sum().backward()
     assert stem[0].weight.grad is not None and stem[0].weight.grad.abs().sum() > 0
     assert conv_stem((8, 16), 32)(torch.zeros(1, 3, 32, 32)).shape == (1, 32, 8, 8)  # stride 2 per entry
-
-
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_the_ir_prelu_is_torchs_prelu(channels_last):
-    """irvit.PReLU (two ReLUs, fast in channels_last) against nn.PReLU: the same state_dict,
-    forward values and input gradient (off x = 0); the gradient of a to rounding."""
-    from fer_models.backbones.irvit import PReLU
-
-    torch.manual_seed(0)
-    ref = torch.nn.PReLU(16)
-    ref.weight.data.uniform_(-0.3, 0.6)
-    new = PReLU(16)
-    new.load_state_dict(ref.state_dict())
-    x = torch.randn(4, 16, 8, 8)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    g = torch.randn(4, 16, 8, 8)
-    xr, xn = x.clone().requires_grad_(), x.clone().requires_grad_()
-    (ref(xr) * g).sum().backward()
-    (new(xn) * g).sum().backward()
-    assert torch.equal(new(x), ref(x)) and torch.equal(xn.grad, xr.grad)
-    torch.testing.assert_close(new.weight.grad, ref.weight.grad)
