@@ -112,8 +112,8 @@ def _fused_ok(model: torch.nn.Module) -> bool | None:
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """``sgd`` (momentum, weight decay, ``nesterov`` as paper 002's released code), ``adam`` or
     ``adamw``, over :func:`param_groups`. Adam and AdamW use PyTorch's fused kernel (one
-    kernel over all parameters instead of a Python loop over them: 0.6 s of a 7 s CPU trial
-    went to the loop) wherever the parameters' device has one."""
+    kernel over all parameters instead of a Python loop over them: 0.96x the CPU-preset CAM
+    step, ``benchmarks/bench_cpu_step.py``) wherever the parameters' device has one."""
     groups = param_groups(cfg, model)
     fused = _fused_ok(model)
     name = cfg.optimizer.lower()
