@@ -34,18 +34,20 @@ mean ± sd over seeds 0, 1, 2, as ``fer-orch grid`` gives it (the same numbers a
   chance (15.1% at 3 epochs; 26.9 ± 2.3 even at 20 epochs, lr 1e-3); with the stem, lr 1e-3
   and 12 epochs: 33.1 ± 2.9 at 20.9 s a trial; now 32.8 ± 3.7 (34.0, 28.6, 35.7) at 10.6 s
   (8 epochs: 33.4; lr 3e-3 and 6 epochs: 24.6).
-- APViT: learning rate 2e-3 after one epoch of linear warm-up, 8 epochs (its IR stem is
+- APViT: learning rate 1.5e-3 after one epoch of linear warm-up, 7 epochs (its IR stem is
   already convolutional). Before: 15.4% (seed 0); lr 1e-3 and 12 epochs: 35.0 ± 9.1 at 37.0 s
-  a trial; now 34.9 ± 3.8 (39.1, 32.0, 33.4) at 21.8 s (7 epochs: 32.3 ± 6.8 with one seed
-  at 24.3; lr 3e-3 and 6 epochs: 17.8).
+  a trial; now 37.0 ± 5.9 (43.4, 32.0, 35.4) at ~20 s (6 epochs: 33.2, seeds 29.7 and
+  29.1; lr 2e-3: 34.9 at 8 epochs, 32.3 at 7 with one seed at 24.3, 17.8 at 3e-3 and 6).
 - unchanged: CAM 41.3 ± 2.1; Grad-CAM, Grad-CAM++, LayerCAM (one network, the CAM read by
   three explainers) 40.3 ± 3.8; WILDCAT 37.7 ± 1.6; PRM 34.7 ± 4.1.
 
-Where the time goes (one ``fer-orch grid``, 143 trials, 2 idle cores): 1,053 trial-seconds in
-Tune, APViT 25% of them (21.8 s a trial against ~6 s for a CNN method at 3 epochs), TS-CAM
-and ACoL 12% each; a CNN trial is ~85% training steps, 0.4 s figures and ~0.2 s
-evaluation, MLflow and checkpoints; before the grid, Ray start, the synthetic images
-and their caches take ~22 s, the phase switch after the λ ablation ~8 s.
+Where the time goes (``fer-orch grid``, 143 trials, 2 cores, before APViT's last change):
+1,081 trial-seconds in Tune, 1,001 of them in training epochs (per-epoch validation
+included); APViT 26% of them (23.8 s a trial against ~6 s for a CNN method at 3 epochs),
+TS-CAM 13%, ACoL 11%. Around the epochs a CNN trial spends ~0.6 s building, testing and
+scoring faithfulness and ~0.5 s in figures, MLflow and Tune. Before the first trial, Ray
+start, the synthetic images and their caches take ~22 s; the switch from the λ ablation to
+the main phase ~8 s.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ CPU_METHOD_OVERRIDES: dict[str, dict] = {
     "adl": {"method_kwargs": {"threshold": 0.9}},
     "cutmix": {"method_kwargs": {"prob": 0.5}},
     "tscam": {"backbone": "vit-tiny-convstem", "lr": 0.002, "warmup_epochs": 1, "epochs": 7},
-    "apvit": {"lr": 0.002, "warmup_epochs": 1, "epochs": 8},
+    "apvit": {"lr": 0.0015, "warmup_epochs": 1, "epochs": 7},
 }
 
 
