@@ -235,8 +235,8 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: 
 def grid_cmd(ablations: bool | None, resume: bool, print_config: bool, **kw) -> None:
     """Paper 002's Table-1 grid: method x dataset x {w/o, w/ AU} x seed, as Ray Tune trials.
 
-    With no --datasets it runs the CPU preset on the embedded synthetic data (about 10
-    minutes on 2 cores). Re-run the same command to resume after an interruption.
+    With no --datasets it runs the CPU preset on the embedded synthetic data (about 9
+    minutes on 2 cores, 3 seeds). Re-run the same command to resume after an interruption.
     """
     from orchestrator.studies import grid_studies
 
