@@ -42,7 +42,7 @@ mean ± sd over seeds 0, 1, 2, as ``fer-orch grid`` gives it (the same numbers a
   three explainers) 40.3 ± 3.8; WILDCAT 37.7 ± 1.6; PRM 34.7 ± 4.1.
 
 Where the time goes (``fer-orch grid``, 143 trials, 2 cores, before APViT's last change):
-1,081 trial-seconds in Tune, 1,001 of them in training epochs (per-epoch validation
+1,081 trial-seconds in Tune, 881 of them in training epochs (per-epoch validation
 included); APViT 26% of them (23.8 s a trial against ~6 s for a CNN method at 3 epochs),
 TS-CAM 13%, ACoL 11%. Around the epochs a CNN trial spends ~0.6 s building, testing and
 scoring faithfulness and ~0.5 s in figures, MLflow and Tune. Before the first trial, Ray
