@@ -45,7 +45,7 @@ from orchestrator.config import GridConfig, Trial
 from orchestrator.progress import TrialProgress
 from orchestrator.registry import STUDIES
 from orchestrator.studies import expand, run_order
-from orchestrator.trial import data_key, run_trial, trial_specs
+from orchestrator.trial import data_key, run_trial, shared_training_root, trial_specs
 
 
 @dataclass
@@ -368,6 +368,8 @@ def run_grid(
                                                     "trials_skipped": len(set(outcome.skipped))}, uri=uri)
         finally:
             tracking.end_run(parent_id, status, uri)
+            if status == "FINISHED":  # the twins' shared trainings served their purpose
+                shutil.rmtree(shared_training_root(home, parent_id), ignore_errors=True)
     if verbose:
         print_summary(outcome)
     return outcome

@@ -19,13 +19,13 @@ worker and gets everything it needs in its *spec* (``config["trial"]``, built by
 
 Methods that train one network (``fer_models.methods.trains_as``: Grad-CAM, Grad-CAM++ and
 LayerCAM differ only in their post-hoc map) train it once per config: the first trial to
-finish publishes its checkpoint in :func:`shared_training_dir` (under ``home``), and a twin
-that starts later evaluates those weights with its own map instead of training them again
-(its run gets the tag ``fer_orch.trained_by``, the method that trained them, and the
-publisher's per-epoch curves without the validation CAM-COS, which was measured with the
-publisher's map). A twin that starts first, or on a node that does not see the folder,
-trains; the weights are the same either way (same config and seed: tests/test_orchestrator/
-test_shared_training.py).
+finish publishes its checkpoint in :func:`shared_training_dir` (under ``home``, per grid
+invocation), and a twin that starts later evaluates those weights with its own map instead
+of training them again (its run gets the tag ``fer_orch.trained_by``, the method that
+trained them, and the publisher's per-epoch curves without the validation CAM-COS, which
+was measured with the publisher's map). A twin that starts first, or on a node that does
+not see the folder, trains; the weights are the same either way (same config and seed:
+tests/test_fer_models/test_train.py).
 
 Every epoch the trial reports its metrics with a Tune checkpoint (the trainer's
 ``checkpoint.pt`` + ``best.pt`` + :data:`STATE_FILE` holding the MLflow run id), so a
@@ -140,7 +140,14 @@ def cache_here(cache_dir: str | None) -> str | None:
 SHARED_DONE = "done.json"
 
 
-def shared_training_dir(cfg: TrainConfig, home: str | Path) -> Path | None:
+def shared_training_root(home: str | Path, scope: str) -> Path:
+    """The shared trainings of one grid invocation (``scope``: its parent run id). Sharing
+    never crosses invocations, so ``--no-resume`` retrains twins too; the grid deletes the
+    folder once the invocation finished (an interrupted one keeps it for its resume)."""
+    return Path(home) / "trained" / scope
+
+
+def shared_training_dir(cfg: TrainConfig, home: str | Path, scope: str) -> Path | None:
     """The folder where the trials that train ``cfg``'s network share it (module docstring),
     None when no other method trains the same network."""
     import dataclasses
@@ -150,7 +157,7 @@ def shared_training_dir(cfg: TrainConfig, home: str | Path) -> Path | None:
 
     if not shares_training(cfg.method):
         return None
-    return Path(home) / "trained" / config_hash(dataclasses.replace(cfg, method=trains_as(cfg.method)))
+    return shared_training_root(home, scope) / config_hash(dataclasses.replace(cfg, method=trains_as(cfg.method)))
 
 
 def borrow_training(shared: Path | None, work: Path, epochs: int) -> str | None:
@@ -227,7 +234,7 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
                 (Path(d) / STATE_FILE).write_text(json.dumps({"run_id": run.run_id, "epoch": epoch}))
                 tune.report({**nums, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(d))
 
-        shared = shared_training_dir(cfg, spec["home"])
+        shared = shared_training_dir(cfg, spec["home"], spec["parent_id"])
         trained_by = None if state.get("epoch") else borrow_training(shared, work, cfg.epochs)
         result = train_fn(cfg, work, on_epoch=on_epoch, resume=True, progress=False,
                           cache_dir=cache_here(spec.get("cache_dir")))

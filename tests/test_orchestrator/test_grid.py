@@ -127,6 +127,9 @@ def test_grid_logs_parent_and_children(ray_local, tmp_path):
     train = partial(fake_train, marker_dir=tmp_path / "markers")
     out = run_grid(g, studies=("grid",), train_fn=train, preprocess_fn=preprocess, verbose=False)
     assert out.ok, (out.failed, out.unfinished)
+    # Grad-CAM published its training for its twins (orchestrator.trial); a finished grid deletes it
+    trained = Path(os.environ["FER_ORCH_HOME"]) / "trained"
+    assert trained.is_dir() and not (trained / out.parent_run_id).exists()
     assert len(prepared) == 1  # one data config, prepared once by the driver
     assert {p.read_text() for p in (tmp_path / "markers").iterdir()} == {str(tmp_path / "cache" / "synthetic-rafdb")}
     c = tracking.client(out.uri)

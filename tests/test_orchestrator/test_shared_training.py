@@ -20,18 +20,20 @@ def _finished(work, tag: str):
 
 def test_the_twins_of_one_config_share_one_folder_and_other_methods_none(tmp_path):
     cfg = TrainConfig(method="gradcam", epochs=1)
-    shared = shared_training_dir(cfg, tmp_path)
-    assert shared.parent == tmp_path / "trained"
-    assert shared == shared_training_dir(dataclasses.replace(cfg, method="layercam"), tmp_path)
-    assert shared == shared_training_dir(dataclasses.replace(cfg, method="gradcampp"), tmp_path)
-    assert shared != shared_training_dir(dataclasses.replace(cfg, seed=1), tmp_path)
-    assert shared != shared_training_dir(dataclasses.replace(cfg, au=False), tmp_path)
-    assert shared_training_dir(dataclasses.replace(cfg, method="cam"), tmp_path) is None
+    shared = shared_training_dir(cfg, tmp_path, "grid-a")
+    assert shared.parent == tmp_path / "trained" / "grid-a"
+    assert shared == shared_training_dir(dataclasses.replace(cfg, method="layercam"), tmp_path, "grid-a")
+    assert shared == shared_training_dir(dataclasses.replace(cfg, method="gradcampp"), tmp_path, "grid-a")
+    assert shared != shared_training_dir(dataclasses.replace(cfg, seed=1), tmp_path, "grid-a")
+    assert shared != shared_training_dir(dataclasses.replace(cfg, au=False), tmp_path, "grid-a")
+    assert shared_training_dir(dataclasses.replace(cfg, method="cam"), tmp_path, "grid-a") is None
+    # never across grid invocations: --no-resume retrains the twins too
+    assert shared != shared_training_dir(cfg, tmp_path, "grid-b")
 
 
 def test_publish_then_borrow_copies_the_finished_training(tmp_path):
     cfg = TrainConfig(method="gradcam", epochs=2)
-    shared = shared_training_dir(cfg, tmp_path / "home")
+    shared = shared_training_dir(cfg, tmp_path / "home", "grid-a")
     other = tmp_path / "other"
     other.mkdir()
     assert borrow_training(shared, other, 2) is None  # nothing published yet
@@ -47,6 +49,6 @@ def test_publish_then_borrow_copies_the_finished_training(tmp_path):
     assert (shared / "best.pt").read_text() == "first best.pt"
     empty = tmp_path / "empty"
     empty.mkdir()
-    late = shared_training_dir(dataclasses.replace(cfg, seed=5), tmp_path / "home")
+    late = shared_training_dir(dataclasses.replace(cfg, seed=5), tmp_path / "home", "grid-a")
     publish_training(late, empty, cfg)
     assert not late.exists()
