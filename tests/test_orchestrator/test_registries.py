@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from fer_models.config import DataConfig, TrainConfig
-from fer_models.errors import MissingWeightsError, UnknownNameError
+from fer_models.errors import ConfigError, MissingWeightsError, UnknownNameError
 from fer_models.registry import BACKBONES, METHODS
 from orchestrator.cli import _families, main
 from orchestrator.registry import PRESETS, STUDIES
@@ -152,7 +152,28 @@ def _study(name, cls, meta):
     assert (name in studies.ablations()) == cls.ablation
 
 
+def _model(name, cls, meta):
+    from fer_models.zoo import InputSpec, ZooEntry, ZooModel, class_order, weights_dir
+
+    assert issubclass(cls, ZooEntry) and cls.name == name and cls.weights
+    if meta.get("byo"):  # bring your own: the options it needs are one sentence
+        with pytest.raises(ConfigError, match="needs --"):
+            cls().load()
+        return
+    assert isinstance(cls.input, InputSpec) and cls.input.crop and 5 in cls.layers
+    assert len(class_order(cls.classes)) >= 6
+    if meta.get("published"):  # offline, with no file in place: one sentence naming the file and its folder
+        with pytest.raises(MissingWeightsError, match=str(weights_dir())):
+            cls().load()
+        return
+    model = cls().load()
+    assert isinstance(model, ZooModel)
+    out = model(torch.rand(2, cls.input.channels, cls.input.size, cls.input.size))
+    assert out.logits.shape == (2, len(class_order(cls.classes))) and sorted(out.features) == sorted(cls.layers)
+
+
 CONTRACTS = {
+    "models": _model,
     "datasets": _dataset,
     "landmarks": _landmarks,
     "codebooks": _codebook,
