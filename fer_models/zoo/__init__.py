@@ -118,6 +118,14 @@ class ZooModel(GradCAMMixin, FERModel):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1).expand(1, spec.channels, 1, 1).clone())
         self.has_cam = 5 in self.layer_names
 
+    def restrict(self, num_classes: int) -> "ZooModel":
+        """Keep fer-orch's first ``num_classes`` classes (a dataset without contempt)."""
+        if num_classes > len(self.order):
+            raise ConfigError(f"model '{self.name}' predicts {len(self.order)} of fer-orch's classes; the dataset has "
+                              f"{num_classes}")
+        self.order, self.num_classes = self.order[:num_classes], num_classes
+        return self
+
     def layer(self, l: int) -> nn.Module:
         return self.net.get_submodule(self.layer_names[l])
 

@@ -186,7 +186,8 @@ class KerasGraph(nn.Module):
             elif kind == "BatchNormalization":
                 mod = _bn(cfg, c)
             elif kind in ("Activation", "ReLU"):
-                mod = KAct(cfg.get("activation", "relu"))
+                act = cfg.get("activation", "relu")
+                mod = nn.ReLU() if act == "relu" else KAct(act)  # a ReLU module: the deconvnet / guided-backprop jobs swap it
             elif kind in ("MaxPooling2D", "AveragePooling2D"):
                 mod = KPool(kind, cfg)
             elif kind == "Add":
