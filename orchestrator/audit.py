@@ -76,16 +76,19 @@ class AuditSpec:
 
 
 def load_model(name: str, spec: AuditSpec, device: str):
-    """``(model, data config, label)``: a zoo entry with its data config, or ``run:<id>``, a
-    trained run with its own (never augmented)."""
+    """``(model, data config, label, tags)``: a zoo entry with its input spec, or ``run:<id>``,
+    a trained run with its own data config (never augmented) and its grid tags."""
     from fer_models.registry import MODELS
 
     if name.startswith("run:"):
         model, cfg = tracking.load_trained_model(name[4:], None, device)
-        return model.eval(), dataclasses.replace(cfg.data, augment=()), f"{cfg.method} (run {name[4:12]})"
+        au = "w/ AU" if getattr(cfg, "au", False) else "w/o AU"
+        tags = {"zoo": "false", "method": cfg.method, "au": str(bool(cfg.au)).lower(), "seed": str(cfg.seed),
+                "trained_run": name[4:], "group": f"{cfg.method} {au} (grid)"}
+        return model.eval(), dataclasses.replace(cfg.data, augment=()), f"{cfg.method} (run {name[4:12]})", tags
     entry = MODELS.get(name)()
     model = entry.load(cam_class=spec.cam_class, **spec.model_options).to(device).eval()
-    return model, model.spec, name
+    return model, model.spec, name, {"zoo": "true", "group": name}
 
 
 def data_config(model, base, dataset: str, spec: AuditSpec):
@@ -159,7 +162,7 @@ def audit_one(name: str, dataset: str, spec: AuditSpec, uri: str | None = None) 
 
     t0 = time.perf_counter()
     device = resolve_device(spec.device)
-    model, base, label = load_model(name, spec, device)
+    model, base, label, tags = load_model(name, spec, device)
     dcfg = data_config(model, base, dataset, spec)
     loaders = build_loaders(dcfg, spec.batch_size, 0, progress=False)
     k = loaders.num_classes
@@ -168,8 +171,7 @@ def audit_one(name: str, dataset: str, spec: AuditSpec, uri: str | None = None) 
     scores = score_split(model, loaders.test, loaders.test.dataset, num_classes=k, codebook=dcfg.codebook,
                          faith_n=spec.faith_n, faith_steps=spec.faith_steps, device=device)
     run_id = _start_run(uri, spec.experiment, AUDIT_KIND, f"audit {label} on {dataset}",
-                        {"model": label, "dataset": dataset, "cam_class": spec.cam_class,
-                         "zoo": "false" if name.startswith("run:") else "true"})
+                        {"model": label, "dataset": dataset, "cam_class": spec.cam_class, **tags})
     with tempfile.TemporaryDirectory(prefix="fer-audit-") as tmp:
         out = Path(tmp)
         ev = scores.evaluation
@@ -198,7 +200,7 @@ def audit_images_one(name: str, folder: str, spec: AuditSpec, uri: str | None = 
     from fer_models.audit import image_files, predict_faces, prepare_faces, save_overlays
 
     device = resolve_device(spec.device)
-    model, base, label = load_model(name, spec, "cpu")
+    model, base, label, _ = load_model(name, spec, "cpu")
     if name.startswith("run:"):
         raise ConfigError("--images audits a zoo model (--model); a trained run reads its dataset's own faces")
     model.restrict(7)

@@ -311,6 +311,9 @@ def build_report(experiment: str = "fer-orch", uri: str | None = None, out: str 
                 parts += faithfulness_table(df, out)
         else:
             parts.append(studies.get(name).missing)
+    from orchestrator.audit_report import audit_section
+
+    parts += audit_section(exp.experiment_id, out, uri)  # the audited models (`fer-orch audit`), if any
     if any(counts.values()) and not real:
         parts.insert(1, NO_PUBLISHED)
     markdown = "\n\n".join(parts) + "\n"

@@ -55,9 +55,11 @@ def audit(models, runs, datasets, images, weights, arch, classes, input_spec, la
     from orchestrator.audit import AuditSpec, audit_runs
 
     uri = tracking.resolve_uri(tracking_uri)
-    names = parse_list(models)
-    for r in parse_list(runs):
-        names += [f"run:{t}" for t in tracking.resolve_runs(r, uri)]
+    from orchestrator.jobs import trained_runs
+
+    names = list(parse_list(models))
+    for r in parse_list(runs):  # a grid parent: its trials with weights (the others are skipped, with a warning)
+        names += [f"run:{t}" for t in trained_runs(r, uri, lambda m: click.secho(f"warning: {m}", fg="yellow", err=True))]
     opts = {k: v for k, v in dict(weights=weights, arch=arch, classes=classes, input=input_spec, layers=layers).items() if v}
     spec = AuditSpec(model_options=opts, cam_class=cam_class, codebook=codebook, au_source=au_source,
                      data_options=parse_data_opts(data_opts), faith_n=faith_n, jobs=tuple(parse_list(jobs)),

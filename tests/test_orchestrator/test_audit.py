@@ -92,3 +92,40 @@ def test_audit_refuses_mistakes_in_one_sentence(mlflow_uri):
     assert res.exit_code == 2 and "pass --dataset NAME and/or --images FOLDER" in res.output
     res = run("--model", "fer-mini-xception", "--dataset", "synthetic-rafdb", "--cam", "NoCAM")
     assert res.exit_code == 2 and "not a pytorch-grad-cam class" in res.output
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """A folder with two real face photos that installed packages ship (scikit-image, matplotlib)."""
+    import matplotlib.cbook
+    import skimage.data
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(skimage.data.astronaut()).save(folder / "astronaut.png")
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        (folder / "grace_hopper.jpg").write_bytes(f.read())
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_audit_photos_through_the_cli(photos, tmp_path, mlflow_uri):
+    pytest.importorskip("dlib")
+    out = tmp_path / "overlays"
+    res = CliRunner().invoke(main, ["audit", "--model", "fer-mini-xception", "--images", str(photos), "--out", str(out),
+                                    "--num-actors", "0", "--tracking-uri", mlflow_uri])
+    assert res.exit_code == 0, res.output
+    lines = {l.split()[0]: l.split() for l in res.output.splitlines() if l.startswith("  ") and "p=" in l}
+    assert set(lines) == {"astronaut.png", "grace_hopper.jpg"}
+    assert lines["astronaut.png"][1] == "happiness" and float(lines["astronaut.png"][2][2:]) > 0.9  # she smiles
+    cos = float(lines["astronaut.png"][3].split("=")[1])
+    assert 0 < cos < 1
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut_overlay.png", "grace_hopper_overlay.png",
+                                                    "predictions.csv"]
+    from PIL import Image
+
+    assert Image.open(out / "astronaut_overlay.png").size[0] > 200
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "file,face,pred,prob,cam_cos" and rows[1].startswith("astronaut.png,True,happiness,")
+    assert abs(float(rows[1].split(",")[4]) - cos) < 1e-3
