@@ -73,12 +73,14 @@ def cl_ci(correct: int, total: int) -> Interval:
 
 def per_sample_cam_cos(model, loader, *, codebook: str = "paper002", device: str = "cpu") -> dict[str, Any]:
     """Per test face, CAM-COS of the true class under both definitions (``cam_cos``: project,
-    ``released_cam_cos``; NaN where the AU map is undefined or the face is neutral, the faces
-    ``evaluate`` skips), from one map per face; its label; the per-class mean AU map (project)."""
+    ``released_cam_cos``) and against the labelled AUs' map where the batch has one
+    (``gt_cam_cos``, project definition), from one map per face; NaN where the map is undefined
+    or the face is neutral (the faces ``evaluate`` skips). Also the labels and the per-class
+    mean AU map (project)."""
     from fer_models.metrics import full_resolution_maps, released_cam, to_device, to_size
 
     model.eval()
-    cols: dict[str, list] = {"cam_cos": [], "released_cam_cos": [], "label": []}
+    cols: dict[str, list] = {"cam_cos": [], "released_cam_cos": [], "label": []}  # + gt_cam_cos where labelled
     au_sum = au_cnt = None
     for batch in loader:
         batch = to_device(batch, device)
@@ -93,6 +95,11 @@ def per_sample_cam_cos(model, loader, *, codebook: str = "paper002", device: str
             c[~(ok & (y != NEUTRAL))] = float("nan")
             cols[key].append(c.cpu().numpy())
         cols["label"].append(y.cpu().numpy())
+        if "gt_au_map" in batch and "gt_valid" in batch:  # the labelled AUs' map (synthetic faces)
+            g = to_size(batch["gt_au_map"][:, 0].float(), a.shape[-1])
+            c = cosine(to_size(cam, a.shape[-1]), g).detach().clone()
+            c[~(batch["gt_valid"].bool() & (y != NEUTRAL))] = float("nan")
+            cols.setdefault("gt_cam_cos", []).append(c.cpu().numpy())
         if au_sum is None:
             k = int(getattr(model, "num_classes", 7))
             au_sum, au_cnt = np.zeros((k, *a.shape[-2:])), np.zeros(k)
@@ -149,9 +156,10 @@ def score_split(model, loader, dataset, *, num_classes: int, codebook: str = "pa
     mean_maps = dict(ev.mean_maps)
     if maps:
         ps = per_sample_cam_cos(model, loader, codebook=codebook, device=device)
-        per_face.update({k: ps[k] for k in ("label", "cam_cos", "released_cam_cos")})
+        keys = [k for k in ("cam_cos", "released_cam_cos", "gt_cam_cos") if k in ps]
+        per_face.update({k: ps[k] for k in ("label", *keys)})
         mean_maps["au"] = ps["mean_au"]
-        for key in ("cam_cos", "released_cam_cos"):
+        for key in keys:
             intervals[key] = mean_ci(ps[key])
         metrics["released_cam_cos"] = intervals["released_cam_cos"].mean
         for k, v in faithfulness_per_face(model, dataset, n=faith_n, steps=faith_steps, device=device).items():

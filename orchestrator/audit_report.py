@@ -125,7 +125,7 @@ def mean_maps_figure(df, out: Path, uri: str | None = None) -> Path | None:
                 ax.set_title(class_names(k)[j], fontsize=8)
             if j == 0:
                 ax.set_ylabel(name, fontsize=6, rotation=0, ha="right", va="center")
-    fig.subplots_adjust(left=0.28, right=0.99, top=0.9, bottom=0.02, wspace=0.05, hspace=0.08)
+    fig.subplots_adjust(left=0.2, right=0.99, top=0.9, bottom=0.02, wspace=0.05, hspace=0.08)
     return save_figure(fig, out / "audit_mean_maps.png")
 
 

@@ -49,6 +49,8 @@ def test_per_face_cam_cos_averages_to_evaluate_under_both_definitions(mini, smal
         ev = evaluate(mini, small_loaders.test, num_classes=7, metric_def=d, codebook="paper002")
         assert np.isfinite(ps[key]).sum() > 10
         assert np.nanmean(ps[key]) == pytest.approx(ev.metrics["cam_cos"], abs=1e-6), d
+        if d == "project":
+            assert np.nanmean(ps["gt_cam_cos"]) == pytest.approx(ev.metrics["gt_cam_cos"], abs=1e-6)
     assert not np.allclose(ps["cam_cos"], ps["released_cam_cos"], equal_nan=True)
     assert ps["mean_au"].shape == (7, 32, 32) and ps["mean_au"][6].max() == 0  # neutral: no AU
 
@@ -129,3 +131,33 @@ def test_audit_photos_through_the_cli(photos, tmp_path, mlflow_uri):
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0] == "file,face,pred,prob,cam_cos" and rows[1].startswith("astronaut.png,True,happiness,")
     assert abs(float(rows[1].split(",")[4]) - cos) < 1e-3
+
+
+def test_report_rows_zoo_models_by_their_intervals_and_grid_methods_over_seeds():
+    import pandas as pd
+
+    from orchestrator.audit_report import model_table
+
+    zoo = {"model": "fer-mini-xception", "group": "fer-mini-xception", "dataset": "synthetic-rafdb", "zoo": True,
+           "cl": 35.0, "cl_ci_low": 30.3, "cl_ci_high": 40.3, "test_n": 350.0, "cam_cos": 0.39}
+    seeds = [{"model": f"cam (run {i})", "group": "cam w/o AU (grid)", "dataset": "synthetic-rafdb", "zoo": False,
+              "cl": cl, "cam_cos": 0.4} for i, cl in enumerate((40.0, 42.0, 44.0))]
+    rows = model_table(pd.DataFrame([zoo, *seeds]))
+    assert rows[0][:4] == ["synthetic-rafdb", "fer-mini-xception", "350 faces", "35.0 [30.3, 40.3]"]
+    assert rows[0][4] == "0.390" and rows[0][6] == "–"  # no interval logged: the value alone; none: a dash
+    half = 4.303 * 2.0 / 3 ** 0.5  # t(0.975, 2) x sd / sqrt(n)
+    assert rows[1][:4] == ["synthetic-rafdb", "cam w/o AU (grid)", "3 seeds",
+                           f"42.0 [{42 - half:.1f}, {42 + half:.1f}] (n=3)"]
+    assert rows[1][4] == "0.400 [0.400, 0.400] (n=3)"
+
+
+def test_report_has_the_audited_models_table(mlflow_uri, tmp_path):
+    res = CliRunner().invoke(main, ["audit", "--model", "fer-mini-xception", "--dataset", "synthetic-rafdb", *SMALL,
+                                    "--faithfulness-n", "4", "--num-actors", "0", "--device", "cpu",
+                                    "--tracking-uri", mlflow_uri])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["report", "--tracking-uri", mlflow_uri, "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Audited models" in md and "| synthetic-rafdb | fer-mini-xception | 48 faces |" in md
+    assert "audit_mean_maps.png" in md and (tmp_path / "rep" / "audit_mean_maps.png").stat().st_size > 5000
