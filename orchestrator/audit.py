@@ -51,6 +51,8 @@ class AuditSpec:
     faith_n: int = 32
     faith_steps: int = 6
     jobs: tuple[str, ...] = ()  # explain jobs also run (topn, filter-au, block-maps, ...)
+    probes: tuple[str, ...] = ()  # probes across the layers (silhouette, valence-arousal, maps), on the test split
+    probe_samples: int = 500
     top_n: int = 8
     filters: int = 10
     max_images: int | None = 500
@@ -72,6 +74,10 @@ class AuditSpec:
             raise ConfigError(f"--faithfulness-n must be >= 0 and --faithfulness-steps >= 1, got {self.faith_n} "
                               f"and {self.faith_steps}")
         jobs = ExplainSpec(jobs=self.jobs).check().jobs if self.jobs else ()
+        from fer_analysis.registry import PROBES
+
+        for p in self.probes:
+            PROBES.get(p)
         return dataclasses.replace(self, jobs=jobs)
 
 
@@ -134,6 +140,20 @@ def _run_jobs(model, loaders, out: Path, spec: AuditSpec, num_classes: int, devi
     return {"status": status, "metrics": metrics}
 
 
+def _run_probes(model, loader, out: Path, spec: AuditSpec, device: str) -> dict[str, float]:
+    """Paper 004's probes on the layer embeddings of ``spec.probe_samples`` test faces
+    (``fer_analysis.embeddings``: the model's tap layers and the logits), without UMAP."""
+    from fer_analysis.embeddings import collect_embeddings
+    from fer_analysis.registry import PROBES
+
+    emb = collect_embeddings(model, loader, None, n_samples=spec.probe_samples, device=device)
+    metrics: dict[str, float] = {}
+    for name in spec.probes:
+        res = PROBES.get(name)(emb, out / "probe" / name, control=None, seed=0, n_pcs=10, umap=False)
+        metrics.update({f"probe_{k}": float(v) for k, v in res.metrics.items()})
+    return metrics
+
+
 def _start_run(uri: str | None, experiment: str, kind: str, name: str, tags: dict[str, str]) -> str:
     from orchestrator.tracking.layout import KIND_TAG
     from orchestrator.tracking.provenance import package_versions
@@ -179,6 +199,9 @@ def audit_one(name: str, dataset: str, spec: AuditSpec, uri: str | None = None) 
         np.savez_compressed(out / "mean_maps.npz", **{k_: np.asarray(v, np.float32) for k_, v in scores.mean_maps.items()})
         _write_per_face(scores.per_face, out / "per_face.csv")
         jobs = _run_jobs(model, loaders, out, spec, k, device) if spec.jobs else {"status": {}, "metrics": {}}
+        if spec.probes:
+            jobs["metrics"].update(_run_probes(model, loaders.test, out, spec, device))
+            jobs["status"].update({f"probe {p}": "ok" for p in spec.probes})
         summary = {"run_id": run_id, "model": label, "dataset": dataset, "status": "ok",
                    "metrics": {**scores.metrics, **jobs["metrics"]}, "jobs": jobs["status"],
                    "intervals": {k_: dataclasses.asdict(v) for k_, v in scores.intervals.items()},

@@ -34,6 +34,8 @@ def _num(v) -> str:
               help="The Grad-CAM-family map: a pytorch-grad-cam class (GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM ...).")
 @click.option("--job", "jobs", multiple=True, metavar="JOB",
               help="Explain jobs also run on the network (topn, filter-au, block-maps ...: `fer-orch list jobs`).")
+@click.option("--probe", "probes", multiple=True, metavar="PROBE",
+              help="Probes across the layers on the test faces (silhouette, valence-arousal, maps: `fer-orch list probes`).")
 @click.option("--faithfulness-n", "faith_n", type=int, default=32, show_default=True,
               help="Test faces scored by deletion / insertion (0: none).")
 @click.option("--codebook", default="paper002", show_default=True, help="Expression -> AU codebook of the AU maps.")
@@ -48,7 +50,7 @@ def _num(v) -> str:
 @click.option("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray).")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite under FER_ORCH_HOME).")
 @click.option("--num-actors", type=int, default=None, help="Parallel actors (default: one per CPU); 0: in this process.")
-def audit(models, runs, datasets, images, weights, arch, classes, input_spec, layers, cam_class, jobs, faith_n, codebook,
+def audit(models, runs, datasets, images, weights, arch, classes, input_spec, layers, cam_class, jobs, probes, faith_n, codebook,
           au_source, data_opts, landmarks, out, experiment, device, address, tracking_uri, num_actors) -> None:
     """Audit a trained FER network: CL, CAM-COS (both definitions), faithfulness, with 95% intervals; or photos."""
     from orchestrator import tracking
@@ -63,6 +65,7 @@ def audit(models, runs, datasets, images, weights, arch, classes, input_spec, la
     opts = {k: v for k, v in dict(weights=weights, arch=arch, classes=classes, input=input_spec, layers=layers).items() if v}
     spec = AuditSpec(model_options=opts, cam_class=cam_class, codebook=codebook, au_source=au_source,
                      data_options=parse_data_opts(data_opts), faith_n=faith_n, jobs=tuple(parse_list(jobs)),
+                     probes=tuple(parse_list(probes)),
                      landmarks=landmarks, device=device, experiment=experiment, out=out)
     results = audit_runs(names, parse_list(datasets), list(images), spec, uri=uri, address=address,
                          num_actors=num_actors)
