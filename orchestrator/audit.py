@@ -5,7 +5,7 @@ shared actor runner (``orchestrator.jobs.run_tasks``, the runner of ``fer-orch e
 task logs one MLflow run (tag ``fer_orch.kind`` = ``audit`` or ``audit-images``) in the
 experiment (default ``fer-orch``, where ``fer-orch report`` finds it beside the grid's runs):
 
-- :func:`audit_one`: the network's test-split scores (``fer_models.audit.score_split``: CL,
+- :func:`audit_one`: the network's test-split scores (``fer_analysis.audit.score_split``: CL,
   CAM-COS under both definitions, faithfulness, each with its interval), the matrices and
   per-class mean maps (``maps/mean_{cam,att,au}.png``, ``mean_maps.npz``), the per-face values
   (``per_face.csv``), and the explain jobs asked for with ``--job`` (under ``jobs/<job>/``);
@@ -176,7 +176,7 @@ def _finish_run(run_id: str, folder: Path, metrics: dict[str, float], params: di
 
 def audit_one(name: str, dataset: str, spec: AuditSpec, uri: str | None = None) -> dict[str, Any]:
     """One (model, dataset) audit, inside an actor or in-process; returns a JSON-able summary."""
-    from fer_models.audit import score_split
+    from fer_analysis.audit import score_split
     from fer_models.data.dataset import build_loaders
     from fer_models.metrics import EvalResult, save_figures
 
@@ -220,7 +220,7 @@ def audit_images_one(name: str, folder: str, spec: AuditSpec, uri: str | None = 
     import shutil
 
     from fer_models import paths
-    from fer_models.audit import image_files, predict_faces, prepare_faces, save_overlays
+    from fer_analysis.audit import image_files, predict_faces, prepare_faces, save_overlays
 
     device = resolve_device(spec.device)
     model, base, label, _ = load_model(name, spec, "cpu")

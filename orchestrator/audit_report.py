@@ -5,7 +5,7 @@ the latest per (model, dataset). A zoo model is one network: its cells are the a
 intervals, the 95% Wilson interval of CL over the test faces and the 95% Student t interval of
 each mean over the faces (CAM-COS) or over the faithfulness subset (deletion, insertion). A
 grid method audited with ``--run`` is several trained networks (one per seed): its row is the
-mean over seeds with a 95% t interval over the seeds (``fer_models.audit.mean_ci``), the
+mean over seeds with a 95% t interval over the seeds (``fer_analysis.audit.mean_ci``), the
 replication a training seed adds, as the grid's own tables report it.
 
 Beside the table, ``audit_mean_maps.png``: per class, the mean AU map of the test faces and
@@ -61,7 +61,7 @@ def _cell(row: Any, key: str, digits: int) -> str:
 
 
 def _group_cell(values, digits: int) -> str:
-    from fer_models.audit import mean_ci
+    from fer_analysis.audit import mean_ci
 
     iv = mean_ci(values)
     return iv.format(digits) + (f" (n={iv.n})" if math.isfinite(iv.low) else "")

@@ -41,7 +41,7 @@ def mini():
 
 
 def test_per_face_cam_cos_averages_to_evaluate_under_both_definitions(mini, small_loaders):
-    from fer_models.audit import per_sample_cam_cos
+    from fer_analysis.audit import per_sample_cam_cos
     from fer_models.metrics import evaluate
 
     ps = per_sample_cam_cos(mini, small_loaders.test)
@@ -56,7 +56,7 @@ def test_per_face_cam_cos_averages_to_evaluate_under_both_definitions(mini, smal
 
 
 def test_intervals():
-    from fer_models.audit import cl_ci, mean_ci
+    from fer_analysis.audit import cl_ci, mean_ci
 
     iv = cl_ci(35, 100)
     assert iv.mean == 35.0 and iv.low == pytest.approx(26.4, abs=0.1) and iv.high == pytest.approx(44.7, abs=0.1)
@@ -64,7 +64,7 @@ def test_intervals():
     assert m.n == 3 and m.mean == pytest.approx(0.4) and m.low == pytest.approx(0.4 - 4.303 * 0.2 / math.sqrt(3), abs=1e-3)
 
 
-def test_audit_a_zoo_model_on_a_dataset_through_the_cli(mlflow_uri):
+def test_audit_a_zoo_model_on_a_dataset_then_report_through_the_cli(mlflow_uri, tmp_path):
     from orchestrator import tracking
 
     res = CliRunner().invoke(main, ["audit", "--model", "fer-mini-xception", "--dataset", "synthetic-rafdb", *SMALL,
@@ -84,6 +84,11 @@ def test_audit_a_zoo_model_on_a_dataset_through_the_cli(mlflow_uri):
     summary = json.loads(open(c.download_artifacts(run.info.run_id, "summary.json")).read())
     assert summary["intervals"]["cam_cos"]["n"] == int(np.isfinite(np.loadtxt(
         c.download_artifacts(run.info.run_id, "per_face.csv"), delimiter=",", skiprows=1)[:, 1]).sum())
+    res = CliRunner().invoke(main, ["report", "--tracking-uri", mlflow_uri, "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Audited models" in md and "| synthetic-rafdb | fer-mini-xception | 48 faces |" in md
+    assert "audit_mean_maps.png" in md and (tmp_path / "rep" / "audit_mean_maps.png").stat().st_size > 5000
 
 
 def test_audit_refuses_mistakes_in_one_sentence(mlflow_uri):
@@ -149,15 +154,3 @@ def test_report_rows_zoo_models_by_their_intervals_and_grid_methods_over_seeds()
     assert rows[1][:4] == ["synthetic-rafdb", "cam w/o AU (grid)", "3 seeds",
                            f"42.0 [{42 - half:.1f}, {42 + half:.1f}] (n=3)"]
     assert rows[1][4] == "0.400 [0.400, 0.400] (n=3)"
-
-
-def test_report_has_the_audited_models_table(mlflow_uri, tmp_path):
-    res = CliRunner().invoke(main, ["audit", "--model", "fer-mini-xception", "--dataset", "synthetic-rafdb", *SMALL,
-                                    "--faithfulness-n", "4", "--num-actors", "0", "--device", "cpu",
-                                    "--tracking-uri", mlflow_uri])
-    assert res.exit_code == 0, res.output
-    res = CliRunner().invoke(main, ["report", "--tracking-uri", mlflow_uri, "--out", str(tmp_path / "rep")])
-    assert res.exit_code == 0, res.output
-    md = (tmp_path / "rep" / "report.md").read_text()
-    assert "## Audited models" in md and "| synthetic-rafdb | fer-mini-xception | 48 faces |" in md
-    assert "audit_mean_maps.png" in md and (tmp_path / "rep" / "audit_mean_maps.png").stat().st_size > 5000
