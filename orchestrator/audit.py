@@ -94,7 +94,7 @@ def load_model(name: str, spec: AuditSpec, device: str):
         return model.eval(), dataclasses.replace(cfg.data, augment=()), f"{cfg.method} (run {name[4:12]})", tags
     entry = MODELS.get(name)()
     model = entry.load(cam_class=spec.cam_class, **spec.model_options).to(device).eval()
-    return model, model.spec, name, {"zoo": "true", "group": name}
+    return model, model.spec, name, {"zoo": "true", "group": name, "weights": entry.weights, "crop": model.spec.crop}
 
 
 def data_config(model, base, dataset: str, spec: AuditSpec):
@@ -210,7 +210,7 @@ def audit_one(name: str, dataset: str, spec: AuditSpec, uri: str | None = None) 
         params = {"model": label, "dataset": dataset, "image_size": dcfg.image_size, "color": dcfg.color,
                   "normalize": dcfg.normalize, "codebook": dcfg.codebook, "au_source": dcfg.au_source,
                   "cam_class": spec.cam_class, "faithfulness_n": spec.faith_n,
-                  "weights": getattr(getattr(model, "spec", None), "crop", "")}
+                  **{k: tags[k] for k in ("weights", "crop", "trained_run") if k in tags}}
         _finish_run(run_id, out, summary["metrics"], params, uri)
     return summary
 
@@ -222,10 +222,7 @@ def audit_images_one(name: str, folder: str, spec: AuditSpec, uri: str | None = 
     from fer_models import paths
     from fer_analysis.audit import image_files, predict_faces, prepare_faces, save_overlays
 
-    device = resolve_device(spec.device)
-    model, base, label, _ = load_model(name, spec, "cpu")
-    if name.startswith("run:"):
-        raise ConfigError("--images audits a zoo model (--model); a trained run reads its dataset's own faces")
+    model, base, label, _ = load_model(name, spec, "cpu")  # a few photos: the CPU
     model.restrict(7)
     files = image_files(folder)
     faces = prepare_faces(files, base.size, spec.landmarks)
@@ -250,7 +247,7 @@ def audit_images_one(name: str, folder: str, spec: AuditSpec, uri: str | None = 
         _finish_run(run_id, out, {"faces": float(sum(r["face"] for r in rows))},
                     {"model": label, "images": folder, "landmarks": spec.landmarks}, uri)
     keep = ("file", "face", "pred", "prob", "cam_cos")
-    return {"run_id": run_id, "model": label, "images": folder, "status": "ok", "device": device,
+    return {"run_id": run_id, "model": label, "images": folder, "status": "ok",
             "rows": [{k: r.get(k) for k in keep} for r in rows], "files": copied}
 
 
@@ -259,6 +256,7 @@ def audit_runs(models: list[str], datasets: list[str], images: list[str], spec: 
                progress: bool = True) -> list[dict[str, Any]]:
     """Every (model, dataset) and (model, folder) task on Ray actors (``num_actors=0``: in this
     process); a failed task is a summary with ``status`` failed and its one-line reason."""
+    from fer_analysis.audit import image_files
     from fer_models.registry import DATASETS, MODELS
 
     spec = spec.check()
@@ -268,9 +266,13 @@ def audit_runs(models: list[str], datasets: list[str], images: list[str], spec: 
         raise ConfigError("pass --dataset NAME and/or --images FOLDER: what to audit the model on")
     for m in models:
         if not m.startswith("run:"):
-            MODELS.get(m)
+            MODELS.get(m)().check(**spec.model_options)
     for d in datasets:
         DATASETS.get(d)
+    if images and any(m.startswith("run:") for m in models):
+        raise ConfigError("--images audits zoo models (--model); a trained run (--run) is audited on --dataset")
+    for folder in images:
+        image_files(folder)  # a missing or empty folder: one sentence, before Ray
     uri = tracking.resolve_uri(uri)
     tasks = [(audit_one, (m, d, spec, uri)) for m in models for d in datasets]
     tasks += [(audit_images_one, (m, f, spec, uri)) for m in models for f in images]

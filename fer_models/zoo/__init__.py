@@ -162,6 +162,9 @@ class ZooEntry:
     weights: str = ""  # where the weights come from, one sentence
     paper: str = ""
 
+    def check(self, **options: Any) -> None:
+        """Refuse wrong options in one sentence before any work (bring-your-own entries)."""
+
     def build(self, **options: Any) -> nn.Module:
         """The torch network with its weights, in eval mode."""
         raise NotImplementedError

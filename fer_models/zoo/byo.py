@@ -21,7 +21,7 @@ from torch import nn
 
 from fer_models.errors import ConfigError
 from fer_models.registry import MODELS
-from fer_models.zoo import InputSpec, ZooEntry, ZooModel
+from fer_models.zoo import InputSpec, ZooEntry, ZooModel, class_order
 
 
 def _common(options: dict[str, Any], need: tuple[str, ...]) -> tuple[Path, tuple[str, ...], InputSpec]:
@@ -48,6 +48,9 @@ class TorchScriptModel(ZooEntry):
     name = "torchscript"
     weights = "--weights: a TorchScript file (torch.jit.save)"
 
+    def check(self, **options: Any) -> None:
+        class_order(_common(options, ("weights", "classes", "input"))[1])
+
     def load(self, cam_class: str = "GradCAM", **options: Any) -> ZooModel:
         path, classes, spec = _common(options, ("weights", "classes", "input"))
         try:
@@ -63,6 +66,9 @@ class TimmModel(ZooEntry):
 
     name = "timm"
     weights = "--weights: a state dict of the timm architecture --arch"
+
+    def check(self, **options: Any) -> None:
+        class_order(_common(options, ("arch", "weights", "classes", "input"))[1])
 
     def load(self, cam_class: str = "GradCAM", **options: Any) -> ZooModel:
         import timm

@@ -99,6 +99,10 @@ def test_audit_refuses_mistakes_in_one_sentence(mlflow_uri):
     assert res.exit_code == 2 and "pass --dataset NAME and/or --images FOLDER" in res.output
     res = run("--model", "fer-mini-xception", "--dataset", "synthetic-rafdb", "--cam", "NoCAM")
     assert res.exit_code == 2 and "not a pytorch-grad-cam class" in res.output
+    res = run("--model", "fer-mini-xception", "--images", "/nonexistent/photos")
+    assert res.exit_code == 2 and "--images /nonexistent/photos is not a folder" in res.output
+    res = run("--model", "timm", "--dataset", "synthetic-rafdb", "--arch", "resnet18")
+    assert res.exit_code == 2 and "needs --weights, --classes, --input" in res.output
 
 
 @pytest.fixture
