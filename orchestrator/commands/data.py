@@ -14,9 +14,10 @@ def data() -> None:
 
 
 @data.command("synth")
-@click.option("--layout", type=click.Choice(["rafdb", "affectnet", "ckplus", "disfa"]), required=True,
-              help="Official on-disk layout to write (ckplus, disfa: whole frames with an off-centre face, "
-                   "subjects and their sequences / videos; --n-train and --n-test do not apply).")
+@click.option("--layout", type=click.Choice(["rafdb", "affectnet", "ckplus", "disfa", "rafd", "kdef"]), required=True,
+              help="Official on-disk layout to write (ckplus, disfa, rafd, kdef: whole frames with an off-centre "
+                   "face, subjects and their sequences / videos / camera angles; --n-train and --n-test do not "
+                   "apply).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Dataset root to create.")
 @click.option("--n-train", default=1400, show_default=True, type=int)
 @click.option("--n-test", default=350, show_default=True, type=int)
@@ -25,16 +26,18 @@ def data() -> None:
 @click.option("--identities", default=40, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace a synthetic dataset already at --out.")
 def synth_cmd(layout, out, n_train, n_test, size, seed, identities, overwrite) -> None:
-    """Write synthetic expressive faces in RAF-DB's, AffectNet's, CK+'s or DISFA's official layout."""
+    """Write synthetic expressive faces in RAF-DB's, AffectNet's, CK+'s, DISFA's, RaFD's or KDEF's official layout."""
     import time
 
-    from fer_models.data.synth_frames import WRITERS
+    from fer_models.data import synth_frames, synth_portraits
     from fer_models.data.synth_io import SIDE_FILE, write_dataset
 
     t0 = time.time()
-    if layout in WRITERS:
-        root = WRITERS[layout](out, n_identities=identities, image_size=size, seed=seed, overwrite=overwrite)
-        what = f"{len(list(root.rglob('*.png')))} whole frames"
+    writers = {**synth_frames.WRITERS, **synth_portraits.WRITERS}
+    if layout in writers:
+        root = writers[layout](out, n_identities=identities, image_size=size, seed=seed, overwrite=overwrite)
+        n = sum(1 for p in root.rglob("*") if p.suffix.lower() in (".png", ".jpg"))
+        what = f"{n} whole frames"
     else:
         root = write_dataset(out, layout, n_train, n_test, size, seed, identities, overwrite=overwrite)
         what = f"{n_train} train + {n_test} test"

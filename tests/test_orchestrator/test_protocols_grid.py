@@ -170,10 +170,14 @@ def test_cross_validated_seed_preset_runs_and_reports_over_folds(ray_local, tmp_
 def test_data_synth_writes_the_whole_frame_layouts_the_real_readers_read(tmp_path):
     from fer_models.data.readers import read_dataset
 
-    for layout, n in (("ckplus", 2 * 3 * 4), ("disfa", 2 * 40)):  # onset + 3 peak frames a sequence
+    idents = {"ckplus": {"S001", "S002"}, "disfa": {"SN001", "SN002"}, "rafd": {"01", "02"}, "kdef": {"F01", "M01"}}
+    # onset + 3 peak frames a sequence; RaFD's frontal camera: 8 expressions x 3 gazes;
+    # KDEF's straight camera: 2 sessions x 7 expressions
+    for layout, n in (("ckplus", 2 * 3 * 4), ("disfa", 2 * 40), ("rafd", 2 * 8 * 3), ("kdef", 2 * 2 * 7)):
         res = CliRunner().invoke(main, ["data", "synth", "--layout", layout, "--out", str(tmp_path / layout),
                                         "--identities", "2", "--size", "32"])
         assert res.exit_code == 0, res.output
-        m = read_dataset(layout, tmp_path / layout, val_fraction=0)
-        assert len(m.samples) == n and m.frames == "whole"
-        assert {s.identity for s in m.samples} == ({"S001", "S002"} if layout == "ckplus" else {"SN001", "SN002"})
+        opts = {"classes": 8} if layout == "rafd" else {}
+        m = read_dataset(layout, tmp_path / layout, val_fraction=0, **opts)
+        assert len(m.samples) == n and m.frames == "whole" and not m.skipped, (layout, len(m.samples), m.skipped)
+        assert {s.identity for s in m.samples} == idents[layout]

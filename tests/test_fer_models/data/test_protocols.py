@@ -293,6 +293,40 @@ def test_synthetic_disfa_stands_in_for_paper_004(tmp_path):
     assert len(every2.samples) == 9
 
 
+def test_synthetic_rafd_stands_in_for_paper_003(tmp_path):
+    """RaFD's file names, subjects, angles and gazes, read by the real reader with paper 003's
+    options; both random splits keep about half of every group in test, every subject in both."""
+    opts = dict(n_identities=4, image_size=32, frame="64x96", classes=8, angles="045,090,135", progress=False)
+    m = read_dataset("synthetic-rafd", tmp_path / "r", val_fraction=0, split="per-class", **opts)
+    assert m.frames == "whole" and not m.skipped and m.num_classes == 8
+    assert len(m.samples) == 4 * 8 * 3 * 3  # subjects x expressions x gazes x the three angles
+    assert {s.meta["angle"] for s in m.samples} == {"045", "090", "135"}
+    assert {s.meta["gaze"] for s in m.samples} == {"frontal", "left", "right"}
+    names = {Path(s.path).name for s in m.samples}
+    assert "Rafd090_01_Caucasian_female_contemptuous_left.jpg" in names
+    assert {s.label for s in m.samples if "contemptuous" in s.path} == {INDEX["contempt"]}
+    test = [s for s in m.samples if s.split == "test"]
+    assert len(test) == 12 * 3 * 8  # 12 per (angle, expression)
+    ids = read_dataset("synthetic-rafd", tmp_path / "r", val_fraction=0, split="per-identity", **opts)
+    by = {sp: {s.identity for s in ids.samples if s.split == sp} for sp in ("train", "test")}
+    assert by["train"] == by["test"] == {"01", "02", "03", "04"}
+    assert sum(s.split == "test" for s in ids.samples) == 12 * 3 * 4  # 12 per (angle, subject)
+
+
+def test_synthetic_kdef_stands_in_for_paper_004(tmp_path):
+    m = read_dataset("synthetic-kdef", tmp_path / "k", n_identities=4, image_size=32, frame="64x88",
+                     n_folds=2, val_fraction=0, progress=False)
+    assert m.frames == "whole" and not m.skipped and len(m.samples) == 4 * 2 * 7  # straight camera only
+    assert {s.identity for s in m.samples} == {"F01", "M01", "F02", "M02"}
+    assert {s.meta["session"] for s in m.samples} == {"A", "B"}
+    assert "AF01ANS.JPG" in {Path(s.path).name for s in m.samples}
+    test_ids = {s.identity for s in m.samples if s.split == "test"}
+    assert len(test_ids) == 2 and not test_ids & {s.identity for s in m.samples if s.split == "train"}
+    every = read_dataset("synthetic-kdef", tmp_path / "k", angles="all", progress=False)
+    assert len(every.samples) == 4 * 2 * 7 * 5 and {s.meta["angle"] for s in every.samples} == {
+        "FL", "HL", "S", "HR", "FR"}
+
+
 # --------------------------------------------------------------------------- identity targets
 
 
