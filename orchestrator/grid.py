@@ -85,10 +85,13 @@ def choose_lambda(grid_cfg: GridConfig, experiment_id: str | None, uri: str | No
     vanilla (w/o AU) model's, take the one with the highest validation CAM-COS (ATT-COS
     when a method has no CAM); if none qualifies, the λ with the highest validation CL.
     Only ablation runs whose config matches this grid's exactly are used. Test metrics are
-    never read. An explicit ``lam`` wins; with no ablation, ``default_lam``.
+    never read. An explicit ``lam`` wins; with no ablation, ``default_lam``. A grid without
+    AU trials (``au: [false]``) has no λ to choose: ``default_lam``, never read.
     """
     if grid_cfg.lam is not None:
         return float(grid_cfg.lam), "configured"
+    if not any(grid_cfg.au):  # no trial trains with the AU loss (the seed papers' presets, identity targets)
+        return float(grid_cfg.default_lam), "unused (no trial trains with the AU loss)"
     if experiment_id is None:
         return float(grid_cfg.default_lam), "default (no λ ablation yet)"
     expected = {t.hash: t for t in expand(grid_cfg, "lambda")}

@@ -181,3 +181,13 @@ def test_data_synth_writes_the_whole_frame_layouts_the_real_readers_read(tmp_pat
         m = read_dataset(layout, tmp_path / layout, val_fraction=0, **opts)
         assert len(m.samples) == n and m.frames == "whole" and not m.skipped, (layout, len(m.samples), m.skipped)
         assert {s.identity for s in m.samples} == idents[layout]
+
+
+def test_a_grid_without_au_trials_does_not_choose_lambda():
+    """fang2017-identity once its experiment exists: choosing λ used to build the λ ablation's
+    AU configs for an identity target, which validation refuses."""
+    from orchestrator.grid import choose_lambda
+
+    g = presets.get("fang2017-identity", datasets=("synthetic-rafd",))
+    lam, source = choose_lambda(g, "an-existing-experiment", "sqlite:///never-opened.db")
+    assert lam == g.default_lam and source.startswith("unused")
