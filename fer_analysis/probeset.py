@@ -71,14 +71,20 @@ def per_identity_rows(identity: np.ndarray, n_samples: int | None, seed: int = 0
     return np.sort(np.concatenate([evenly_spaced(g, int(k)) for g, k in zip(groups, alloc)]))
 
 
-def describe(identity: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
-    """What the probe set holds: identities and rows per identity (min / max)."""
+def describe(identity: np.ndarray, rows: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """What the probe set holds: identities, rows per identity (min / max), and the count of
+    each identity (``per_identity``, by its name in ``names`` where given), and the rows of
+    unknown identity."""
     ids = np.asarray(identity)[rows]
+    unknown = int((ids < 0).sum())
     ids = ids[ids >= 0]
-    per = np.unique(ids, return_counts=True)[1] if len(ids) else np.zeros(0, int)
+    keys, per = np.unique(ids, return_counts=True) if len(ids) else (np.zeros(0, int), np.zeros(0, int))
+    label = (lambda k: str(names[k])) if names is not None else str
     return {"rows": int(len(rows)), "identities": int(len(per)),
             "rows_per_identity_min": int(per.min()) if len(per) else 0,
-            "rows_per_identity_max": int(per.max()) if len(per) else 0}
+            "rows_per_identity_max": int(per.max()) if len(per) else 0,
+            "unknown_identity_rows": unknown,
+            "per_identity": {label(int(k)): int(c) for k, c in zip(keys, per)}}
 
 
 class ConcatSplits:

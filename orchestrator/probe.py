@@ -128,8 +128,10 @@ def _load_probe_set(cfg: Any, spec: ProbeSpec):
     else:
         rng = np.random.default_rng(spec.seed)
         rows = np.sort(rng.choice(len(identity), min(spec.n_samples, len(identity)), replace=False))
+    info = getattr(ds, "info", None)
+    names = info.meta.get("identities") if info is not None else None
     return rows_loader(ds, rows, spec.batch_size), {"sampling": spec.sampling, "split": spec.split,
-                                                     **describe(identity, rows)}
+                                                     "dataset": data_cfg.dataset, **describe(identity, rows, names)}
 
 
 def _untrained(cfg: Any, device: str, num_classes: int | None = None):

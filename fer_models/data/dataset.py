@@ -117,6 +117,12 @@ class FaceDataset(Dataset):
         self.n = int(self._offsets[-1])
         self._columns = self._row_columns(shards, meta)
 
+    @property
+    def identity(self) -> torch.Tensor:
+        """Each row's identity: its index in the cache's ``meta["identities"]`` (-1 unknown)."""
+        col = self._columns.get("identity")
+        return col if col is not None else torch.full((self.n,), -1, dtype=torch.int64)
+
     def _empty_shard(self) -> dict[str, np.ndarray]:
         s, m = self.stored_size, self.map_size
         out = {"image": np.zeros((0, s, s, 3), np.uint8), "au_map": np.zeros((0, m, m), np.float32),
@@ -231,7 +237,8 @@ class DeviceLoader:
         self.device = torch.device(device)
         self.num_workers = int(num_workers)
         self.prefetch = int(prefetch)
-        base = (RandomSampler(dataset, generator=torch.Generator().manual_seed(int(seed))) if shuffle
+        # an empty split (DISFA's train: an analysis set) has nothing to shuffle
+        base = (RandomSampler(dataset, generator=torch.Generator().manual_seed(int(seed))) if shuffle and len(dataset)
                 else SequentialSampler(dataset))
         self.sampler = BatchSampler(base, self.batch_size, drop_last)
         self._local = threading.local()

@@ -64,6 +64,11 @@ def probe(run_id, untrained_control, layers, dataset, split, n_samples, sampling
     for rid, res in out["results"].items():
         m = res["metrics"]
         click.secho(f"run {rid}: {res['n_samples']} samples, layers {', '.join(res['layers'])}", bold=True)
+        ps = res.get("probe_set") or {}
+        if ps:
+            click.echo(f"  probe set: {ps['rows']} rows of {ps.get('dataset', '?')} ({ps['split']} split) from "
+                       f"{ps['identities']} identities, {ps['rows_per_identity_min']}-{ps['rows_per_identity_max']} "
+                       f"each ({ps['sampling']} sampling)")
         for layer in res["layers"]:
             key = metric_key("silhouette_identity", layer)
             if key in m:

@@ -26,8 +26,9 @@ def test_rows_are_spread_over_identities_and_over_each_identity_never_the_first_
     # every k-th frame of identity 0 (k = 100 / 25 = 4), spanning its whole "video"
     assert rows[identity[rows] == 0].tolist() == list(range(0, 100, 4))
     assert not np.array_equal(rows, np.arange(60))
-    assert describe(identity, rows) == {"rows": 60, "identities": 3, "rows_per_identity_min": 10,
-                                        "rows_per_identity_max": 25}
+    assert describe(identity, rows, ["SN001", "SN002", "SN003"]) == {
+        "rows": 60, "identities": 3, "rows_per_identity_min": 10, "rows_per_identity_max": 25,
+        "unknown_identity_rows": 0, "per_identity": {"SN001": 25, "SN002": 10, "SN003": 25}}
 
 
 def test_unknown_identities_give_a_seeded_random_sample_and_a_large_n_gives_every_row():
