@@ -334,13 +334,60 @@ def _probs_md(rows: list[dict], names: Sequence[str], who: str) -> list[str]:
     return md
 
 
+def random_pixels(zero: torch.Tensor, active: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The size-matched random control of the suppression test: per sample as many pixels as
+    ``zero`` holds, drawn uniformly (seeded) among the ``active`` (non-zero) pixels of the map,
+    all of them where fewer are active. Zeroing an inactive pixel changes nothing, so drawing
+    among all positions would make the control weaker than the test."""
+    b = zero.shape[0]
+    z, act = zero.reshape(b, -1).cpu(), active.reshape(b, -1).cpu()
+    score = torch.rand(z.shape, generator=generator) + (~act).float() * 2  # active pixels rank first
+    rank = score.argsort(1).argsort(1)
+    n = torch.minimum(z.sum(1), act.sum(1))
+    return (rank < n[:, None]).reshape(zero.shape)
+
+
+def _suppress_pairs(model, loader, scan: Scan, head: DenseHead, pairs: list, mode: str, device: str,
+                    seed: int = 0, chunk: int = 64) -> dict[str, torch.Tensor]:
+    """The suppression test on every pair, ``chunk`` pairs at a time: the backtracked sets of A
+    and B, the zeroed set (unique to A, or common), the probabilities before and after, and
+    after zeroing as many random active pixels instead (the control)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    cols: dict[str, list[torch.Tensor]] = {}
+    for s in range(0, len(pairs), chunk):
+        part = pairs[s: s + chunk]
+        xa = scan_images(loader, scan, [p.a for p in part], device)
+        xb = scan_images(loader, scan, [p.b for p in part], device)
+        bta, btb = backtrack(model, xa, head), backtrack(model, xb, head)
+        la, lb = bta.pixel_mask, btb.pixel_mask
+        zero = (la & lb) if mode == "common" else (la & ~lb)
+        with capture({"f": head.feature_module}) as fa:
+            LogitsOnly(model)(xa)
+        rand = random_pixels(zero, fa["f"] != 0, gen).to(zero.device)
+        got = {"la": la, "lb": lb, "zero": zero, "rand": rand, "pred": bta.pred, "before_a": bta.probs_before,
+               "before_b": btb.probs_before, "after_a": suppress(model, xa, head, zero),
+               "rand_a": suppress(model, xa, head, rand)}
+        if mode == "common":  # the same pixels zeroed in B too
+            with capture({"f": head.feature_module}) as fb:
+                LogitsOnly(model)(xb)
+            rand_b = random_pixels(zero, fb["f"] != 0, gen).to(zero.device)
+            got.update(after_b=suppress(model, xb, head, zero), rand_b=suppress(model, xb, head, rand_b))
+        else:
+            got.update(after_b=btb.probs_before, rand_b=btb.probs_before)
+        for k, v in got.items():
+            cols.setdefault(k, []).append(v.cpu())
+    return {k: torch.cat(v) for k, v in cols.items()}
+
+
 def run_backtrack(model, loader, out_dir: Path, *, cases: int = 8, class_names: Sequence[str] | None = None,
                   target: str = "expression", max_images: int | None = 2000, device: str = "cpu",
-                  progress: bool = True) -> dict[str, float]:
-    """Paper 003 job on a test loader: pairs (misclassified, similar correct), the suppression
-    test of the network's ``target`` (unique pixels zeroed for expression, common pixels for
-    identity; Table 3, CSV + Markdown) and the Fig. 11-style figure, for up to ``cases`` pairs.
-    Without a pair, Alg. 1-2 on up to ``cases`` images, misclassified first, and no Table 3."""
+                  progress: bool = True, seed: int = 0) -> dict[str, float]:
+    """Paper 003 job on a test loader: every misclassified image paired with a similar correct
+    one, the suppression test of the network's ``target`` on every pair (unique pixels zeroed
+    for expression, common pixels for identity; Table 3, CSV + Markdown), its size-matched
+    random-pixel control, exact pairs and fallback pairs reported apart, and the Fig. 11-style
+    figure for the first ``cases`` pairs. Without a pair, Alg. 1-2 on up to ``cases`` images,
+    misclassified first, and no Table 3."""
     from fer_analysis.targets import class_names_for
 
     out_dir = Path(out_dir)
@@ -364,84 +411,118 @@ def run_backtrack(model, loader, out_dir: Path, *, cases: int = 8, class_names: 
     }
     if not pairs:
         return {**base, **_backtrack_unpaired(model, loader, scan, head, names, cases, out_dir, device, len(lonely))}
-    pairs = pairs[:cases]
-    xa = scan_images(loader, scan, [p.a for p in pairs], device)
-    xb = scan_images(loader, scan, [p.b for p in pairs], device)
-    bta, btb = backtrack(model, xa, head), backtrack(model, xb, head)
-    la, lb = bta.pixel_mask, btb.pixel_mask
-    zero = (la & lb) if mode == "common" else (la & ~lb)
-    after_a = suppress(model, xa, head, zero).cpu()
-    after_b = suppress(model, xb, head, zero).cpu() if mode == "common" else btb.probs_before.cpu()
-    bta = Backtracked(bta.probs_before.cpu(), bta.probs_after.cpu(), bta.pred.cpu(), la.cpu(), bta.masks)
-    btb = Backtracked(btb.probs_before.cpu(), btb.probs_after.cpu(), btb.pred.cpu(), lb.cpu(), btb.masks)
-    la, lb = la.cpu(), lb.cpu()
-    rows = []
-    for i, p in enumerate(pairs):
-        y = int(scan.labels[p.a])
-        row = {
-            "case": i + 1, "image_index": int(scan.index[p.a]), "partner_index": int(scan.index[p.b]),
-            "pair_basis": p.basis, "pair_distance": p.distance, "true": names[y],
-            "pred_before": names[int(bta.pred[i])], "pred_after": names[int(after_a[i].argmax())],
-            "zeroed": mode, "kept_a": int(la[i].sum()), "kept_b": int(lb[i].sum()),
-            "common": int((la[i] & lb[i]).sum()), "unique_a": int((la[i] & ~lb[i]).sum()),
-            "zeroed_pixels": int(zero[i].sum()), "total_pixels": int(la[i].numel()),
-            **{f"before_{c}": float(bta.probs_before[i, j]) for j, c in enumerate(names)},
-            **{f"after_{c}": float(after_a[i, j]) for j, c in enumerate(names)},
-        }
-        if mode == "common":
-            row.update({f"b_before_{c}": float(btb.probs_before[i, j]) for j, c in enumerate(names)})
-            row.update({f"b_after_{c}": float(after_b[i, j]) for j, c in enumerate(names)})
-        rows.append(row)
+    r = _suppress_pairs(model, loader, scan, head, pairs, mode, device, seed)
+    rows = _suppression_rows(pairs, scan, r, names, mode)
     with open(out_dir / "suppression.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    metrics = {**base, **_suppression_metrics(pairs, scan, r, mode)}
+    shown = list(range(min(cases, len(pairs))))
+    (out_dir / "suppression.md").write_text(_suppression_md(rows[: len(shown)], pairs, scan, r, names, mode,
+                                                            metrics, len(lonely)))
+    xa = scan_images(loader, scan, [pairs[i].a for i in shown], device)
+    bta = Backtracked(r["before_a"][shown], r["after_a"][shown], r["pred"][shown], r["la"][shown], [])
+    _figure(model, xa, head, r["zero"][shown].to(xa.device), bta, r["after_a"][shown],
+            [int(scan.labels[pairs[i].a]) for i in shown], names, out_dir / "backtrack.png")
+    return metrics
+
+
+def _suppression_rows(pairs, scan: Scan, r: dict[str, torch.Tensor], names, mode: str) -> list[dict]:
+    rows = []
+    for i, p in enumerate(pairs):
+        y, la, lb = int(scan.labels[p.a]), r["la"][i], r["lb"][i]
+        row = {
+            "case": i + 1, "image_index": int(scan.index[p.a]), "partner_index": int(scan.index[p.b]),
+            "pair_basis": p.basis, "pair_distance": p.distance, "true": names[y],
+            "pred_before": names[int(r["pred"][i])], "pred_after": names[int(r["after_a"][i].argmax())],
+            "pred_after_random": names[int(r["rand_a"][i].argmax())],
+            "zeroed": mode, "kept_a": int(la.sum()), "kept_b": int(lb.sum()),
+            "common": int((la & lb).sum()), "unique_a": int((la & ~lb).sum()),
+            "zeroed_pixels": int(r["zero"][i].sum()), "random_pixels": int(r["rand"][i].sum()),
+            "total_pixels": int(la.numel()),
+            **{f"before_{c}": float(r["before_a"][i, j]) for j, c in enumerate(names)},
+            **{f"after_{c}": float(r["after_a"][i, j]) for j, c in enumerate(names)},
+            **{f"random_after_{c}": float(r["rand_a"][i, j]) for j, c in enumerate(names)},
+        }
+        if mode == "common":
+            row.update({f"b_before_{c}": float(r["before_b"][i, j]) for j, c in enumerate(names)})
+            row.update({f"b_after_{c}": float(r["after_b"][i, j]) for j, c in enumerate(names)})
+        rows.append(row)
+    return rows
+
+
+def _suppression_metrics(pairs, scan: Scan, r: dict[str, torch.Tensor], mode: str) -> dict[str, float]:
+    """Means over every pair, over the exact pairs and the fallback pairs apart (``_exact``,
+    ``_fallback``; NaN where there are none), and under the random control (``_random``)."""
+    idx = torch.arange(len(pairs))
+    y = scan.labels[[p.a for p in pairs]]
+    pred = r["pred"]
+    exact = torch.tensor([p.basis != "class only" for p in pairs])
+
+    def mean(v: torch.Tensor, sel=None) -> float:
+        v = v.float() if sel is None else v[sel].float()
+        return float(v.mean()) if len(v) else float("nan")
+
+    fixed, fixed_rand = r["after_a"].argmax(1) == y, r["rand_a"].argmax(1) == y
+    m = {
+        "backtrack_cases": float(len(pairs)),
+        "backtrack_pairs_exact": float(exact.sum()),
+        "backtrack_pairs_fallback": float((~exact).sum()),
+        "backtrack_kept_pixels_a": mean(r["la"].flatten(1).sum(1)),
+        "backtrack_kept_pixels_b": mean(r["lb"].flatten(1).sum(1)),
+        "backtrack_common_pixels": mean((r["la"] & r["lb"]).flatten(1).sum(1)),
+        "backtrack_zeroed_pixels": mean(r["zero"].flatten(1).sum(1)),
+        "backtrack_random_pixels": mean(r["rand"].flatten(1).sum(1)),
+        "backtrack_pred_prob_before": mean(r["before_a"][idx, pred]),
+        "backtrack_true_prob_before": mean(r["before_a"][idx, y]),
+    }
+    for tag, sel in (("", None), ("_exact", exact), ("_fallback", ~exact)):
+        m[f"backtrack_pred_prob_after{tag}"] = mean(r["after_a"][idx, pred], sel)
+        m[f"backtrack_true_prob_after{tag}"] = mean(r["after_a"][idx, y], sel)
+        m[f"backtrack_fixed_fraction{tag}"] = mean(fixed, sel)
+        m[f"backtrack_fixed_fraction_random{tag}"] = mean(fixed_rand, sel)
+    m["backtrack_pred_prob_after_random"] = mean(r["rand_a"][idx, pred])
+    m["backtrack_true_prob_after_random"] = mean(r["rand_a"][idx, y])
+    if mode == "common":
+        m["backtrack_partner_prob_before"] = mean(r["before_b"][idx, y])
+        m["backtrack_partner_prob_after"] = mean(r["after_b"][idx, y])
+        m["backtrack_partner_prob_after_random"] = mean(r["rand_b"][idx, y])
+    return m
+
+
+def _suppression_md(rows, pairs, scan: Scan, r, names, mode: str, m: dict[str, float], lonely: int) -> str:
     what = ("the pixels unique to the misclassified image (backtracked in A, not in its correctly classified "
             "partner B) zeroed in A (paper 003, Table 3)" if mode == "unique" else
             "the pixels common to the misclassified image A and its correctly classified partner B zeroed in "
             "both (paper 003, Figs. 9-10)")
-    exact = sum(p.basis != "class only" for p in pairs)
-    md = [f"Suppression test: {what}. Pairs: same class, same subject and same expression where known, nearest "
-          f"image ({exact} of {len(pairs)} pairs; the others: the nearest correct image of the class); "
-          f"{len(lonely)} misclassified image(s) had no partner.", ""]
+    n, exact = len(pairs), int(m["backtrack_pairs_exact"])
+    md = [f"Suppression test on every misclassified test image with a partner ({n}): {what}. Pairs: same class, "
+          f"same subject and same expression where known, nearest image ({exact} exact pairs; {n - exact} "
+          f"fallback pairs: the nearest correct image of the class, another subject or expression); {lonely} "
+          "misclassified image(s) had no partner. Control: as many random active pixels of A zeroed instead.", "",
+          "| pairs | n | fixed (true class after zeroing) | P(pred) before / after | P(true) after | "
+          "fixed, random control | P(true) after, random control |", "|---|---|---|---|---|---|---|"]
+    for tag, label, count in (("", "all", n), ("_exact", "exact", exact), ("_fallback", "fallback", n - exact)):
+        md.append(f"| {label} | {count} | {m[f'backtrack_fixed_fraction{tag}']:.3f} | "
+                  f"{m['backtrack_pred_prob_before']:.3f} / {m[f'backtrack_pred_prob_after{tag}']:.3f} | "
+                  f"{m[f'backtrack_true_prob_after{tag}']:.3f} | {m[f'backtrack_fixed_fraction_random{tag}']:.3f} | "
+                  + (f"{m['backtrack_true_prob_after_random']:.3f} |" if not tag else "|"))
+    md += ["", f"The first {len(rows)} pairs:", ""]
     if len(names) <= 10:
         md += ["A (misclassified):", ""] + _probs_md(rows, names, "")
         if mode == "common":
             md += ["", "B (its correctly classified partner):", ""] + _probs_md(rows, names, "b_")
     else:  # many classes (identities): the classes that matter
-        md += ["| Case | true | pred | P_A(pred) before / after | P_A(true) before / after | P_B(true) before / after "
-               "| kept A / B / common |", "|---|---|---|---|---|---|---|"]
-        for i, r in enumerate(rows):
-            y, pa = int(scan.labels[pairs[i].a]), int(bta.pred[i])
-            md.append(f"| {r['case']} | {r['true']} | {r['pred_before']} | {bta.probs_before[i, pa]:.2e} / "
-                      f"{after_a[i, pa]:.2e} | {bta.probs_before[i, y]:.2e} / {after_a[i, y]:.2e} | "
-                      f"{btb.probs_before[i, y]:.2e} / {after_b[i, y]:.2e} | {r['kept_a']} / {r['kept_b']} / "
-                      f"{r['common']} |")
-    (out_dir / "suppression.md").write_text("\n".join(md) + "\n")
-    _figure(model, xa, head, zero, bta, after_a, [int(scan.labels[p.a]) for p in pairs], names,
-            out_dir / "backtrack.png")
-    zero = zero.cpu()
-    idx = torch.arange(len(pairs))
-    y = scan.labels[[p.a for p in pairs]]
-    fixed = after_a.argmax(1) == y
-    metrics = {
-        **base,
-        "backtrack_cases": float(len(pairs)),
-        "backtrack_pairs_exact": float(sum(p.basis != "class only" for p in pairs)),
-        "backtrack_kept_pixels_a": float(la.flatten(1).sum(1).float().mean()),
-        "backtrack_kept_pixels_b": float(lb.flatten(1).sum(1).float().mean()),
-        "backtrack_common_pixels": float((la & lb).flatten(1).sum(1).float().mean()),
-        "backtrack_zeroed_pixels": float(zero.flatten(1).sum(1).float().mean()),
-        "backtrack_pred_prob_before": float(bta.probs_before[idx, bta.pred].mean()),
-        "backtrack_pred_prob_after": float(after_a[idx, bta.pred].mean()),
-        "backtrack_true_prob_before": float(bta.probs_before[idx, y].mean()),
-        "backtrack_true_prob_after": float(after_a[idx, y].mean()),
-        "backtrack_fixed_fraction": float(fixed.float().mean()),
-    }
-    if mode == "common":
-        metrics["backtrack_partner_prob_before"] = float(btb.probs_before[idx, y].mean())
-        metrics["backtrack_partner_prob_after"] = float(after_b[idx, y].mean())
-    return metrics
+        md += ["| Case | basis | true | pred | P_A(pred) before / after | P_A(true) before / after | "
+               "P_B(true) before / after | kept A / B / common |", "|---|---|---|---|---|---|---|---|"]
+        for i, row in enumerate(rows):
+            y, pa = int(scan.labels[pairs[i].a]), int(r["pred"][i])
+            md.append(f"| {row['case']} | {row['pair_basis']} | {row['true']} | {row['pred_before']} | "
+                      f"{r['before_a'][i, pa]:.2e} / {r['after_a'][i, pa]:.2e} | {r['before_a'][i, y]:.2e} / "
+                      f"{r['after_a'][i, y]:.2e} | {r['before_b'][i, y]:.2e} / {r['after_b'][i, y]:.2e} | "
+                      f"{row['kept_a']} / {row['kept_b']} / {row['common']} |")
+    return "\n".join(md) + "\n"
 
 
 def _figure(model, x, head, zero, bt, after, labels, names, path) -> None:

@@ -232,3 +232,33 @@ def test_elu_batchnorm_heads_are_not_applicable_with_the_measured_share():
     with pytest.raises(NotApplicableError, match=r"keeps (9\d|100)\.\d% of the 4096 inputs.*negative.*does not apply"):
         run_backtrack(net, DataLoader(TensorDataset(x, y), batch_size=4), "/tmp/unused-bt", progress=False)
     assert_no_hooks(net)
+
+
+def test_suppression_covers_every_misclassified_image_fallbacks_apart_with_a_random_control(tmp_path):
+    """Two misclassified copies of A: one has a same-subject partner (exact pair), the other
+    only the nearest correct image of its class (fallback). ``cases=1`` limits the figure and
+    the per-case table, never the test; the random control zeroes as many active pixels."""
+    net = _Pairs().eval()
+    loader = _pair_loader([(_A, 1, 5), (_B, 1, 5), (_A, 1, 7), (_E, 0, 5)])
+    m = run_backtrack(net, loader, tmp_path, cases=1, target="expression", progress=False)
+    assert m["backtrack_cases"] == 2 and m["backtrack_pairs_exact"] == 1 and m["backtrack_pairs_fallback"] == 1
+    assert m["backtrack_fixed_fraction_exact"] == 1.0 and m["backtrack_fixed_fraction_fallback"] == 1.0
+    rows = list(csv.DictReader(open(tmp_path / "suppression.csv")))
+    assert [r["pair_basis"] for r in rows] == ["subject+expression", "class only"]
+    assert all(r["random_pixels"] == r["zeroed_pixels"] == "2" for r in rows)
+    assert 0.0 <= m["backtrack_fixed_fraction_random"] <= 1.0 and "backtrack_true_prob_after_random" in m
+    md = (tmp_path / "suppression.md").read_text()
+    assert "| exact | 1 |" in md and "| fallback | 1 |" in md and "The first 1 pairs" in md
+
+
+def test_the_random_control_draws_as_many_active_pixels_seeded():
+    from fer_analysis.backtrack import random_pixels
+
+    zero = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]], dtype=torch.bool).reshape(2, 1, 2, 3)
+    active = torch.tensor([[1, 1, 1, 1, 0, 1], [0, 0, 0, 0, 1, 1]], dtype=torch.bool).reshape(2, 1, 2, 3)
+    picks = [random_pixels(zero, active, torch.Generator().manual_seed(s)) for s in range(20)]
+    for p in picks:
+        assert p.flatten(1).sum(1).tolist() == [2, 2]  # as many as zeroed, or every active pixel
+        assert not (p & ~active).any()
+    assert len({tuple(p[0].flatten().tolist()) for p in picks}) > 1  # random, not the first ones
+    assert torch.equal(picks[3], random_pixels(zero, active, torch.Generator().manual_seed(3)))
