@@ -113,6 +113,9 @@ class CompareRun:
     model: torch.nn.Module
     target: str = "expression"
     class_names: Sequence[str] | None = None
+    loader: Any = None  # its own test split (None: the explained run's is used for both)
+    exclude: frozenset = frozenset()  # rows of the explained run's test split it trained or validated on
+    overlap: dict[str, int] | None = None  # counts of the images the two runs' splits share
 
 
 @dataclass

@@ -21,7 +21,9 @@ and whether it was trained with the AU loss. A run trained with the AU alignment
 warning, printed by ``fer-orch explain`` before the jobs start and kept in each job's
 ``summary.json`` (``warnings``): paper 001 asks whether a network learns AUs without being
 told, and the AU loss tells it. ``spec.compare_run`` (``--compare-run``) loads a second run
-for the ``backtrack`` job, which backtracks the explained run's test images through both.
+and its own test split for the ``backtrack`` job, which scores each network on its own test
+misclassifications and backtracks the explained run's test images through both, leaving out
+those the second run trained or validated on (:func:`split_overlap`).
 """
 
 from __future__ import annotations
@@ -75,7 +77,37 @@ def _context(run_id: str, cfg: Any, loader: Any, num_classes: int | None, spec: 
     if spec.compare_run and job in COMPARE_JOBS:
         other, other_cfg = load_model(spec.compare_run, uri, device)
         compare = CompareRun(spec.compare_run, other.eval(), run_target(other_cfg))
+        own = _own_test(other_cfg, spec, job)
+        if own is not None and getattr(loader, "dataset", None) is not None:
+            compare.loader = own
+            compare.exclude, compare.overlap = split_overlap(loader.dataset.cache_dir, own.dataset.cache_dir)
     return RunContext(run_id, target, names, au_loss_used(cfg), compare)
+
+
+def _own_test(other_cfg: Any, spec: ExplainSpec, job: str):
+    """The --compare-run run's own test loader (None for configs without data: fakes)."""
+    if getattr(other_cfg, "data", None) is None:
+        return None
+    return _load_data(other_cfg, spec, job)[0]
+
+
+def split_overlap(cache_a: Any, cache_b: Any) -> tuple[frozenset, dict[str, int]]:
+    """Which test images of run a (cache ``cache_a``) are training or validation images of run b,
+    as rows of a's test split, and the overlap counts both ways (by image file path; paper 003's
+    expression and identity splits are drawn independently from the same images)."""
+    import numpy as np
+
+    from fer_models.data.cache import load_split
+
+    def paths(cache: Any, split: str) -> np.ndarray:
+        return np.asarray(load_split(cache, split).get("path", np.zeros(0, str))).astype(str)
+
+    test_a, test_b = paths(cache_a, "test"), paths(cache_b, "test")
+    seen_b = set(paths(cache_b, "train")) | set(paths(cache_b, "val"))
+    seen_a = set(paths(cache_a, "train")) | set(paths(cache_a, "val"))
+    exclude = frozenset(i for i, p in enumerate(test_a) if p in seen_b)
+    return exclude, {"a_test": len(test_a), "a_test_in_b_trainval": len(exclude), "b_test": len(test_b),
+                     "b_test_in_a_trainval": int(sum(p in seen_a for p in test_b))}
 
 
 def explain_one(

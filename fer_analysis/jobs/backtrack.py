@@ -11,7 +11,8 @@ from fer_analysis.jobs._base import register_job
 @register_job("backtrack", split="test", needs=("dense-head",), paper="003")
 def backtrack(model, loader, out_dir, spec, *, num_classes=None, device="cpu", progress=False, context=None):
     """Backtracking of misclassified test faces, the suppression test on similar pairs, a second run compared (paper 003)."""
-    from fer_analysis.backtrack import compare_backtracking, run_backtrack
+    from fer_analysis.backtrack import run_backtrack
+    from fer_analysis.backtrack_compare import compare_backtracking
     from fer_analysis.targets import RunContext
 
     ctx = context or RunContext()
@@ -19,7 +20,9 @@ def backtrack(model, loader, out_dir, spec, *, num_classes=None, device="cpu", p
     metrics = run_backtrack(model, loader, out_dir, cases=spec.cases, class_names=names, target=ctx.target,
                             max_images=spec.max_images, device=device, progress=progress)
     if ctx.compare is not None:
-        metrics.update(compare_backtracking(model, ctx.compare.model, loader, out_dir, target_a=ctx.target,
-                                            target_b=ctx.compare.target, images=spec.compare_images,
-                                            device=device, progress=progress))
+        c = ctx.compare
+        metrics.update(compare_backtracking(model, c.model, loader, out_dir, target_a=ctx.target,
+                                            target_b=c.target, images=spec.compare_images, device=device,
+                                            progress=progress, loader_b=c.loader, exclude=c.exclude,
+                                            overlap=c.overlap))
     return metrics

@@ -26,7 +26,7 @@ class _JobOption(click.Option):
 @click.option("--job", "jobs", cls=_JobOption, multiple=True, metavar="JOB")
 @click.option("--layer", default=None, help="Tap layer for topn / filter-au (default: the deepest conv layer, e.g. conv3).")
 @click.option("--top-n", type=int, default=None, help="topn / filter-au: images shown per filter [default: --n].")
-@click.option("--cases", type=int, default=None, help="backtrack: faces backtracked, misclassified first [default: --n].")
+@click.option("--cases", type=int, default=None, help="backtrack: pairs shown in the figure and the per-case table (the suppression test runs on every misclassified image) [default: --n].")
 @click.option("--images", type=int, default=None, help="block-maps: test images shown per block [default: --n].")
 @click.option("--n", type=int, default=None, help="Default of --top-n, --cases and --images (8 when not given).")
 @click.option("--filters", type=int, default=10, show_default=True, help="Filters shown by topn / filter-au.")

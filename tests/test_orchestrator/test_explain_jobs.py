@@ -101,7 +101,9 @@ def test_each_job_reads_its_own_count(tmp_path):
     run_job("topn", _dense_net(), _loader(), tmp_path / "topn", spec)
     rows = (tmp_path / "topn" / "topn_0.csv").read_text().splitlines()[1:]
     assert len(rows) == 2 * 2  # filters x top_n
-    assert run_job("backtrack", _dense_net(), _pairable_loader(_dense_net()), tmp_path / "bt", spec)["backtrack_cases"] == 3
+    m = run_job("backtrack", _dense_net(), _pairable_loader(_dense_net()), tmp_path / "bt", spec)
+    assert m["backtrack_cases"] == 4  # every misclassified image is tested; --cases: the ones shown
+    assert "The first 3 pairs" in (tmp_path / "bt" / "suppression.md").read_text()
     run_job("gradcam", _dense_net(), _loader(), tmp_path / "maps", spec)
     assert json.loads((tmp_path / "maps" / "gradcam.json").read_text())["images"] == 5
 
@@ -346,7 +348,7 @@ def test_compare_run_needs_the_backtrack_job():
 def test_compare_backtracking_counts_and_common_pixels_by_hand(tmp_path):
     """Two copies of the hand network of the backtrack tests: identical networks keep identical
     pixel sets (Jaccard 1); zeroing them all drops both to the same confidence."""
-    from fer_analysis.backtrack import compare_backtracking
+    from fer_analysis.backtrack_compare import compare_backtracking
 
     net = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2, bias=False),
                         nn.ReLU(), nn.Linear(2, 2, bias=False)).eval()
