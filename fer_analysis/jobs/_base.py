@@ -79,7 +79,7 @@ class ExplainSpec:
     """What the explain jobs compute; the same for every run of one ``fer-orch explain`` call.
 
     ``top_n``, ``cases`` and ``images`` default to ``n`` when given (the old single ``--n``
-    option, kept), else to 8.
+    option, kept), else to 8 (``top_n``: 10, the images paper 001 shows per filter).
     """
 
     jobs: tuple[str, ...] = ("topn",)
@@ -93,6 +93,8 @@ class ExplainSpec:
     bins: int = 5  # filter-au: equal-frequency bins per filter (fer_analysis.filter_au.BINS)
     min_count: int = 20  # filter-au: units with and without an AU below which it is not tested
     permutations: int = 1000  # filter-au: permutations of the AU labels for the null
+    au_frames: str = "expressive"  # filter-au: "expressive" (neutral rows left out) or "all"
+    permute_within: str = "none"  # filter-au: "class" permutes only among units of one expression
     gradcam_layers: tuple[str, ...] | None = None  # block-maps: None = the paper's blocks (paper 004 Fig. 2)
     compare_run: str | None = None  # backtrack: a second run backtracked on the same images
     compare_images: int = 256  # backtrack --compare-run: test images compared
@@ -103,8 +105,8 @@ class ExplainSpec:
 
     def __post_init__(self, n: int | None) -> None:
         for name in ("top_n", "cases", "images"):
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, 8 if n is None else int(n))
+            if getattr(self, name) is None:  # paper 001 shows 10 images per filter
+                object.__setattr__(self, name, (10 if name == "top_n" else 8) if n is None else int(n))
 
     @property
     def max_batches(self) -> int | None:
@@ -129,6 +131,11 @@ class ExplainSpec:
         if self.bins < 2 or self.permutations < 0:
             raise ConfigError(f"--bins must be at least 2 and --permutations at least 0, got {self.bins} and "
                               f"{self.permutations}")
+        from fer_analysis.filter_au import FRAMES, WITHIN
+
+        if self.au_frames not in FRAMES or self.permute_within not in WITHIN:
+            raise ConfigError(f"--au-frames must be one of {', '.join(FRAMES)} and --permute-within one of "
+                              f"{', '.join(WITHIN)}, got '{self.au_frames}' and '{self.permute_within}'")
         jobs = tuple(dict.fromkeys(canonical_job(j) for j in self.jobs))
         if self.compare_run and "backtrack" not in jobs:
             raise ConfigError("--compare-run compares the backtracking of two runs; add --job backtrack")

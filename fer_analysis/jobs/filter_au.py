@@ -21,7 +21,8 @@ def filter_au(model, loader, out_dir, spec, *, num_classes=None, device="cpu", p
 
     metrics = run_filter_au(model, loader, out_dir, layer=spec.layer, k=spec.filters, n=spec.top_n,
                             threshold=spec.au_threshold, bins=spec.bins, min_count=spec.min_count,
-                            permutations=spec.permutations, device=device, max_batches=spec.max_batches,
+                            permutations=spec.permutations, frames=spec.au_frames, within=spec.permute_within,
+                            device=device, max_batches=spec.max_batches,
                             progress=progress)
     if context is not None and context.au_loss:
         for md in out_dir.glob("filter_au_*.md"):

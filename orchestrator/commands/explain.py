@@ -25,10 +25,10 @@ class _JobOption(click.Option):
 @click.option("--run", "run_id", required=True, help="Trial run id, or a grid's parent run id (explains all its trials).")
 @click.option("--job", "jobs", cls=_JobOption, multiple=True, metavar="JOB")
 @click.option("--layer", default=None, help="Tap layer for topn / filter-au (default: the deepest conv layer, e.g. conv3).")
-@click.option("--top-n", type=int, default=None, help="topn / filter-au: images shown per filter [default: --n].")
+@click.option("--top-n", type=int, default=None, help="topn / filter-au: images shown per filter [default: --n, else 10 as paper 001].")
 @click.option("--cases", type=int, default=None, help="backtrack: pairs shown in the figure and the per-case table (the suppression test runs on every misclassified image) [default: --n].")
 @click.option("--images", type=int, default=None, help="block-maps: test images shown per block [default: --n].")
-@click.option("--n", type=int, default=None, help="Default of --top-n, --cases and --images (8 when not given).")
+@click.option("--n", type=int, default=None, help="Default of --top-n, --cases and --images (when not given: 10, 8 and 8).")
 @click.option("--filters", type=int, default=10, show_default=True, help="Filters shown by topn / filter-au.")
 @click.option("--max-images", type=int, default=2000, show_default=True,
               help="Training images scanned by topn / filter-au (0: the whole split).")
@@ -39,6 +39,10 @@ class _JobOption(click.Option):
               help="filter-au: an AU is tested when at least this many samples (CK+: sequences) show it and as many do not.")
 @click.option("--permutations", type=int, default=1000, show_default=True,
               help="filter-au: permutations of the AU labels for the null (0: raw KL only).")
+@click.option("--au-frames", type=click.Choice(["expressive", "all"]), default="expressive", show_default=True,
+              help="filter-au: the frames tested (expressive: neutral frames left out, so peak-vs-neutral is no AU).")
+@click.option("--permute-within", type=click.Choice(["none", "class"]), default="none", show_default=True,
+              help="filter-au: class: the null permutes AU labels only among units of one expression.")
 @click.option("--gradcam-layers", multiple=True, metavar="LAYERS",
               help="block-maps: layers to draw Grad-CAM at (comma-separated or repeated); default: the paper's "
                    "blocks (light-cnn: batchnorm_1, conv2d_4, conv2d_6 as in paper 004 Fig. 2; else layers 1..5).")
@@ -54,8 +58,8 @@ class _JobOption(click.Option):
 @click.option("--data-opt", "data_opts", multiple=True, metavar="NAME=VALUE",
               help="A reader option over the run's own data options, repeatable (e.g. --data-opt fold=3).")
 def explain(run_id, jobs, layer, top_n, cases, images, n, filters, max_images, au_threshold, bins, min_count,
-            permutations, gradcam_layers, compare_run, compare_images, device, address, tracking_uri,
-            num_actors, data_opts) -> None:
+            permutations, au_frames, permute_within, gradcam_layers, compare_run, compare_images, device, address,
+            tracking_uri, num_actors, data_opts) -> None:
     """Explain trained runs: top-N patches per filter, filter<->AU divergences, backtracking, Grad-CAM per block."""
     from orchestrator.config import parse_data_opts
     from orchestrator.explain import ExplainSpec, explain_runs
@@ -63,8 +67,8 @@ def explain(run_id, jobs, layer, top_n, cases, images, n, filters, max_images, a
     extra = {"data_options": parse_data_opts(data_opts)} if data_opts else {}  # applied by the data loading
     spec = ExplainSpec(jobs=parse_list(jobs) or ("topn",), layer=layer, top_n=top_n, cases=cases, images=images,
                        n=n, filters=filters, max_images=max_images or None, au_threshold=au_threshold, bins=bins,
-                       min_count=min_count, permutations=permutations,
-                       gradcam_layers=parse_list(gradcam_layers) or None, compare_run=compare_run,
+                       min_count=min_count, permutations=permutations, au_frames=au_frames,
+                       permute_within=permute_within, gradcam_layers=parse_list(gradcam_layers) or None, compare_run=compare_run,
                        compare_images=compare_images, device=device, **extra)
 
     def warn(message: str) -> None:

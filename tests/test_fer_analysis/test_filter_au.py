@@ -276,8 +276,8 @@ def test_filter_au_job_tables_the_visualised_filters_counts_sequences_and_flags_
         def __getitem__(self, i):
             return {**ds[i], "sequence": torch.tensor(i // 2)}  # two frames per "sequence"
 
-    for i in range(0, 60, 2):  # both frames of a sequence show the same AUs
-        ds.aus[i + 1] = ds.aus[i]
+    for i in range(0, 60, 2):  # both frames of a sequence show the same AUs (and expression)
+        ds.aus[i + 1], ds.labels[i + 1] = ds.aus[i], ds.labels[i]
     net = _Net().eval()
     loader = DataLoader(_Seq(), batch_size=16)
     spec = ExplainSpec(jobs=("filter-au",), layer="conv2", filters=1, top_n=3, min_count=3, permutations=200)
@@ -290,3 +290,51 @@ def test_filter_au_job_tables_the_visualised_filters_counts_sequences_and_flags_
     md = (tmp_path / "filter_au_conv2.md").read_text()
     assert md.startswith("**Warning**") and "AU alignment loss" in md
     assert "permutations of the AU labels over 30 sequences" in md
+
+
+def _ckplus_like(seed: int, kind: str, n_seq: int = 120, n_aus: int = 8, c: int = 80):
+    """CK+'s structure: per sequence a neutral first frame (no AU, label neutral) and 3 peak
+    frames with the sequence's AUs (drawn from its expression's codebook-like AU profile).
+    Filters: a unit-level effect plus frame noise (``null``); plus a jump on peak frames
+    (``confound``: expressive vs neutral); plus a jump on one expression (``class``)."""
+    rng = np.random.default_rng(seed)
+    emo = rng.integers(0, 6, n_seq)
+    book = np.full((6, n_aus), 0.1)
+    for e in range(6):
+        book[e, rng.choice(n_aus, 3, replace=False)] = 0.8
+    aus, labels, units, peak = [], [], [], []
+    for s in range(n_seq):
+        seq_aus = (rng.random(n_aus) < book[emo[s]]).astype(float)
+        for f in range(4):
+            aus.append(seq_aus if f else np.zeros(n_aus))
+            labels.append(emo[s] if f else 6)
+            units.append(s)
+            peak.append(int(f > 0))
+    labels, units, peak = np.array(labels), np.array(units), np.array(peak)
+    vals = rng.standard_normal((2 * n_seq, c))[units * 2 + peak] + 0.3 * rng.standard_normal((len(labels), c))
+    vals += 2.0 * {"null": 0 * peak, "confound": peak, "class": (labels == 3).astype(int)}[kind][:, None]
+    return torch.tensor(vals), torch.tensor(np.array(aus)), units, labels
+
+
+def _false_positive_rate(kind: str, **kw) -> float:
+    ps = []
+    for seed in range(6):  # the filters of one draw share their permutations: pool several draws
+        v, a, u, lab = _ckplus_like(seed, kind)
+        r = filter_au_kl(v, a, list(range(1, 9)), units=u, labels=lab, permutations=200, min_count=10, seed=seed,
+                         **kw)
+        ps.append(r.p[torch.isfinite(r.p)])
+    return float((torch.cat(ps) < 0.05).float().mean())
+
+
+def test_the_permutation_test_is_calibrated_on_ckplus_structure():
+    """False positives (p < 0.05) over 6 x 80 filters x 8 AUs when no filter responds to any AU:
+    at most 6 % under a pure null and under the peak-vs-neutral confound, on expressive frames
+    (the default) and on all frames (the permutation keeps frame counts: a neutral unit of one
+    frame never trades labels with a peak unit of three); a filter that responds to one
+    expression flags that expression's AUs unless the permutation stays within expressions."""
+    for kind in ("null", "confound"):
+        for frames in ("expressive", "all"):
+            rate = _false_positive_rate(kind, frames=frames)
+            assert 0.02 <= rate <= 0.06, (kind, frames, rate)
+    assert _false_positive_rate("class") > 0.15  # AU j or the expression it comes with?
+    assert _false_positive_rate("class", within="class") <= 0.06

@@ -90,7 +90,7 @@ def test_spec_check_resolves_aliases_and_drops_repeats():
 
 
 def test_n_is_the_default_of_top_n_cases_and_images():
-    assert (ExplainSpec().top_n, ExplainSpec().cases, ExplainSpec().images) == (8, 8, 8)
+    assert (ExplainSpec().top_n, ExplainSpec().cases, ExplainSpec().images) == (10, 8, 8)  # paper 001: 10 per filter
     spec = ExplainSpec(n=3, cases=5)
     assert (spec.top_n, spec.cases, spec.images) == (3, 5, 3)
     assert ExplainSpec(n=3, cases=5).check() == spec  # check() keeps the counts
