@@ -133,11 +133,19 @@ def eval_options(cfg: Any) -> dict[str, Any]:
     return {"metric_def": cfg.metric_def, "codebook": cfg.data.codebook}
 
 
-def class_mean(cos_sum: np.ndarray, cos_cnt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class mean cosines (NaN for a class without samples) and their mean over the
-    classes that have samples: paper 002's per-class matrix and its "Average" row."""
+def class_mean(cos_sum: np.ndarray, cos_cnt: np.ndarray, released: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class mean cosines and their mean: paper 002's per-class matrix and its "Average" row.
+
+    ``project``: a class without samples is NaN and the Average is over the classes that have
+    samples. ``released`` (``get_matrix_avg_per_cl_au_cosine`` and ``print_avg_per_cl_au_cosine``
+    of the released code): a class without samples is -1 and counts in the Average, which is the
+    mean over every class but neutral (neutral stays NaN in the matrix)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         mat = np.where(cos_cnt > 0, cos_sum / np.maximum(cos_cnt, 1), np.nan)
+    if released:
+        rows = np.arange(len(mat)) != NEUTRAL
+        mat[rows & (cos_cnt[:, 0] == 0)] = -1.0
+        return mat, mat[rows].mean(axis=0) if rows.any() else np.full(mat.shape[1], np.nan)
     rows = mat[np.isfinite(mat).any(axis=1)]
     avg = np.nanmean(rows, axis=0) if len(rows) else np.full(mat.shape[1], np.nan)
     return mat, avg
@@ -206,13 +214,15 @@ def evaluate(
         att = atts[att_layer]
         not_neutral = y != NEUTRAL
         loc = au_valid & not_neutral
-        c_cam, c_att = cosine(cam, a), cosine(att, a)
+        # released: a NaN cosine (a constant or NaN CAM) counts as 0, as the released code's nan_to_num
+        fix = (lambda t: t.nan_to_num(0.0, posinf=1.0, neginf=0.0)) if released else (lambda t: t)
+        c_cam, c_att = fix(cosine(cam, a)), fix(cosine(att, a))
         if loc.any():
             sums["cam"] += float(c_cam[loc].sum())
             sums["att"] += float(c_att[loc].sum())
             cnts["cam"] += int(loc.sum())
             cnts["att"] += int(loc.sum())
-            cols = [cosine(atts[l], a) for l in range(1, 6)] + [c_cam]
+            cols = [fix(cosine(atts[l], a)) for l in range(1, 6)] + [c_cam]
             colm = torch.stack(cols, 1)[loc].cpu().numpy()
             layer_sum += colm[:, :5].sum(0)
             layer_cnt += colm.shape[0]
@@ -241,7 +251,7 @@ def evaluate(
     nan = float("nan")
     total = conf.sum()
     metrics = {"cl": 100.0 * float(np.trace(conf)) / float(total) if total else nan}
-    cos_mat, avg = class_mean(cos_sum, cos_cnt)
+    cos_mat, avg = class_mean(cos_sum, cos_cnt, released)
     if not has_cam:
         cos_mat[:, -1], avg[-1] = nan, nan
     if maps:

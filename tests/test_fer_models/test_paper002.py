@@ -108,10 +108,11 @@ def test_class_mean_average_row_versus_per_sample_mean():
     tl, br = [[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]
     feats = [[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
     batch = _batch(feats, [tl, br, tl, tl], [0, 0, 1, NEUTRAL])
-    for definition in ("project", "released"):
+    # released: the 4 other non-neutral classes have no sample and count as -1 in the Average
+    for definition, avg in (("project", 0.75), ("released", (0.5 + 1.0 - 4) / 6)):
         m = evaluate(Planted(), [batch], num_classes=K, metric_def=definition)
         assert m.metrics["att_cos"] == pytest.approx(2 / 3, abs=1e-6), definition
-        assert m.metrics["att_cos_avg"] == pytest.approx(0.75, abs=1e-6), definition
+        assert m.metrics["att_cos_avg"] == pytest.approx(avg, abs=1e-6), definition
         assert m.cosine_matrix[0, 4] == pytest.approx(0.5) and m.cosine_matrix[1, 4] == pytest.approx(1.0)
         assert math.isnan(m.cosine_matrix[NEUTRAL, 4])
 
@@ -122,11 +123,30 @@ def test_cam_cos_uses_the_true_class_map_even_when_the_prediction_differs():
     cells = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
     labels, preds = [0, 1, 2, 3], [1, 2, 3, 0]
     batch = _batch(cells, [[c[:2], c[2:]] for c in cells], labels, preds)
-    for definition in ("project", "released"):
+    for definition, avg in (("project", 1.0), ("released", (4 - 2) / 6)):  # released: classes 4, 5 count -1
         m = evaluate(Planted(), [batch], num_classes=K, metric_def=definition).metrics
         assert m["cl"] == 0.0
         assert m["cam_cos"] == pytest.approx(1.0, abs=1e-5), definition
-        assert m["cam_cos_avg"] == pytest.approx(1.0, abs=1e-5), definition
+        assert m["cam_cos_avg"] == pytest.approx(avg, abs=1e-5), definition
+
+
+def test_released_average_counts_an_empty_class_as_minus_one_and_a_nan_cam_as_zero():
+    """The released evaluation: a class without samples is -1 in the per-class matrix and
+    in its Average (neutral dropped); a NaN cosine (here: class 4's CAM is NaN) counts as 0."""
+
+    class NanCam(Planted):
+        def forward(self, x, labels=None):
+            out = super().forward(x, labels)
+            out.cams[:, 4] = float("nan")
+            return out
+
+    cells = [[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]
+    batch = _batch(cells, [[[1.0, 0.0], [0.0, 0.0]]] * 2, [0, 4])
+    m = evaluate(NanCam(), [batch], num_classes=K, metric_def="released")
+    assert m.metrics["cam_cos"] == pytest.approx(0.5, abs=1e-5)  # cosines 1 and 0
+    assert m.cosine_matrix[[0, 4], -1] == pytest.approx([1.0, 0.0], abs=1e-5)
+    assert (m.cosine_matrix[[1, 2, 3, 5], -1] == -1.0).all() and math.isnan(m.cosine_matrix[NEUTRAL, -1])
+    assert m.metrics["cam_cos_avg"] == pytest.approx((1.0 + 0.0 - 4) / 6, abs=1e-5)
 
 
 def test_full_resolution_map_is_rendered_from_the_batch_landmarks():
