@@ -343,10 +343,17 @@ def expression_au_maps(
 
     ``valid`` is False where the map is undefined — neutral (and any label without AUs in
     the codebook, e.g. contempt) or missing landmarks (NaN) — and such maps are zeros; the
-    alignment loss and the localisation metrics skip them.
+    alignment loss and the localisation metrics skip them. The ``paper002-released`` codebook
+    draws the released code's filled ellipses (:mod:`fer_models.data.au_released`), the others
+    fer-orch's Gaussians.
     """
     lm = np.asarray(landmarks, np.float64)
-    weights = get_codebook(codebook).weights(labels)
+    cb = get_codebook(codebook)
+    weights = cb.weights(labels)
+    from fer_models.data.au_released import RELEASED_DRAWING, released_au_maps
+
+    if cb.name in RELEASED_DRAWING:  # the released code's filled ellipses (fer_models.data.au_released)
+        return released_au_maps(lm, [cb.aus(int(y)) for y in np.asarray(labels).reshape(-1)], image_hw, out_size)
     maps = render_au_maps(lm, weights, image_hw, out_size)
     valid = np.isfinite(lm).all(axis=(1, 2)) & (weights > 0).any(1)
     maps[~valid] = 0.0

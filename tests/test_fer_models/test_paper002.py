@@ -165,8 +165,11 @@ def test_full_resolution_map_is_rendered_from_the_batch_landmarks():
     assert maps.shape == (2, 64, 64) and torch.allclose(maps, torch.from_numpy(want))
     assert valid.tolist() == ok.tolist() == [True, True]
     released = full_resolution_maps(batch, "paper002-released", (64, 64))[0]
-    assert not torch.allclose(maps[0], released[0])  # disgust: AU10 vs the released AU5
-    assert torch.allclose(maps[1], released[1])  # happiness: same AUs in both codebooks
+    from fer_models.data.au_released import released_au_maps
+
+    drawn = released_au_maps(lm.numpy(), [(5, 9, 16, 17, 25, 26), (6, 12, 25)], (64, 64), 64)[0]
+    assert torch.allclose(released, torch.from_numpy(drawn))  # the released AUs, drawn the released way
+    assert not torch.allclose(maps[1], released[1])  # happiness: the same AUs, another drawing
     # no landmarks in the batch: the stored map, up-sampled
     stored = full_resolution_maps({k: v for k, v in batch.items() if k != "landmarks"}, "paper002", (64, 64))[0]
     assert stored.shape == (2, 64, 64) and float(stored.abs().sum()) == 0.0

@@ -50,11 +50,14 @@ def resolve_codebook(name_or_codebook: Any) -> Any:
 
 
 def _codebook_content(codebook: Any) -> dict[str, Any]:
+    from fer_models.data.au_released import RELEASED_DRAWING
+
     per = getattr(codebook, "aus_per_label", {})
-    return {
-        "name": getattr(codebook, "name", str(codebook)),
-        "aus_per_label": {str(k): [int(a) for a in v] for k, v in sorted(per.items())},
-    }
+    name = getattr(codebook, "name", str(codebook))
+    out = {"name": name, "aus_per_label": {str(k): [int(a) for a in v] for k, v in sorted(per.items())}}
+    if name in RELEASED_DRAWING:  # drawn the released way: another map, another cache
+        out["drawing"] = "released-ellipses-v1"
+    return out
 
 
 def _targets_hash(manifest: Manifest) -> str:
