@@ -29,19 +29,19 @@ from __future__ import annotations
 from typing import Any
 
 from fer_models.config import DataConfig, TrainConfig
+from fer_models.data.steps import RELEASED_RECIPE
 from orchestrator.config import PAPER_LAYER_SETS, GridConfig, Resources
 from orchestrator.registry import PRESETS
 
 #: Paper 002, Fig. 5's x axis: 0.01, 0.1 and every integer from 1 to 20.
 FIG5_LAMBDAS: tuple[float, ...] = (0.01, 0.1) + tuple(float(v) for v in range(1, 21))
 
-#: Train-time steps of the released recipe (WAVE-A Interface 1 vocabulary), on 256 px images.
-RELEASED_AUGMENT: tuple[str, ...] = (
-    "rotate:6", "resized_crop:0.8-1.0", "resize:224", "flip:0.5", "grayscale:0.2", "jitter:0.4,0.4,0.4,0.1",
-    "erase:0.5",
-)
+#: Train-time steps of the released recipe, on 256 px images: ``fer_models.data.steps.RELEASED_RECIPE``
+#: (rotation p 0.5, square crops, jitter p 0.8: the released settings).
+RELEASED_AUGMENT: tuple[str, ...] = RELEASED_RECIPE
 #: The same for APViT's 112 px input (images stored at 128 px).
-RELEASED_AUGMENT_112: tuple[str, ...] = tuple("resize:112" if s == "resize:224" else s for s in RELEASED_AUGMENT)
+RELEASED_AUGMENT_112: tuple[str, ...] = tuple(
+    s.replace("resize:256", "resize:128").replace(",224,", ",112,") for s in RELEASED_RECIPE)
 
 #: field of the GridConfig (dotted) -> (paper-released value, paper value): the defects fixed
 #: by ``paper``. Every entry has a row in docs/reproducing-paper-002.md.

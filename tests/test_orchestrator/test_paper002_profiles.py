@@ -138,3 +138,16 @@ def test_published_numbers_are_consistent_with_the_paper():
     assert published_value("fig5", "rafdb", "cam", "att_cos", False) == pytest.approx(
         published_value("2", "rafdb", "cam", "att_cos", False), abs=0.006)
     assert isinstance(p, pd.DataFrame)
+
+
+def test_both_profiles_train_with_the_one_released_recipe():
+    """One released augmentation recipe (fer_models.data.steps.RELEASED_RECIPE: rotation p 0.5,
+    square crops, jitter p 0.8), in both profiles; APViT's is the same at 112 px."""
+    from fer_models.data.steps import RELEASED_RECIPE
+    from orchestrator import presets
+
+    for name in ("paper", "paper-released"):
+        g = presets.get(name)
+        assert tuple(g.base.data.augment) == RELEASED_RECIPE, name
+        apvit = g.method_overrides["apvit"]["data"]["augment"]
+        assert "resized_crop:0.8-1.0,112,1-1" in apvit and "rotate:6,0.5" in apvit
