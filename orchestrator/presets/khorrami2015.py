@@ -19,7 +19,9 @@ What the paper states (Sec. 3.2, 4) and what its released code adds
   fold's worth of subjects carved from the training folds, as the released code holds out a
   fold; TFD: its own validation split);
 - augmentation (the "+A" rows; ``data.augment: []`` for the others): random translations,
-  horizontal flips, rotations, scaling and intensity changes;
+  horizontal flips, rotations, scaling and intensity changes. Departure: the released code's
+  ``anna.util.DataAugmenter2`` defaults rotate by +-5 deg and scale by 0.7-1.4 (anna is not in the
+  released repository); ``AUGMENT_001`` rotates by +-10 deg and crops 80-100 % (scales 1-1.25);
 - the AU alignment loss is off: paper 001 asks whether a network learns AUs without being
   told, so training its conv3 towards AU maps would make the question circular.
 """
