@@ -61,3 +61,50 @@ def test_probe_on_disfa_and_kdef_draws_across_identities(light_cnn_run, mlflow_s
     assert "PC1~valence r=" in out
     ps = _summary(c, light_cnn_run)["probe_set"]
     assert ps["split"] == "test" and ps["identities"] == 2 and ps["rows"] == 28  # fold 0 of 5: 2 subjects
+
+
+def _grid_run_ids(uri: str, experiment: str) -> dict[str, str]:
+    """{target: trial run id} of the finished trials of ``experiment``."""
+    from orchestrator import tracking
+
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    runs = c.search_runs([exp.experiment_id], "tags.`fer_orch.kind` = 'trial'")
+    return {r.data.params.get("target", "expression"): r.info.run_id for r in runs if r.info.status == "FINISHED"}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_paper_003_commands_on_synthetic_rafd(ray_local, tmp_path):
+    """`fer-orch grid --preset fang2017` and `--preset fang2017-identity` on the RaFD stand-in
+    (one experiment: the second grid finds it and must not choose λ), then `fer-orch explain
+    --run EXPR --job backtrack --compare-run IDENT`: each network on its own test split, the
+    overlap of the two random splits reported and left out of the shared comparison."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    small = tmp_path / "small.yaml"  # 48 px instead of 224 so that a CPU trains it in seconds
+    small.write_text("base:\n  data: {image_size: 48}\n")
+    common = ("--datasets", "synthetic-rafd", "--config", str(small), "--seeds", "1", "--epochs", "1",
+              "--experiment", "p003", "--tracking-uri", uri, "--storage", str(tmp_path / "ray"),
+              "--gpus-per-trial", "0", "--cpus-per-trial", "1")
+    _cli("grid", "--preset", "fang2017", *common)
+    _cli("grid", "--preset", "fang2017-identity", *common)
+    runs = _grid_run_ids(uri, "p003")
+    assert set(runs) == {"expression", "identity"}, runs
+    from orchestrator import tracking
+
+    c = tracking.client(uri)
+    parent = c.get_run(runs["identity"]).data.tags["mlflow.parentRunId"]
+    assert c.get_run(parent).data.tags["lambda_source"].startswith("unused")
+    _cli("explain", "--run", runs["expression"], "--job", "backtrack", "--compare-run", runs["identity"],
+         "--tracking-uri", uri, "--num-actors", "0", "--device", "cpu", "--compare-images", "400")
+    m = c.get_run(runs["expression"]).data.metrics
+    # own test splits: 12 per (angle, expression) = 288 and 12 per (angle, subject) = 288
+    assert m["backtrack_compare_own_test_a"] == 288 and m["backtrack_compare_own_test_b"] == 288
+    assert m["backtrack_compare_own_misclassified_a"] > 0 and m["backtrack_compare_own_misclassified_b"] > 0
+    # the two random splits share images: reported, and left out of the shared comparison
+    overlap = m["backtrack_compare_overlap_a_test_in_b_trainval"]
+    assert 0 < overlap < 288 and m["backtrack_compare_overlap_b_test_in_a_trainval"] > 0
+    assert m["backtrack_compare_images"] == 288 - overlap
+    md = open(c.download_artifacts(runs["expression"], "explain/backtrack/compare.md")).read()
+    assert "Overlap of the two runs' splits" in md and "on its own test split" in md
+    assert m["backtrack_cases"] == m["backtrack_pairs_exact"] + m["backtrack_pairs_fallback"]
