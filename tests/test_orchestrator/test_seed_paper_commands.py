@@ -108,3 +108,38 @@ def test_paper_003_commands_on_synthetic_rafd(ray_local, tmp_path):
     md = open(c.download_artifacts(runs["expression"], "explain/backtrack/compare.md")).read()
     assert "Overlap of the two runs' splits" in md and "on its own test split" in md
     assert m["backtrack_cases"] == m["backtrack_pairs_exact"] + m["backtrack_pairs_fallback"]
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_paper_001_commands_on_synthetic_ckplus(ray_local, tmp_path):
+    """`fer-orch grid --preset khorrami2015 --datasets ckplus --data-opt classes=6` on the CK+
+    stand-in (subject folds), then `fer-orch explain --run PARENT --job topn --job filter-au`
+    on its trials: Table 4's rows and the top-10 images of the same filters."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    small = tmp_path / "small.yaml"
+    small.write_text("base:\n  data: {image_size: 48}\n")
+    out = _cli("grid", "--preset", "khorrami2015", "--datasets", "synthetic-ckplus", "--data-opt", "classes=6",
+               "--folds", "2", "--config", str(small), "--seeds", "1", "--epochs", "1", "--experiment", "p001",
+               "--tracking-uri", uri, "--storage", str(tmp_path / "ray"), "--gpus-per-trial", "0",
+               "--cpus-per-trial", "1")
+    from orchestrator import tracking
+
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name("p001")
+    parent = next(r for r in c.search_runs([exp.experiment_id]) if r.data.tags.get(tracking.KIND_TAG) == "grid")
+    trials = tracking.resolve_runs(parent.info.run_id, uri)
+    assert len(trials) == 2, out  # one per fold
+    _cli("explain", "--run", parent.info.run_id, "--job", "topn", "--job", "filter-au", "--filters", "3",
+         "--min-count", "3", "--permutations", "50", "--tracking-uri", uri, "--num-actors", "0", "--device", "cpu")
+    for rid in trials:
+        files = {f.path for f in c.list_artifacts(rid, "explain/filter-au")}
+        table = next(p for p in files if p.endswith(".md") and "filter_au_" in p)
+        md = open(c.download_artifacts(rid, table)).read()
+        assert "frames: expressive" in md and "among units of one frame count" in md
+        assert md.count("\n| ") >= 3  # a row per filter
+        topn = {f.path for f in c.list_artifacts(rid, "explain/topn")}
+        assert any(p.endswith(".png") for p in topn)
+        csv_path = next(p for p in topn if p.endswith(".csv"))
+        rows = open(c.download_artifacts(rid, csv_path)).read().strip().splitlines()[1:]
+        assert len(rows) == 3 * 10  # 3 filters x the paper's 10 images each
