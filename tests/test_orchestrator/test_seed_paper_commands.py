@@ -52,11 +52,13 @@ def test_probe_on_disfa_and_kdef_draws_across_identities(light_cnn_run, mlflow_s
     ps = _summary(c, light_cnn_run)["probe_set"]
     assert ps["per_identity"] == {f"SN00{k}": 10 for k in range(1, 7)}
     # every 2nd frame of each subject's 20: the set spans each whole video
-    out = _cli("probe", *common, "--dataset", "synthetic-kdef", "--split", "all", "--n-samples", "1000")
+    out = _cli("probe", *common, "--dataset", "synthetic-kdef", "--split", "all", "--n-samples", "1000",
+               "--untrained-control")  # Table 1a's NN3 beside the trained network
     ps = _summary(c, light_cnn_run)["probe_set"]
     assert ps["rows"] == 140 and ps["split"] == "all"  # every straight image: 10 subjects x 2 sessions x 7
     assert ps["per_identity"] == {f"{s}0{k}": 14 for s in "FM" for k in range(1, 6)}
-    assert "silhouette_identity_dense_1" in c.get_run(light_cnn_run).data.metrics
+    metrics = c.get_run(light_cnn_run).data.metrics
+    assert "silhouette_identity_dense_1" in metrics and "silhouette_identity_dense_1_untrained" in metrics
     out = _cli("probe", *common, "--dataset", "synthetic-kdef", "--probes", "valence-arousal")
     assert "PC1~valence r=" in out
     ps = _summary(c, light_cnn_run)["probe_set"]
