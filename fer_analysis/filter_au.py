@@ -216,7 +216,6 @@ def filter_au_kl(values: torch.Tensor, aus: torch.Tensor, au_ids: Sequence[int],
     aus_np = torch.as_tensor(aus).double().numpy()
     if frames not in FRAMES or within not in WITHIN:
         from fer_models.errors import ConfigError
-
         raise ConfigError(f"frames must be one of {', '.join(FRAMES)} and within one of {', '.join(WITHIN)}, "
                           f"got '{frames}' and '{within}'")
     if labels is not None and frames == "expressive":

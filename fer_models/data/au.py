@@ -36,6 +36,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from fer_models.data.au_released import RELEASED_DRAWING, released_au_maps
 from fer_models.errors import ConfigError
 from fer_models.labels import EXPRESSIONS, INDEX
 from fer_models.registry import CODEBOOKS
@@ -343,15 +344,11 @@ def expression_au_maps(
 
     ``valid`` is False where the map is undefined — neutral (and any label without AUs in
     the codebook, e.g. contempt) or missing landmarks (NaN) — and such maps are zeros; the
-    alignment loss and the localisation metrics skip them. The ``paper002-released`` codebook
-    draws the released code's filled ellipses (:mod:`fer_models.data.au_released`), the others
-    fer-orch's Gaussians.
+    alignment loss and the localisation metrics skip them. ``paper002-released``: the released drawing.
     """
     lm = np.asarray(landmarks, np.float64)
     cb = get_codebook(codebook)
     weights = cb.weights(labels)
-    from fer_models.data.au_released import RELEASED_DRAWING, released_au_maps
-
     if cb.name in RELEASED_DRAWING:  # the released code's filled ellipses (fer_models.data.au_released)
         return released_au_maps(lm, [cb.aus(int(y)) for y in np.asarray(labels).reshape(-1)], image_hw, out_size)
     maps = render_au_maps(lm, weights, image_hw, out_size)
