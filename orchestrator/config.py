@@ -59,6 +59,20 @@ class Resources:
     custom: dict[str, float] = field(default_factory=dict)
 
 
+def check_experiment_name(name: Any) -> str:
+    """An MLflow experiment name that is also a safe folder name (the report's default
+    folder, Tune's experiment folder, the grid's state file): not empty, no path separator,
+    not ``.`` / ``..``, no control character, at most 200 characters. ``--experiment
+    ../../x`` wrote the report outside FER_ORCH_HOME."""
+    text = name if isinstance(name, str) else ""
+    bad = (not text.strip() or "/" in text or "\\" in text or text in (".", "..") or len(text) > 200
+           or any(ord(ch) < 32 or ord(ch) == 127 for ch in text))
+    if bad:
+        raise ConfigError(f"experiment name (--experiment) {name!r} is not usable: it names a folder too, so it must be "
+                          "1-200 characters without '/', '\\' or control characters and not '.' or '..'")
+    return text
+
+
 @dataclass(frozen=True)
 class GridConfig:
     datasets: tuple[str, ...] = ("synthetic-rafdb", "synthetic-affectnet")
@@ -178,6 +192,7 @@ class GridConfig:
         reach a trial). Returns ``self``."""
         from fer_models.config import validate
 
+        check_experiment_name(self.experiment)
         self.check_data_options()
         if studies:
             from orchestrator.studies import expand

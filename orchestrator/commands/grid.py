@@ -96,6 +96,10 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
         folds=folds,
         au_sources=sources,
     )
+    from orchestrator.tracking.store import strip_credentials
+
+    if g.tracking_uri and strip_credentials(g.tracking_uri) != g.tracking_uri:  # never stored nor printed
+        g = g.override(tracking_uri=strip_credentials(g.tracking_uri))
     g.check_data_options()
     return g
 

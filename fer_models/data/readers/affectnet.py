@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from fer_models.data.manifest import Manifest, Sample
 from fer_models.data.readers import DatasetReader
+from fer_models.data.readers._base import require_inside
 from fer_models.errors import DatasetError
 from fer_models.labels import INDEX
 from fer_models.registry import DATASETS
@@ -192,6 +193,7 @@ class AffectNet(DatasetReader):
                 if label is None:
                     continue
                 image = os.path.join(image_dir, row[col["subDirectory_filePath"]].strip())
+                require_inside(manifest, image)
                 if not os.path.isfile(image):
                     manifest.skip("missing image", image)
                     continue
