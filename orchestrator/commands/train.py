@@ -139,24 +139,18 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
 def run_lock(run_dir: Path):
     """An exclusive lock on ``run_dir`` for one `fer-orch train`: a second process training
     the same folder (the same command twice on one FER_ORCH_HOME) is refused in one sentence
-    instead of splicing its epochs into the first one's history. ``filelock`` (``flock``):
+    instead of splicing its epochs into the first one's history. An ``flock``:
     the kernel drops the lock when its process dies, so a killed run leaves none behind."""
-    from filelock import FileLock, Timeout
-
     from fer_models.errors import FerOrchError
-    from fer_models.paths import check_writable
+    from fer_models.paths import Busy, check_writable, exclusive_lock
 
     check_writable(run_dir, "the run folder", "pass --out a writable folder")
-    lock = FileLock(str(run_dir / ".fer-orch-train.lock"))
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
+        with exclusive_lock(run_dir / ".fer-orch-train.lock", wait=False):
+            yield
+    except Busy:
         raise FerOrchError(f"run folder '{run_dir}' is in use by another `fer-orch train` of the same configuration; "
                            "wait for it to finish (its result is then reused), or pass another --out") from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def _train_and_print(cfg: TrainConfig, run_dir: Path, resume: bool, method: str, au: bool, dataset: str) -> None:

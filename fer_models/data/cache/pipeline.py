@@ -74,14 +74,13 @@ def build_lock(final_dir: Path):
     """Hold ``.<key>.lock`` beside the cache folder while it is built: a second process that
     wants the same cache waits for it (then finds it finished) instead of building it again.
     Holding the lock also makes every ``.<key>.tmp-*`` folder there an orphan of a killed
-    build (``kill -9`` leaves it; a normal exception removes it), deleted here.
-
-    ``filelock`` (an ``flock`` on POSIX) rather than a hand-made lock file: the kernel
-    releases it when its process dies, so a killed build never leaves a stale lock."""
-    from filelock import FileLock
+    build (``kill -9`` leaves it; a normal exception removes it), deleted here. The kernel
+    releases it when its process dies, so a killed build never leaves a stale lock
+    (:func:`fer_models.paths.exclusive_lock`)."""
+    from fer_models.paths import exclusive_lock
 
     final_dir.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(final_dir.parent / f".{final_dir.name}.lock")):
+    with exclusive_lock(final_dir.parent / f".{final_dir.name}.lock"):
         for orphan in final_dir.parent.glob(f".{final_dir.name}.tmp-*"):
             shutil.rmtree(orphan, ignore_errors=True)
         yield
