@@ -93,3 +93,68 @@ def test_torch_save_runtime_error_on_a_disk_with_room_stays_a_bug(tmp_path, monk
     monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("unexpected pos 1")))
     with pytest.raises(RuntimeError, match="unexpected pos"):
         ft._atomic_save({"w": 1}, tmp_path / "best.pt")
+
+
+def test_empty_test_split_is_one_sentence_before_training(tmp_path):
+    r = _cli(*TINY[:-1], "n_test=0", "--epochs", "1", "--out", str(tmp_path / "run"))
+    _one_sentence(r, "the test split is empty (62 train, 8 val)", "nothing could be evaluated")
+    assert "epoch 1" not in r.output and not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def _cache_of(home: Path) -> Path:
+    (meta,) = (home / "cache").glob("synthetic-rafdb/*/meta.json")
+    return meta.parent
+
+
+def test_second_identical_train_is_refused_while_the_first_runs_then_damage_is_one_sentence(tmp_path):
+    """Two identical `fer-orch train` at once on one FER_ORCH_HOME: the second is refused in
+    one sentence (it spliced the first one's run folder). Then, on the finished run: a
+    missing best.pt, a damaged cache shard and a damaged meta.json are one sentence each."""
+    import sys
+
+    home = Path(os.environ["FER_ORCH_HOME"])
+    args = [*TINY, "--epochs", "3"]
+    first = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    lines = []
+    for line in first.stdout:  # the first holds the run folder from this line on
+        lines.append(line)
+        if line.startswith("run folder: "):
+            break
+    run_dir = Path(lines[-1].split(": ", 1)[1].strip())
+    try:
+        _one_sentence(_cli(*args), f"run folder '{run_dir}' is in use by another `fer-orch train`")
+    finally:
+        rest = first.communicate(timeout=300)[0]
+    assert first.returncode == 0, "".join(lines) + rest
+    assert not (run_dir / ".fer-orch-train.lock").exists()  # released and removed
+
+    (run_dir / "best.pt").unlink()
+    _one_sentence(_cli(*args), f"best weights '{run_dir / 'best.pt'}' does not exist", "train again")
+
+    cache = _cache_of(home)
+    (cache / "train-00000" / "image.npy").write_bytes(b"\x93NUMPY garbage")
+    _one_sentence(_cli(*args, "--no-resume"), f"cache {cache} is damaged (image.npy of train-00000",
+                  "delete the folder")
+    (cache / "meta.json").write_text('{"format": ')
+    _one_sentence(_cli(*args, "--no-resume"), f"cache {cache} is damaged (meta.json", "delete the folder")
+
+
+def test_a_killed_preprocessing_leaves_no_orphan_after_the_next_run():
+    """A build killed with SIGKILL leaves its `.<key>.tmp-*` folder (no `finally` runs); the
+    next build of that cache removes it."""
+    home = Path(os.environ["FER_ORCH_HOME"])
+    pre = ("preprocess", "--dataset", "synthetic-rafdb", "--image-size", "32", "--data-opt", "n_train=70",
+           "--data-opt", "n_test=14")
+    assert _cli(*pre).exit_code == 0
+    cache = _cache_of(home)
+    import shutil
+
+    orphan = cache.parent / f".{cache.name}.tmp-0badf00d"
+    shutil.copytree(cache, orphan)  # what a killed build leaves: a half-written folder
+    (orphan / "meta.json").unlink()
+    shutil.rmtree(cache)
+    r = _cli(*pre)
+    assert r.exit_code == 0, r.output
+    assert not orphan.exists() and (cache / "meta.json").is_file()
+    assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name]
