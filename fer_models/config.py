@@ -274,6 +274,8 @@ def validate(cfg: TrainConfig, *, names: bool = True) -> TrainConfig:
         if (what == "layers (--layers)" and not layers) or any(
                 isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= 5 for x in layers):
             raise ConfigError(f"{what} are numbered 1..5 (paper 002, Table 3), got {tuple(layers)}")
+        if len(set(layers)) != len(layers):  # "5,5" aligned layer 5 once, under another name
+            raise ConfigError(f"{what} lists a layer twice, got {tuple(layers)}; give each layer once, e.g. 5+4")
     from fer_models.metrics import METRIC_DEFS
 
     for what, value, known in (("optimizer (--optimizer)", cfg.optimizer, OPTIMIZERS),

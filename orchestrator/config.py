@@ -59,6 +59,16 @@ class Resources:
     custom: dict[str, float] = field(default_factory=dict)
 
 
+def _no_twice(option: str, values: list) -> None:
+    """A list option names each entry once: ``--methods cam,CAM`` trained one network twice
+    under two names (names are case-insensitive)."""
+    seen: set = set()
+    for v in values:
+        if v in seen:
+            raise ConfigError(f"{option} lists {v!r} twice (names are case-insensitive); give each once")
+        seen.add(v)
+
+
 def check_experiment_name(name: Any) -> str:
     """An MLflow experiment name that is also a safe folder name (the report's default
     folder, Tune's experiment folder, the grid's state file): not empty, no path separator,
@@ -193,6 +203,11 @@ class GridConfig:
         from fer_models.config import validate
 
         check_experiment_name(self.experiment)
+        _no_twice("--methods", [str(m).lower() for m in self.methods])
+        _no_twice("--datasets", [str(d).lower() for d in self.datasets])
+        _no_twice("--seeds", list(self.seeds))
+        _no_twice("lambdas", [float(x) for x in self.lambdas])
+        _no_twice("layer_sets", [tuple(sorted(parse_layers(x))) for x in self.layer_sets])
         self.check_data_options()
         if studies:
             from orchestrator.studies import expand

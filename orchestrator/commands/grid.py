@@ -255,6 +255,12 @@ def ablate_cmd(study: str, resume: bool, print_config: bool, **kw) -> None:
 
     STUDY is any study registered as an ablation (`fer-orch list studies`).
     """
+    from fer_models.errors import ConfigError
+    from orchestrator.studies import get
+
+    for option, why in get(study).ignores.items():  # an option the study would silently ignore
+        if kw.get(option) is not None:
+            raise ConfigError(f"`fer-orch ablate {study}` does not use --{option}: {why}")
     _run((study,), resume, print_config, **kw)
 
 

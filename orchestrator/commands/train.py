@@ -114,6 +114,8 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     from orchestrator.config import parse_data_opts
 
     METHODS.get(method)  # unknown method: one red line before any data work
+    if not au and click.get_current_context().get_parameter_source("lam") == click.core.ParameterSource.COMMANDLINE:
+        raise ConfigError(f"--lambda {lam:g} weighs the AU loss, which --no-au turns off; drop --lambda, or --no-au")
     options = parse_data_opts(data_opts)
     check_options(dataset, options)  # a bad reader option: one sentence listing the valid ones
     cfg = validate(TrainConfig(
