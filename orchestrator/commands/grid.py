@@ -198,6 +198,24 @@ def check_stores(g) -> None:
     resolve_uri(g.tracking_uri)
 
 
+class _NoMetricFiles:
+    """Drops Tune's "Failed to fetch metrics ... result.json" warning: the grid turns Tune's
+    JSON/CSV result files off on purpose (MLflow holds every result), so Tune warns, after a
+    successful grid, about files it was told not to write; a success must not look like a
+    failure."""
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith("Failed to fetch metrics")
+
+
+def quiet_tune_metrics_warning() -> None:
+    import logging
+
+    log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    if not any(isinstance(f, _NoMetricFiles) for f in log.filters):
+        log.addFilter(_NoMetricFiles())
+
+
 def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: bool | None = None, **kw) -> None:
     from fer_models.errors import ConfigError
     from orchestrator.config import parse_list
@@ -218,6 +236,7 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: 
             click.echo(f"# {s}: {len(expand(g, s))} trials")
         return
     check_stores(g)
+    quiet_tune_metrics_warning()
     from orchestrator.grid import run_grid
 
     out = run_grid(g, studies=studies, resume=resume)

@@ -245,3 +245,52 @@ def test_explain_on_cuda_without_a_gpu_says_so_and_does_not_blame_the_weights(a_
     sentence = _one_sentence(r, "--device cuda was asked for, but this machine has no CUDA GPU", "--device cpu")
     assert "damaged" not in sentence and "train the run again" not in sentence
     _one_sentence(_cli("explain", "--run", run, "--tracking-uri", uri, "--device", "nope"), "device (--device)")
+
+
+# ----------------------------------------------------------------------------- options
+_TRAIN = ("train", "--dataset", "synthetic-rafdb", "--method", "cam", "--backbone", "resnet-tiny", "--device", "cpu")
+
+
+@pytest.mark.parametrize("args, sentence", [
+    (("--seed", "99999999999999999999"), "seed (--seed) must be <= 4.29497e+09"),
+    (("--seed", "-1"), "seed (--seed) must be >= 0"),
+    (("--device", "nope"), "device (--device) must be one of auto, cpu, cuda"),
+    (("--image-size", "60000"), "data.image_size (--image-size) must be <= 1024"),
+    (("--method", "acol", "--method-kw", "threshold=abc"), "option threshold (--method-kw) must be a finite number"),
+    (("--layers", "5,5"), "layers (--layers) lists a layer twice"),
+    (("--no-au", "--lambda", "5"), "--lambda 5 weighs the AU loss, which --no-au turns off"),
+])
+def test_train_option_mistakes_are_one_sentence_before_any_data_work(args, sentence):
+    home = Path(os.environ["FER_ORCH_HOME"])
+    _one_sentence(_cli(*_TRAIN, *args), sentence)
+    assert not (home / "data").exists() and not (home / "cache").exists()
+
+
+@pytest.mark.parametrize("args, sentence", [
+    (("preprocess", "--dataset", "synthetic-rafdb", "--map-size", "0"), "data.map_size (--map-size) must be >= 2"),
+    (("grid", "--methods", "cam,CAM", "--print-config"), "--methods lists 'cam' twice"),
+    (("grid", "--seeds", "0,0", "--print-config"), "--seeds lists 0 twice"),
+    (("ablate", "lambda", "--lam", "5", "--print-config"), "`fer-orch ablate lambda` does not use --lam"),
+    (("ablate", "layers", "--methods", "gradcam", "--print-config"), "`fer-orch ablate layers` does not use --methods"),
+])
+def test_grid_and_ablate_refuse_duplicates_and_ignored_options(args, sentence):
+    _one_sentence(_cli(*args), sentence)
+
+
+def test_ablate_au_source_still_takes_methods():
+    r = _cli("ablate", "au-source", "--methods", "cam", "--print-config")
+    assert r.exit_code == 0 and "# au-source:" in r.output, r.output
+
+
+def test_tunes_warning_about_result_files_it_was_told_not_to_write_is_dropped(caplog):
+    import logging
+
+    from orchestrator.commands.grid import quiet_tune_metrics_warning
+
+    log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    quiet_tune_metrics_warning()
+    quiet_tune_metrics_warning()  # once is enough
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        log.warning("Failed to fetch metrics for 2 trial(s):\n- t1: FileNotFoundError('... result.json ...')")
+        log.warning("another warning")
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]
