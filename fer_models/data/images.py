@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -32,9 +33,13 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     """
     p = Path(path)
     try:
-        with Image.open(p) as im:
-            im.load()  # decode fully now: a truncated JPEG fails here, not later
-            arr = _to_rgb8(im)
+        with warnings.catch_warnings():
+            # a header announcing more than Pillow's MAX_IMAGE_PIXELS (89 M) is refused, not
+            # decoded (hundreds of MiB for one face; Pillow only warns up to twice that)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                im.load()  # decode fully now: a truncated JPEG fails here, not later
+                arr = _to_rgb8(im)
     except FileNotFoundError as e:
         raise UnreadableImage(f"image {p} does not exist; check the dataset root") from e
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,

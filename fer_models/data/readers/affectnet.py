@@ -186,7 +186,7 @@ class AffectNet(DatasetReader):
                     expression = int(float(row[col["expression"]]))
                     box = tuple(float(row[col[c]]) for c in ("face_x", "face_y", "face_width", "face_height"))
                     valence, arousal = _va(row[col["valence"]]), _va(row[col["arousal"]])
-                except ValueError:
+                except (ValueError, OverflowError):  # "1e400" is a float, not an id
                     manifest.skip("malformed row", ",".join(row)[:120])
                     continue
                 label = self._keep(manifest, expression, item)
