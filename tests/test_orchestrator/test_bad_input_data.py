@@ -294,3 +294,8 @@ def test_tunes_warning_about_result_files_it_was_told_not_to_write_is_dropped(ca
         log.warning("Failed to fetch metrics for 2 trial(s):\n- t1: FileNotFoundError('... result.json ...')")
         log.warning("another warning")
     assert [r.getMessage() for r in caplog.records] == ["another warning"]
+
+
+def test_data_show_checks_its_map_size():
+    _one_sentence(_cli("data", "show", "--dataset", "synthetic-rafdb", "--map-size", "0"),
+                  "data.map_size (--map-size) must be >= 2")
