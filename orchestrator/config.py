@@ -166,7 +166,14 @@ class GridConfig:
         return to_dict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The YAML of this config (logged as the grid's ``grid.yaml``), a password in
+        ``tracking_uri`` shown as ``***``."""
+        from orchestrator.tracking.store import redact
+
+        d = self.to_dict()
+        if d.get("tracking_uri"):
+            d["tracking_uri"] = redact(d["tracking_uri"])
+        return yaml.safe_dump(d, sort_keys=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GridConfig":

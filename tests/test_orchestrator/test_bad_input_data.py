@@ -191,6 +191,9 @@ def test_password_in_the_tracking_uri_is_never_printed_nor_stored(tmp_path):
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "alice" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "hunter2"
     r = _cli("grid", "--tracking-uri", "mysql://bob:s3cret@127.0.0.1/db", "--epochs", "1")
     assert "s3cret" not in r.output
+    from orchestrator.config import GridConfig
+
+    assert "s3cret" not in GridConfig(tracking_uri="mysql://bob:s3cret@host/db").to_yaml()  # the API's grid.yaml
 
 
 @pytest.fixture
