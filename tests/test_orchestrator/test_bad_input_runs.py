@@ -113,7 +113,7 @@ def test_second_identical_train_is_refused_while_the_first_runs_then_damage_is_o
     import sys
 
     home = Path(os.environ["FER_ORCH_HOME"])
-    args = [*TINY, "--epochs", "3"]
+    args = [*TINY, "--epochs", "1"]
     first = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     lines = []
