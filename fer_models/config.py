@@ -189,9 +189,10 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("cosine", "step", "none")
 
 
-def _number(name: str, value: Any, *, low: float = 0.0, strict: bool = False, integer: bool = False) -> None:
+def _number(name: str, value: Any, *, low: float = 0.0, strict: bool = False, integer: bool = False,
+            high: float | None = None) -> None:
     """One option's value: a real, finite number (bool is not one), ``>= low`` (``> low`` when
-    ``strict``); ``nan`` passes every comparison, so it is refused by name first."""
+    ``strict``) and ``<= high``; ``nan`` passes every comparison, so it is refused by name first."""
     import math
 
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
@@ -201,6 +202,23 @@ def _number(name: str, value: Any, *, low: float = 0.0, strict: bool = False, in
         raise ConfigError(f"{name} must be a finite number, got {value}; pass a value {'>' if strict else '>='} {low:g}")
     if value < low or (strict and value == low):
         raise ConfigError(f"{name} must be {'>' if strict else '>='} {low:g}, got {value:g}")
+    if high is not None and value > high:
+        raise ConfigError(f"{name} must be <= {high:g}, got {value:g}")
+
+
+#: upper bounds: beyond them an array the size of the input is allocated (a 60000 px image is
+#: 10 GiB per image), or a seed does not fit the 64-bit generators torch and numpy seed
+MAX_IMAGE_SIZE, MAX_MAP_SIZE, MAX_SEED = 1024, 256, 2**32 - 1
+DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:<n>", "mps")
+
+
+def check_device_name(device: str, option: str = "--device") -> str:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:<n>`` or ``mps``; else one sentence."""
+    import re
+
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", device):
+        raise ConfigError(f"device ({option}) must be one of {', '.join(DEVICE_NAMES)}, got {device!r}")
+    return device
 
 
 def validate_data(d: DataConfig, *, names: bool = True) -> DataConfig:
@@ -208,14 +226,14 @@ def validate_data(d: DataConfig, *, names: bool = True) -> DataConfig:
     option, before any cache build: sizes (``image_size`` >= 8 like ``preprocess``,
     ``map_size`` >= 2), ``0 <= val_fraction < 1``, and (``names``) known dataset, landmark
     backend and codebook. Returns ``d`` so it can wrap a constructor."""
-    _number("data.image_size (--image-size)", d.image_size, low=8, integer=True)
-    _number("data.map_size (--map-size)", d.map_size, low=2, integer=True)
+    _number("data.image_size (--image-size)", d.image_size, low=8, integer=True, high=MAX_IMAGE_SIZE)
+    _number("data.map_size (--map-size)", d.map_size, low=2, integer=True, high=MAX_MAP_SIZE)
     if d.stored_size is not None:
-        _number("data.stored_size", d.stored_size, low=8, integer=True)
+        _number("data.stored_size", d.stored_size, low=8, integer=True, high=MAX_IMAGE_SIZE)
     _number("data.val_fraction (--val-fraction)", d.val_fraction)
     if d.val_fraction >= 1:
         raise ConfigError(f"data.val_fraction (--val-fraction) must be below 1, got {d.val_fraction:g}")
-    _number("data.split_seed", d.split_seed, integer=True)
+    _number("data.split_seed", d.split_seed, integer=True, high=MAX_SEED)
     if names:
         from fer_models.registry import CODEBOOKS, DATASETS, LANDMARKS
 
@@ -250,11 +268,14 @@ def validate(cfg: TrainConfig, *, names: bool = True) -> TrainConfig:
     if cfg.warmup_epochs > 0 and (cfg.scheduler.lower() != "cosine" or cfg.warmup_epochs >= cfg.epochs):
         raise ConfigError(f"warmup_epochs ({cfg.warmup_epochs}) applies to the cosine scheduler and must be "
                           f"fewer than the epochs ({cfg.epochs}); scheduler is '{cfg.scheduler}'")
-    _number("seed (--seed)", cfg.seed, integer=True)
+    _number("seed (--seed)", cfg.seed, integer=True, high=MAX_SEED)
+    check_device_name(cfg.device)
     for what, layers in (("layers (--layers)", cfg.layers), ("head_layers", cfg.head_layers)):
         if (what == "layers (--layers)" and not layers) or any(
                 isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= 5 for x in layers):
             raise ConfigError(f"{what} are numbered 1..5 (paper 002, Table 3), got {tuple(layers)}")
+        if len(set(layers)) != len(layers):  # "5,5" aligned layer 5 once, under another name
+            raise ConfigError(f"{what} lists a layer twice, got {tuple(layers)}; give each layer once, e.g. 5+4")
     from fer_models.metrics import METRIC_DEFS
 
     for what, value, known in (("optimizer (--optimizer)", cfg.optimizer, OPTIMIZERS),

@@ -30,3 +30,7 @@ class PathError(FerOrchError):
 
 class StateDictError(FerOrchError):
     """A weights or checkpoint file is not a valid state dict (corrupt, truncated, not torch)."""
+
+
+class DivergedError(FerOrchError):
+    """The training loss became NaN or infinite (a learning rate or loss weight too large)."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -48,3 +49,41 @@ def check_writable(path: str | Path, what: str, fix: str = "pass another path or
 def check_home() -> Path:
     """:func:`check_writable` of ``FER_ORCH_HOME``."""
     return check_writable(home(), "FER_ORCH_HOME", HOME_FIX)
+
+
+class Busy(Exception):
+    """:func:`exclusive_lock` with ``wait=False`` found the lock held by another process."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path, *, wait: bool = True):
+    """Hold an exclusive ``flock`` on the file ``path`` (created) for the ``with`` block, and
+    remove the file when leaving it, so a lock leaves nothing behind. ``wait=False``: raise
+    :class:`Busy` at once when another process holds it.
+
+    The kernel drops a ``flock`` when its process dies, so a killed holder never leaves a
+    stale lock. Written here rather than with ``filelock``, which keeps the file: removing
+    it safely needs the check below (a waiter that got the lock on a file another holder
+    removed meanwhile tries again on the file now at ``path``)."""
+    import fcntl
+
+    path = Path(path)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            raise Busy(str(path)) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)  # closing the descriptor releases the lock

@@ -87,7 +87,7 @@ def load_state_file(path, map_location="cpu", *, what: str = "weights file", fix
     except pickle.UnpicklingError:
         reason = "it is corrupt, or holds Python objects other than tensors, which fer-orch does not load"
     except FileNotFoundError:
-        raise
+        raise StateDictError(f"{what} '{path}' does not exist; {fix}") from None
     except Exception as e:  # noqa: BLE001 - truncated zip (RuntimeError), empty (EOFError), garbage (KeyError...)
         reason = f"it is truncated or not a torch file: {type(e).__name__}"
     else:

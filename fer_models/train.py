@@ -235,9 +235,37 @@ def train_epoch(model: torch.nn.Module, batches: Any, opt: torch.optim.Optimizer
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary name, then rename. A full disk makes torch's zip writer
+    raise ``RuntimeError`` ("unexpected pos ..."), not ``OSError``: it is turned into the
+    ``OSError(ENOSPC)`` it is, naming the file, when the folder's file system has no room
+    left (any other ``RuntimeError`` stays a bug)."""
+    import errno
+    import shutil
+
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
+    try:
+        torch.save(obj, tmp)
+    except RuntimeError:
+        tmp.unlink(missing_ok=True)
+        if shutil.disk_usage(path.parent).free >= 1 << 20:  # not a full disk: a bug, keep it
+            raise
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
     os.replace(tmp, path)
+
+
+def check_finite_loss(epoch: int, loss: float, align: float, cfg: TrainConfig) -> None:
+    """Stop a diverged training (a NaN or infinite mean loss) in one sentence naming the
+    epoch, the value and the likely cause, before its weights are saved or reported."""
+    if math.isfinite(loss):
+        return
+    from fer_models.errors import DivergedError
+
+    if cfg.au and cfg.lam > 0 and not math.isfinite(align):
+        cause = f"the AU loss weight (--lambda {cfg.lam:g}) or the learning rate (--lr {cfg.lr:g}) is too large"
+    else:
+        cause = f"the learning rate (--lr {cfg.lr:g}) is too large"
+    raise DivergedError(f"training diverged: the mean loss of epoch {epoch} is {loss}; likely {cause}; "
+                        "lower it and train again (the diverged epoch's weights were not saved)")
 
 
 def _finite(x: float) -> bool:
@@ -330,6 +358,7 @@ def train(
         val = evaluate(model, loaders.val, num_classes=num_classes, att_layer=att_layer, device=device,
                        progress=progress, desc="val", **eval_options(cfg))
         train_loss, train_ce, train_align = (sums / n_batches).tolist()  # the epoch's one read
+        check_finite_loss(epoch, train_loss, train_align, cfg)
         metrics = {
             "train_loss": train_loss,
             "train_ce": train_ce,

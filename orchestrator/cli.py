@@ -59,14 +59,18 @@ class _Group(click.Group):
 
     @staticmethod
     def _mistake(sentence: str, debug: bool) -> None:
+        from orchestrator.tracking.store import redact
+
         if debug:
-            traceback.print_exc()
-        click.secho(f"error: {sentence}", fg="red", err=True)
+            click.echo(redact(traceback.format_exc()), err=True, nl=False)
+        click.secho(f"error: {redact(sentence)}", fg="red", err=True)
         sys.exit(2)
 
     @staticmethod
     def _bug() -> None:
-        traceback.print_exc()
+        from orchestrator.tracking.store import redact
+
+        click.echo(redact(traceback.format_exc()), err=True, nl=False)  # a password in a URI is never shown
         click.secho(REPORT_HINT, fg="red", err=True)
         sys.exit(1)
 

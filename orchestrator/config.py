@@ -59,6 +59,30 @@ class Resources:
     custom: dict[str, float] = field(default_factory=dict)
 
 
+def _no_twice(option: str, values: list) -> None:
+    """A list option names each entry once: ``--methods cam,CAM`` trained one network twice
+    under two names (names are case-insensitive)."""
+    seen: set = set()
+    for v in values:
+        if v in seen:
+            raise ConfigError(f"{option} lists {v!r} twice (names are case-insensitive); give each once")
+        seen.add(v)
+
+
+def check_experiment_name(name: Any) -> str:
+    """An MLflow experiment name that is also a safe folder name (the report's default
+    folder, Tune's experiment folder, the grid's state file): not empty, no path separator,
+    not ``.`` / ``..``, no control character, at most 200 characters. ``--experiment
+    ../../x`` wrote the report outside FER_ORCH_HOME."""
+    text = name if isinstance(name, str) else ""
+    bad = (not text.strip() or "/" in text or "\\" in text or text in (".", "..") or len(text) > 200
+           or any(ord(ch) < 32 or ord(ch) == 127 for ch in text))
+    if bad:
+        raise ConfigError(f"experiment name (--experiment) {name!r} is not usable: it names a folder too, so it must be "
+                          "1-200 characters without '/', '\\' or control characters and not '.' or '..'")
+    return text
+
+
 @dataclass(frozen=True)
 class GridConfig:
     datasets: tuple[str, ...] = ("synthetic-rafdb", "synthetic-affectnet")
@@ -142,7 +166,14 @@ class GridConfig:
         return to_dict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The YAML of this config (logged as the grid's ``grid.yaml``), a password in
+        ``tracking_uri`` shown as ``***``."""
+        from orchestrator.tracking.store import redact
+
+        d = self.to_dict()
+        if d.get("tracking_uri"):
+            d["tracking_uri"] = redact(d["tracking_uri"])
+        return yaml.safe_dump(d, sort_keys=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GridConfig":
@@ -178,6 +209,12 @@ class GridConfig:
         reach a trial). Returns ``self``."""
         from fer_models.config import validate
 
+        check_experiment_name(self.experiment)
+        _no_twice("--methods", [str(m).lower() for m in self.methods])
+        _no_twice("--datasets", [str(d).lower() for d in self.datasets])
+        _no_twice("--seeds", list(self.seeds))
+        _no_twice("lambdas", [float(x) for x in self.lambdas])
+        _no_twice("layer_sets", [tuple(sorted(parse_layers(x))) for x in self.layer_sets])
         self.check_data_options()
         if studies:
             from orchestrator.studies import expand

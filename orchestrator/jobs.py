@@ -35,6 +35,23 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str, address: str | None = None) -> None:
+    """Refuse, before any run is loaded or Ray starts, a device name that is none, and
+    ``cuda`` on a machine without a visible GPU when the work runs here (no cluster
+    ``address``): loading the weights there failed with torch's "Attempting to deserialize
+    object on a CUDA device", which read as damaged weights."""
+    from fer_models.config import check_device_name
+
+    check_device_name(device)
+    if device.startswith("cuda") and address is None and not os.environ.get("RAY_ADDRESS"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device} was asked for, but this machine has no CUDA GPU that torch can use "
+                              "(the run's weights are fine); pass --device cpu or auto, or --address of a cluster "
+                              "with GPUs")
+
+
 def worker_env() -> dict[str, str]:
     """What an actor needs to see the driver's code, data cache, MLflow store and thread count."""
     from fer_models import paths
@@ -43,8 +60,9 @@ def worker_env() -> dict[str, str]:
     env = {"FER_ORCH_HOME": str(paths.home()),
            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        env["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"]
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PGPASSWORD"):
+        if os.environ.get(var):
+            env[var] = os.environ[var]
     return env
 
 
@@ -200,6 +218,7 @@ def run_tasks(
 
     if num_actors is not None and num_actors < 0:
         raise ConfigError(f"--num-actors must be 0 (run in this process) or more, got {num_actors}")
+    check_device(device, address)
     outcomes = [Outcome(tuple(args)) for args in tasks]
     args = [o.args for o in outcomes]
     ends = _in_process(fn, args) if num_actors == 0 else _on_ray(fn, args, device, address, num_actors)

@@ -33,6 +33,8 @@ interval of CL from the logged test-set size ``test_n`` (:func:`test_ci_line`).
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -280,20 +282,10 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def build_report(experiment: str = "fer-orch", uri: str | None = None, out: str | Path | None = None,
-                 log: bool = True) -> Report:
-    """Rebuild the tables and figures of ``experiment`` into ``out`` (see module docstring)."""
-    uri = tracking.resolve_uri(uri)
-    c = tracking.client(uri)
-    exp = c.get_experiment_by_name(experiment)
-    if exp is None:
-        raise FerOrchError(
-            f"no MLflow experiment '{experiment}' in {uri}; run `fer-orch grid` first or pass --experiment/--tracking-uri"
-        )
-    out = Path(out) if out is not None else paths.home() / "report" / experiment
-    out.mkdir(parents=True, exist_ok=True)
+def _write_report(exp: Any, experiment: str, uri: str, out: Path) -> tuple[list[str], list[str], dict[str, int]]:
+    """The report's tables and figures into ``out`` (report.md last): its markdown parts,
+    the grid parent runs it read, and the trial count of each study."""
     parts = [f"# fer-orch report: experiment `{experiment}`\n\nMLflow store: `{uri}`"]
-    files: list[Path] = []
     counts: dict[str, int] = {}
     parent_ids = []
     real = False
@@ -305,7 +297,7 @@ def build_report(experiment: str = "fer-orch", uri: str | None = None, out: str 
             df = runs_frame(runs)
             real = real or on_paper_data(df)
             parts += studies.get(name).report(parent, df, out)
-            if name == "grid":  # issue 13: faithfulness beside Table 1
+            if name == "grid":  # faithfulness beside Table 1
                 from orchestrator.studies.au_source import faithfulness_table
 
                 parts += faithfulness_table(df, out)
@@ -316,11 +308,36 @@ def build_report(experiment: str = "fer-orch", uri: str | None = None, out: str 
     parts += audit_section(exp.experiment_id, out, uri)  # the audited models (`fer-orch audit`), if any
     if any(counts.values()) and not real:
         parts.insert(1, NO_PUBLISHED)
-    markdown = "\n\n".join(parts) + "\n"
-    (out / "report.md").write_text(markdown)
-    files = sorted(p for p in out.iterdir() if p.is_file())
-    report = Report(out, markdown, files, parent_ids[0] if parent_ids else None, counts)
-    if log:
-        for pid in dict.fromkeys(parent_ids):
-            tracking.log_to_run(pid, out, "report", uri=uri)
+    (out / "report.md").write_text("\n\n".join(parts) + "\n")
+    return parts, parent_ids, counts
+
+
+def build_report(experiment: str = "fer-orch", uri: str | None = None, out: str | Path | None = None,
+                 log: bool = True) -> Report:
+    """Rebuild the tables and figures of ``experiment`` into ``out`` (see module docstring)."""
+    from orchestrator.config import check_experiment_name
+
+    check_experiment_name(experiment)
+    uri = tracking.resolve_uri(uri)
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        raise FerOrchError(
+            f"no MLflow experiment '{experiment}' in {uri}; run `fer-orch grid` first or pass --experiment/--tracking-uri"
+        )
+    out = Path(out) if out is not None else paths.home() / "report" / experiment
+    out.mkdir(parents=True, exist_ok=True)
+    # The report is written into a folder of its own first: only those files are copied to
+    # `out` and uploaded, never whatever else `out` holds (`--out ~` must not publish ~/.ssh).
+    with tempfile.TemporaryDirectory(prefix=".fer-orch-report-", dir=out) as stage_dir:
+        stage = Path(stage_dir)
+        parts, parent_ids, counts = _write_report(exp, experiment, uri, stage)
+        written = sorted(p.name for p in stage.iterdir() if p.is_file())
+        for name in written:
+            shutil.copy2(stage / name, out / name)
+        files = [out / name for name in written]
+        report = Report(out, "\n\n".join(parts) + "\n", files, parent_ids[0] if parent_ids else None, counts)
+        if log:
+            for pid in dict.fromkeys(parent_ids):
+                tracking.log_to_run(pid, stage, "report", uri=uri)
     return report

@@ -45,7 +45,7 @@ from fer_models.data import cache as _cache
 from fer_models.data.augment import IMAGENET_MEAN, IMAGENET_STD, BatchTransform  # noqa: F401 (re-exported)
 from fer_models.data.cache import cache_dir_for
 from fer_models.data.cache.layout import SOURCE_COLUMNS
-from fer_models.data.manifest import SPLITS, check_validation
+from fer_models.data.manifest import SPLITS, check_test, check_validation
 from fer_models.data.steps import as_steps
 from fer_models.errors import ConfigError
 
@@ -318,6 +318,20 @@ class Loaders:
     info: Any  # fer_models.data.cache.CacheInfo
 
 
+def check_trainable(info: Any) -> None:
+    """A cache to train on needs training and test rows: every image of a split may have
+    been unreadable (the cache keeps them out and lists them in ``failures.csv``)."""
+    from fer_models.errors import DatasetError
+
+    for split in ("train", "test"):
+        if int(info.counts.get(split, 0)) == 0:
+            fails = sum(int(n) for n in info.failures.values())
+            raise DatasetError(
+                f"{info.dataset}: the {split} split of cache {info.dir} holds no image ({fails} rows unreadable or "
+                f"failed, listed in {info.failures_csv}); fix or replace those images (or the dataset's {split} "
+                "labels), then delete the cache folder and run again")
+
+
 def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | Path | None = None,
                   *, manifest=None, backend=None, progress: bool = True,
                   cache_dir: str | Path | None = None, device: str | torch.device = "cpu",
@@ -342,11 +356,13 @@ def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | P
     else:
         read = manifest is None
         target = cache_dir_for(data_cfg, cache_root, manifest, backend)
-        if read:  # a dataset read from disk: an empty validation split is one sentence, before the cache
+        if read:  # a dataset read from disk: an empty validation or test split is one sentence, before the cache
+            check_test(target.manifest)
             check_validation(target.manifest, data_cfg.val_fraction)
         info = _cache.find_at(target.dir)
         if info is None:
             info = _cache.build(target, data_cfg.map_size, stored, _cache.serial, progress=progress)
+    check_trainable(info)
     kw = dict(normalize=getattr(data_cfg, "normalize", "imagenet"), color=getattr(data_cfg, "color", "rgb"))
     train = FaceDataset(info.dir, "train", data_cfg.image_size, steps, seed, source_maps=True, **kw)
     val = FaceDataset(info.dir, "val", data_cfg.image_size, eval_steps, seed, **kw)

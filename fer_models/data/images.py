@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -32,17 +33,36 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     """
     p = Path(path)
     try:
-        with Image.open(p) as im:
-            im.load()  # decode fully now: a truncated JPEG fails here, not later
-            rgb = im.convert("RGB")
+        with warnings.catch_warnings():
+            # a header announcing more than Pillow's MAX_IMAGE_PIXELS (89 M) is refused, not
+            # decoded (hundreds of MiB for one face; Pillow only warns up to twice that)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                im.load()  # decode fully now: a truncated JPEG fails here, not later
+                arr = _to_rgb8(im)
     except FileNotFoundError as e:
         raise UnreadableImage(f"image {p} does not exist; check the dataset root") from e
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise UnreadableImage(f"image {p} cannot be decoded ({e}); re-extract or remove it") from e
-    arr = np.asarray(rgb, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning, MemoryError) as e:
+        raise UnreadableImage(f"image {p} cannot be decoded ({type(e).__name__}: {e}); re-extract or remove it") from e
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise UnreadableImage(f"image {p} decoded to shape {arr.shape}, not (H, W, 3); replace it")
     return arr
+
+
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    """``im`` as 8-bit RGB. Pillow's ``convert("RGB")`` clips a 16-bit grayscale PNG (mode
+    ``I;16``) or a 32-bit integer / float image to 255, i.e. pure white: those keep their
+    contrast here, scaled from their bit depth (16-bit: the high byte; float: 0..1)."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        a = np.asarray(im).astype(np.float64)
+        if im.mode == "F":
+            top = 1.0 if np.nanmax(a, initial=0.0) <= 1.0 else 255.0
+        else:
+            top = 65535.0 if im.mode.startswith("I;16") or np.max(a, initial=0) > 255 else 255.0
+        gray = np.clip(np.nan_to_num(a / top * 255.0), 0, 255).round().astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def is_readable(path: str | os.PathLike) -> bool:

@@ -152,6 +152,18 @@ def carve_validation(samples: Iterable[Sample], fraction: float, seed: int, by: 
     return samples
 
 
+def check_test(manifest: Manifest) -> None:
+    """Refuse to train on a dataset whose test split is empty (it trained, then reported
+    ``nan``); ``build_loaders`` calls it on a manifest it read, before the cache is built
+    (preprocessing does not: an analysis-only dataset, DISFA, has no test split)."""
+    if manifest.split("test") or not manifest.samples:
+        return
+    counts = ", ".join(f"{n} {k}" for k, n in manifest.counts().items() if n)
+    skipped = f"; skipped: {dict(manifest.skipped)}" if manifest.skipped else ""
+    raise DatasetError(f"{manifest.dataset}: the test split is empty ({counts}{skipped}), so nothing could be "
+                       f"evaluated; check the dataset's test images and labels under {manifest.root} (or its options)")
+
+
 def check_validation(manifest: Manifest, fraction: float) -> None:
     """Refuse a validation split that came out empty although ``fraction`` > 0 (issue 15: 26
     training rows gave 0 validation rows at 0.1; training then printed ``val CL nan`` every

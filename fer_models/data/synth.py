@@ -136,9 +136,9 @@ def generate(
     uniform over ``n_identities`` unless ``identities_of`` fixes them (the sequences of one
     subject in the CK+-like stand-in). Fixing either leaves every other draw unchanged.
     """
-    if n < 0 or image_size < 16 or n_identities < 1:
+    if n < 0 or not 16 <= image_size <= 1024 or n_identities < 1:
         raise ConfigError(
-            f"synthetic faces need n >= 0, image_size >= 16 and n_identities >= 1, "
+            f"synthetic faces need n >= 0, 16 <= image_size <= 1024 and n_identities >= 1, "
             f"got n={n}, image_size={image_size}, n_identities={n_identities}"
         )
     ids = identities(n_identities, seed)

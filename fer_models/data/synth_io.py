@@ -66,6 +66,9 @@ class Truth:
     landmarks: np.ndarray  # (68, 2) float32, pixels
 
 
+#: the most images a synthetic dataset may hold (RAF-DB basic has 15,339)
+MAX_SYNTH_ROWS = 1_000_000
+
 def _names(layout: str, split: str, i: int, n: int, seed: int) -> tuple[str, str]:
     """(relative image path, the name as the label file / csv lists it)."""
     if layout == "rafdb":
@@ -110,6 +113,9 @@ def write_dataset(
         raise ConfigError(f"unknown synthetic layout '{layout}'; use one of {', '.join(LAYOUTS)}")
     if n_train < 1 or n_test < 0:
         raise ConfigError(f"need n_train >= 1 and n_test >= 0, got {n_train} and {n_test}")
+    if n_train + n_test > MAX_SYNTH_ROWS:  # a typo's extra zeros would write for days
+        raise ConfigError(f"a synthetic dataset holds at most {MAX_SYNTH_ROWS:,} images, got n_train {n_train} + "
+                          f"n_test {n_test}")
     out = make_root(out, overwrite)
 
     rows_label: list[str] = []

@@ -123,7 +123,28 @@ def check_method_options(cfg):
         raise ConfigError(
             f"method '{cfg.method}' has no option(s) {unknown}; its options are {allowed or 'none'}"
         )
+    for key, value in cfg.method_kwargs.items():
+        _check_option_type(cfg.method, key, value, params[key].default)
     return params
+
+
+def _check_option_type(method: str, key: str, value, default) -> None:
+    """A method option has its default's kind: a finite number for a number, true/false for
+    a flag (``--method-kw threshold=abc`` failed mid-training, after the cache)."""
+    import math
+
+    from fer_models.errors import ConfigError
+
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        kind = "a finite number"
+    else:
+        return
+    if not ok:
+        raise ConfigError(f"method '{method}' option {key} (--method-kw) must be {kind} like its default {default!r}, "
+                          f"got {value!r}")
 
 
 def build_model(cfg, num_classes: int | None = None):

@@ -55,7 +55,9 @@ def audit(models, runs, datasets, images, weights, arch, classes, input_spec, la
     """Audit a trained FER network: CL, CAM-COS (both definitions), faithfulness, with 95% intervals; or photos."""
     from orchestrator import tracking
     from orchestrator.audit import AuditSpec, audit_runs
+    from orchestrator.config import check_experiment_name
 
+    check_experiment_name(experiment)
     uri = tracking.resolve_uri(tracking_uri)
     from orchestrator.jobs import trained_runs
 

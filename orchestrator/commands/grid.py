@@ -96,6 +96,10 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
         folds=folds,
         au_sources=sources,
     )
+    from orchestrator.tracking.store import strip_credentials
+
+    if g.tracking_uri and strip_credentials(g.tracking_uri) != g.tracking_uri:  # never stored nor printed
+        g = g.override(tracking_uri=strip_credentials(g.tracking_uri))
     g.check_data_options()
     return g
 
@@ -194,6 +198,24 @@ def check_stores(g) -> None:
     resolve_uri(g.tracking_uri)
 
 
+class _NoMetricFiles:
+    """Drops Tune's "Failed to fetch metrics ... result.json" warning: the grid turns Tune's
+    JSON/CSV result files off on purpose (MLflow holds every result), so Tune warns, after a
+    successful grid, about files it was told not to write; a success must not look like a
+    failure."""
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith("Failed to fetch metrics")
+
+
+def quiet_tune_metrics_warning() -> None:
+    import logging
+
+    log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    if not any(isinstance(f, _NoMetricFiles) for f in log.filters):
+        log.addFilter(_NoMetricFiles())
+
+
 def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: bool | None = None, **kw) -> None:
     from fer_models.errors import ConfigError
     from orchestrator.config import parse_list
@@ -214,6 +236,7 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: 
             click.echo(f"# {s}: {len(expand(g, s))} trials")
         return
     check_stores(g)
+    quiet_tune_metrics_warning()
     from orchestrator.grid import run_grid
 
     out = run_grid(g, studies=studies, resume=resume)
@@ -251,6 +274,12 @@ def ablate_cmd(study: str, resume: bool, print_config: bool, **kw) -> None:
 
     STUDY is any study registered as an ablation (`fer-orch list studies`).
     """
+    from fer_models.errors import ConfigError
+    from orchestrator.studies import get
+
+    for option, why in get(study).ignores.items():  # an option the study would silently ignore
+        if kw.get(option) is not None:
+            raise ConfigError(f"`fer-orch ablate {study}` does not use --{option}: {why}")
     _run((study,), resume, print_config, **kw)
 
 

@@ -5,6 +5,7 @@ The options' defaults are those of ``fer_models.config.TrainConfig`` / ``DataCon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -108,14 +109,13 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
 
     from fer_models import paths
     from fer_models.config import parse_layers, validate, validate_data
-    from fer_models.faithfulness import KEYS as FAITHFULNESS_KEYS
     from fer_models.data.readers import check_options
-    from fer_models.metrics import save_figures
     from fer_models.registry import METHODS
-    from fer_models.train import train
     from orchestrator.config import parse_data_opts
 
     METHODS.get(method)  # unknown method: one red line before any data work
+    if not au and click.get_current_context().get_parameter_source("lam") == click.core.ParameterSource.COMMANDLINE:
+        raise ConfigError(f"--lambda {lam:g} weighs the AU loss, which --no-au turns off; drop --lambda, or --no-au")
     options = parse_data_opts(data_opts)
     check_options(dataset, options)  # a bad reader option: one sentence listing the valid ones
     cfg = validate(TrainConfig(
@@ -131,8 +131,34 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     key = run_key(cfg)
     run_dir = Path(out) if out else paths.home() / "runs" / f"{dataset}{tag}-{method}-{'au' if au else 'noau'}-s{seed}-{key}"
     paths.check_home()  # the dataset cache lives there, whatever --out says
-    check_run_dir(run_dir, key, resume)
-    click.echo(f"run folder: {run_dir}")
+    with run_lock(run_dir):
+        check_run_dir(run_dir, key, resume)
+        click.echo(f"run folder: {run_dir}")
+        _train_and_print(cfg, run_dir, resume, method, au, dataset)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """An exclusive lock on ``run_dir`` for one `fer-orch train`: a second process training
+    the same folder (the same command twice on one FER_ORCH_HOME) is refused in one sentence
+    instead of splicing its epochs into the first one's history. An ``flock``:
+    the kernel drops the lock when its process dies, so a killed run leaves none behind."""
+    from fer_models.errors import FerOrchError
+    from fer_models.paths import Busy, check_writable, exclusive_lock
+
+    check_writable(run_dir, "the run folder", "pass --out a writable folder")
+    try:
+        with exclusive_lock(run_dir / ".fer-orch-train.lock", wait=False):
+            yield
+    except Busy:
+        raise FerOrchError(f"run folder '{run_dir}' is in use by another `fer-orch train` of the same configuration; "
+                           "wait for it to finish (its result is then reused), or pass another --out") from None
+
+
+def _train_and_print(cfg: TrainConfig, run_dir: Path, resume: bool, method: str, au: bool, dataset: str) -> None:
+    from fer_models.faithfulness import KEYS as FAITHFULNESS_KEYS
+    from fer_models.metrics import save_figures
+    from fer_models.train import train
 
     def on_epoch(epoch, m):
         click.echo(f"epoch {epoch}: loss {m['train_loss']:.3f}  val CL {m['val_cl']:.2f}  "

@@ -50,6 +50,9 @@ class Ablation(Study):
     Subclasses give the variants as ``TrainConfig`` fields."""
 
     ablation = True
+    #: `fer-orch ablate NAME` options the study does not use -> why (given, they are refused)
+    ignores: ClassVar[dict[str, str]] = {
+        "methods": "an ablation trains the ablation method only (set ablation_method in a --config file)"}
 
     def variants(self, g: "GridConfig", lam: float) -> Iterable[dict[str, Any]]:
         """The ``TrainConfig`` fields of each w/-AU model (e.g. ``{"lam": 2.0, "layers": [5]}``)."""

@@ -50,6 +50,8 @@ def study_datasets(g: Any) -> tuple[str, ...]:
 class AUSourceStudy(Ablation):
     """AU map from the codebook, the image's labelled AUs, or both (CAM, with the shortcut variant)."""
 
+    ignores: ClassVar[dict[str, str]] = {}  # --methods picks the methods compared
+
     order = 4
     in_grid: ClassVar[bool] = False
     missing = "No AU-source study runs (optional: `fer-orch ablate au-source`, `make au-source`)."

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 from fer_models.figures import save_figure
 from orchestrator.registry import STUDIES
@@ -26,6 +26,8 @@ from orchestrator.studies._base import Ablation
 @STUDIES.register("lambda")
 class LambdaAblation(Ablation):
     """Fig. 5: λ from 0.01 to 20 (CAM, layer 5, one dataset); chooses λ on validation."""
+    ignores: ClassVar[dict[str, str]] = {
+        **Ablation.ignores, "lam": "the λ ablation trains every value of `lambdas` (set them in a --config file)"}
 
     order = 5
     runs_first = True

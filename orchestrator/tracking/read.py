@@ -52,7 +52,7 @@ def load_trained_model(run_id: str, uri: str | None = None, device: str = "cpu")
     c = client(uri)
     with tempfile.TemporaryDirectory() as d:
         path = c.download_artifacts(run_id, WEIGHTS_ARTIFACT, d)
-        state = load_state_file(path, device, what=f"run {run_id}'s logged weights",
+        state = load_state_file(path, "cpu", what=f"run {run_id}'s logged weights",  # moved to device below
                                 fix="train the run again (its artifact is damaged)")
     # the class count the run trained with (identities, 8-class CK+ ...); runs before it was logged: 7
     k = c.get_run(run_id).data.params.get("built.num_classes", "none")

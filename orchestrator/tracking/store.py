@@ -20,35 +20,132 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{paths.home() / 'mlflow.db'}"
 
 
+#: MLflow's own variables for an HTTP server's basic-auth credentials
+CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+def strip_credentials(uri: str | None) -> str | None:
+    """``uri`` without the password it carries, which moves to an environment variable of
+    this process (inherited by the Ray workers it starts; passed to job actors by
+    ``orchestrator.jobs.worker_env``): an HTTP server's ``user:password@`` goes to MLflow's
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, a PostgreSQL store's password
+    to libpq's ``PGPASSWORD`` (its user name stays). A URI is written to the grid's
+    ``grid.yaml`` artifact, Tune's state files, the summary and error messages; a password
+    must be in none of them. Setting the variables yourself is better still: the password
+    then never reaches the shell history either. Other schemes are left as they are (and
+    :func:`redact` hides their password wherever fer-orch prints)."""
+    if not uri or "@" not in uri:
+        return uri
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.password is None and not (parsed.username and parsed.scheme in ("http", "https")):
+        return uri
+    host = parsed.netloc.rsplit("@", 1)[1]
+    if parsed.scheme in ("http", "https"):
+        os.environ[CREDENTIAL_VARS[0]] = urllib.parse.unquote(parsed.username or "")
+        if parsed.password is not None:
+            os.environ[CREDENTIAL_VARS[1]] = urllib.parse.unquote(parsed.password)
+    elif parsed.scheme.split("+")[0] == "postgresql":
+        os.environ["PGPASSWORD"] = urllib.parse.unquote(parsed.password)
+        host = f"{parsed.username}@{host}" if parsed.username else host
+    else:
+        return uri
+    return urllib.parse.urlunsplit(parsed._replace(netloc=host))
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of any ``scheme://user:password@host`` in it replaced by ``***``."""
+    import re
+
+    return re.sub(r"(\w[\w+.-]*://[^/\s:@]*):[^@\s/]*@", r"\1:***@", str(text))
+
+
 def _chosen_uri(uri: str | None) -> str:
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    return strip_credentials(uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri())
+
+
+#: the database schemes MLflow stores runs in, and the driver module SQLAlchemy imports by default
+DB_DRIVERS = {"postgresql": "psycopg2", "mysql": "MySQLdb", "mssql": "pyodbc"}
 
 
 def resolve_uri(uri: str | None) -> str:
-    """The tracking URI to use, checked before any long work starts.
+    """The tracking URI to use, checked before any long work starts; each failure is one
+    sentence naming the URI (its password hidden).
 
-    SQLite (the offline default) needs its folder to exist; an HTTP server must answer.
+    SQLite (the offline default) needs its folder to exist; an HTTP server must answer as an
+    MLflow server; a database store needs its SQLAlchemy driver installed; any other scheme
+    (a typo, a file store) is refused.
     """
     uri = _chosen_uri(uri)
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme == "sqlite":
+    try:
+        parsed = urllib.parse.urlparse(uri)
+        port = parsed.port
+    except ValueError as e:
+        raise FerOrchError(f"MLflow tracking URI '{redact(uri)}' is malformed ({e}); pass --tracking-uri "
+                           "sqlite:////abs/path/mlflow.db or http://host:5000") from None
+    scheme, driver = parsed.scheme.partition("+")[::2]
+    if scheme == "sqlite":
         # sqlite:///relative.db or sqlite:////absolute/path.db
         check_sqlite(Path(uri[len("sqlite:///") :]))
-    elif parsed.scheme in ("http", "https"):
-        host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
-        try:
-            socket.create_connection((host, port), timeout=3).close()
-        except OSError:
-            raise FerOrchError(
-                f"MLflow tracking server {uri} is unreachable; start it (e.g. `mlflow server "
-                f"--host 0.0.0.0 --port {port}` on the head node) or pass --tracking-uri"
-            ) from None
-    elif parsed.scheme in ("", "file"):
+    elif scheme in ("http", "https"):
+        check_server(uri, parsed.hostname, port or (443 if scheme == "https" else 80))
+    elif scheme in ("", "file"):
         raise FerOrchError(
-            f"MLflow tracking URI '{uri}' is a file store, which MLflow refuses; "
+            f"MLflow tracking URI '{redact(uri)}' is a file store, which MLflow refuses; "
             f"use sqlite:///{Path(uri).absolute()}/mlflow.db or an http:// server"
         )
+    elif scheme in DB_DRIVERS:
+        module = {"psycopg": "psycopg", "pymysql": "pymysql", "mysqldb": "MySQLdb", "pg8000": "pg8000"}.get(
+            driver, driver or DB_DRIVERS[scheme])
+        import importlib.util
+
+        if importlib.util.find_spec(module) is None:
+            raise FerOrchError(f"MLflow tracking URI '{redact(uri)}' needs the Python package of its database driver "
+                               f"('{module}'), which is not installed; install it (pip) or use sqlite:// or http://")
+    elif scheme != "databricks":
+        raise FerOrchError(f"MLflow tracking URI '{redact(uri)}' has an unknown scheme '{parsed.scheme}'; use "
+                           "sqlite:///<path>/mlflow.db, http(s)://host:port, or a database URI "
+                           "(postgresql://, mysql://, mssql://)")
     return uri
+
+
+def check_server(uri: str, host: str | None, port: int) -> None:
+    """An HTTP(S) tracking URI must answer, and answer as MLflow's REST API does (a web
+    server of another kind made every later call fail with a long traceback)."""
+    import json
+    import urllib.request
+
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except (OSError, UnicodeError):
+        raise FerOrchError(
+            f"MLflow tracking server {redact(uri)} is unreachable; start it (e.g. `mlflow server "
+            f"--host 0.0.0.0 --port {port}` on the head node) or pass --tracking-uri"
+        ) from None
+    url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+    req = urllib.request.Request(url)
+    user, password = (os.environ.get(v) for v in CREDENTIAL_VARS)
+    if user:
+        import base64
+
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password or ''}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            body, status = r.read(), r.status
+    except urllib.error.HTTPError as e:
+        body, status = e.read(), e.code
+    except (OSError, ValueError) as e:
+        raise FerOrchError(f"MLflow tracking server {redact(uri)} does not answer HTTP ({e}); check the URI "
+                           "(http:// or https://) and the server") from None
+    if status in (401, 403):
+        raise FerOrchError(f"MLflow tracking server {redact(uri)} refused the credentials (HTTP {status}); set "
+                           "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+    try:
+        ok = isinstance(json.loads(body), dict)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise FerOrchError(f"{redact(uri)} answers HTTP {status} but is not an MLflow tracking server (no MLflow "
+                           "REST API under /api/2.0/mlflow); pass the URI of `mlflow server`")
 
 
 def check_sqlite(db: Path) -> None:

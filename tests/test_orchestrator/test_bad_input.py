@@ -120,12 +120,16 @@ def test_validate_refuses_non_finite_numbers_of_every_field():
     assert validate(TrainConfig()) == TrainConfig()
 
 
-@pytest.mark.parametrize("args, sentence", [
-    (("--epochs", "0"), "epochs (--epochs) must be >= 1"),
-    (("--lam", "nan"), "λ must be > 0 and finite"),
-    (("--methods", "cam", "--config", "{cfg}"), "batch_size (--batch-size) must be >= 1"),
+@pytest.mark.parametrize("command, args, sentence", [
+    (("grid",), ("--epochs", "0"), "epochs (--epochs) must be >= 1"),
+    (("grid",), ("--lam", "nan"), "λ must be > 0 and finite"),
+    (("grid",), ("--methods", "cam", "--config", "{cfg}"), "batch_size (--batch-size) must be >= 1"),
+    (("ablate", "lambda"), ("--epochs", "0"), "epochs (--epochs) must be >= 1"),
+    # the λ ablation trains its `lambdas` list: --lam (and --methods) would be ignored there
+    (("ablate", "lambda"), ("--lam", "nan"), "`fer-orch ablate lambda` does not use --lam"),
+    (("ablate", "lambda"), ("--config", "{cfg}"), "batch_size (--batch-size) must be >= 1"),
+    (("ablate", "layers"), ("--lam", "nan"), "λ must be > 0 and finite"),
 ])
-@pytest.mark.parametrize("command", [("grid",), ("ablate", "lambda")])
 def test_grid_and_ablate_refuse_a_bad_config_before_ray_starts(command, args, sentence, tmp_path, monkeypatch):
     import orchestrator.ray_utils as ru
 

@@ -12,6 +12,7 @@ started on a miss, so a cache hit neither constructs a backend nor starts Ray.
 
 from __future__ import annotations
 
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,32 @@ def build(target: CacheTarget, map_size: int, image_size: int, executor: Executo
     found = find_at(target.dir)
     if found is not None:
         return found
+    with build_lock(Path(target.dir)):
+        found = find_at(target.dir)  # built by another process while this one waited
+        if found is not None:
+            return found
+        return _build(target, map_size, image_size, executor, batch_size=batch_size, progress=progress)
+
+
+@contextmanager
+def build_lock(final_dir: Path):
+    """Hold ``.<key>.lock`` beside the cache folder while it is built: a second process that
+    wants the same cache waits for it (then finds it finished) instead of building it again.
+    Holding the lock also makes every ``.<key>.tmp-*`` folder there an orphan of a killed
+    build (``kill -9`` leaves it; a normal exception removes it), deleted here. The kernel
+    releases it when its process dies, so a killed build never leaves a stale lock
+    (:func:`fer_models.paths.exclusive_lock`)."""
+    from fer_models.paths import exclusive_lock
+
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(final_dir.parent / f".{final_dir.name}.lock"):
+        for orphan in final_dir.parent.glob(f".{final_dir.name}.tmp-*"):
+            shutil.rmtree(orphan, ignore_errors=True)
+        yield
+
+
+def _build(target: CacheTarget, map_size: int, image_size: int, executor: Executor, *,
+           batch_size: int = 64, progress: bool = True) -> CacheInfo:
     manifest: Manifest = target.manifest
     if not manifest.samples:
         raise DatasetError(f"dataset '{manifest.dataset}' has no readable rows to preprocess; "

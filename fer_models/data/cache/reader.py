@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from dataclasses import dataclass, field
@@ -116,12 +117,23 @@ def open_cache(cache_dir: str | Path) -> CacheInfo:
             f"{d} is not a finished fer-orch cache (no meta.json); run `fer-orch preprocess` "
             f"for its dataset, or delete the folder"
         )
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(f"holds a {type(meta).__name__}, not an object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetError(f"cache {d} is damaged (meta.json: {str(e).splitlines()[0]}); delete the folder and run "
+                           "again (it is rebuilt)") from None
     if meta.get("format") != CACHE_FORMAT:
         raise DatasetError(
             f"cache {d} has format {meta.get('format')} but this fer-orch reads format "
             f"{CACHE_FORMAT}; delete the folder and preprocess again"
         )
+    missing = [k for k in ("key", "dataset", "counts", "failures", "failure_examples", "rows_in", "timings", "shards",
+                           "inputs") if k not in meta]
+    if missing:
+        raise DatasetError(f"cache {d} is damaged (meta.json lacks {', '.join(missing)}); delete the folder and run "
+                           "again (it is rebuilt)")
     return CacheInfo(
         dir=d,
         key=meta["key"],
@@ -162,8 +174,20 @@ def iter_shards(cache_dir: str | Path, split: str, mmap: bool = False) -> Iterat
     for part in SPLITS if split == ALL else (split,):
         for name in info.meta["shards"].get(part, []):
             d = Path(cache_dir) / name
-            yield {k: np.load(d / f"{k}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+            yield {k: _load_column(d / f"{k}.npy", mmap, cache_dir)
                    for k in SHARD_COLUMNS if k not in OPTIONAL_COLUMNS or (d / f"{k}.npy").is_file()}
+
+
+def _load_column(path: Path, mmap: bool, cache_dir: str | Path) -> np.ndarray:
+    """One shard column; a missing, truncated or corrupt file is one sentence naming it."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        if isinstance(e, OSError) and e.errno not in (None, errno.ENOENT):
+            raise  # permissions, a full disk: the machine's state (the CLI says so)
+        raise DatasetError(f"cache {cache_dir} is damaged ({path.name} of {path.parent.name}: "
+                           f"{str(e).splitlines()[0] or type(e).__name__}); delete the folder and run again "
+                           "(it is rebuilt)") from None
 
 
 def load_split(cache_dir: str | Path, split: str) -> dict[str, np.ndarray]:

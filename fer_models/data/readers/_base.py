@@ -89,6 +89,8 @@ class DatasetReader:
                             options={k: v for k, v in opts.items() if v != self.options[k]},
                             frames=self.frames(opts))
         self.collect(root_path, manifest, opts)
+        check_inside(manifest, root_path, self.title)
+        drop_duplicates(manifest)
         if verify:
             verify_images(manifest)
         if not manifest.samples:
@@ -200,8 +202,88 @@ class DatasetReader:
 
 
 
+def _inside(path: str, folders: tuple[str, ...]) -> bool:
+    """``path`` lies (lexically: ``..`` resolved, links kept) under one of ``folders``."""
+    p = os.path.normpath(os.path.abspath(path))
+    return any(p == f or p.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+def _allowed_folders(root: Path) -> tuple[str, ...]:
+    """The dataset root, and the PNG cache where FER2013 / TFD write their pixels."""
+    return tuple(os.path.normpath(os.path.abspath(f)) for f in (root, paths.cache_dir()))
+
+
+def check_inside(manifest: Manifest, root: Path, title: str) -> None:
+    """Refuse a manifest naming an image outside the dataset root (a label file line such as
+    ``../../../etc/x.jpg 1``): a reader opens only files of the dataset it was pointed at.
+    The check is lexical, so a symbolic link the user placed inside the root still works."""
+    folders = _allowed_folders(root)
+    for s in manifest.samples:
+        if not _inside(s.path, folders):
+            _outside(s.path, root, title)
+
+
+def _outside(path: str, root: Path, title: str) -> None:
+    raise DatasetError(f"{title}: the image path {path!r} built from the dataset's label file lies outside "
+                       f"the dataset root {root}; fix the label file (names are relative to the root)")
+
+
+#: the skip reasons of :func:`drop_duplicates`
+DUPLICATE_KEPT_ONCE = "duplicate line (kept once)"
+DUPLICATE_CONFLICT = "duplicate image with conflicting labels or splits (dropped)"
+
+
+def drop_duplicates(manifest: Manifest) -> None:
+    """One row per image file. Rows naming the same image with the same label and split are
+    kept once; an image listed with different labels (or in two splits) is dropped: which
+    label is right cannot be known, and keeping both trains on contradictions (or leaks a
+    test image into training). Both are counted by reason in ``manifest.skipped``."""
+    first: dict[str, int] = {}
+    conflict: set[str] = set()
+    keep: list[Sample] = []
+    for s in manifest.samples:
+        key = os.path.normpath(s.path)
+        i = first.get(key)
+        if i is None:
+            first[key] = len(keep)
+            keep.append(s)
+        elif (keep[i].label, keep[i].split) == (s.label, s.split):
+            manifest.skip(DUPLICATE_KEPT_ONCE, s.path)
+        else:
+            conflict.add(key)
+            manifest.skip(DUPLICATE_CONFLICT, s.path)
+    if conflict:
+        for s in keep:
+            if os.path.normpath(s.path) in conflict:
+                manifest.skip(DUPLICATE_CONFLICT, s.path)
+        keep = [s for s in keep if os.path.normpath(s.path) not in conflict]
+    manifest.samples = keep
+
+
+def read_label_text(path: Path, title: str) -> str:
+    """A label file's text: UTF-8 (with or without the byte-order mark Windows editors
+    write) or UTF-16 with its byte-order mark (Notepad's "Unicode"); other bytes are one
+    sentence naming the file."""
+    data = path.read_bytes()
+    try:
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            return data.decode("utf-16")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{title}: the label file {path} is not UTF-8 text (byte {e.start} cannot be decoded); "
+                           "save it as UTF-8 or restore the original file") from None
+
+
+def require_inside(manifest: Manifest, path: str) -> None:
+    """:func:`check_inside` of one path, before a reader looks at the file."""
+    if not _inside(path, _allowed_folders(manifest.root)):
+        _outside(path, manifest.root, manifest.dataset)
+
+
 def add_if_exists(manifest: Manifest, sample: Sample) -> bool:
-    """Append ``sample`` when its image is on disk, else count a "missing image" skip."""
+    """Append ``sample`` when its image is on disk, else count a "missing image" skip. A path
+    outside the dataset root is refused before the file is looked at (:func:`check_inside`)."""
+    require_inside(manifest, sample.path)
     if os.path.isfile(sample.path):
         manifest.samples.append(sample)
         return True

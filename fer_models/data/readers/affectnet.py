@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from fer_models.data.manifest import Manifest, Sample
 from fer_models.data.readers import DatasetReader
+from fer_models.data.readers._base import require_inside
 from fer_models.errors import DatasetError
 from fer_models.labels import INDEX
 from fer_models.registry import DATASETS
@@ -185,13 +186,14 @@ class AffectNet(DatasetReader):
                     expression = int(float(row[col["expression"]]))
                     box = tuple(float(row[col[c]]) for c in ("face_x", "face_y", "face_width", "face_height"))
                     valence, arousal = _va(row[col["valence"]]), _va(row[col["arousal"]])
-                except ValueError:
+                except (ValueError, OverflowError):  # "1e400" is a float, not an id
                     manifest.skip("malformed row", ",".join(row)[:120])
                     continue
                 label = self._keep(manifest, expression, item)
                 if label is None:
                     continue
                 image = os.path.join(image_dir, row[col["subDirectory_filePath"]].strip())
+                require_inside(manifest, image)
                 if not os.path.isfile(image):
                     manifest.skip("missing image", image)
                     continue

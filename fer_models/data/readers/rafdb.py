@@ -27,6 +27,7 @@ import numpy as np
 
 from fer_models.data.manifest import Manifest, Sample
 from fer_models.data.readers import DatasetReader, add_if_exists
+from fer_models.data.readers._base import read_label_text
 from fer_models.errors import DatasetError
 from fer_models.labels import INDEX
 from fer_models.registry import DATASETS
@@ -77,8 +78,8 @@ class RafDB(DatasetReader):
         image_dir = root / "Image" / opts["images"]
         manual = root / "Annotation" / "manual"
         use_points = bool(opts["points"]) and manual.is_dir()
-        # utf-8-sig: a label file saved on Windows starts with a byte-order mark, not a name
-        for lineno, line in enumerate(label_file.read_text(encoding="utf-8-sig").splitlines(), 1):
+        # a label file saved on Windows starts with a byte-order mark (UTF-8 or UTF-16), not a name
+        for lineno, line in enumerate(read_label_text(label_file, self.title).splitlines(), 1):
             parts = line.split()
             if not parts:
                 continue
