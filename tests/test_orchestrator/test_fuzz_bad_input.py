@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import struct
 import tempfile
 import zlib
@@ -67,7 +68,16 @@ def _files(root: Path) -> set[str]:
 
 
 def _check(r, sandbox: Path, before: set[str], owned: tuple[Path, ...]) -> str:
-    """The property on one CLI result; returns its verdict ("ok" or "sentence")."""
+    """The property on one CLI result; returns its verdict ("ok" or "sentence").
+
+    The sandbox is removed afterwards, pass or fail (hundreds of examples run per session)."""
+    try:
+        return _verdict(r, sandbox, before, owned)
+    finally:
+        shutil.rmtree(sandbox, ignore_errors=True)
+
+
+def _verdict(r, sandbox: Path, before: set[str], owned: tuple[Path, ...]) -> str:
     out = r.output
     assert "Traceback" not in out, out
     assert r.exit_code in (0, 2), (r.exit_code, out, r.exception)
