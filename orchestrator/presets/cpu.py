@@ -41,6 +41,16 @@ mean ± sd over seeds 0, 1, 2, as ``fer-orch grid`` gives it (the same numbers a
 - unchanged: CAM 41.3 ± 2.1; Grad-CAM, Grad-CAM++, LayerCAM (one network, the CAM read by
   three explainers) 40.3 ± 3.8; WILDCAT 37.7 ± 1.6; PRM 34.7 ± 4.1.
 
+Reading these numbers: a grid trial runs on one torch thread (``Resources(cpus=1)``), and
+another thread count sums in another order and trains a slightly different network, so
+``fer_models.train`` reproduces a grid trial's numbers only under ``torch.set_num_threads(1)``.
+A test CL on synthetic-rafdb is a count of the 350 test faces (steps of 0.29 points) with a
+sd over seeds of ~12 faces (~3.5 points), so two methods can print the same CL at a seed by
+chance: at seeds 0-2 ADL and CutMix do, seed for seed with AU (λ = 5) and as a permutation of
+seeds without, while their predictions agree on only 42-69% of the faces. It holds only for
+those exact runs (other seeds, other λ, two threads, earlier epochs: different counts); equal
+CLs say nothing about equal networks, and the paired intervals over seeds are the comparison.
+
 Where the time goes (``fer-orch grid``, 143 trials, 2 cores, before APViT's last change):
 1,081 trial-seconds in Tune, 881 of them in training epochs (per-epoch validation
 included); APViT 26% of them (23.8 s a trial against ~6 s for a CNN method at 3 epochs),
