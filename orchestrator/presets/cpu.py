@@ -47,9 +47,15 @@ another thread count sums in another order and trains a slightly different netwo
 A test CL on synthetic-rafdb is a count of the 350 test faces (steps of 0.29 points) with a
 sd over seeds of ~12 faces (~3.5 points), so two methods can print the same CL at a seed by
 chance: at seeds 0-2 ADL and CutMix do, seed for seed with AU (λ = 5) and as a permutation of
-seeds without, while their predictions agree on only 42-69% of the faces. It holds only for
-those exact runs (other seeds, other λ, two threads, earlier epochs: different counts); equal
-CLs say nothing about equal networks, and the paired intervals over seeds are the comparison.
+seeds without, while their predictions agree on only 42-69% of the faces and their summed
+probabilities of the true class differ (107 vs 83 faces at seed 0). No shared cause was found:
+the two trainings share only the seeded initial weights and data order (the augmentation draws
+from its own generator); the count is a chaotic function of the training (a few extra draws
+from a method's own random stream, or the learning rate x (1 ± 1e-4), move it by ~8 faces and
+never keep the two equal), and the equality holds neither per class, per identity nor per
+batch, on random halves of the test faces only as often as chance (9%), and not at other
+seeds, λ, thread counts or epochs. Equal CLs say nothing about equal networks, and the
+paired intervals over seeds are the comparison.
 
 Where the time goes (``fer-orch grid``, 143 trials, 2 cores, before APViT's last change):
 1,081 trial-seconds in Tune, 881 of them in training epochs (per-epoch validation
