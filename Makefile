@@ -20,7 +20,7 @@ grid: $(STAMP)
 	$(BIN)/fer-orch grid
 	$(BIN)/fer-orch report
 
-## issue 13: the AU-source study (CAM x {w/o AU, codebook, labels, codebook+labels} x 3 seeds on
+## the AU-source study (CAM x {w/o AU, codebook, labels, codebook+labels} x 3 seeds on
 ## synthetic-rafdb and synthetic-rafdb-shortcut; not part of `make grid`), then the report
 au-source: $(STAMP)
 	$(BIN)/fer-orch ablate au-source --seeds 3

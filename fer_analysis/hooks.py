@@ -1,4 +1,4 @@
-"""Feature taps and model patches that always undo themselves (DESIGN.md, Conventions).
+"""Feature taps and model patches that always undo themselves (docs/architecture.md, Conventions).
 
 Every helper here is a context manager: hooks are registered on entry and removed in a
 ``finally`` block, so a model comes back unchanged after a normal exit *and* after an

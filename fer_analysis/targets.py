@@ -2,7 +2,7 @@
 
 A run's ``TrainConfig.target`` is ``expression`` (the project's 7/8 classes) or ``identity``
 (paper 003 trains the same Tiny VGG for 67-identity face recognition on RaFD). The jobs read
-the per-row columns of the batches (docs/contracts.md, Interface 2 of the wave):
+the per-row columns of the batches (docs/contracts.md, the loader's batches):
 
 - the **class** a network was trained on (:func:`class_labels`): ``label`` for an expression
   run; for an identity run the ``identity`` column (FaceDataset numbers identities by their

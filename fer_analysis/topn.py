@@ -99,7 +99,7 @@ class Responses:
     columns: dict[str, np.ndarray] = field(default_factory=dict)  # ROW_COLUMNS found in the batches
 
 
-# per-row columns kept with the responses when the batches carry them (Interface 2 passes every
+# per-row columns kept with the responses when the batches carry them (the loader passes every
 # 1-D cache column through by name): ``sequence`` counts CK+ samples by sequence (filter_au)
 ROW_COLUMNS = ("sequence",)
 

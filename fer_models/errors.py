@@ -1,4 +1,4 @@
-"""Errors that name a user mistake in one sentence (see DESIGN.md, Conventions)."""
+"""Errors that name a user mistake in one sentence (see docs/architecture.md, Conventions)."""
 
 
 class FerOrchError(Exception):

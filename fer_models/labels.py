@@ -1,4 +1,4 @@
-"""The project's single internal label order (DESIGN.md, "Label order").
+"""The project's single internal label order (docs/architecture.md, "Label order").
 
 Readers map their dataset's own ids into this order; nothing downstream knows them.
 """

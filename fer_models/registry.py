@@ -1,4 +1,4 @@
-"""Name -> object registries, one per extension family (DESIGN.md, "Extension points").
+"""Name -> object registries, one per extension family (docs/architecture.md, "Conventions").
 
 Each registry knows the package whose modules hold its entries and imports them all on
 first lookup, so a new entry is one new file with a ``@REGISTRY.register("name")``

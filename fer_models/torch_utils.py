@@ -4,7 +4,7 @@ the package layering lets arrows point down only).
 - :class:`LogitsOnly`: a model whose forward returns a ``ModelOutput`` (or a tuple) seen as
   ``model(x) -> logits``, which captum and pytorch-grad-cam expect;
 - :func:`hook_count` / :func:`assert_no_hooks`: the check, after every hook-using call, that a
-  model carries no forward/backward hook any more (DESIGN.md, Conventions);
+  model carries no forward/backward hook any more (docs/architecture.md, Conventions);
 - :func:`minmax`: per-map min-max normalisation to [0, 1], the display and metric
   convention of every class map in the project.
 """
@@ -70,7 +70,7 @@ def minmax(m: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 def load_state_file(path, map_location="cpu", *, what: str = "weights file", fix: str = "") -> dict:
     """``torch.load(path, weights_only=True)`` that must give a dict (a state dict or a
     checkpoint); anything else, a truncated file or one holding arbitrary Python objects, is
-    one :class:`~fer_models.errors.StateDictError` sentence naming the file (issue 15).
+    one :class:`~fer_models.errors.StateDictError` sentence naming the file.
 
     torch's own message for the last case advises ``weights_only=False``, which would run
     whatever code the file holds: that advice is never passed on.

@@ -32,7 +32,7 @@ _ENV_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUO
 
 
 class _Group(click.Group):
-    """How fer-orch ends (issue 15):
+    """How fer-orch ends:
 
     - a user's mistake (:class:`FerOrchError`; a click usage error, which click handles
       itself; a permission error or full disk) is one red sentence and exit status 2;

@@ -81,7 +81,7 @@ def run_states(runs: Sequence[str], uri: str | None = None) -> dict[str, tuple[s
 
 def trained_runs(run_id: str, uri: str | None = None, warn: Callable[[str], None] | None = None) -> list[str]:
     """The trial runs of ``run_id`` (itself, or a grid parent's children) that have weights to
-    load, checked before Ray starts (issue 15: a run without weights used to start Ray and end
+    load, checked before Ray starts (a run without weights used to start Ray and end
     in "Failed to download artifacts from path 'best.pt'").
 
     A trial without weights is one sentence; a grid parent's FAILED trials and trials without

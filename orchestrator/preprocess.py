@@ -1,4 +1,4 @@
-"""Preprocessing with Ray Data (DESIGN.md step 2, issue 2): the Ray executor of the cache.
+"""Preprocessing with Ray Data (docs/architecture.md, step 2): the Ray executor of the cache.
 
 :func:`preprocess` runs the one build skeleton of the cache
 (:func:`fer_models.data.cache.build`: resolve -> find -> write -> close/abort) with

@@ -20,7 +20,7 @@ each study's section adds a table of ours beside the published value and the dif
 Ours is the class-mean cosine (the "Average" row the paper prints) where the runs have it,
 else the per-sample mean.
 
-Uncertainty (issue 12): every cell is mean ± sd over seeds (over folds when
+Uncertainty: every cell is mean ± sd over seeds (over folds when
 cross-validated); every w/o-vs-w/ AU comparison is a *paired* difference with a 95% Student
 t interval (:func:`fer_analysis.stats.paired_difference`, ``scipy.stats.ttest_rel``), the
 unit being one seed (one fold, its seeds averaged, when cross-validated): :func:`paired`.
@@ -100,7 +100,7 @@ def runs_frame(runs: list[Any]):
                 "test_n": m.get("test_n", math.nan),
                 "att_cos_5": m.get("test_att_cos_5", m.get("test_att_cos", math.nan)),
                 "metric_def": r.data.params.get("metric_def", "project"),
-                "au_source": t.get("au_source", "codebook"),  # issue 13: the AU map's source and faithfulness
+                "au_source": t.get("au_source", "codebook"),  # the AU map's source and faithfulness
                 **{k: m.get(f"test_{k}", math.nan) for k in FAITHFULNESS_KEYS},
             }
         )

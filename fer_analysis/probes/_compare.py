@@ -1,6 +1,6 @@
 """Compare two runs' silhouette curves (e.g. one method with and without AU alignment).
 
-No paper asks this; issue 6 does: does AU guidance change where identity fades and
+No paper asks this; fer-orch does: does AU guidance change where identity fades and
 expression emerges? Input: the ``silhouette`` probe's rows of each run (the ``trained``
 network). Layers are matched by name, in the first run's order; layers only one run has
 are left out and listed. Output: a CSV of both runs' scores and their differences

@@ -165,7 +165,7 @@ def check_test(manifest: Manifest) -> None:
 
 
 def check_validation(manifest: Manifest, fraction: float) -> None:
-    """Refuse a validation split that came out empty although ``fraction`` > 0 (issue 15: 26
+    """Refuse a validation split that came out empty although ``fraction`` > 0 (26
     training rows gave 0 validation rows at 0.1; training then printed ``val CL nan`` every
     epoch and kept the last epoch as "best"). One sentence: how many rows, and which
     ``val_fraction`` gives at least one validation row per class (per subject group with

@@ -38,7 +38,7 @@ GEOMETRIC = ("resize", "crop", "center_crop", "resized_crop", "flip", "rotate")
 PHOTOMETRIC = ("jitter", "grayscale", "erase")
 SIZED = ("resize", "crop", "center_crop")  # steps whose one argument is the output size
 
-#: Today's CPU-preset recipe (issue 3): crop area 0.8-1.0, aspect 3/4-4/3, flip 0.5.
+#: Today's CPU-preset recipe: crop area 0.8-1.0, aspect 3/4-4/3, flip 0.5.
 CPU_RECIPE: tuple[str, ...] = ("resized_crop:0.8-1.0", "flip:0.5")
 #: Paper 002's released training transforms (``get_train_transforms`` of the authors' code):
 #: resize 256, rotation +-6 deg (p 0.5), RandomResizedCrop to 224 (area 0.8-1, square),

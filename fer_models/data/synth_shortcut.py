@@ -1,4 +1,4 @@
-"""A planted shortcut in the synthetic faces (issue 13): a non-facial cue that predicts the
+"""A planted shortcut in the synthetic faces: a non-facial cue that predicts the
 expression in train (and so in the validation carved from it) and is random in test.
 
 Real FER models lean on hair, background and identity; the synthetic faces carry no such

@@ -41,7 +41,7 @@ CONFIG_KEY_FILE = "config_hash.txt"
 def run_key(cfg: TrainConfig) -> str:
     """The run folder's key: the grid's ``config_hash``, mixed with the dataset root when one
     is given. The grid leaves ``root`` out of its hash (each node of a cluster may mount the
-    data elsewhere), but on one machine two roots are two datasets (issue 15: `--root`)."""
+    data elsewhere), but on one machine two roots are two datasets (`--root`)."""
     import hashlib
 
     from orchestrator.config import config_hash
@@ -54,7 +54,7 @@ def run_key(cfg: TrainConfig) -> str:
 
 
 def check_run_dir(run_dir: Path, key: str, resume: bool) -> None:
-    """Refuse to resume, in ``run_dir``, a checkpoint of another config (issue 15: the folder
+    """Refuse to resume, in ``run_dir``, a checkpoint of another config (the folder
     was once named by dataset, method, AU and seed only, so `--lambda 5` reused the λ=1
     model and printed its metrics under the new settings). The default folder carries the
     config hash, so this only fires for an ``--out`` reused with other settings; otherwise

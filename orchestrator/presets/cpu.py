@@ -3,7 +3,7 @@
 The embedded synthetic faces, a small backbone, small images and few epochs: the λ
 ablation and the layer ablation at one seed (``ablation_seeds``), the Table 1 grid of 11
 methods x 2 datasets x {w/o, w/ AU} at three seeds (``seeds``), so that every w/o-vs-w/ AU
-difference of the report has a confidence interval (issue 12); 143 trials, of which the 24 of
+difference of the report has a confidence interval; 143 trials, of which the 24 of
 Grad-CAM++ and LayerCAM evaluate the network their Grad-CAM twin trained
 (``fer_models.methods.trains_as``). Its numbers show the pipeline works, not the paper's
 accuracies: a tiny ResNet trained from scratch for 3 epochs at 32 px (AdamW, which learns
@@ -82,8 +82,8 @@ CPU_EPOCHS = 3
 CPU_BATCH = 32
 CPU_LAMBDAS = (0.1, 1.0, 5.0, 20.0)
 
-#: Per-method CPU settings so that every Table-1 method learns in the CPU budget (issue 12;
-#: see the module docstring for why each and what it measured). Only these methods differ.
+#: Per-method CPU settings so that every Table-1 method learns in the CPU budget
+#: (the module docstring says why each, and what it measured). Only these methods differ.
 CPU_METHOD_OVERRIDES: dict[str, dict] = {
     "acol": {"lr": 0.002, "warmup_epochs": 1, "epochs": 4, "method_kwargs": {"threshold": 0.6}},
     "adl": {"method_kwargs": {"threshold": 0.9}},
@@ -114,7 +114,7 @@ def cpu() -> GridConfig:
     return GridConfig(
         datasets=SYNTHETIC,
         method_overrides={k: dict(v) for k, v in CPU_METHOD_OVERRIDES.items()},
-        seeds=(0, 1, 2),  # the Table-1 claims need a CI over seeds (issue 12)
+        seeds=(0, 1, 2),  # the Table-1 claims need a CI over seeds
         ablation_seeds=(0,),  # the λ and layer curves stay at one seed
         lambdas=CPU_LAMBDAS,
         layer_sets=PAPER_LAYER_SETS,

@@ -1,4 +1,4 @@
-"""``au-source``: which AUs the training map should show (issue 13; paper 002, Sec. 2's next step).
+"""``au-source``: which AUs the training map should show (paper 002, Sec. 2's next step).
 
 Paper 002 draws every image's AU map from its expression's codebook entry. This study trains
 the ablation method (CAM, or the methods given with ``ablate au-source --methods``) with each
@@ -125,7 +125,7 @@ def source_tables(df, out: Path) -> list[str]:
             "AUs; Del / Ins: deletion (lower: more faithful) and insertion (higher) AUC of the true class's "
             "probability (fer_models.faithfulness). synthetic-rafdb-shortcut: corner colours predict the "
             "expression in train, random in test.")
-    return ["## AU source of the training map (issue 13)\n\n" + note] + parts
+    return ["## AU source of the training map\n\n" + note] + parts
 
 
 def faithfulness_table(df, out: Path) -> list[str]:

@@ -150,7 +150,7 @@ def check_server(uri: str, host: str | None, port: int) -> None:
 
 def check_sqlite(db: Path) -> None:
     """The SQLite store ``db`` can be written and, if it exists, is a database: one sentence
-    naming the file and the fix, instead of SQLAlchemy's 100-line traceback (issue 15)."""
+    naming the file and the fix, instead of SQLAlchemy's 100-line traceback."""
     import sqlite3
 
     fix = (f"pass --tracking-uri sqlite:////a/writable/folder/mlflow.db or set FER_ORCH_HOME to a writable folder"

@@ -1,4 +1,4 @@
-"""Deletion / insertion AUC (fer_models.faithfulness, issue 13)."""
+"""Deletion / insertion AUC (fer_models.faithfulness)."""
 
 from __future__ import annotations
 

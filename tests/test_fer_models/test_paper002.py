@@ -1,4 +1,4 @@
-"""Paper 002 as released (issue 9), model side: the ``released`` metric definition against hand
+"""Paper 002 as released, model side: the ``released`` metric definition against hand
 computations, CAM-COS of the true class, the released heads and placements (ACoL, ADL, APViT,
 WILDCAT, PRM), the optimiser's groups and schedule, and the weights tags."""
 

@@ -1,4 +1,4 @@
-"""The AU-source study (issue 13): its trials, its place outside the default grid, its tables."""
+"""The AU-source study: its trials, its place outside the default grid, its tables."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 15: a user's mistake is one sentence (exit 2) before any long work, never a silently
+"""A user's mistake is one sentence (exit 2) before any long work, never a silently
 wrong result. One test per case of docs/bad-input.md."""
 
 from __future__ import annotations

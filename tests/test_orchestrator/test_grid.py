@@ -491,7 +491,7 @@ def test_real_preprocess_train_and_report(ray_local, tmp_path):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_same_config_and_seed_through_tune_twice_give_identical_metrics(ray_local, tmp_path):
-    """Determinism inside Tune (issue 12): one trial trained twice by the real trainable, in
+    """Determinism inside Tune: one trial trained twice by the real trainable, in
     two experiments, gives the same numbers to the last bit (seeded data order, init and
     augmentation; one torch thread per trial)."""
     from orchestrator import presets

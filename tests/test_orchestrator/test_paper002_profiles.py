@@ -1,4 +1,4 @@
-"""Paper 002's two profiles (issue 9): `paper-released` and `paper` differ in exactly the named
+"""Paper 002's two profiles: `paper-released` and `paper` differ in exactly the named
 fields, each documented; `--print-config` shows every trial's settings offline; the report sets
 the published numbers beside ours on RAF-DB / AffectNet and says why not on synthetic data."""
 

@@ -1,4 +1,4 @@
-"""Trials of methods that train one network share it (orchestrator.trial, issue 12): where the
+"""Trials of methods that train one network share it (orchestrator.trial): where the
 training is published, who may borrow it, and that the first publisher wins. That the twins
 train identical weights, and that a twin evaluates borrowed weights with its own map, is
 tested with the trainer (tests/test_fer_models/test_train.py)."""

@@ -177,7 +177,7 @@ def test_a_run_is_rebuilt_with_the_class_count_it_trained_with(mlflow_store, log
 
 def test_a_damaged_logged_weights_file_is_one_sentence(mlflow_store, log_trial):
     """A logged best.pt that is not a state dict is one StateDictError sentence naming the run,
-    never torch's advice to turn weights_only off (issue 15)."""
+    never torch's advice to turn weights_only off."""
     import torch
 
     from fer_models.config import DataConfig, TrainConfig

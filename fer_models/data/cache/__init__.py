@@ -1,4 +1,4 @@
-"""The versioned preprocessing cache (DESIGN.md step 2), one module per job:
+"""The versioned preprocessing cache (docs/architecture.md, step 2), one module per job:
 
 - :mod:`~fer_models.data.cache.layout`: what a cache folder is (format, shard columns,
   row statuses, ``<cache_root>/<dataset>/<key>/``);

@@ -1,4 +1,4 @@
-"""The two preprocessing stages, each working on a batch of rows (DESIGN.md step 2).
+"""The two preprocessing stages, each working on a batch of rows (docs/architecture.md, step 2).
 
 1. :func:`landmark_stage`: load each image (``images.load_image``), run the landmark
    backend once on the whole batch, crop, and resize to the stored size ``image_size``

@@ -155,7 +155,7 @@ class CacheWriter:
             "rows_per_s": round(self.rows_in / seconds, 2) if seconds > 0 else None,
             "identities": sorted({s.identity for s in m.samples if s.identity is not None}),
             "sequences": sequence_names(m),
-            # the landmark failure rate per class (issue 9: failures are not random across
+            # the landmark failure rate per class (failures are not random across
             # classes, so they bias the AU-loss sample); keyed by the class index
             "landmark_failures_by_class": {
                 str(k): {"rows": c["rows"], "no_face": c[NO_FACE], "rate": round(c[NO_FACE] / c["rows"], 6)}

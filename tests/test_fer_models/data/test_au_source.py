@@ -1,4 +1,4 @@
-"""The training map's AU source (issue 13): codebook, labels, codebook+labels, detector:NAME."""
+"""The training map's AU source: codebook, labels, codebook+labels, detector:NAME."""
 
 from __future__ import annotations
 

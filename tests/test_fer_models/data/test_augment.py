@@ -1,4 +1,4 @@
-"""Augmentation steps on the device (issue 10): maps and landmarks follow every geometric step,
+"""Augmentation steps on the device: maps and landmarks follow every geometric step,
 photometric steps leave them alone, the vocabulary and its checks (fer_models.data.steps)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Data protocols of papers 001, 003, 004 (issue 11) and the landmark fallback on aligned crops (issue 9).
+"""Data protocols of papers 001, 003, 004 and the landmark fallback on aligned crops.
 
 Tiny trees in each dataset's official layout: faces cropped from whole frames, reader options
 (typed, validated, in the manifest and the cache key), subject-wise validation and folds,
@@ -92,7 +92,7 @@ def test_pre_cropped_sets_are_left_whole_and_keep_their_cache_key(tmp_path):
     assert "options" not in key_inputs(plain, BoxOnlyBackend(), "paper002", 16, 32)
 
 
-# --------------------------------------------------------------------------- landmark fallback (issue 9)
+# --------------------------------------------------------------------------- landmark fallback
 
 
 class BoxOnlyBackend:

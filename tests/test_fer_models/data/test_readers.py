@@ -207,7 +207,7 @@ def test_rafdb_all_images_missing_is_one_clear_error(tmp_path, make_rafdb):
 
 
 def test_rafdb_label_file_with_a_utf8_bom_is_read(tmp_path, make_rafdb):
-    """Issue 15: a label file saved on Windows starts with a byte-order mark."""
+    """A label file saved on Windows starts with a byte-order mark."""
     make_rafdb(tmp_path, with_points=False)
     labels = tmp_path / "EmoLabel" / "list_patition_label.txt"
     labels.write_bytes(b"\xef\xbb\xbf" + labels.read_bytes())
@@ -217,7 +217,7 @@ def test_rafdb_label_file_with_a_utf8_bom_is_read(tmp_path, make_rafdb):
 
 
 def test_empty_validation_split_is_one_sentence_before_the_cache(tmp_path, make_rafdb, monkeypatch):
-    """Issue 15: 8 training rows at val_fraction 0.1 give no validation row; refused with the
+    """8 training rows at val_fraction 0.1 give no validation row; refused with the
     row count and the val_fraction that gives one per class, before any cache is built."""
     from click.testing import CliRunner
 
@@ -240,7 +240,7 @@ def test_empty_validation_split_is_one_sentence_before_the_cache(tmp_path, make_
 
 
 def test_affectnet_bad_landmark_rows_are_counted_and_the_good_rows_keep_theirs(tmp_path, make_affectnet):
-    """Issue 15: non-numeric or 135-value landmark rows were dropped from the 'dataset' source
+    """Non-numeric or 135-value landmark rows were dropped from the 'dataset' source
     silently, and 'auto' then switched the whole dataset to dlib (2 of 8 rows < 95%)."""
     from fer_models.data.landmarks import default_backend
 

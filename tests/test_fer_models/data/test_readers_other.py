@@ -263,7 +263,7 @@ def test_disfa_missing_frames_folder(tmp_path):
 
 
 def test_fer2013_pixel_value_300_is_a_counted_skip_on_every_read(tmp_path):
-    """Issue 15: a value outside 0..255 was an OverflowError; it is a counted skip, and the
+    """A value outside 0..255 was an OverflowError; it is a counted skip, and the
     second read (PNG folder complete, pixels not decoded again) skips the same row."""
     from fer_models.data.readers.fer2013 import BAD_PIXELS
 

@@ -1,4 +1,4 @@
-"""The planted-shortcut synthetic dataset (issue 13): a corner colour predicts the expression
+"""The planted-shortcut synthetic dataset: a corner colour predicts the expression
 in train and validation, and is random in test."""
 
 from __future__ import annotations
