@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator import tracking
+from orchestrator.tables import dataset_order, md_table
 
 #: (metric key, column title) of the table
 COLUMNS = (("cl", "CL (%)"), ("cam_cos", "CAM-COS"), ("released_cam_cos", "CAM-COS (released)"),
@@ -69,7 +70,6 @@ def _group_cell(values, digits: int) -> str:
 
 def model_table(df) -> list[list[str]]:
     """Rows ``[dataset, model, n, cells...]``: zoo models by their own intervals, grid groups over seeds."""
-    from orchestrator.report import dataset_order
 
     rows = []
     for d in dataset_order(df["dataset"].dropna()):
@@ -131,7 +131,6 @@ def mean_maps_figure(df, out: Path, uri: str | None = None) -> Path | None:
 
 def audit_section(experiment_id: str, out: Path, uri: str | None = None) -> list[str]:
     """The report's "Audited models" section (empty when the experiment has no audit run)."""
-    from orchestrator.report import md_table
 
     df = audit_runs_frame(experiment_id, uri)
     if not len(df):

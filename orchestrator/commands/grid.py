@@ -163,7 +163,7 @@ def trial_table(g, studies: tuple[str, ...]) -> str:
     the grid runs (``orchestrator.grid.choose_lambda``); until then it is ``default_lam``,
     marked ``(val)``.
     """
-    from orchestrator.report import md_table
+    from orchestrator.tables import md_table
     from orchestrator.studies import expand, get
 
     settings: dict[tuple[str, ...], str] = {}

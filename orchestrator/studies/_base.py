@@ -38,7 +38,7 @@ class Study:
 
     def report(self, parent: Any, df: "pd.DataFrame", out: Path) -> list[str]:
         """Markdown parts of the study's section from its finished runs (``df`` is
-        :func:`orchestrator.report.runs_frame`, ``parent`` the MLflow parent run); files
+        :func:`orchestrator.tables.runs_frame`, ``parent`` the MLflow parent run); files
         (CSV, PNG) go into ``out``."""
         raise NotImplementedError
 

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Iterator
 
 from orchestrator.registry import STUDIES
 from orchestrator.studies._base import Ablation
+from orchestrator.tables import dataset_order, md_table, method_order, paired
 
 SHORTCUT = "synthetic-rafdb-shortcut"
 #: columns of the study's table: (frame column, title, better)
@@ -77,11 +78,10 @@ def _row_key(au: bool, source: str) -> str:
 
 
 def source_tables(df, out: Path) -> list[str]:
-    """The study's tables (module docstring) from :func:`orchestrator.report.runs_frame`'s rows."""
+    """The study's tables (module docstring) from :func:`orchestrator.tables.runs_frame`'s rows."""
     import pandas as pd
 
     from fer_analysis.stats import mean_sd
-    from orchestrator.report import dataset_order, md_table, paired
 
     df = df.copy()
     if "au_source" not in df:
@@ -135,7 +135,6 @@ def faithfulness_table(df, out: Path) -> list[str]:
     import pandas as pd
 
     from fer_analysis.stats import mean_sd
-    from orchestrator.report import dataset_order, md_table, method_order, paired
 
     have = [c for c in FAITHFULNESS if c in df and df[c].notna().any()]
     if not have:

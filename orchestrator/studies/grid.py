@@ -5,7 +5,7 @@ on synthetic data (the same localisation scores against the map of the AUs truly
 a ground truth the real datasets do not have), each per dataset as methods x (w/o | w/ |
 Δ): mean ± sd over seeds, Δ the paired difference with its 95% t interval, the better
 column in bold only when that interval excludes 0 ("n.s." otherwise; see
-:mod:`orchestrator.report`), the cosines also as class means; the test split's Wilson
+:mod:`orchestrator.tables`), the cosines also as class means; the test split's Wilson
 interval of CL; and ``deltas.png``, a heat-map of w/ AU minus w/o AU
 per method and dataset, so where AU helped is visible at a glance; the λ each method's w/-AU
 runs used; on RAF-DB / AffectNet, Tables 1 and 2 against the published numbers
@@ -21,6 +21,10 @@ from typing import Any, Iterable
 from fer_models.figures import save_figure
 from orchestrator.registry import STUDIES
 from orchestrator.studies._base import Study
+from orchestrator.tables import (
+    CI_LEGEND, CLASS_MEAN, METRIC_TITLES, TITLES, against_paper, agg, dataset_order, delta_cell,
+    fmt, mark, md_table, method_order, paired, published_value, test_ci_line,
+)
 
 
 @STUDIES.register("grid")
@@ -43,7 +47,6 @@ class Grid(Study):
     def report(self, parent, df, out: Path) -> list[str]:
         lam = parent.data.tags.get("lambda", "?")
         src = parent.data.tags.get("lambda_source", "")
-        from orchestrator.report import CI_LEGEND, CLASS_MEAN, dataset_order, test_ci_line
 
         parts = [f"Main grid: {len(df)} finished trials, λ = {lam} ({src}). CL in %, cosines in [0, 1]; "
                  "mean ± sd over seeds (over folds when cross-validated, `--folds`). " + CI_LEGEND]
@@ -82,7 +85,6 @@ def lambda_per_method(df) -> str | None:
     au = df[df["au"]]
     if au.empty:
         return None
-    from orchestrator.report import method_order
 
     lams = {m: sorted(set(au.loc[au["method"] == m, "lam"])) for m in method_order(au["method"].unique())}
     values = {tuple(v) for v in lams.values()}
@@ -94,7 +96,6 @@ def lambda_per_method(df) -> str | None:
 
 def paper_tables(df) -> list[str]:
     """Tables 1 (CL, CAM-COS) and 2 (ATT-COS) beside paper 002's numbers, per paper dataset."""
-    from orchestrator.report import against_paper, method_order, published_value
 
     rank = {m: i for i, m in enumerate(method_order(df["method"].unique()))}
     return against_paper(
@@ -109,14 +110,13 @@ def au_table(df, metrics: list[str], title: str, out: Path, stem: str):
     ``{(method, dataset, metric): PairedDiff}``.
 
     Cells are mean ± sd over seeds; Δ is the paired difference over seeds with its 95% t
-    interval (:func:`orchestrator.report.paired`); the better side is bold and Δ has an
-    arrow only when that interval excludes 0 (:func:`orchestrator.report.delta_cell`). The
+    interval (:func:`orchestrator.tables.paired`); the better side is bold and Δ has an
+    arrow only when that interval excludes 0 (:func:`orchestrator.tables.delta_cell`). The
     CSV has, per cell, the Wilson interval of a test CL (``cl_ci_low``/``high``, from
     ``test_n``) and, on each w/ AU row, Δ with its interval, p and significance."""
     import pandas as pd
 
     from fer_analysis.stats import accuracy_ci
-    from orchestrator.report import TITLES, agg, dataset_order, delta_cell, fmt, mark, md_table, method_order, paired
 
     mean, std, n = agg(df, ["dataset", "method", "au"], metrics)
     datasets = dataset_order(df["dataset"].unique())
@@ -172,7 +172,6 @@ def deltas_png(deltas: dict, path: Path) -> bool:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from orchestrator.report import METRIC_TITLES, dataset_order, method_order
 
     if not deltas:
         return False

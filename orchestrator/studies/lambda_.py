@@ -21,6 +21,10 @@ from typing import Any, ClassVar, Iterable
 from fer_models.figures import save_figure
 from orchestrator.registry import STUDIES
 from orchestrator.studies._base import Ablation
+from orchestrator.tables import (
+    CI_LEGEND, METRIC_TITLES, against_paper, agg, delta_cell, fmt, mark, md_table, paired,
+    published_value,
+)
 
 
 @STUDIES.register("lambda")
@@ -42,7 +46,6 @@ class LambdaAblation(Ablation):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from orchestrator.report import CI_LEGEND, METRIC_TITLES, agg, delta_cell, fmt, mark, md_table, paired
 
         metrics = ["cl", "cam_cos", "att_cos"]
         au = df[df["au"]]
@@ -89,7 +92,6 @@ class LambdaAblation(Ablation):
 
 def fig5_vs_paper(df) -> list[str]:
     """Fig. 5's points (CL, CAM-COS, ATT-COS per λ; w/o AU) beside the values read off the paper's figure."""
-    from orchestrator.report import against_paper, published_value
 
     return against_paper(
         df[df["method"] == "cam"], "Fig. 5 against paper 002 ({d}, test; paper values read off the figure)", ["λ"],

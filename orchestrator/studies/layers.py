@@ -20,6 +20,9 @@ from fer_models.config import parse_layers
 from orchestrator.config import PAPER_LAYER_SETS
 from orchestrator.registry import STUDIES
 from orchestrator.studies._base import Ablation
+from orchestrator.tables import (
+    CI_LEGEND, against_paper, agg, delta_cell, fmt, mark, md_table, paired, published_value,
+)
 
 
 @STUDIES.register("layers")
@@ -35,7 +38,6 @@ class LayerAblation(Ablation):
     def report(self, parent, df, out: Path) -> list[str]:
         import pandas as pd
 
-        from orchestrator.report import CI_LEGEND, agg, delta_cell, fmt, mark, md_table, paired
 
         metrics = ["cl", "cam_cos", "att_cos_5"]
         mean, std, n = agg(df, ["au", "layers"], metrics)
@@ -73,7 +75,6 @@ class LayerAblation(Ablation):
 
 def table3_vs_paper(df) -> list[str]:
     """Table 3 (CL, CAM-COS per set of aligned layers) beside paper 002's, for CAM on a paper dataset."""
-    from orchestrator.report import against_paper, published_value
 
     return against_paper(
         df[df["method"] == "cam"], "Table 3 against paper 002 ({d}, test)", ["Layers"], ("cl", "cam_cos"),

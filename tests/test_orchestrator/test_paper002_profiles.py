@@ -15,7 +15,8 @@ from fer_models.config import flatten
 from orchestrator import presets, tracking
 from orchestrator.cli import main
 from orchestrator.presets.paper_released import DIFFERENCES, FIG5_LAMBDAS
-from orchestrator.report import NO_PUBLISHED, build_report, published, published_value
+from orchestrator.report import build_report
+from orchestrator.tables import NO_PUBLISHED, published, published_value
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "reproducing-paper-002.md"
 

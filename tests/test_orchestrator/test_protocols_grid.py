@@ -92,7 +92,7 @@ def test_train_cli_refuses_au_with_an_identity_target():
 
 
 def test_report_gives_mean_and_sd_over_folds():
-    from orchestrator.report import agg
+    from orchestrator.tables import agg
 
     rows = []
     for fold, (a, b) in enumerate([(80, 82), (90, 92), (70, 72)]):  # two seeds per fold

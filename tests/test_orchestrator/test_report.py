@@ -131,7 +131,7 @@ def test_paired_cells_mark_a_planted_difference_and_not_a_null_one():
     an arrow and bolds the w/ AU side; the same seeds with no planted effect print n.s."""
     import numpy as np
 
-    from orchestrator.report import delta_cell, mark, paired
+    from orchestrator.tables import delta_cell, mark, paired
 
     rng = np.random.default_rng(0)
     seed_effect = rng.normal(0, 3, 5)  # shared by both runs of a seed: pairing removes it
