@@ -206,8 +206,9 @@ def _run_phase(
     train_fn: Callable | None,
     outcome: GridOutcome,
 ) -> None:
-    storage = ctx["storage"]
-    path = Path(storage) / name
+    from orchestrator import storage as st
+
+    path = st.join(ctx["storage"], name)
     trainable = run_trial if train_fn is None else tune.with_parameters(run_trial, train_fn=train_fn)
     trainable = tune.with_resources(trainable, trial_resources(grid_cfg))
     done = tracking.finished_trials(ctx["experiment_id"], ctx["uri"]) if resume else {}
@@ -221,16 +222,15 @@ def _run_phase(
     # publishers have finished by then, and their few seconds fill the phase's tail
     todo.sort(key=lambda t: trains_as(t.cfg.method) != t.cfg.method.lower())
     outcome.skipped += [h for h in unique if h in done]
-    restorable = resume and tune.Tuner.can_restore(str(path))
+    restorable = resume and tune.Tuner.can_restore(path)
     if not todo and not restorable:
         return
     progress = TrialProgress(desc)
     try:
         if restorable:
-            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
         else:
-            if path.exists():  # an unfinished attempt Tune cannot restore from: start over
-                shutil.rmtree(path, ignore_errors=True)
+            st.delete_dir(path)  # an unfinished attempt Tune cannot restore from: start over
             tuner = tune.Tuner(
                 trainable,
                 param_space={"trial": tune.grid_search(trial_specs(todo, ctx))},
@@ -242,7 +242,7 @@ def _run_phase(
                 ),
                 run_config=tune.RunConfig(
                     name=name,
-                    storage_path=storage,
+                    storage_path=ctx["storage"],
                     failure_config=tune.FailureConfig(max_failures=grid_cfg.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     callbacks=[progress],
@@ -268,7 +268,10 @@ def _run_phase(
         else:
             outcome.unfinished.append(h)
         if r.error is None and r.checkpoint is not None:  # finished: weights are in MLflow
-            shutil.rmtree(r.checkpoint.path, ignore_errors=True)
+            try:
+                r.checkpoint.filesystem.delete_dir(r.checkpoint.path)
+            except OSError:
+                pass
 
 
 def run_grid(
@@ -307,10 +310,10 @@ def run_grid(
     if train_fn is None:
         _validate_names(all_cfgs)
     home = str(paths.home())
-    storage = grid_cfg.storage_path or str(Path(home) / "ray")
-    if "://" not in storage:
-        storage = str(Path(storage).resolve())
-        Path(storage).mkdir(parents=True, exist_ok=True)
+    from orchestrator import storage as st
+
+    storage = st.resolve(grid_cfg.storage_path, home)
+    st.check(storage)
 
     inv = _invocation_id(grid_cfg, studies)
     if not resume:
@@ -320,7 +323,7 @@ def run_grid(
 
     ray = init_ray(grid_cfg.address)
     origin, others = _check_remote_nodes(uri, ray)
-    if others and "://" not in storage and verbose:
+    if others and not st.is_uri(storage) and verbose:
         print(f"fer-orch: nodes on {', '.join(others)} write trial checkpoints to the Tune storage {storage}: "
               "it must be a folder every node mounts (NFS), else pass --storage s3://...", file=sys.stderr)
     cache_dirs = _preprocess_all(all_cfgs, grid_cfg.address, preprocess_fn)

@@ -191,10 +191,14 @@ def check_stores(g) -> None:
     from fer_models import paths
     from orchestrator.tracking.store import resolve_uri
 
+    from orchestrator import storage
+
     paths.check_home()
-    if g.storage_path and "://" not in g.storage_path:
-        paths.check_writable(g.storage_path, "the Tune storage (--storage)",
+    if g.storage_path and not storage.is_uri(g.storage_path):
+        paths.check_writable(g.storage_path.removeprefix("file://"), "the Tune storage (--storage)",
                              "pass --storage a writable folder (shared by every node on a cluster)")
+    elif g.storage_path:
+        storage.check(storage.resolve(g.storage_path, paths.home()))
     resolve_uri(g.tracking_uri)
 
 
