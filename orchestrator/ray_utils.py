@@ -22,6 +22,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
     opts = {"include_dashboard": False, "log_to_driver": False, **kwargs}
     if address == "local" and num_cpus is not None:
         opts["num_cpus"] = num_cpus
+    if address not in ("local", "auto"):
+        probe_address(address)  # Ray itself retries an unreachable head for minutes
     try:
         ray.init(address=address, **opts)
     except ConnectionError as e:
@@ -29,6 +31,44 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
             raise
         raise join_error(address, e) from None
     return ray
+
+
+#: Seconds to wait for a head to accept a connection, then for it to speak gRPC.
+JOIN_TIMEOUT_S = 10.0
+
+
+def probe_address(address: str, timeout: float = JOIN_TIMEOUT_S) -> None:
+    """One sentence, within ``2 * timeout`` seconds, when nothing at ``address`` answers as a
+    Ray head (GCS or Ray client server): ``ray.init`` would retry it for minutes, in native
+    code that a SIGTERM does not interrupt. A TCP connect, then the first step of the HTTP/2
+    handshake every gRPC server answers (the server's SETTINGS frame, RFC 9113 Sec. 3.4):
+    written here because Ray no longer ships the ``grpc`` Python package; skipped under
+    ``RAY_USE_TLS``, whose handshake starts with TLS."""
+    import socket
+
+    from fer_models.errors import FerOrchError
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise FerOrchError(f"the Ray address {address} is not HOST:PORT: fix --address / $RAY_ADDRESS (or use auto)")
+    host = host.strip("[]")
+    try:
+        conn = socket.create_connection((host, int(port)), timeout=timeout)
+    except OSError as e:
+        raise FerOrchError(f"could not join the Ray cluster at {address} ({e.strerror or 'no answer'}): start it there "
+                           f"(`ray start --head`) or fix --address / $RAY_ADDRESS") from None
+    with conn:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            return
+        try:  # HTTP/2 client preface + an empty SETTINGS frame; a gRPC server answers with its SETTINGS
+            conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            head = conn.recv(9)
+        except OSError:
+            head = b""
+    if len(head) < 4 or head[3] != 0x04:
+        raise FerOrchError(f"{address} accepts connections but does not answer as a Ray cluster within {timeout:g} s: "
+                           f"fix --address / $RAY_ADDRESS (the head's GCS port, 6379 by default)")
 
 
 def join_error(address: str, err: BaseException):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -154,14 +155,14 @@ def settings_row(c) -> list[str]:
             d.codebook, c.metric_def, options]
 
 
-def trial_table(g, studies: tuple[str, ...]) -> str:
+def trial_table(g, studies: tuple[str, ...], seeds_label: str | None = None) -> str:
     """Every trial of ``studies`` with its resolved settings, as two Markdown tables: the
     distinct settings (S1, S2, ...) and the trials (study, settings, AU, λ, layers), the
     seeds of otherwise equal trials on one row, in run order.
 
     The λ of the studies that do not vary it is chosen on validation from the λ ablation when
     the grid runs (``orchestrator.grid.choose_lambda``); until then it is ``default_lam``,
-    marked ``(val)``.
+    marked ``(val)``. ``seeds_label`` replaces the seeds column (a sampled grid, :func:`seed_sample`).
     """
     from orchestrator.tables import md_table
     from orchestrator.studies import expand, get
@@ -178,16 +179,62 @@ def trial_table(g, studies: tuple[str, ...]) -> str:
                    "+".join(map(str, c.layers)) if c.au else "–")
             trials.setdefault(row, []).append(str(c.seed))
     parts = [md_table(list(SETTINGS_COLUMNS), [[sid, *key] for key, sid in settings.items()]),
-             md_table(list(TRIAL_COLUMNS), [[*row, ",".join(seeds)] for row, seeds in trials.items()])]
+             md_table(list(TRIAL_COLUMNS), [[*row, seeds_label or ",".join(seeds)] for row, seeds in trials.items()])]
     if any("(val)" in row[3] for row in trials):
         parts.append(f"λ (val): chosen on validation from the λ ablation when the grid runs; "
                      f"{g.default_lam:g} until it has run.")
     return "\n\n".join(parts)
 
 
+#: Beyond this many seeds, --print-config and the checks work on the first two seeds and
+#: count the rest: a seed changes no setting, and each adds the same trials.
+MANY_SEEDS = 64
+
+
+def seed_sample(g):
+    """``g`` itself, or for a grid of more than :data:`MANY_SEEDS` distinct seeds the same
+    grid on its first two (what the checks and the settings table need)."""
+    if len(g.seeds) <= MANY_SEEDS or len(set(g.seeds)) != len(g.seeds):
+        return g
+    return g.override(seeds=list(g.seeds[:2]))
+
+
+def count_trials(g, study: str, sample=None) -> int:
+    """The number of trials of ``study``: expanded for a small grid; for a sampled one, each
+    seed beyond the first adds as many trials as the second did (nothing is deduplicated
+    across distinct seeds), so ``f(1) + (n - 1) * (f(2) - f(1))``."""
+    from orchestrator.studies import expand
+
+    if sample is None or sample is g:
+        return len(expand(g, study))
+    one = len(expand(sample.override(seeds=[g.seeds[0]]), study))
+    two = len(expand(sample, study))
+    return one + (len(g.seeds) - 1) * (two - one)
+
+
+def _seed_range(seeds) -> str:
+    if list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]} ({len(seeds)} seeds)"
+    return f"{seeds[0]},{seeds[1]},…,{seeds[-1]} ({len(seeds)} seeds)"
+
+
+def config_yaml(g) -> str:
+    """``g`` as YAML; a long seed list as one flow-style line (valid YAML, written directly:
+    PyYAML takes seconds per hundred thousand items)."""
+    if len(g.seeds) <= MANY_SEEDS:
+        return g.to_yaml()
+    import yaml
+
+    d = g.to_dict()
+    d["seeds"] = "SEEDS-PLACEHOLDER"
+    return yaml.safe_dump(d, sort_keys=False).replace(
+        "seeds: SEEDS-PLACEHOLDER", "seeds: [" + ", ".join(map(str, g.seeds)) + "]", 1)
+
+
 def check_stores(g) -> None:
-    """Everything the grid writes can be written, and the MLflow store opens, before Ray
-    starts: FER_ORCH_HOME (cache, trial folders), a local Tune storage, the tracking store."""
+    """Everything the grid writes can be written, and the stores and the cluster answer,
+    before Ray starts: FER_ORCH_HOME (cache, trial folders), the Tune storage (a local folder,
+    or a bucket that exists), the tracking store, the Ray head at ``--address``."""
     from fer_models import paths
     from orchestrator.tracking.store import resolve_uri
 
@@ -200,6 +247,11 @@ def check_stores(g) -> None:
     elif g.storage_path:
         storage.check(storage.resolve(g.storage_path, paths.home()))
     resolve_uri(g.tracking_uri)
+    address = g.address or os.environ.get("RAY_ADDRESS")
+    if address and address not in ("local", "auto"):
+        from orchestrator.ray_utils import probe_address
+
+        probe_address(address)  # before torch, Ray and the data are loaded
 
 
 class _NoMetricFiles:
@@ -232,12 +284,13 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: 
         g = g.override(au_source_methods=parse_list(kw["methods"]))
     if ablations is None and not g.ablations:  # a preset without ablations (the seed papers')
         studies = tuple(s for s in studies if not get(s).ablation)
-    g.validate(studies)  # every trial's config, before Ray starts (`--epochs 0` is one sentence)
+    sample = seed_sample(g)
+    sample.validate(studies)  # every trial's config, before Ray starts (`--epochs 0` is one sentence)
     if print_config:
-        click.echo(g.to_yaml())
-        click.echo(trial_table(g, studies))
+        click.echo(config_yaml(g))
+        click.echo(trial_table(sample, studies, None if sample is g else _seed_range(g.seeds)))
         for s in studies:
-            click.echo(f"# {s}: {len(expand(g, s))} trials")
+            click.echo(f"# {s}: {count_trials(g, s, sample)} trials")
         return
     check_stores(g)
     quiet_tune_metrics_warning()
