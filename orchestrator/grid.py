@@ -182,13 +182,14 @@ def _check_remote_nodes(uri: str, ray: Any) -> tuple[str, list[str]]:
     return origin, others
 
 
-def check_feasible(ray: Any, need: dict[str, float]) -> None:
+def check_feasible(ray: Any, need: dict[str, float], joined: bool = True) -> None:
     """One sentence before any trial when no node can ever offer one trial's resources.
 
     Tune would otherwise wait forever for them. A node counts when it is alive now, or is a
     node type the autoscaler may start (the cluster config it publishes in the GCS). On a
     cluster that autoscales but publishes no node types (the v1 autoscaler of ``ray up``),
-    nothing is refused: its workers may not have started yet.
+    nothing is refused: its workers may not have started yet. A Ray this process started
+    (``joined`` false) never grows: what its node offers is all there is.
     """
     want = {("CPU" if k == "cpu" else "GPU" if k == "gpu" else k): float(v) for k, v in need.items() if v}
     offers = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
@@ -199,7 +200,8 @@ def check_feasible(ray: Any, need: dict[str, float]) -> None:
         offers += [dict(g.resources) for g in config.node_group_configs] if config is not None else []
         from ray.experimental.internal_kv import _internal_kv_get
 
-        autoscaling = config is not None or _internal_kv_get("__autoscaling_status") is not None
+        status = json.loads(_internal_kv_get("__autoscaling_status") or b"{}")
+        autoscaling = joined and (config is not None or "autoscaler_report" in status)
     except Exception:  # a private API that moved: never refuse on a guess
         return
     if any(all(o.get(k, 0.0) + 1e-9 >= v for k, v in want.items()) for o in offers):
@@ -237,22 +239,48 @@ def _run_phase(
     train_fn: Callable | None,
     outcome: GridOutcome,
 ) -> None:
-    from orchestrator import storage as st
-
-    path = st.join(ctx["storage"], name)
     trainable = run_trial if train_fn is None else tune.with_parameters(run_trial, train_fn=train_fn)
     trainable = tune.with_resources(trainable, trial_resources(grid_cfg))
     done = tracking.finished_trials(ctx["experiment_id"], ctx["uri"]) if resume else {}
     unique: dict[str, Trial] = {}
     for t in trials:
         unique.setdefault(t.hash, t)
-    todo = [t for h, t in unique.items() if h not in done]
-    from fer_models.methods import trains_as
-
-    # trials that can borrow another method's training (orchestrator.trial) last: their
-    # publishers have finished by then, and their few seconds fill the phase's tail
-    todo.sort(key=lambda t: trains_as(t.cfg.method) != t.cfg.method.lower())
     outcome.skipped += [h for h in unique if h in done]
+    todo = [t for h, t in unique.items() if h not in done]
+    first, twins = split_twins(todo)
+    _fit(name, desc, first, grid_cfg, ctx, resume, trainable, outcome)
+    _fit(f"{name}-twins", f"{desc} (twins)", twins, grid_cfg, ctx, resume, trainable, outcome)
+
+
+def split_twins(todo: list[Trial]) -> tuple[list[Trial], list[Trial]]:
+    """The trials to run first, and the twins that wait for them.
+
+    A twin (Grad-CAM++, LayerCAM: ``fer_models.methods.trains_as``) evaluates the network its
+    publisher (Grad-CAM, same config) trains and shares (:mod:`orchestrator.trial`); started
+    beside its publisher it would train that network a second time. So a twin whose
+    publisher is among ``todo`` runs in a second Tuner after the first one ended, when the
+    publisher's ``done`` marker is there; a twin without one in ``todo`` trains itself now.
+    """
+    import dataclasses
+
+    from fer_models.methods import trains_as
+    from orchestrator.config import config_hash
+
+    hashes = {t.hash for t in todo}
+    first, twins = [], []
+    for t in todo:
+        owner = trains_as(t.cfg.method)
+        publisher = config_hash(dataclasses.replace(t.cfg, method=owner)) if owner != t.cfg.method.lower() else None
+        (twins if publisher in hashes else first).append(t)
+    return first, twins
+
+
+def _fit(name: str, desc: str, todo: list[Trial], grid_cfg: GridConfig, ctx: dict[str, Any], resume: bool,
+         trainable: Any, outcome: GridOutcome) -> None:
+    """One Tuner over ``todo`` (or its restored state at ``storage/name``); results into ``outcome``."""
+    from orchestrator import storage as st
+
+    path = st.join(ctx["storage"], name)
     restorable = resume and tune.Tuner.can_restore(path)
     if not todo and not restorable:
         return
@@ -353,7 +381,7 @@ def run_grid(
     state = json.loads(state_path.read_text()) if resume and state_path.is_file() else {}
 
     ray = init_ray(grid_cfg.address)
-    check_feasible(ray, trial_resources(grid_cfg))
+    check_feasible(ray, trial_resources(grid_cfg), joined=(grid_cfg.address or os.environ.get("RAY_ADDRESS") or "local") != "local")
     origin, others = _check_remote_nodes(uri, ray)
     if others and not st.is_uri(storage) and verbose:
         print(f"fer-orch: nodes on {', '.join(others)} write trial checkpoints to the Tune storage {storage}: "
