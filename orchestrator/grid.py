@@ -176,7 +176,7 @@ def _check_remote_nodes(uri: str, ray: Any) -> tuple[str, list[str]]:
         except FerOrchError:
             raise ConfigError(
                 f"the Ray nodes on {', '.join(others)} would log to {mapped}, which does not answer: "
-                f"start the MLflow server on an outward interface (`mlflow server --host 0.0.0.0`) "
+                f"start the MLflow server on an address they reach (the head's private address, as cluster.yaml does) "
                 f"or pass a --tracking-uri every node can reach"
             ) from None
     return origin, others
@@ -347,7 +347,7 @@ def run_grid(
     ``train_fn`` replaces ``fer_models.train.train`` (same contract; tests inject fakes)
     and ``preprocess_fn`` replaces ``orchestrator.preprocess.preprocess``.
     """
-    from orchestrator.ray_utils import init_ray
+    from orchestrator.ray_utils import init_ray, keep_secrets_out_of_trials
 
     t_start = time.perf_counter()
     # every epoch checkpoints by design; Tune's warning about it is noise here
@@ -381,6 +381,7 @@ def run_grid(
     state = json.loads(state_path.read_text()) if resume and state_path.is_file() else {}
 
     ray = init_ray(grid_cfg.address)
+    keep_secrets_out_of_trials()
     check_feasible(ray, trial_resources(grid_cfg), joined=(grid_cfg.address or os.environ.get("RAY_ADDRESS") or "local") != "local")
     origin, others = _check_remote_nodes(uri, ray)
     if others and not st.is_uri(storage) and verbose:

@@ -124,7 +124,7 @@ def uri_seen_from(uri: str, origin: str | None, here: str | None) -> str:
     A loopback URI (``http://localhost:5000``, ``http://127.0.0.1:5000``) names the server
     on ``origin``; on another machine it would name that machine itself, so there the host
     is replaced by ``origin`` (the MLflow server must then listen on an outward interface:
-    ``mlflow server --host 0.0.0.0``, as cluster.yaml starts it). Everywhere else, and for
+    its private address, as cluster.yaml starts it). Everywhere else, and for
     every other URI, the user's URI is used as given: nodes on one machine (a cluster whose
     nodes all say ``--node-ip-address 127.0.0.1``, or a local Ray) never rewrite it.
     """
@@ -138,3 +138,36 @@ def uri_seen_from(uri: str, origin: str | None, here: str | None) -> str:
         netloc = parsed.netloc.rsplit("@", 1)[0] + "@" + netloc
     return parsed._replace(netloc=netloc).geturl()
 
+
+
+#: Environment variables that are credentials: a trial gets them from its node (an instance
+#: role, the node's own environment), never from the driver through Ray.
+SECRET_ENV = frozenset({
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+    "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
+    "GOOGLE_APPLICATION_CREDENTIALS", "AZURE_STORAGE_KEY", "RAY_AUTH_TOKEN",
+})
+
+
+def keep_secrets_out_of_trials() -> None:
+    """Stop Ray Tune from copying the driver's cloud keys into every trial's ``runtime_env``.
+
+    Tune's actor cache (``ray.tune.execution.class_cache``) adds ``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY`` and the session tokens of the driver's environment to the
+    ``runtime_env`` of each trial actor; Ray then sends them through the GCS and writes them
+    in plain text to its session logs (``runtime_env_agent.log``). Tune offers no option for
+    this, so the module's set is narrowed here (a library internal: if it moves, nothing is
+    narrowed and :func:`trial_env_leaks` says so in the tests).
+    """
+    try:
+        from ray.tune.execution import class_cache
+    except ImportError:
+        return
+    class_cache.ENV_VARS_TO_PROPAGATE = frozenset(class_cache.ENV_VARS_TO_PROPAGATE) - SECRET_ENV
+
+
+def trial_env_leaks() -> set[str]:
+    """The secret variables Tune would still hand a trial (empty once narrowed)."""
+    from ray.tune.execution import class_cache
+
+    return set(class_cache.ENV_VARS_TO_PROPAGATE) & SECRET_ENV

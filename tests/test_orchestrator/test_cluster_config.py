@@ -50,3 +50,22 @@ def test_broken_config_is_rejected():
     cfg["max_wokers"] = 3
     with pytest.raises(jsonschema.ValidationError):
         _validate(cfg)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_servers_listen_on_private_addresses_only(path):
+    """The unauthenticated MLflow server binds the head's private address, not every
+    interface; the Ray dashboard stays on loopback (docs/cluster.md, Security)."""
+    import re
+    import shlex
+
+    cfg = yaml.safe_load(path.read_text())
+    head = " ".join(cfg["head_start_ray_commands"])
+    mlflow = head[head.index("mlflow server"):].split(">", 1)[0]
+    host = shlex.split(mlflow)[shlex.split(mlflow).index("--host") + 1]
+    if "--app-name basic-auth" not in mlflow:
+        assert host not in ("0.0.0.0", "::", "[::]") and not host.startswith("127."), host
+        assert host.startswith("$(hostname") or re.fullmatch(r"10\.\d+\.\d+\.\d+|192\.168\.\d+\.\d+", host), host
+        if re.fullmatch(r"[\d.]+", host):
+            assert host == cfg["provider"]["head_ip"]
+    assert "--dashboard-host=0.0.0.0" not in head
