@@ -272,7 +272,47 @@ def quiet_tune_metrics_warning() -> None:
         log.addFilter(_NoMetricFiles())
 
 
-def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: bool | None = None, **kw) -> None:
+def print_plan(g, studies: tuple[str, ...], gpus: int, throughput: str | None, img_per_s: float | None) -> None:
+    """Each trial's GPU-hours, the packing and the predicted makespan (``orchestrator.plan``)."""
+    from orchestrator import plan
+    from orchestrator.report import md_table
+    from orchestrator.studies import expand
+
+    if gpus < 1:
+        raise click.UsageError("--plan needs --gpus G (the GPUs the grid will run on)")
+    rows = plan.read_throughput(throughput) if throughput else None
+    seen, trials = set(), []
+    for s in studies:
+        for t in expand(g, s):
+            if t.hash not in seen:
+                seen.add(t.hash)
+                trials.append(t)
+    planned = plan.plan_trials(trials, rows, img_per_s)
+    f = float(g.resources.gpus) or 1.0
+    n = plan.slots(gpus, f)
+    durations = [p.gpu_hours / min(f, 1.0) for p in planned if not p.borrowed]
+    table = [[p.name, f"{p.gflop_per_img:.1f}", f"{p.images:,}", "borrowed" if p.borrowed else f"{p.gpu_hours:.2f}"]
+             for p in sorted(planned, key=lambda p: -p.gpu_hours)]
+    click.echo(md_table(["trial", "GFLOP/img (fwd+bwd)", "train images", "GPU-hours"], table))
+    total = sum(p.gpu_hours for p in planned)
+    span = plan.makespan(durations, n)
+    speed = f"{img_per_s:g} img/s per GPU (CAM-equivalent)" if rows is None else f"measured rates from {throughput}"
+    click.echo(f"\n{len(planned)} trials ({sum(p.borrowed for p in planned)} borrowed), {total:.1f} GPU-hours at {speed}")
+    click.echo(f"packing: {f:g} GPU per trial, {n} trials at once on {gpus} GPUs")
+    click.echo(f"makespan (list scheduling, longest first): {span:.1f} h; lower bound max(longest, total/G) = "
+               f"{max(max(durations, default=0.0), total / gpus):.1f} h")
+    if f >= 1:
+        multi, ks = plan.multi_gpu(durations, gpus)
+        if max(ks, default=1) > 1:
+            click.echo(f"what-if, data-parallel trials (not run by this grid yet; 90% scaling): {sum(k > 1 for k in ks)} "
+                       f"trials on 2-{max(ks)} GPUs, makespan {plan.makespan(multi, gpus, ks):.1f} h")
+        else:
+            click.echo("what-if, data-parallel trials: none is longer than total/G, so more GPUs per trial would "
+                       "not shorten the makespan")
+
+
+def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: bool | None = None,
+         plan: bool = False, gpus: int = 0, throughput: str | None = None, img_per_s: float | None = None, **kw) -> None:
     from fer_models.errors import ConfigError
     from orchestrator.config import parse_list
     from orchestrator.studies import expand, get
@@ -291,6 +331,9 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: 
         click.echo(trial_table(sample, studies, None if sample is g else _seed_range(g.seeds)))
         for s in studies:
             click.echo(f"# {s}: {count_trials(g, s, sample)} trials")
+        return
+    if plan:
+        print_plan(g, studies, gpus, throughput, img_per_s)
         return
     check_stores(g)
     quiet_tune_metrics_warning()
@@ -312,6 +355,13 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: 
 @click.option("--ablations/--no-ablations", default=None,
               help="Also run the λ ablation (first, to choose λ on validation) and the layer ablation "
                    "[default: yes, unless the preset turns them off (the seed-paper presets)].")
+@click.option("--plan", is_flag=True, help="Print each trial's GPU-hours, the packing and the predicted makespan on "
+              "--gpus GPUs; run nothing (docs/cluster.md).")
+@click.option("--gpus", type=int, default=0, help="With --plan: the GPUs the grid will run on.")
+@click.option("--throughput", type=click.Path(dir_okay=False, exists=True),
+              help="With --plan: the JSON of benchmarks/bench_gpu_step.py --json (measured img/s and GFLOP/img).")
+@click.option("--img-per-s", type=float, help="With --plan and no --throughput: assumed images/s per GPU of the "
+              "plain CAM network on the trial's backbone, scaled to each trial by its FLOPs.")
 def grid_cmd(ablations: bool | None, resume: bool, print_config: bool, **kw) -> None:
     """Paper 002's Table-1 grid: method x dataset x {w/o, w/ AU} x seed, as Ray Tune trials.
 

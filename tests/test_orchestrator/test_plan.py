@@ -1,0 +1,50 @@
+"""`grid --plan`: list scheduling computed by hand, FLOPs counted on the meta device, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator import plan
+
+
+def test_makespan_is_list_scheduling_longest_first():
+    # by hand, 2 GPUs, longest first: 5 -> A (5), 4 -> B (4), 3 -> B (7), 3 -> A (8), 3 -> B (10)
+    assert plan.makespan([3, 5, 3, 4, 3], 2) == 10  # the optimum is 9 ({5, 4}, {3, 3, 3}): LPT is no oracle
+    assert plan.makespan([2, 2, 2], 3) == 2
+    # a 2-GPU job takes the two earliest free GPUs: 4 -> A,B (4); 3 -> C (3); 2 -> C (5); 1 -> A (5)
+    assert plan.makespan([4, 3, 2, 1], 3, gpus_per_job=[2, 1, 1, 1]) == 5
+    assert plan.slots(8, 0.5) == 16 and plan.slots(8, 1.0) == 8 and plan.slots(8, 2.0) == 4
+
+
+def test_multi_gpu_what_if_splits_only_the_trials_longer_than_the_ideal():
+    durations, ks = plan.multi_gpu([10.0, 1.0, 1.0, 1.0, 1.0], 4)  # ideal = 14 / 4 = 3.5
+    assert ks == [3, 1, 1, 1, 1]
+    assert durations[0] == pytest.approx(10 / (3 * 0.9)) and durations[1:] == [1.0] * 4
+
+
+def test_flops_of_resnet50_s8_on_the_meta_device():
+    from fer_models.config import DataConfig, TrainConfig
+
+    cfg = TrainConfig(method="cam", backbone="resnet50-s8", data=DataConfig(dataset="rafdb", image_size=224))
+    g = plan.gflop_per_img(cfg)
+    assert 100 < g < 130  # ResNet-50 at stride 8: ~38 GFLOP forward, ~3x with the backward
+
+
+def test_plan_cli_prints_hours_packing_and_makespan(tmp_path):
+    from orchestrator.cli import main
+
+    rows = {"rows": [{"method": "cam", "backbone": "tiny", "img_per_s": 1000.0, "gflop_per_img": 0.5}]}
+    (tmp_path / "tp.json").write_text(json.dumps(rows))
+    res = CliRunner().invoke(main, ["grid", "--methods", "cam,gradcam,gradcampp", "--datasets", "synthetic-rafdb",
+                                    "--seeds", "1", "--no-ablations", "--plan", "--gpus", "2",
+                                    "--gpus-per-trial", "0.5", "--throughput", str(tmp_path / "tp.json")])
+    assert res.exit_code == 0, res.output
+    assert "| gradcampp-synthetic-rafdb-noau-s0 |" in res.output and "borrowed" in res.output
+    assert "packing: 0.5 GPU per trial, 4 trials at once on 2 GPUs" in res.output
+    assert "makespan (list scheduling, longest first):" in res.output
+    assert not (tmp_path / "fer-orch-out" / "ray").exists()
+    bad = CliRunner().invoke(main, ["grid", "--plan", "--gpus", "2", "--methods", "cam", "--seeds", "1"])
+    assert bad.exit_code == 2 and "--throughput FILE" in bad.output
