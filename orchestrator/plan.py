@@ -59,14 +59,15 @@ def train_rows(cfg) -> int:
 _FLOPS: dict[tuple, float] = {}
 
 
-def gflop_per_img(cfg) -> float:
-    """Forward + backward GFLOPs of one training image for ``cfg``'s network (module docstring)."""
+def gflop_per_img(cfg, image_size: int | None = None) -> float:
+    """Forward + backward GFLOPs of one training image for ``cfg``'s network (module docstring);
+    ``image_size`` feeds another input size to the same network (a CNN takes any)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from fer_models.methods import build_model
 
-    size = int(cfg.data.image_size)
+    size = int(image_size or cfg.data.image_size)
     key = (cfg.method.lower(), str(cfg.backbone), size, json.dumps(cfg.method_kwargs, sort_keys=True, default=str))
     if key not in _FLOPS:
         with torch.device("meta"):
@@ -87,8 +88,7 @@ def gflop_rate(cfg, throughput: list[dict[str, Any]] | None, img_per_s: float | 
         return statistics.median(float(r["img_per_s"]) * float(r["gflop_per_img"]) for r in throughput)
     if not img_per_s:
         raise ConfigError("--plan needs a speed: --throughput FILE (bench_gpu_step.py --json) or --img-per-s N")
-    ref = dataclasses.replace(cfg, method="cam", method_kwargs={}, data=dataclasses.replace(cfg.data, image_size=224))
-    return img_per_s * gflop_per_img(ref)
+    return img_per_s * gflop_per_img(dataclasses.replace(cfg, method="cam", method_kwargs={}), image_size=224)
 
 
 def read_throughput(path: str | Path) -> list[dict[str, Any]]:

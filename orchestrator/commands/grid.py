@@ -299,8 +299,8 @@ def print_plan(g, studies: tuple[str, ...], gpus: int, throughput: str | None, i
     speed = f"{img_per_s:g} img/s per GPU (CAM-equivalent)" if rows is None else f"measured rates from {throughput}"
     click.echo(f"\n{len(planned)} trials ({sum(p.borrowed for p in planned)} borrowed), {total:.1f} GPU-hours at {speed}")
     click.echo(f"packing: {f:g} GPU per trial, {n} trials at once on {gpus} GPUs")
-    click.echo(f"makespan (list scheduling, longest first): {span:.1f} h; lower bound max(longest, total/G) = "
-               f"{max(max(durations, default=0.0), total / gpus):.1f} h")
+    click.echo(f"makespan (list scheduling, longest first): {span:.2f} h; lower bound max(longest, total/G) = "
+               f"{max(max(durations, default=0.0), total / gpus):.2f} h")
     if f >= 1:
         multi, ks = plan.multi_gpu(durations, gpus)
         if max(ks, default=1) > 1:
