@@ -48,3 +48,19 @@ def test_plan_cli_prints_hours_packing_and_makespan(tmp_path):
     assert not (tmp_path / "fer-orch-out" / "ray").exists()
     bad = CliRunner().invoke(main, ["grid", "--plan", "--gpus", "2", "--methods", "cam", "--seeds", "1"])
     assert bad.exit_code == 2 and "--throughput FILE" in bad.output
+
+
+@pytest.mark.slow
+def test_readme_plan_command_for_paper_002():
+    """The README's --plan line as written: paper 002's 44 runs on 8 GPUs (offline, ~30 s)."""
+    import shlex
+    from pathlib import Path
+
+    from orchestrator.cli import main
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    line = next(l for l in readme.splitlines() if l.startswith("fer-orch grid") and "--plan" in l)
+    res = CliRunner().invoke(main, shlex.split(line)[1:])
+    assert res.exit_code == 0, res.output
+    assert "44 trials (8 borrowed), 12.1 GPU-hours at 3000 img/s" in res.output
+    assert "makespan (list scheduling, longest first): 1.53 h" in res.output
