@@ -171,3 +171,40 @@ def trial_env_leaks() -> set[str]:
     from ray.tune.execution import class_cache
 
     return set(class_cache.ENV_VARS_TO_PROPAGATE) & SECRET_ENV
+
+
+def check_feasible(ray: Any, need: dict[str, float], joined: bool = True) -> None:
+    """One sentence before any trial when no node can ever offer one trial's resources.
+
+    Tune would otherwise wait forever for them. A node counts when it is alive now, or is a
+    node type the autoscaler may start (the cluster config it publishes in the GCS). On a
+    cluster that autoscales but publishes no node types (the v1 autoscaler of ``ray up``),
+    nothing is refused: its workers may not have started yet. A Ray this process started
+    (``joined`` false) never grows: what its node offers is all there is.
+    """
+    import json
+
+    from fer_models.errors import ConfigError
+
+    want = {("CPU" if k == "cpu" else "GPU" if k == "gpu" else k): float(v) for k, v in need.items() if v}
+    offers = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+        offers += [dict(g.resources) for g in config.node_group_configs] if config is not None else []
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        status = json.loads(_internal_kv_get("__autoscaling_status") or b"{}")
+        autoscaling = joined and (config is not None or "autoscaler_report" in status)
+    except Exception:  # a private API that moved: never refuse on a guess
+        return
+    if any(all(o.get(k, 0.0) + 1e-9 >= v for k, v in want.items()) for o in offers):
+        return
+    if autoscaling and (config is None or not config.node_group_configs):
+        return
+    missing = sorted({k for k, v in want.items() if max((o.get(k, 0.0) for o in offers), default=0.0) < v})
+    best = ", ".join(f"{k} {max((o.get(k, 0.0) for o in offers), default=0.0):g}" for k in missing)
+    asked = ", ".join(f"{k} {want[k]:g}" for k in missing)
+    raise ConfigError(f"each trial asks for {asked}, but no node of this Ray cluster offers that (the most one "
+                      f"offers: {best}): lower --gpus-per-trial / --cpus-per-trial / --trial-resources, or add such a node")
