@@ -81,7 +81,7 @@ def test_driver_checks_the_uri_only_when_nodes_are_on_other_hosts(monkeypatch):
     assert grid._check_remote_nodes("http://127.0.0.1:5077", one_machine) == ("192.0.2.2", [])
     assert asked == []  # issue 16: no rewrite, no check of a rewritten URI
     two_hosts = _fake_ray("10.0.0.10", [("10.0.0.10", True), ("10.0.0.11", True)])
-    with pytest.raises(ConfigError, match="mlflow server --host 0.0.0.0"):
+    with pytest.raises(ConfigError, match="the head.s private address"):
         grid._check_remote_nodes("http://localhost:5000", two_hosts)
     assert asked == ["http://10.0.0.10:5000"]
     monkeypatch.setattr(grid.tracking, "resolve_uri", lambda uri: uri)
