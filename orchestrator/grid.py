@@ -270,7 +270,10 @@ def _fit(name: str, desc: str, todo: list[Trial], grid_cfg: GridConfig, ctx: dic
                     name=name,
                     storage_path=ctx["storage"],
                     failure_config=tune.FailureConfig(max_failures=grid_cfg.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    # two: Tune deletes the older checkpoint as soon as it registers a new one,
+                    # but uploads the experiment state that names the new one only afterwards;
+                    # with one kept, a driver killed in between restores a deleted checkpoint
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                     callbacks=[progress],
                     verbose=0,
                 ),
@@ -294,10 +297,20 @@ def _fit(name: str, desc: str, todo: list[Trial], grid_cfg: GridConfig, ctx: dic
         else:
             outcome.unfinished.append(h)
         if r.error is None and r.checkpoint is not None:  # finished: weights are in MLflow
-            try:
-                r.checkpoint.filesystem.delete_dir(r.checkpoint.path)
-            except OSError:
-                pass
+            _delete_checkpoints(r.checkpoint)
+
+
+def _delete_checkpoints(latest: Any) -> None:
+    """Delete a finished trial's checkpoints (the latest and the one kept before it)."""
+    import pyarrow.fs as pafs
+
+    fs, trial_dir = latest.filesystem, latest.path.rstrip("/").rsplit("/", 1)[0]
+    try:
+        for info in fs.get_file_info(pafs.FileSelector(trial_dir)):
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+                fs.delete_dir(info.path)
+    except OSError:
+        pass
 
 
 def run_grid(
