@@ -275,7 +275,7 @@ def quiet_tune_metrics_warning() -> None:
 def print_plan(g, studies: tuple[str, ...], gpus: int, throughput: str | None, img_per_s: float | None) -> None:
     """Each trial's GPU-hours, the packing and the predicted makespan (``orchestrator.plan``)."""
     from orchestrator import plan
-    from orchestrator.report import md_table
+    from orchestrator.tables import md_table
     from orchestrator.studies import expand
 
     if gpus < 1:
