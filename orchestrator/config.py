@@ -24,7 +24,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -202,11 +202,12 @@ class GridConfig:
     def ablation_on(self) -> str:
         return self.ablation_dataset or self.datasets[0]
 
-    def validate(self, studies: tuple[str, ...] | None = None) -> "GridConfig":
-        """:func:`fer_models.config.validate` of every trial config the ``studies`` (default:
-        the main grid's method x dataset, w/ and w/o AU) will train, plus the reader options:
-        one sentence before any Ray start or cache build (``grid --epochs 0`` must never
-        reach a trial). Returns ``self``."""
+    def validate(self, configs: Iterable[TrainConfig] | None = None) -> "GridConfig":
+        """:func:`fer_models.config.validate` of ``configs`` (default: the main grid's method x
+        dataset, w/ and w/o AU), plus the grid's own fields and the reader options: one
+        sentence before any Ray start or cache build (``grid --epochs 0`` must never reach a
+        trial). The configs a set of studies will train: :func:`orchestrator.studies.validate`.
+        Returns ``self``."""
         from fer_models.config import validate
 
         check_experiment_name(self.experiment)
@@ -216,11 +217,7 @@ class GridConfig:
         _no_twice("lambdas", [float(x) for x in self.lambdas])
         _no_twice("layer_sets", [tuple(sorted(parse_layers(x))) for x in self.layer_sets])
         self.check_data_options()
-        if studies:
-            from orchestrator.studies import expand
-
-            configs = {t.hash: t.cfg for s in studies for t in expand(self, s)}.values()
-        else:
+        if configs is None:
             configs = [self.train_config(m, d, au=au) for m in self.methods for d in self.datasets for au in self.au]
         for cfg in configs:
             validate(cfg)

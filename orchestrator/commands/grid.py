@@ -164,8 +164,8 @@ def trial_table(g, studies: tuple[str, ...], seeds_label: str | None = None) -> 
     the grid runs (``orchestrator.grid.choose_lambda``); until then it is ``default_lam``,
     marked ``(val)``. ``seeds_label`` replaces the seeds column (a sampled grid, :func:`seed_sample`).
     """
-    from orchestrator.tables import md_table
     from orchestrator.studies import expand, get
+    from orchestrator.tables import md_table
 
     settings: dict[tuple[str, ...], str] = {}
     trials: dict[tuple[str, ...], list[str]] = {}
@@ -315,7 +315,7 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: 
          plan: bool = False, gpus: int = 0, throughput: str | None = None, img_per_s: float | None = None, **kw) -> None:
     from fer_models.errors import ConfigError
     from orchestrator.config import parse_list
-    from orchestrator.studies import expand, get
+    from orchestrator.studies import expand, get, validate
 
     g = build_grid_config(**kw)
     if len(parse_list(kw.get("au_source")) or ()) > 1 and studies != ("au-source",):
@@ -325,7 +325,7 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: 
     if ablations is None and not g.ablations:  # a preset without ablations (the seed papers')
         studies = tuple(s for s in studies if not get(s).ablation)
     sample = seed_sample(g)
-    sample.validate(studies)  # every trial's config, before Ray starts (`--epochs 0` is one sentence)
+    validate(sample, studies)  # every trial's config, before Ray starts (`--epochs 0` is one sentence)
     if print_config:
         click.echo(config_yaml(g))
         click.echo(trial_table(sample, studies, None if sample is g else _seed_range(g.seeds)))

@@ -14,7 +14,7 @@ from orchestrator.config import GridConfig, Trial
 from orchestrator.registry import STUDIES
 from orchestrator.studies._base import Ablation, Study
 
-__all__ = ["Ablation", "Study", "expand", "get", "run_order", "report_order", "grid_studies", "ablations"]
+__all__ = ["Ablation", "Study", "expand", "get", "validate", "run_order", "report_order", "grid_studies", "ablations"]
 
 
 def get(name: str) -> Study:
@@ -35,6 +35,15 @@ def expand(g: GridConfig, study: str = "grid", lam: float | None = None) -> list
         t = Trial(cfg, study.lower())
         unique.setdefault(t.hash, t)
     return list(unique.values())
+
+
+def validate(g: GridConfig, studies: Iterable[str] = ()) -> GridConfig:
+    """:meth:`GridConfig.validate` of every trial config ``studies`` will train (none named:
+    the main grid's), each config once: one sentence before any Ray start or cache build."""
+    studies = tuple(studies)
+    if not studies:
+        return g.validate()
+    return g.validate({t.hash: t.cfg for s in studies for t in expand(g, s)}.values())
 
 
 def run_order(names: Iterable[str]) -> tuple[str, ...]:

@@ -1,0 +1,103 @@
+"""The layering of docs/architecture.md, read from the source (no import is executed).
+
+- no import cycle between the modules of ``orchestrator`` (function-local imports count: they
+  hide a cycle, they do not remove it; ``if TYPE_CHECKING:`` blocks do not);
+- ``fer_models`` and ``fer_analysis`` import no ``orchestrator``, ``ray`` or ``mlflow``, and
+  ``fer_models`` imports no ``fer_analysis``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules(package: str) -> dict[str, Path]:
+    return {module_name(p): p for p in sorted((ROOT / package).rglob("*.py"))}
+
+
+def _type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def imported(path: Path, known: set[str]) -> set[str]:
+    """Absolute names ``path`` imports anywhere (a ``from pkg import sub`` names ``pkg.sub``
+    when that is a module of ``known``), outside ``if TYPE_CHECKING:`` blocks."""
+    tree = ast.parse(path.read_text())
+    skip = {id(n) for t in ast.walk(tree) if _type_checking(t) for n in ast.walk(t)}
+    here = module_name(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            for a in node.names:
+                sub = f"{base}.{a.name}"
+                out.add(sub if sub in known else base)
+    return out
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a list of nodes, or None (depth-first search)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state and (found := visit(m)):
+                return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def test_cycle_finder_finds_a_planted_cycle():
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_import_cycle_inside_orchestrator():
+    mods = modules("orchestrator")
+    known = set(mods)
+    graph = {}
+    for name, path in mods.items():
+        # a package's own submodules are what it is made of (the registries import theirs)
+        graph[name] = {m for m in imported(path, known) if m in known and m != name
+                       and not (path.name == "__init__.py" and m.startswith(name + "."))}
+    found = cycle(graph)
+    assert found is None, "import cycle: " + " -> ".join(found)
+
+
+@pytest.mark.parametrize("package, forbidden", [
+    ("fer_models", ("orchestrator", "fer_analysis", "ray", "mlflow")),
+    ("fer_analysis", ("orchestrator", "ray", "mlflow")),
+])
+def test_lower_packages_do_not_import_upwards(package, forbidden):
+    mods = modules(package)
+    bad = sorted(f"{name} imports {m}" for name, path in mods.items() for m in imported(path, set(mods))
+                 if m.split(".")[0] in forbidden)
+    assert not bad, bad
