@@ -170,7 +170,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=224)
     ap.add_argument("--workers", type=int, default=2, help="loader threads")
     ap.add_argument("--compile", action="store_true", help="also measure TrainConfig.compile")
-    ap.add_argument("--smoke-cpu", action="store_true",
+    ap.add_argument("--smoke-cpu", "--smoke", dest="smoke_cpu", action="store_true",
                     help="run the same code on the CPU with a tiny model at 32 px (checks the script, measures nothing)")
     args = ap.parse_args()
     if args.smoke_cpu:

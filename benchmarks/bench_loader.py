@@ -1,6 +1,6 @@
 """Trial data path throughput (issue 10): the old CPU path vs the new uint8 path, side by side.
 
-    .venv/bin/python benchmarks/bench_loader.py [--size 224] [--batch 224] [--batches 6]
+    .venv/bin/python benchmarks/bench_loader.py [--size 224] [--batch 224] [--batches 6] [--smoke]
                                                 [--ram-budget-gb 1.0] [--threads 1,4]
 
 One run, one synthetic cache of random faces at ``--size`` px (map 28 px), augmentation on
@@ -225,16 +225,20 @@ def make_cache(root: Path, n_rows: int, size: int, map_size: int = MAP_SIZE, see
     for start in range(0, n_rows, 500):
         n = min(500, n_rows - start)
         lm = rng.uniform(0.2 * size, 0.8 * size, (n, 68, 2)).astype(np.float32)
-        writer.add({
+        rows = {
             "row": np.arange(start, start + n), "path": np.array([f"r{i}" for i in range(start, start + n)]),
             "image": block[np.arange(start, start + n) % 64], "label": rng.integers(0, 7, n),
             "identity": np.array([""] * n), "landmarks": lm,
             "au_map": rng.random((n, map_size, map_size), np.float32), "au_valid": np.ones(n, bool),
             "gt_au_map": rng.random((n, map_size, map_size), np.float32), "gt_valid": np.ones(n, bool),
             "valence": np.zeros(n, np.float32), "arousal": np.zeros(n, np.float32),
-            "aus": np.zeros((n, len(au.AU_IDS)), np.float32), "status": np.array(["ok"] * n),
-            "split": np.array(["train"] * n),
-        })  # fmt: skip
+            "aus": np.zeros((n, len(au.AU_IDS)), np.float32), "sequence": np.full(n, -1, np.int64),
+            "status": np.array(["ok"] * n), "split": np.array(["train"] * n),
+        }  # fmt: skip
+        missing = [c for c in writer.columns if c not in rows]
+        if missing:  # the writer gained a column: say which, instead of its KeyError
+            raise RuntimeError(f"make_cache writes no {', '.join(missing)} column; add it (the cache writer needs it)")
+        writer.add(rows)
     return writer.close().dir
 
 
@@ -321,7 +325,10 @@ def main() -> None:
                     help="RAM the dataset may use; the memory-mapped cache is 1.25x this")
     ap.add_argument("--threads", default="1,4")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (the test suite runs it), measures nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.size, args.batch, args.batches, args.rows, args.ram_budget_gb, args.threads = 32, 16, 3, 64, 0.001, "1"
     from fer_models.data import dataset as dsmod
 
     threads = [int(t) for t in args.threads.split(",")]
