@@ -41,7 +41,7 @@ from fer_models.config import OPTIMIZERS, SCHEDULERS, TrainConfig, validate
 from fer_models.errors import ConfigError, StateDictError
 from fer_models.faithfulness import faithfulness_scores
 from fer_models.losses import total_loss
-from fer_models.metrics import EvalResult, eval_options, evaluate, to_device
+from fer_models.metrics import EvalResult, ReferenceMaps, eval_options, evaluate, to_device
 from fer_models.torch_utils import load_state_file
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -346,6 +346,7 @@ def train(
             history = [{**h, "val_cam_cos": float("nan")} for h in history]
 
     forward = compiled_forward(model, cfg)
+    val_refs = ReferenceMaps()  # the released reference maps of the validation split, rendered once
     if cuda:
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     for epoch in range(start, cfg.epochs + 1):
@@ -356,7 +357,7 @@ def train(
         if n_batches == 0:
             raise ConfigError("the training split gave no batch; lower batch_size or check the dataset")
         val = evaluate(model, loaders.val, num_classes=num_classes, att_layer=att_layer, device=device,
-                       progress=progress, desc="val", **eval_options(cfg))
+                       progress=progress, desc="val", ref_maps=val_refs, **eval_options(cfg))
         train_loss, train_ce, train_align = (sums / n_batches).tolist()  # the epoch's one read
         check_finite_loss(epoch, train_loss, train_align, cfg)
         metrics = {
@@ -406,7 +407,7 @@ def train(
     best_val = {k[len("val_"):]: v for k, v in best_row.items() if k.startswith("val_")}
     if borrowed:  # the best epoch's validation maps with this method's explainer
         val = evaluate(model, loaders.val, num_classes=num_classes, att_layer=att_layer, device=device,
-                       progress=progress, desc="val", **eval_options(cfg))
+                       progress=progress, desc="val", ref_maps=val_refs, **eval_options(cfg))
         best_val["cam_cos"] = val.metrics.get("cam_cos", float("nan"))
     return TrainResult(
         best_path=best_path,
