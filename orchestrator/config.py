@@ -305,7 +305,7 @@ class Trial:
 
 
 # Fields that change where or how fast a run goes, not what it learns.
-_HASH_EXCLUDE = {"device", "amp", "channels_last", "compile"}
+_HASH_EXCLUDE = {"device", "amp", "channels_last", "compile", "checkpoint_every", "checkpoint_minutes"}
 _HASH_EXCLUDE_DATA = {"num_workers", "root", "prefetch"}
 
 
