@@ -6,6 +6,7 @@ A new ``benchmarks/bench_*.py`` needs a ``--smoke`` mode and an entry in :data:`
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -28,6 +29,9 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
     "bench_filter_au_null": ([], [r"^\| 500 \| 0\.5 sd \| " + NUM]),
     "bench_gpu_step": ([], [rf"^w/o AU\s+{NUM}\s+{NUM}", rf"^w/ AU, layer 5\s+{NUM}", rf"^w/ AU, 5\+4\+3\+2\+1\s+{NUM}",
                             rf"^device side alone \(CPU recipe.*: {NUM} img/s"]),
+    "bench_gpu_step --preset": (["--preset", "paper", "--steps", "1", "--json", "out.json"], [
+        rf"^rafdb\s+4\s+off\s+{NUM}\s+{NUM}\s+{NUM}\s+n/a\s+n/a\s+{NUM}\s+{NUM}\s+{NUM}\s+114\.3$",
+        rf"^affectnet\s+4\s+on\s+{NUM}", r"^wrote out.json$"]),
     "bench_loader": ([], [rf"^in-memory\s+1\s+{NUM}\s+{NUM}\s+{NUM}x$", rf"^memory-mapped\s+1\s+{NUM}\s+{NUM}\s+{NUM}x$",
                           rf"^loader speed-up, new vs old, 1 core: {NUM}×$"]),
     "bench_preprocess": ([], [rf"^serial\s+{NUM}\s+{NUM}\s+{NUM}"]),
@@ -40,7 +44,7 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
 
 
 def test_every_benchmark_has_a_smoke_entry():
-    assert sorted(p.stem for p in BENCH.glob("bench_*.py")) == sorted(EXPECTED)
+    assert sorted(p.stem for p in BENCH.glob("bench_*.py")) == sorted({k.split()[0] for k in EXPECTED})
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -49,10 +53,16 @@ def test_benchmark_smoke(name: str, tmp_path: Path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FER_ORCH_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1",
            "MLFLOW_TRACKING_URI": ""}
     env.pop("MLFLOW_TRACKING_URI")
-    proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--smoke", *extra], cwd=tmp_path, env=env,
+    script = BENCH / f"{name.split()[0]}.py"
+    proc = subprocess.run([sys.executable, str(script), *(extra or ["--smoke"])], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=240)
     out = proc.stdout
     assert proc.returncode == 0, f"{name} --smoke failed:\n{out[-3000:]}\n{proc.stderr[-3000:]}"
     lines = out.splitlines()
     for pat in patterns:
         assert any(re.search(pat, line) for line in lines), f"{name}: no line matches {pat!r} in:\n{out}"
+    if "--json" in extra:  # what the grid's planning reads: img/s per preset, dataset and batch
+        rows = json.loads((tmp_path / extra[extra.index("--json") + 1]).read_text())["rows"]
+        assert {(r["dataset"], r["au"]) for r in rows} == {(d, a) for d in ("rafdb", "affectnet") for a in (False, True)}
+        assert all(r["img_per_s"] > 0 and r["gflop_per_img"] > 0 and r["preset_gflop_per_img"] > 100 for r in rows)
+        assert {r["preset_batch"] for r in rows} == {32, 224}
