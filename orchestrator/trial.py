@@ -294,3 +294,16 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
             run.end(status)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+            release_gpu_memory()
+
+
+def release_gpu_memory() -> None:
+    """Hand the finished trial's cached GPU blocks back to the driver: Tune reuses this actor
+    (``reuse_actors=True``) for the next trial, which may share the GPU with another."""
+    import gc
+
+    import torch
+
+    if torch.cuda.is_available():
+        gc.collect()  # the trial's model and optimiser, if a reference cycle still holds them
+        torch.cuda.empty_cache()

@@ -186,3 +186,17 @@ def test_the_sync_counter_sees_a_scalar_read_and_boolean_indexing():
     assert counter.calls == ["_local_scalar_dense", "index with a mask"]
     assert math.isfinite(float(t.sum()))
 
+
+
+def test_adls_drop_draw_reads_nothing_back():
+    from fer_models.methods.adl import adl
+
+    f = torch.rand(2, 4, 6, 6)
+    counter = SyncCounter()
+    with counter:
+        for _ in range(3):
+            adl(f, 0.75, 0.9)
+    assert counter.calls == []
+    att = f.mean(1, keepdim=True)
+    assert torch.equal(adl(f, 1.0, 0.9), f * (att <= 0.9 * att.amax((2, 3), keepdim=True)).float())
+    assert torch.equal(adl(f, 0.0, 0.9), f * torch.sigmoid(att))
