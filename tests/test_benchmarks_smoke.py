@@ -66,3 +66,16 @@ def test_benchmark_smoke(name: str, tmp_path: Path):
         assert {(r["dataset"], r["au"]) for r in rows} == {(d, a) for d in ("rafdb", "affectnet") for a in (False, True)}
         assert all(r["img_per_s"] > 0 and r["gflop_per_img"] > 0 and r["preset_gflop_per_img"] > 100 for r in rows)
         assert {r["preset_batch"] for r in rows} == {32, 224}
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_its_cpu_smoke_path(tmp_path):
+    """scripts/gpu_check.sh without a GPU: the same steps, tiny, and one JSON of the numbers."""
+    env = {**os.environ, "GPU_CHECK_SMOKE": "1", "PYTHON": sys.executable, "FER_ORCH_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(tmp_path / "gc.json")], env=env,
+                          capture_output=True, text=True, timeout=480)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "gc.json").read_text())
+    assert doc["smoke"] is True and len(doc["rows"]) == 4 and doc["seconds"] < 480
+    assert {r["preset_batch"] for r in doc["rows"]} == {32, 224}
+    assert doc["trial"]["epoch_seconds"] > 0 and 0 <= doc["trial"]["val_cl"] <= 100
