@@ -58,12 +58,32 @@ def _meta_step(cfg: Any, batch: int, num_classes: int) -> tuple[float, float, in
     return float(counter.get_total_flops()), float(sum(saved.values())), params
 
 
+_COUNTED: dict[str, tuple[float, float, int]] = {}  # one count per network, input and loss
+
+
+def _counted(cfg: Any, probe: int, num_classes: int) -> tuple[float, float, int]:
+    """:func:`_meta_step`, once per distinct network, input size and loss (the dataset, its
+    batch size and the schedule do not change the per-image count)."""
+    import json
+
+    from fer_models.config import to_dict
+
+    d = to_dict(cfg)
+    for k in ("batch_size", "epochs", "seed", "device", "lr", "head_lr", "scheduler", "lr_step", "lr_gamma"):
+        d.pop(k, None)
+    d["data"] = {k: d["data"][k] for k in ("image_size", "map_size", "color") if k in d["data"]}
+    key = json.dumps([d, probe, num_classes], sort_keys=True, default=str)
+    if key not in _COUNTED:
+        _COUNTED[key] = _meta_step(cfg, probe, num_classes)
+    return _COUNTED[key]
+
+
 def step_cost(cfg: Any, num_classes: int = 7, batch: int | None = None, bf16: bool = True) -> dict[str, float]:
     """GFLOP per training image and the estimated peak GPU memory (GiB) of ``cfg`` at its
     batch size (or ``batch``); see the module docstring."""
     b = int(batch or cfg.batch_size)
     probe = 2  # counted on 2 images and scaled: both are linear in the batch
-    flops, act, params = _meta_step(cfg, probe, num_classes)
+    flops, act, params = _counted(cfg, probe, num_classes)
     act_gib = act / probe * b / 2**30 * (0.5 if bf16 else 1.0)
     states = 2 if cfg.optimizer.lower() in ("adam", "adamw") else (1 if cfg.momentum > 0 else 0)
     static_gib = params * 4 * (2 + states) / 2**30
