@@ -179,6 +179,13 @@ def device_peak(name: str) -> float | None:
     return next((v for k, v in BF16_PEAK_TFLOPS.items() if k.lower() in name.lower()), None)
 
 
+def _shrink_step(step: str, size: int, stored: int) -> str:
+    """An augmentation step with the preset's sizes (``stored`` -> ``size`` px) made 40 -> 32."""
+    name, _, arg = step.partition(":")
+    parts = ["32" if p == str(size) else "40" if p == str(stored) else p for p in arg.split(",")]
+    return f"{name}:{','.join(parts)}" if arg else step
+
+
 def preset_config(preset: str, dataset: str, au: bool, cpu: bool):
     """The grid's own trial config (``GridConfig.train_config``) of CAM on ``dataset`` with the
     preset's AU loss (its default λ, layer 5); on a CPU shrunk to a tiny run (resnet-tiny,
@@ -194,7 +201,8 @@ def preset_config(preset: str, dataset: str, au: bool, cpu: bool):
     cfg = dataclasses.replace(cfg, pretrained=False, weights_tag=None)
     if not cpu:
         return cfg
-    steps = tuple("resize:32" if s.startswith("resize:") else s for s in cfg.data.augment)
+    steps = tuple(_shrink_step(s, cfg.data.image_size, cfg.data.stored_size or cfg.data.image_size)
+                  for s in cfg.data.augment)
     data = dataclasses.replace(cfg.data, image_size=32, stored_size=40, map_size=8, augment=steps,
                                eval_steps=("resize:32",), num_workers=1)
     return dataclasses.replace(cfg, backbone="resnet-tiny", pretrained=False, batch_size=4, device="cpu", data=data)

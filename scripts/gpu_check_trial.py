@@ -34,7 +34,13 @@ def main() -> None:
     options = {"image_size": 256, "n_train": 1400, "n_test": 350}
     if smoke:
         torch.set_num_threads(1)
-        steps = tuple("resize:32" if s.startswith("resize:") else s for s in cfg.data.augment)
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(
+            "bench_gpu_step", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu_step.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+        steps = tuple(bench._shrink_step(s, cfg.data.image_size, cfg.data.stored_size) for s in cfg.data.augment)
         cfg = dataclasses.replace(cfg, backbone="resnet-tiny", batch_size=8, device="cpu", data=dataclasses.replace(
             cfg.data, image_size=32, stored_size=40, map_size=8, augment=steps, eval_steps=("resize:32",),
             num_workers=1))
