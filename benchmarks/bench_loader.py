@@ -214,8 +214,9 @@ def old_batch_loader(ds, batch_size, shuffle, seed=0, drop_last=False):
 # ------------------------------------------------------------------------------------------
 def make_cache(root: Path, n_rows: int, size: int, map_size: int = MAP_SIZE, seed: int = 0, val_rows: int = 0,
                shard_rows: int | None = None) -> Path:
-    """A finished cache (the real writer) of ``n_rows`` random train rows (then ``val_rows``
-    validation rows) at ``size`` px, in shards of ``shard_rows`` rows (the writer's default)."""
+    """A finished cache (the real writer) of ``n_rows`` random train rows, then ``val_rows``
+    validation rows and 8 test rows (a cache to train on needs some) at ``size`` px, in shards
+    of ``shard_rows`` rows (the writer's default)."""
     from fer_models.data import au
     from fer_models.data.cache import CacheWriter
     from fer_models.data.manifest import Manifest
@@ -224,7 +225,7 @@ def make_cache(root: Path, n_rows: int, size: int, map_size: int = MAP_SIZE, see
     inputs = {"format": 1, "image_size": size, "map_size": map_size, "au_ids": list(au.AU_IDS)}
     writer = CacheWriter(root / "cache", inputs, Manifest(dataset="bench", root=root, samples=[]), shard_rows)
     block = rng.integers(0, 256, (64, size, size, 3), dtype=np.uint8)
-    total = n_rows + val_rows
+    total = n_rows + val_rows + 8
     for start in range(0, total, 500):
         n = min(500, total - start)
         lm = rng.uniform(0.2 * size, 0.8 * size, (n, 68, 2)).astype(np.float32)
@@ -237,7 +238,8 @@ def make_cache(root: Path, n_rows: int, size: int, map_size: int = MAP_SIZE, see
             "valence": np.zeros(n, np.float32), "arousal": np.zeros(n, np.float32),
             "aus": np.zeros((n, len(au.AU_IDS)), np.float32), "sequence": np.full(n, -1, np.int64),
             "status": np.array(["ok"] * n),
-            "split": np.where(np.arange(start, start + n) < n_rows, "train", "val"),
+            "split": np.select([np.arange(start, start + n) < n_rows, np.arange(start, start + n) < n_rows + val_rows],
+                               ["train", "val"], "test"),
         }  # fmt: skip
         missing = [c for c in writer.columns if c not in rows]
         if missing:  # the writer gained a column: say which, instead of its KeyError
