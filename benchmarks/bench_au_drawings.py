@@ -1,7 +1,7 @@
 """Mean cosine between fer-orch's Gaussian AU maps (codebook ``paper002``'s drawing) and the
 released code's filled ellipses (``paper002-released``'s drawing) on the synthetic faces, for
 the same AUs (the released codebook's) and landmarks, at the 28 px training map and at the
-224 px evaluation reference. Run: ``python benchmarks/bench_au_drawings.py [N]``."""
+224 px evaluation reference. Run: ``python benchmarks/bench_au_drawings.py [N | --smoke]``."""
 
 from __future__ import annotations
 
@@ -32,4 +32,7 @@ def drawings_cosine(n: int = 300, size: int = 224, out: int = 28, seed: int = 0)
 
 
 if __name__ == "__main__":
-    print(drawings_cosine(int(sys.argv[1]) if len(sys.argv) > 1 else 300))
+    if sys.argv[1:] == ["--smoke"]:  # tiny sizes: checks the script runs (the test suite runs it)
+        print(drawings_cosine(8, size=64, out=16))
+    else:
+        print(drawings_cosine(int(sys.argv[1]) if len(sys.argv) > 1 else 300))

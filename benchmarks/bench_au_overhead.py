@@ -78,6 +78,7 @@ def bench(method, backbone, size, batch_size, reps, device, layers=(5,), amp=Fal
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (the test suite runs it), measures nothing")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -90,7 +91,9 @@ def main() -> None:
         ("tscam", "vit-tiny-small", 48, 32, (5,)),
         ("cam", "resnet50", 112, 8, (5,)),
     ]
-    if device.type == "cuda":
+    if args.smoke:
+        reps, cases = 1, [("cam", "resnet-tiny", 32, 4, (5,))]
+    elif device.type == "cuda":
         cases = [("cam", "resnet50", 224, 64, (5,)), ("cam", "resnet50", 224, 64, (1, 2, 3, 4, 5)),
                  ("tscam", "deit-small", 224, 64, (5,))] + cases
     print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} thread'})")

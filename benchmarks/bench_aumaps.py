@@ -29,7 +29,10 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--map-size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (the test suite runs it), measures nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.n, args.image_size, args.map_size, args.repeats = 8, 32, 16, 1
 
     try:
         import torch

@@ -85,7 +85,10 @@ def compare(title: str, a, b, names: tuple[str, str], steps: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (the test suite runs it), measures nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.steps = 1
     torch.set_num_threads(1)
     compare("CAM step (CPU preset): AdamW", make_step("cam"), make_step("cam", fused=False),
             ("fused", "loop"), args.steps)

@@ -25,7 +25,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--n-test", type=int, default=350)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (the test suite runs it), measures nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.n, args.steps, args.repeat, args.n_test = 2, 2, 1, 16
     torch.set_num_threads(1)
 
     from fer_models.data.cache import prepare
@@ -37,7 +41,7 @@ def main() -> None:
 
     cfg = presets.get("cpu").train_config("cam", "synthetic-rafdb", au=True, seed=0)
     with tempfile.TemporaryDirectory() as d:
-        m = read_dataset("synthetic-rafdb", Path(d) / "data", n_train=64, n_test=350, progress=False)
+        m = read_dataset("synthetic-rafdb", Path(d) / "data", n_train=64 if not args.smoke else 16, n_test=args.n_test, progress=False)
         info = prepare(m, "auto", cfg.data.codebook, cfg.data.map_size, cfg.data.image_size, Path(d) / "cache",
                        progress=False)
         loaders = build_loaders(cfg.data, cfg.batch_size, cfg.seed, cache_dir=info.dir, progress=False)

@@ -42,7 +42,10 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--bins", type=int, default=BINS)
     ap.add_argument("--permutations", type=int, default=500)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (the test suite runs it), measures nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.reps, args.samples, args.permutations = 3, 600, 10
     rng = np.random.default_rng(0)
     m = args.samples
     print(f"{m} samples, {args.reps} filters per row, bins={args.bins}, {args.permutations} permutations")

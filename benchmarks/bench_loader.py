@@ -1,6 +1,6 @@
 """Trial data path throughput (issue 10): the old CPU path vs the new uint8 path, side by side.
 
-    .venv/bin/python benchmarks/bench_loader.py [--size 224] [--batch 224] [--batches 6]
+    .venv/bin/python benchmarks/bench_loader.py [--size 224] [--batch 224] [--batches 6] [--smoke]
                                                 [--ram-budget-gb 1.0] [--threads 1,4]
 
 One run, one synthetic cache of random faces at ``--size`` px (map 28 px), augmentation on
@@ -212,29 +212,39 @@ def old_batch_loader(ds, batch_size, shuffle, seed=0, drop_last=False):
 # ------------------------------------------------------------------------------------------
 # A cache of random faces, and the timings
 # ------------------------------------------------------------------------------------------
-def make_cache(root: Path, n_rows: int, size: int, map_size: int = MAP_SIZE, seed: int = 0) -> Path:
-    """A finished cache (the real writer) of ``n_rows`` random train rows at ``size`` px."""
+def make_cache(root: Path, n_rows: int, size: int, map_size: int = MAP_SIZE, seed: int = 0, val_rows: int = 0,
+               shard_rows: int | None = None) -> Path:
+    """A finished cache (the real writer) of ``n_rows`` random train rows, then ``val_rows``
+    validation rows and 8 test rows (a cache to train on needs some) at ``size`` px, in shards
+    of ``shard_rows`` rows (the writer's default)."""
     from fer_models.data import au
     from fer_models.data.cache import CacheWriter
     from fer_models.data.manifest import Manifest
 
     rng = np.random.default_rng(seed)
     inputs = {"format": 1, "image_size": size, "map_size": map_size, "au_ids": list(au.AU_IDS)}
-    writer = CacheWriter(root / "cache", inputs, Manifest(dataset="bench", root=root, samples=[]))
+    writer = CacheWriter(root / "cache", inputs, Manifest(dataset="bench", root=root, samples=[]), shard_rows)
     block = rng.integers(0, 256, (64, size, size, 3), dtype=np.uint8)
-    for start in range(0, n_rows, 500):
-        n = min(500, n_rows - start)
+    total = n_rows + val_rows + 8
+    for start in range(0, total, 500):
+        n = min(500, total - start)
         lm = rng.uniform(0.2 * size, 0.8 * size, (n, 68, 2)).astype(np.float32)
-        writer.add({
+        rows = {
             "row": np.arange(start, start + n), "path": np.array([f"r{i}" for i in range(start, start + n)]),
             "image": block[np.arange(start, start + n) % 64], "label": rng.integers(0, 7, n),
             "identity": np.array([""] * n), "landmarks": lm,
             "au_map": rng.random((n, map_size, map_size), np.float32), "au_valid": np.ones(n, bool),
             "gt_au_map": rng.random((n, map_size, map_size), np.float32), "gt_valid": np.ones(n, bool),
             "valence": np.zeros(n, np.float32), "arousal": np.zeros(n, np.float32),
-            "aus": np.zeros((n, len(au.AU_IDS)), np.float32), "status": np.array(["ok"] * n),
-            "split": np.array(["train"] * n),
-        })  # fmt: skip
+            "aus": np.zeros((n, len(au.AU_IDS)), np.float32), "sequence": np.full(n, -1, np.int64),
+            "status": np.array(["ok"] * n),
+            "split": np.select([np.arange(start, start + n) < n_rows, np.arange(start, start + n) < n_rows + val_rows],
+                               ["train", "val"], "test"),
+        }  # fmt: skip
+        missing = [c for c in writer.columns if c not in rows]
+        if missing:  # the writer gained a column: say which, instead of its KeyError
+            raise RuntimeError(f"make_cache writes no {', '.join(missing)} column; add it (the cache writer needs it)")
+        writer.add(rows)
     return writer.close().dir
 
 
@@ -321,7 +331,10 @@ def main() -> None:
                     help="RAM the dataset may use; the memory-mapped cache is 1.25x this")
     ap.add_argument("--threads", default="1,4")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (the test suite runs it), measures nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.size, args.batch, args.batches, args.rows, args.ram_budget_gb, args.threads = 32, 16, 3, 64, 0.001, "1"
     from fer_models.data import dataset as dsmod
 
     threads = [int(t) for t in args.threads.split(",")]

@@ -32,7 +32,10 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (the test suite runs it), measures nothing (serial pipeline only, no Ray)")
     args = ap.parse_args()
+    if args.smoke:
+        args.n_train, args.n_test, args.image_size, args.map_size, args.cpus, args.batch_size = 16, 8, 32, 16, 1, 8
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -53,14 +56,15 @@ def main() -> None:
         print(f"synthetic manifest: {len(m.samples)} faces ({time.perf_counter() - t:.1f} s to generate)")
         cfg = DataConfig(dataset="synthetic-rafdb", landmarks=args.landmarks,
                          image_size=args.image_size, map_size=args.map_size)
-        init_ray(None, num_cpus=args.cpus)
+        if not args.smoke:  # a Ray start is ~20 s here: the smoke run checks the serial pipeline
+            init_ray(None, num_cpus=args.cpus)
 
         results = {}
         t = time.perf_counter()
         serial = cache.prepare(m, args.landmarks, cfg.codebook, cfg.map_size, cfg.image_size,
                                work / "serial", batch_size=args.batch_size, progress=False)
         results["serial"] = (serial, time.perf_counter() - t)
-        for w in (1, 2):
+        for w in () if args.smoke else (1, 2):
             t = time.perf_counter()
             info = preprocess(cfg, num_workers=w, cache_root=work / f"ray{w}", manifest=m,
                               batch_size=args.batch_size, progress=False, echo=None)
@@ -77,6 +81,8 @@ def main() -> None:
             rate[name] = n / wall
             print(f"{name:<9} {wall:8.2f} {n / wall:8.1f} {tm['first_batch_s']:12.2f} "
                   f"{tm.get('landmarks_s', 0):17.2f} {tm.get('au_maps_s', 0):11.2f}")
+        if args.smoke:
+            return
         print(f"\nratio rows/s, 2 workers / 1 worker: {rate['ray x2'] / rate['ray x1']:.2f}x")
         print(f"ratio rows/s, ray x2 / serial:      {rate['ray x2'] / rate['serial']:.2f}x")
         print(f"failures (ray x2): {results['ray x2'][0].failures or 'none'}")

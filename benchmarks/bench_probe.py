@@ -49,7 +49,10 @@ def main() -> None:
     ap.add_argument("--umap-n-epochs", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--image-size", type=int, default=48, help="network input (paper 004: 48 px)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (the test suite runs it), measures nothing" " (UMAP off)")
     args = ap.parse_args()
+    if args.smoke:
+        args.sizes = [40]
     torch.set_num_threads(args.threads)
 
     from fer_models.config import DataConfig, TrainConfig
@@ -61,8 +64,8 @@ def main() -> None:
     model = build_model(cfg).eval()
     layers = ("batchnorm_1", "dropout_2", "flatten", "dropout_4")  # + logits = 5 layers
     rows = {}
-    for n in [100, *args.sizes]:  # the first (100) warms up imports and numba's JIT; not reported
-        spec = ProbeSpec(layers=layers, n_samples=n, batch_size=256, umap=True, device="cpu",
+    for n in ([] if args.smoke else [100]) + list(args.sizes):  # the first (100) warms up imports and numba's JIT; not reported
+        spec = ProbeSpec(layers=layers, n_samples=n, batch_size=256, umap=not args.smoke, device="cpu",
                          umap_max_samples=args.umap_max_samples or n, umap_n_epochs=args.umap_n_epochs)
         t0, c0 = time.perf_counter(), time.process_time()
         res = probe_one(

@@ -64,7 +64,10 @@ def main() -> None:
     ap.add_argument("--budgets", type=float, nargs="+", default=[256, 1024])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (the test suite runs it), measures nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.samples, args.size, args.budgets, args.threads = 16, 32, [1.0], 1
     if args.child:
         child(args.child[0], float(args.child[1]), args.samples, args.size, args.threads)
         return

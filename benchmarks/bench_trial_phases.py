@@ -61,6 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--method", default="cam")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (the test suite runs it), measures nothing" " (1 epoch, 48 faces)")
     args = ap.parse_args()
     import torch
 
@@ -71,6 +72,10 @@ def main() -> None:
 
     torch.set_num_threads(1)
     cfg = presets.get("cpu").train_config(args.method, "synthetic-rafdb", au=True, lam=1.0, layers=[5], seed=0)
+    if args.smoke:
+        args.repeats = 1
+        cfg = dataclasses.replace(cfg, epochs=1, faithfulness_n=2, faithfulness_steps=2, data=dataclasses.replace(
+            cfg.data, options={**cfg.data.options, "n_train": 32, "n_test": 16}))
     home = Path(tempfile.mkdtemp())
     uri = f"sqlite:///{home / 'mlflow.db'}"
     exp = tracking.ensure_experiment("bench", uri)

@@ -42,6 +42,26 @@ def measure(experiment: str, uri: str | None, parent_id: str | None = None) -> d
     return {"parent": parent.info.run_id, "wall": parent.data.metrics["wall_seconds"], "train": train}
 
 
+def smoke_invocation(home: str) -> tuple[str, str]:
+    """A finished invocation of two trials logged the way the grid logs one (parent run with
+    ``wall_seconds`` / ``trials_trained``, child runs with ``train_seconds``), for ``--smoke``:
+    the measuring and printing code runs in seconds, without Ray or training."""
+    from orchestrator import tracking
+
+    uri = f"sqlite:///{home}/mlflow.db"
+    exp = tracking.ensure_experiment("bench-smoke", uri)
+    parent = tracking.create_grid_run(exp, "smoke", {}, uri)
+    for i, seconds in enumerate((3.0, 5.0)):
+        run = tracking.TrialRun(uri, exp, parent, f"trial-{i}", {"method": "cam"})
+        run.log_metrics({"train_seconds": seconds})
+        run.end("FINISHED")
+    c = tracking.client(uri)
+    c.log_metric(parent, "wall_seconds", 6.0)
+    c.log_metric(parent, "trials_trained", 2.0)
+    c.set_terminated(parent, "FINISHED")
+    return "bench-smoke", uri
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--from-experiment", help="measure an invocation already in MLflow instead of running one")
@@ -49,7 +69,13 @@ def main() -> None:
     ap.add_argument("--methods", help="subset of methods (default: all 11)")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--ablations", action="store_true", help="also run the λ and layer ablations")
+    ap.add_argument("--smoke", action="store_true",
+                    help="measure a two-trial invocation logged here (no Ray, no training): checks the script")
     args = ap.parse_args()
+    if args.smoke:
+        import tempfile
+
+        args.from_experiment, args.tracking_uri = smoke_invocation(tempfile.mkdtemp(prefix="bench_tune_"))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     import ray

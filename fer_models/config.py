@@ -89,6 +89,10 @@ class TrainConfig:
     amp: bool = True  # only takes effect on CUDA
     channels_last: bool = True  # NHWC memory format (CUDA and CPU)
     compile: bool = False  # torch.compile the model's training forward (speed only; see README)
+    # checkpoint every N-th epoch (and the last), at most once per this many minutes (0: no
+    # limit); a run killed resumes from its last checkpoint (fer_models.checkpoints)
+    checkpoint_every: int = 1
+    checkpoint_minutes: float = 0.0
     method_kwargs: dict[str, Any] = field(default_factory=dict)
     # paper 002 reproduction (docs/reproducing-paper-002.md lists who sets what)
     weights_tag: str | None = None  # timm pretrained tag of hub weights; None = the backbone's default
@@ -265,6 +269,8 @@ def validate(cfg: TrainConfig, *, names: bool = True) -> TrainConfig:
         _number("head_lr", cfg.head_lr, strict=True)
     _number("lr_step", cfg.lr_step, integer=True)
     _number("warmup_epochs", cfg.warmup_epochs)
+    _number("checkpoint_every", cfg.checkpoint_every, low=1, integer=True)
+    _number("checkpoint_minutes", cfg.checkpoint_minutes)
     if cfg.warmup_epochs > 0 and (cfg.scheduler.lower() != "cosine" or cfg.warmup_epochs >= cfg.epochs):
         raise ConfigError(f"warmup_epochs ({cfg.warmup_epochs}) applies to the cosine scheduler and must be "
                           f"fewer than the epochs ({cfg.epochs}); scheduler is '{cfg.scheduler}'")

@@ -129,8 +129,8 @@ def to_device(batch: dict, device: torch.device | str) -> dict:
 
 
 def eval_options(cfg: Any) -> dict[str, Any]:
-    """The :func:`evaluate` options a ``TrainConfig`` sets: its metric definition and codebook."""
-    return {"metric_def": cfg.metric_def, "codebook": cfg.data.codebook}
+    """The :func:`evaluate` options a ``TrainConfig`` sets: its metric definition, codebook and AMP."""
+    return {"metric_def": cfg.metric_def, "codebook": cfg.data.codebook, "amp": bool(cfg.amp)}
 
 
 def class_mean(cos_sum: np.ndarray, cos_cnt: np.ndarray, released: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +151,90 @@ def class_mean(cos_sum: np.ndarray, cos_cnt: np.ndarray, released: bool = False)
     return mat, avg
 
 
+class ReferenceMaps:
+    """The released definition's full-resolution AU maps of one split, rendered once.
+
+    :func:`full_resolution_maps` renders in numpy on the host (about 3 ms an image at 224 px);
+    an evaluation loader without augmentation gives the same batches every pass, so the maps
+    of its ``i``-th batch are kept (on the evaluation device) and reused by the next passes.
+    Hand one instance per split and loader (``evaluate(..., ref_maps=...)``); a batch of
+    another size than the kept one is rendered again.
+    """
+
+    def __init__(self) -> None:
+        self._maps: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __len__(self) -> int:
+        return len(self._maps)
+
+    def get(self, i: int, batch: dict, codebook: str | None, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        if i < len(self._maps) and self._maps[i][0].shape == (batch["label"].shape[0], *size):
+            return self._maps[i]
+        maps = full_resolution_maps(batch, codebook, size)
+        if i == len(self._maps):
+            self._maps.append(maps)
+        elif i < len(self._maps):
+            self._maps[i] = maps
+        return maps
+
+
+class _Sums:
+    """Evaluation sums kept on the device (float64; int64 counts), read once per pass."""
+
+    def __init__(self, K: int, device: torch.device | str) -> None:
+        f = dict(dtype=torch.float64, device=device)
+        self.K = K
+        self.conf = torch.zeros(K * K, dtype=torch.int64, device=device)
+        self.cos_sum = torch.zeros(K, len(COSINE_COLUMNS), **f)
+        self.cos_cnt = torch.zeros(K, **f)
+        self.gt = torch.zeros(4, **f)  # gt_cam sum, gt_att sum, their count, spare
+        self.mm: dict[str, torch.Tensor] = {}
+        self.mm_cnt = torch.zeros(K, **f)
+
+    def add_conf(self, y: torch.Tensor, pred: torch.Tensor) -> None:
+        self.conf.index_add_(0, y * self.K + pred, torch.ones_like(y))
+
+    def add_cos(self, y: torch.Tensor, cols: torch.Tensor, mask: torch.Tensor) -> None:
+        """Add the (B, 6) cosines of the samples where ``mask`` to their class's row."""
+        m = mask.to(torch.float64)
+        self.cos_sum.index_add_(0, y, torch.where(mask[:, None], cols.double(), 0.0))
+        self.cos_cnt.index_add_(0, y, m)
+
+    def add_gt(self, c_cam: torch.Tensor, c_att: torch.Tensor, mask: torch.Tensor) -> None:
+        z = torch.zeros((), dtype=torch.float64, device=mask.device)
+        self.gt += torch.stack((torch.where(mask, c_cam.double(), 0.0).sum(), torch.where(mask, c_att.double(), 0.0).sum(),
+                                mask.sum().double(), z))
+
+    def add_maps(self, y: torch.Tensor, maps: dict[str, torch.Tensor]) -> None:
+        for key, m in maps.items():
+            if key not in self.mm:
+                self.mm[key] = torch.zeros(self.K, *m.shape[-2:], dtype=torch.float64, device=m.device)
+            self.mm[key].index_add_(0, y, m.double())
+        self.mm_cnt.index_add_(0, y, torch.ones_like(y, dtype=torch.float64))
+
+
+def _batch_maps(model: FERModel, out: Any, batch: dict, released: bool, codebook: str | None,
+                ref_maps: ReferenceMaps | None, i: int) -> tuple[torch.Tensor, dict[int, torch.Tensor], torch.Tensor,
+                                                                torch.Tensor]:
+    """The batch's CAM and attention maps and its reference map A with where it is defined,
+    at the definition's resolution (module docstring)."""
+    x, y = batch["image"], batch["label"]
+    if _uses_builtin_cams(model) and out.cams is not None:
+        idx = torch.arange(x.shape[0], device=x.device)
+        cam = minmax(out.cams[idx, y].detach().float())
+    else:
+        cam = model.class_maps(x, y)
+    feats = {l: attention(out.features[l]).detach().float() for l in range(1, 6) if l in out.features}
+    if released:
+        size = tuple(int(v) for v in x.shape[-2:])
+        a, au_valid = (ref_maps.get(i, batch, codebook, size) if ref_maps is not None
+                       else full_resolution_maps(batch, codebook, size))
+        return released_cam(cam, size), {l: released_attention(t, size) for l, t in feats.items()}, a, au_valid
+    a, au_valid = batch["au_map"][:, 0].float(), batch["au_valid"].bool()
+    M = a.shape[-1]
+    return to_size(cam, M), {l: to_size(minmax(t), M) for l, t in feats.items()}, a, au_valid
+
+
 def evaluate(
     model: FERModel,
     loader,
@@ -164,90 +248,61 @@ def evaluate(
     desc: str = "eval",
     metric_def: str = "project",
     codebook: str | None = None,
+    amp: bool = False,
+    ref_maps: ReferenceMaps | None = None,
 ) -> EvalResult:
     """Classification and localisation metrics of ``model`` over ``loader`` (batched); see
     the module docstring for ``metric_def``. The model gets the true labels
     (``model(x, labels=y)``): only a method that asks for them at evaluation uses them
-    (ACoL with ``eval_erase="label"``, as the released code)."""
+    (ACoL with ``eval_erase="label"``, as the released code).
+
+    Everything is summed on the device and read once, after the last batch: no host sync per
+    batch. The forward runs under ``torch.inference_mode`` (bf16 autocast on CUDA with
+    ``amp``); ``ref_maps`` keeps the released definition's reference maps between passes.
+    """
     from tqdm.auto import tqdm
 
     if metric_def not in METRIC_DEFS:
         raise ConfigError(f"metric_def must be one of {', '.join(METRIC_DEFS)}, got '{metric_def}'")
     released = metric_def == "released"
     model.eval()
-    K = num_classes
-    conf = np.zeros((K, K), dtype=np.int64)
-    cos_sum = np.zeros((K, len(COSINE_COLUMNS)))
-    cos_cnt = np.zeros((K, 1))
-    sums = {k: 0.0 for k in ("cam", "att", "gt_cam", "gt_att")}
-    cnts = {k: 0 for k in sums}
-    layer_sum, layer_cnt = np.zeros(5), 0
-    mm: dict[str, Any] = {}
-    mm_cnt = np.zeros(K)
-    has_cam = bool(getattr(model, "has_cam", True))
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        batch = to_device(batch, device)
+    dev = torch.device(device)
+    sums = _Sums(num_classes, dev)
+    use_amp = amp and dev.type == "cuda"
+    for i, batch in enumerate(tqdm(loader, desc=desc, disable=not progress, leave=False)):
+        batch = to_device(batch, dev)
         x, y = batch["image"], batch["label"]
-        with torch.no_grad():
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
             out = model(x, labels=y)
-        pred = out.logits.argmax(1)
-        np.add.at(conf, (y.cpu().numpy(), pred.cpu().numpy()), 1)
+        sums.add_conf(y, out.logits.argmax(1))
         if not maps:
             continue
-        if _uses_builtin_cams(model) and out.cams is not None:
-            idx = torch.arange(x.shape[0], device=x.device)
-            cam = minmax(out.cams[idx, y].detach().float())
-        else:
-            cam = model.class_maps(x, y)
-        feats = {l: attention(out.features[l]).detach().float() for l in range(1, 6) if l in out.features}
-        if released:
-            size = tuple(int(v) for v in x.shape[-2:])
-            a, au_valid = full_resolution_maps(batch, codebook, size)
-            cam = released_cam(cam, size)
-            atts = {l: released_attention(t, size) for l, t in feats.items()}
-        else:
-            a, au_valid = batch["au_map"][:, 0].float(), batch["au_valid"].bool()
-            M = a.shape[-1]
-            cam = to_size(cam, M)
-            atts = {l: to_size(minmax(t), M) for l, t in feats.items()}
-        M = a.shape[-1]
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            cam, atts, a, au_valid = _batch_maps(model, out, batch, released, codebook, ref_maps, i)
         att = atts[att_layer]
         not_neutral = y != NEUTRAL
-        loc = au_valid & not_neutral
-        # released: a NaN cosine (a constant or NaN CAM) counts as 0, as the released code's nan_to_num
-        fix = (lambda t: t.nan_to_num(0.0, posinf=1.0, neginf=0.0)) if released else (lambda t: t)
-        c_cam, c_att = fix(cosine(cam, a)), fix(cosine(att, a))
-        if loc.any():
-            sums["cam"] += float(c_cam[loc].sum())
-            sums["att"] += float(c_att[loc].sum())
-            cnts["cam"] += int(loc.sum())
-            cnts["att"] += int(loc.sum())
-            cols = [fix(cosine(atts[l], a)) for l in range(1, 6)] + [c_cam]
-            colm = torch.stack(cols, 1)[loc].cpu().numpy()
-            layer_sum += colm[:, :5].sum(0)
-            layer_cnt += colm.shape[0]
-            yl = y[loc].cpu().numpy()
-            np.add.at(cos_sum, yl, colm)
-            np.add.at(cos_cnt, yl, 1)
+        cols = torch.stack([cosine(atts[l], a) for l in range(1, 6)] + [cosine(cam, a)], 1)
+        if released:  # a NaN cosine (a constant or NaN CAM) counts as 0, as the released code's nan_to_num
+            cols = cols.nan_to_num(0.0, posinf=1.0, neginf=0.0)
+        sums.add_cos(y, cols, au_valid & not_neutral)
         if "gt_au_map" in batch and "gt_valid" in batch:
-            gt = batch["gt_valid"].bool() & not_neutral
-            if gt.any():
-                g = batch["gt_au_map"][:, 0].float()
-                if g.shape[-1] != M:
-                    g = to_size(g, M) if not released else F.interpolate(
-                        g.unsqueeze(1), size=(M, M), mode="bilinear", align_corners=False)[:, 0]
-                sums["gt_cam"] += float(cosine(cam, g)[gt].sum())
-                sums["gt_att"] += float(cosine(att, g)[gt].sum())
-                cnts["gt_cam"] += int(gt.sum())
-                cnts["gt_att"] += int(gt.sum())
+            g = batch["gt_au_map"][:, 0].float()
+            M = a.shape[-1]
+            if g.shape[-1] != M:
+                g = to_size(g, M) if not released else F.interpolate(
+                    g.unsqueeze(1), size=(M, M), mode="bilinear", align_corners=False)[:, 0]
+            sums.add_gt(cosine(cam, g), cosine(att, g), batch["gt_valid"].bool() & not_neutral)
         if mean_maps:
-            yk = y.cpu().numpy()
-            for key, m in (("cam", cam), ("att", att)):
-                if key not in mm:
-                    mm[key] = np.zeros((K, M, M))
-                np.add.at(mm[key], yk, m.cpu().numpy())
-            np.add.at(mm_cnt, yk, 1)
+            sums.add_maps(y, {"cam": cam, "att": att})
+    return _result(sums, maps, att_layer, bool(getattr(model, "has_cam", True)), released)
 
+
+def _result(sums: _Sums, maps: bool, att_layer: int, has_cam: bool, released: bool = False) -> EvalResult:
+    """The pass's one read of its device sums, and the metrics made from them."""
+    K = sums.K
+    conf = sums.conf.view(K, K).cpu().numpy()
+    cos_sum, cos_cnt = sums.cos_sum.cpu().numpy(), sums.cos_cnt.cpu().numpy()[:, None]
+    gt = sums.gt.cpu().numpy()
     nan = float("nan")
     total = conf.sum()
     metrics = {"cl": 100.0 * float(np.trace(conf)) / float(total) if total else nan}
@@ -255,15 +310,19 @@ def evaluate(
     if not has_cam:
         cos_mat[:, -1], avg[-1] = nan, nan
     if maps:
-        for key, name in (("cam", "cam_cos"), ("att", "att_cos"), ("gt_cam", "gt_cam_cos"), ("gt_att", "gt_att_cos")):
-            metrics[name] = sums[key] / cnts[key] if cnts[key] else nan
+        n = float(cos_cnt.sum())
+        col = cos_sum.sum(0) / n if n else np.full(len(COSINE_COLUMNS), nan)
+        metrics["cam_cos"], metrics["att_cos"] = float(col[-1]), float(col[att_layer - 1])
+        metrics["gt_cam_cos"] = float(gt[0] / gt[2]) if gt[2] else nan
+        metrics["gt_att_cos"] = float(gt[1] / gt[2]) if gt[2] else nan
         if not has_cam:
             metrics["cam_cos"] = metrics["gt_cam_cos"] = nan
         for l in range(5):
-            metrics[f"att_cos_{l + 1}"] = float(layer_sum[l] / layer_cnt) if layer_cnt else nan
+            metrics[f"att_cos_{l + 1}"] = float(col[l])
         metrics["cam_cos_avg"] = float(avg[-1])
         metrics["att_cos_avg"] = float(avg[att_layer - 1])
-    means = {k: v / np.maximum(mm_cnt, 1)[:, None, None] for k, v in mm.items()}
+    cnt = np.maximum(sums.mm_cnt.cpu().numpy(), 1)[:, None, None]
+    means = {k: v.cpu().numpy() / cnt for k, v in sums.mm.items()}
     return EvalResult(metrics=metrics, confusion=conf, cosine_matrix=cos_mat, mean_maps=means)
 
 

@@ -11,9 +11,11 @@
   channels_last on every device (on CPU a CPU-preset step takes ~0.65x the time);
 - loss per batch: the method's classification loss (+ lambda * AU alignment, Eq. 3, on
   ``cfg.layers`` when ``cfg.au``); a method may first transform the batch (CutMix);
-- after each epoch: validation CL / CAM-COS / ATT-COS, ``run_dir/checkpoint.pt`` (model,
-  optimizer, scheduler, epoch, best, history, torch RNG), ``run_dir/best.pt`` (state_dict
-  only) when validation accuracy improves, then ``on_epoch(epoch, metrics)``;
+- after each epoch: validation CL / CAM-COS / ATT-COS, the checkpoint (every
+  ``cfg.checkpoint_every`` epochs and the last, ``fer_models.checkpoints``: the weights and
+  the optimiser written by a background thread during validation, then ``run_dir/checkpoint.pt``
+  naming them with the epoch, best, history and torch RNG), ``run_dir/best.pt`` (state_dict
+  only, a hard link to the best epoch's weights), then ``on_epoch(epoch, metrics)``;
 - resumes from ``checkpoint.pt`` (``resume=True``) at the epoch after the saved one; the
   data order of the remaining epochs is not the one an uninterrupted run would have seen
   (the loaders restart their seeded shuffles);
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -37,11 +38,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from fer_models.checkpoints import CheckpointWriter, fill_checkpoint, is_checkpoint
+from fer_models.checkpoints import atomic_save as _atomic_save  # noqa: F401 (the trainer's writer, tested by name)
 from fer_models.config import OPTIMIZERS, SCHEDULERS, TrainConfig, validate
 from fer_models.errors import ConfigError, StateDictError
 from fer_models.faithfulness import faithfulness_scores
 from fer_models.losses import total_loss
-from fer_models.metrics import EvalResult, eval_options, evaluate, to_device
+from fer_models.metrics import EvalResult, ReferenceMaps, eval_options, evaluate, to_device
 from fer_models.torch_utils import load_state_file
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -234,25 +237,6 @@ def train_epoch(model: torch.nn.Module, batches: Any, opt: torch.optim.Optimizer
     return sums, n
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary name, then rename. A full disk makes torch's zip writer
-    raise ``RuntimeError`` ("unexpected pos ..."), not ``OSError``: it is turned into the
-    ``OSError(ENOSPC)`` it is, naming the file, when the folder's file system has no room
-    left (any other ``RuntimeError`` stays a bug)."""
-    import errno
-    import shutil
-
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        torch.save(obj, tmp)
-    except RuntimeError:
-        tmp.unlink(missing_ok=True)
-        if shutil.disk_usage(path.parent).free >= 1 << 20:  # not a full disk: a bug, keep it
-            raise
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
-    os.replace(tmp, path)
-
-
 def check_finite_loss(epoch: int, loss: float, align: float, cfg: TrainConfig) -> None:
     """Stop a diverged training (a NaN or infinite mean loss) in one sentence naming the
     epoch, the value and the likely cause, before its weights are saved or reported."""
@@ -326,11 +310,12 @@ def train(
     if resume and ckpt_path.exists():
         fix = "delete it, or pass --no-resume (resume=False), to train this run from scratch"
         state = load_state_file(ckpt_path, device, what="checkpoint", fix=fix)
-        if not {"model", "optimizer", "scheduler", "epoch", "best", "history"} <= set(state):
+        if not is_checkpoint(state):
             raise StateDictError(f"checkpoint '{ckpt_path}' is not a fer-orch training checkpoint; {fix}")
         trained_by = str(state.get("method", cfg.method))
         if trains_as(trained_by) != trains_as(cfg.method):
             raise StateDictError(f"checkpoint '{ckpt_path}' trained method '{trained_by}', not '{cfg.method}'; {fix}")
+        state = fill_checkpoint(run_dir, state, device, fix)
         borrowed = trained_by != cfg.method.lower()
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -346,6 +331,8 @@ def train(
             history = [{**h, "val_cam_cos": float("nan")} for h in history]
 
     forward = compiled_forward(model, cfg)
+    writer = CheckpointWriter(run_dir, cfg.checkpoint_every, cfg.checkpoint_minutes)
+    val_refs = ReferenceMaps()  # the released reference maps of the validation split, rendered once
     if cuda:
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     for epoch in range(start, cfg.epochs + 1):
@@ -355,10 +342,12 @@ def train(
                                       bar=bar if progress else None)
         if n_batches == 0:
             raise ConfigError("the training split gave no batch; lower batch_size or check the dataset")
-        val = evaluate(model, loaders.val, num_classes=num_classes, att_layer=att_layer, device=device,
-                       progress=progress, desc="val", **eval_options(cfg))
         train_loss, train_ce, train_align = (sums / n_batches).tolist()  # the epoch's one read
-        check_finite_loss(epoch, train_loss, train_align, cfg)
+        check_finite_loss(epoch, train_loss, train_align, cfg)  # before anything of this epoch is written
+        if writer.due(epoch, cfg.epochs):  # written by a background thread while validation runs
+            writer.start(epoch, model, opt, sched, scaler)
+        val = evaluate(model, loaders.val, num_classes=num_classes, att_layer=att_layer, device=device,
+                       progress=progress, desc="val", ref_maps=val_refs, **eval_options(cfg))
         metrics = {
             "train_loss": train_loss,
             "train_ce": train_ce,
@@ -372,23 +361,15 @@ def train(
         history.append({"epoch": float(epoch), **metrics})
         vcl = metrics["val_cl"]
         # best validation accuracy; without a validation split, the latest epoch
-        if best_epoch == 0 or not _finite(vcl) or vcl > best_cl:
+        is_best = best_epoch == 0 or not _finite(vcl) or vcl > best_cl
+        if is_best:
             best_epoch, best_cl = epoch, (vcl if _finite(vcl) else -math.inf)
-            _atomic_save(model.state_dict(), best_path)
-        ckpt = {
-            "method": cfg.method.lower(),
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch,
-            "best": {"epoch": best_epoch, "cl": best_cl},
-            "history": history,
-            "rng": torch.get_rng_state(),
-        }
-        _atomic_save(ckpt, ckpt_path)
+        record = {"method": cfg.method.lower(), "epoch": epoch, "best": {"epoch": best_epoch, "cl": best_cl},
+                  "history": history, "rng": torch.get_rng_state()}
+        writer.finish(epoch, record, is_best, model)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
+    writer.close()
 
     model.load_state_dict(load_state_file(best_path, device, what="best weights",
                                           fix="delete the run folder's checkpoint.pt and best.pt to train again"))
@@ -406,7 +387,7 @@ def train(
     best_val = {k[len("val_"):]: v for k, v in best_row.items() if k.startswith("val_")}
     if borrowed:  # the best epoch's validation maps with this method's explainer
         val = evaluate(model, loaders.val, num_classes=num_classes, att_layer=att_layer, device=device,
-                       progress=progress, desc="val", **eval_options(cfg))
+                       progress=progress, desc="val", ref_maps=val_refs, **eval_options(cfg))
         best_val["cam_cos"] = val.metrics.get("cam_cos", float("nan"))
     return TrainResult(
         best_path=best_path,

@@ -52,11 +52,21 @@ class Resources:
     ``custom``: Ray custom resources each trial also asks for (``--trial-resources
     worker=1``), so trials run only on the nodes started with ``ray start --resources
     '{"worker": N}'`` (N trials at once per node).
+
+    ``gpu_share``: GPUs per trial of one ``"<method>/<dataset>"`` (or every method's on
+    ``"<dataset>"``) instead of ``gpus``; the paper presets fill it from the computed peak
+    memory of each trial (``orchestrator.gpu_memory``); ``--gpus-per-trial`` empties it.
     """
 
     cpus: float = 1.0
     gpus: float = 0.0
     custom: dict[str, float] = field(default_factory=dict)
+    gpu_share: dict[str, float] = field(default_factory=dict)
+
+    def gpus_for(self, method: str, dataset: str) -> float:
+        """The GPUs a trial of ``method`` on ``dataset`` asks for."""
+        share = self.gpu_share
+        return float(share.get(f"{method}/{dataset}", share.get(dataset, self.gpus)))
 
 
 def _no_twice(option: str, values: list) -> None:
@@ -302,7 +312,7 @@ class Trial:
 
 
 # Fields that change where or how fast a run goes, not what it learns.
-_HASH_EXCLUDE = {"device", "amp", "channels_last", "compile"}
+_HASH_EXCLUDE = {"device", "amp", "channels_last", "compile", "checkpoint_every", "checkpoint_minutes"}
 _HASH_EXCLUDE_DATA = {"num_workers", "root", "prefetch"}
 
 

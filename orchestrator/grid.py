@@ -188,6 +188,23 @@ def trial_resources(grid_cfg: GridConfig) -> dict[str, float]:
     return {"cpu": r.cpus, "gpu": r.gpus, **{k: float(v) for k, v in r.custom.items()}}
 
 
+def resources_per_trial(grid_cfg: GridConfig):
+    """:func:`trial_resources`, or, with a ``resources.gpu_share`` table, the function of a
+    trial's config Tune calls for each trial (its GPUs from the table)."""
+    base = trial_resources(grid_cfg)
+    r = grid_cfg.resources
+    if not r.gpu_share:
+        return base
+
+    def of(config: dict[str, Any]) -> tune.PlacementGroupFactory:
+        cfg = config["trial"]["cfg"]
+        gpus = r.gpus_for(cfg["method"], cfg["data"]["dataset"])
+        bundle = {"CPU": base["cpu"], "GPU": gpus, **{k: v for k, v in base.items() if k not in ("cpu", "gpu")}}
+        return tune.PlacementGroupFactory([{k: v for k, v in bundle.items() if v}])
+
+    return of
+
+
 def _invocation_id(grid_cfg: GridConfig, studies: tuple[str, ...]) -> str:
     d = grid_cfg.to_dict()
     for k in ("address", "tracking_uri", "storage_path", "max_concurrent", "max_failures", "resources"):
@@ -207,7 +224,7 @@ def _run_phase(
     outcome: GridOutcome,
 ) -> None:
     trainable = run_trial if train_fn is None else tune.with_parameters(run_trial, train_fn=train_fn)
-    trainable = tune.with_resources(trainable, trial_resources(grid_cfg))
+    trainable = tune.with_resources(trainable, resources_per_trial(grid_cfg))
     done = tracking.finished_trials(ctx["experiment_id"], ctx["uri"]) if resume else {}
     unique: dict[str, Trial] = {}
     for t in trials:

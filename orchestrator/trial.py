@@ -27,8 +27,9 @@ was measured with the publisher's map). A twin that starts first, or on a node t
 not see the folder, trains; the weights are the same either way (same config and seed:
 tests/test_fer_models/test_train.py).
 
-Every epoch the trial reports its metrics with a Tune checkpoint (the trainer's
-``checkpoint.pt`` + ``best.pt`` + :data:`STATE_FILE` holding the MLflow run id), so a
+Every epoch the trial reports its metrics, with a Tune checkpoint when the trainer wrote one
+(its checkpoint files, ``fer_models.checkpoints``, hard-linked rather than copied, +
+:data:`STATE_FILE` holding the MLflow run id), so a
 restarted trial resumes its training (``train(resume=True)``) in the same MLflow run;
 the run then gets the metric ``resumed_from_epoch`` (step: that epoch), and its tag
 ``fer_orch.node`` names the Ray node of the latest attempt.
@@ -169,8 +170,7 @@ def borrow_training(shared: Path | None, work: Path, epochs: int) -> str | None:
     info = json.loads(done.read_text())
     if int(info.get("epochs", -1)) != int(epochs):
         return None
-    for name in ("checkpoint.pt", "best.pt"):
-        shutil.copy2(shared / name, work / name)
+    link_checkpoint(shared, work)
     return str(info["method"])
 
 
@@ -181,14 +181,31 @@ def publish_training(shared: Path | None, work: Path, cfg: TrainConfig) -> None:
     shared.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{shared.name}-", dir=shared.parent))
     try:
-        for name in ("checkpoint.pt", "best.pt"):
-            shutil.copy2(work / name, tmp / name)
+        link_checkpoint(work, tmp)
         (tmp / SHARED_DONE).write_text(json.dumps({"method": cfg.method, "epochs": cfg.epochs}))
         os.replace(tmp, shared)
     except OSError:  # another trial published it meanwhile
         pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def link_checkpoint(work: Path, dest: Path) -> None:
+    """The trainer's checkpoint files in ``dest`` as hard links (no copy of the weights;
+    ``fer_models.checkpoints``), copies where the filesystem has no hard links."""
+    from fer_models.checkpoints import checkpoint_files, link_or_copy
+
+    for f in checkpoint_files(work):
+        link_or_copy(f, dest / f.name)
+
+
+def _checkpoint_stamp(work: Path) -> tuple[int, int] | None:
+    """Identifies the trainer's latest ``checkpoint.pt`` (inode, mtime); None without one."""
+    try:
+        st = (work / "checkpoint.pt").stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
@@ -224,13 +241,18 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
         if state.get("epoch"):
             run.log_metrics({"resumed_from_epoch": state["epoch"]}, step=state["epoch"])
 
+        reported = {"stamp": None}
+
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             nums = {k: float(v) for k, v in metrics.items()}
             run.log_metrics(nums, step=epoch)
+            stamp = _checkpoint_stamp(work)
+            if stamp is None or stamp == reported["stamp"]:  # no new checkpoint this epoch
+                tune.report({**nums, "epoch": epoch})
+                return
+            reported["stamp"] = stamp
             with tempfile.TemporaryDirectory() as d:
-                for name in ("checkpoint.pt", "best.pt"):
-                    if (work / name).is_file():
-                        shutil.copy2(work / name, Path(d) / name)
+                link_checkpoint(work, Path(d))
                 (Path(d) / STATE_FILE).write_text(json.dumps({"run_id": run.run_id, "epoch": epoch}))
                 tune.report({**nums, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(d))
 
@@ -272,3 +294,16 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
             run.end(status)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+            release_gpu_memory()
+
+
+def release_gpu_memory() -> None:
+    """Hand the finished trial's cached GPU blocks back to the driver: Tune reuses this actor
+    (``reuse_actors=True``) for the next trial, which may share the GPU with another."""
+    import gc
+
+    import torch
+
+    if torch.cuda.is_available():
+        gc.collect()  # the trial's model and optimiser, if a reference cycle still holds them
+        torch.cuda.empty_cache()

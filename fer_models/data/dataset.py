@@ -216,6 +216,17 @@ class FaceDataset(Dataset):
                 f"image={self.image_size}, map={self.map_size}, augment={list(self.augment)})")
 
 
+def _one_openmp_thread() -> None:
+    """A loader thread's OpenMP thread count: 1. A new thread starts at the process's count
+    (torch's, e.g. the trial's CPUs), so N loader threads would start N times that many
+    OpenMP threads and oversubscribe the cores; ``omp_set_num_threads`` (through
+    threadpoolctl, which finds torch's own OpenMP library) acts on the calling thread only."""
+    from threadpoolctl import threadpool_limits
+
+    torch.get_num_threads()  # torch's per-thread first-use set-up (it sets the count), before ours
+    threadpool_limits(limits=1, user_api="openmp")
+
+
 class DeviceLoader:
     """Batches of a :class:`FaceDataset` on ``device``, in a seeded order.
 
@@ -242,6 +253,7 @@ class DeviceLoader:
                 else SequentialSampler(dataset))
         self.sampler = BatchSampler(base, self.batch_size, drop_last)
         self._local = threading.local()
+        self._pool: ThreadPoolExecutor | None = None  # made on first use, kept across epochs
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -293,7 +305,7 @@ class DeviceLoader:
             for idx in batches:
                 yield self.finish(self.load(idx))
             return
-        pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="fer-loader")
+        pool = self.pool()
         pending = deque(pool.submit(self.load, idx) for idx in islice(batches, max(self.prefetch, self.num_workers)))
         try:
             while pending:
@@ -305,7 +317,27 @@ class DeviceLoader:
         finally:
             for f in pending:
                 f.cancel()
-            pool.shutdown(wait=True)
+            for f in pending:  # an unfinished epoch: its started loads end before the next epoch's
+                if not f.cancelled():
+                    f.exception()
+
+    def pool(self) -> ThreadPoolExecutor:
+        """The loader threads, started once and kept across epochs (their CUDA streams too);
+        each runs its torch operations on one OpenMP thread (:func:`_one_openmp_thread`)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="fer-loader",
+                                            initializer=_one_openmp_thread)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
 
 
 @dataclass

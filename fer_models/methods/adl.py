@@ -42,11 +42,12 @@ RELEASED_POSITIONS = {4: (0,), 5: (0, 2)}
 
 def adl(f: torch.Tensor, drop_rate: float, threshold: float) -> torch.Tensor:
     att = f.mean(dim=1, keepdim=True)
-    if float(torch.rand(())) < drop_rate:
-        peak = att.amax(dim=(2, 3), keepdim=True)
-        mask = (att <= threshold * peak).to(f.dtype)
-    else:
-        mask = torch.sigmoid(att)
+    # the per-batch draw stays a tensor on f's device (no host read, no graph break under
+    # torch.compile); both masks are (B, 1, h, w), cheap next to the feature map. On the CPU
+    # it draws the same number from the same generator as a host-side draw would.
+    drop = torch.rand((), device=f.device) < drop_rate
+    peak = att.amax(dim=(2, 3), keepdim=True)
+    mask = torch.where(drop, (att <= threshold * peak).to(f.dtype), torch.sigmoid(att))
     return f * mask
 
 

@@ -39,7 +39,9 @@ def _grid_options(fn):
         click.option("--address", help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)."),
         click.option("--storage", "storage_path", help="Tune storage (default FER_ORCH_HOME/ray; shared storage on a cluster)."),
         click.option("--cpus-per-trial", type=float, help="CPUs per trial."),
-        click.option("--gpus-per-trial", type=float, help="GPUs per trial; fractions (0.5) pack trials on one GPU."),
+        click.option("--gpus-per-trial", type=float,
+                     help="GPUs per trial; fractions (0.5) pack trials on one GPU [default: the preset's; the "
+                          "paper presets size each trial from its computed memory, --print-config shows it]."),
         click.option("--trial-resources", help="Ray custom resources per trial, NAME=AMOUNT[,...]: trials run only on the "
                      "nodes started with `ray start --resources '{\"NAME\": N}'`."),
         click.option("--max-concurrent", type=int, help="At most this many trials at once (0: resources decide)."),
@@ -101,6 +103,10 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
 
     if g.tracking_uri and strip_credentials(g.tracking_uri) != g.tracking_uri:  # never stored nor printed
         g = g.override(tracking_uri=strip_credentials(g.tracking_uri))
+    if gpus_per_trial is not None and g.resources.gpu_share:  # the user's number, for every trial
+        import dataclasses
+
+        g = dataclasses.replace(g, resources=dataclasses.replace(g.resources, gpu_share={}))
     g.check_data_options()
     return g
 
@@ -329,6 +335,10 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: 
     if print_config:
         click.echo(config_yaml(g))
         click.echo(trial_table(sample, studies, None if sample is g else _seed_range(g.seeds)))
+        from orchestrator.gpu_memory import memory_table
+
+        if memory_table(g):
+            click.echo(memory_table(g))
         for s in studies:
             click.echo(f"# {s}: {count_trials(g, s, sample)} trials")
         return

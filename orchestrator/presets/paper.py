@@ -6,8 +6,9 @@ recipe and its sources) except the fields of
 (the codebook of the paper's Fig. 2), WILDCAT's kmin term restored, PRM's peak stimulation,
 ACoL erasing by the prediction at evaluation (the label is unknown at test time), ADL's
 ImageNet weights in the right blocks and its CAM taken at layer 5.
-``docs/reproducing-paper-002.md`` has the table. One GPU per trial by default; pass
-``--gpus-per-trial 0.5`` to pack two trials on a GPU.
+``docs/reproducing-paper-002.md`` has the table. Each trial's GPU share comes from its computed
+peak memory (``orchestrator.gpu_memory``: RAF-DB's batch-32 trials share a GPU, AffectNet's
+batch-224 trials on resnet50-s8 get one); ``--gpus-per-trial`` sets one share for all.
 """
 
 from __future__ import annotations

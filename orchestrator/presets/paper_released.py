@@ -31,6 +31,7 @@ from typing import Any
 from fer_models.config import DataConfig, TrainConfig
 from fer_models.data.steps import RELEASED_RECIPE
 from orchestrator.config import PAPER_LAYER_SETS, GridConfig, Resources
+from orchestrator.gpu_memory import PAPER_PEAK_GIB, gpu_shares
 from orchestrator.registry import PRESETS
 
 #: Paper 002, Fig. 5's x axis: 0.01, 0.1 and every integer from 1 to 20.
@@ -103,7 +104,7 @@ def recipe(which: int) -> GridConfig:
         base=base,
         method_overrides=method_overrides,
         dataset_overrides={"affectnet": {"epochs": 20, "batch_size": 224}},
-        resources=Resources(cpus=4, gpus=1),
+        resources=Resources(cpus=4, gpus=1, gpu_share=gpu_shares(PAPER_PEAK_GIB)),  # orchestrator.gpu_memory
         max_failures=3,
     )
 

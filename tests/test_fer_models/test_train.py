@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from fer_models.checkpoints import checkpoint_files, load_checkpoint
 from fer_models.config import DataConfig, TrainConfig
 from fer_models.errors import ConfigError, StateDictError
 from fer_models.methods import build_model, shares_training, trains_as
@@ -76,7 +77,7 @@ def test_train_writes_checkpoints_reports_epochs_and_evaluates_best(tmp_path):
 def test_resume_continues_from_the_saved_epoch(tmp_path):
     first = []
     train(_cfg(epochs=1), tmp_path, loaders=_loaders(), progress=False, on_epoch=lambda e, m: first.append(e))
-    w1 = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
+    w1 = load_checkpoint(tmp_path)["model"]
     later = []
     res = train(_cfg(epochs=3), tmp_path, loaders=_loaders(), progress=False, on_epoch=lambda e, m: later.append(e))
     assert first == [1] and later == [2, 3]
@@ -86,7 +87,7 @@ def test_resume_continues_from_the_saved_epoch(tmp_path):
     train(_cfg(epochs=1), tmp_path / "fresh", loaders=_loaders(), progress=False, resume=False,
           on_epoch=lambda e, m: again.append(e))
     assert again == [1]
-    w_again = torch.load(tmp_path / "fresh" / "checkpoint.pt", weights_only=True)["model"]
+    w_again = load_checkpoint(tmp_path / "fresh")["model"]
     assert all(torch.equal(w1[k], w_again[k]) for k in w1)  # seeded: same first epoch
 
 
@@ -226,8 +227,8 @@ def test_twins_train_identical_weights_for_one_config_and_seed(tmp_path, au):
 def test_a_twin_evaluates_the_publishers_weights_with_its_own_map(tmp_path):
     pub = train(_cfg(method="gradcam"), tmp_path / "pub", loaders=_loaders(), progress=False)
     (tmp_path / "twin").mkdir()
-    for name in ("checkpoint.pt", "best.pt"):
-        shutil.copy2(tmp_path / "pub" / name, tmp_path / "twin" / name)
+    for f in checkpoint_files(tmp_path / "pub"):  # what the trial copies (orchestrator.trial)
+        shutil.copy2(f, tmp_path / "twin" / f.name)
     epochs = []
     twin = train(_cfg(method="layercam"), tmp_path / "twin", loaders=_loaders(), progress=False,
                  on_epoch=lambda e, m: epochs.append(e))

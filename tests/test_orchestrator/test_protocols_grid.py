@@ -112,7 +112,7 @@ def test_new_fields_at_their_defaults_leave_the_trial_hash_unchanged():
     old = to_dict(cfg)  # the config as hashed before the fields of issues 9-11 existed
     for k in ("device", "amp", "channels_last", "target", "compile", "weights_tag", "head_lr", "head_layers",
               "nesterov", "lr_step", "lr_gamma", "min_lr", "metric_def", "faithfulness_n", "faithfulness_steps",
-              "warmup_epochs"):
+              "warmup_epochs", "checkpoint_every", "checkpoint_minutes"):
         old.pop(k)
     for k in ("num_workers", "root", "options", "normalize", "color", "eval_steps", "stored_size", "prefetch",
               "au_source"):

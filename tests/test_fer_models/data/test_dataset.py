@@ -253,3 +253,36 @@ def test_the_loader_hands_uint8_to_the_device_side_and_transforms_only_there(bui
     ref = list(DeviceLoader(again, 4, True, seed=0, device=device, num_workers=0))
     for x, y in zip(batches, ref):
         assert torch.equal(x["index"], y["index"]) and torch.equal(x["image"], y["image"])
+
+
+def test_the_loader_threads_persist_across_epochs_on_one_openmp_thread_each(built):
+    """Two epochs, one pool of loader threads (started once); each thread runs torch on one
+    OpenMP thread while the training thread keeps its own count."""
+    import threading
+
+    from fer_models.data.dataset import DeviceLoader
+
+    _, info = built
+    ds = FaceDataset(info.dir, "train", seed=2)
+    threads, counts = set(), []
+    gather = ds.gather_sorted
+
+    def spy(*a, **k):
+        threads.add(threading.get_ident())
+        counts.append(torch.get_num_threads())
+        return gather(*a, **k)
+
+    ds.gather_sorted = spy
+    main_threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        loader = DeviceLoader(ds, 4, True, seed=0, num_workers=2, prefetch=2)
+        first = list(loader)
+        pool = loader.pool()
+        second = list(loader)
+        assert loader.pool() is pool and len(first) == len(second) == len(loader)
+        assert len(threads) <= 2 and counts and set(counts) == {1}
+        assert torch.get_num_threads() == 2
+        loader.close()
+    finally:
+        torch.set_num_threads(main_threads)
