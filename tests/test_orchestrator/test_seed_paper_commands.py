@@ -65,6 +65,21 @@ def test_probe_on_disfa_and_kdef_draws_across_identities(light_cnn_run, mlflow_s
     assert ps["split"] == "test" and ps["identities"] == 2 and ps["rows"] == 28  # fold 0 of 5: 2 subjects
 
 
+@pytest.mark.slow
+def test_block_maps_on_the_light_cnn(light_cnn_run, mlflow_store):
+    """`fer-orch explain --run RUN --job block-maps`: Grad-CAM at paper 004's Fig. 2 blocks of the
+    light CNN and the per-class mean maps, logged to the run."""
+    uri, c = mlflow_store.uri, mlflow_store.client
+    _cli("explain", "--run", light_cnn_run, "--job", "block-maps", "--tracking-uri", uri, "--num-actors", "0",
+         "--device", "cpu")
+    files = {f.path for f in c.list_artifacts(light_cnn_run, "explain/block-maps")}
+    assert {"explain/block-maps/gradcam_blocks.png", "explain/block-maps/class_mean_maps.png"} <= files, files
+    with open(c.download_artifacts(light_cnn_run, "explain/block-maps/gradcam.json")) as fh:
+        got = json.load(fh)
+    assert got["blocks"] == ["batchnorm_1", "conv2d_4", "conv2d_6"] and got["images"] > 0
+    assert sum(got["class_counts"].values()) > 0
+
+
 def _grid_run_ids(uri: str, experiment: str) -> dict[str, str]:
     """{target: trial run id} of the finished trials of ``experiment``."""
     from orchestrator import tracking
