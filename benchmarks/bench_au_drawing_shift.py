@@ -106,6 +106,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         if not np.isfinite(r["shift"]):
             shift = "no CAM"
+        elif not np.isfinite(r["low"]):
+            shift = f"{r['shift']:+.3f} (one seed: no interval)"
         else:
             shift = f"{r['shift']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]" + ("" if r["significant"] else " n.s.")
         out.append(f"| {r['method']} | {'w/' if r['au'] else 'w/o'} | {','.join(map(str, r['seeds']))} | {r['faces']} "

@@ -67,6 +67,8 @@ def test_the_shift_is_paired_over_seeds_with_a_t_interval(bench):
     assert rows["cam"]["significant"] and not rows["wildcat"]["significant"]
     text = bench.table(list(rows.values()))
     assert "| cam | w/ | 0,1,2 | 9 |" in text and "n.s." in text.split("wildcat")[1]
+    one = bench.summarise({("prm", True): {0: {"gaussians": 0.5, "ellipses": 0.6, "n": 9}}})
+    assert not one[0]["significant"] and "+0.100 (one seed: no interval)" in bench.table(one)
 
 
 def test_smoke_mode_runs_the_pipeline_in_seconds(bench, capsys):
