@@ -65,6 +65,21 @@ def test_probe_on_disfa_and_kdef_draws_across_identities(light_cnn_run, mlflow_s
     assert ps["split"] == "test" and ps["identities"] == 2 and ps["rows"] == 28  # fold 0 of 5: 2 subjects
 
 
+@pytest.mark.slow
+def test_block_maps_on_the_light_cnn(light_cnn_run, mlflow_store):
+    """`fer-orch explain --run RUN --job block-maps`: Grad-CAM at paper 004's Fig. 2 blocks of the
+    light CNN and the per-class mean maps, logged to the run."""
+    uri, c = mlflow_store.uri, mlflow_store.client
+    _cli("explain", "--run", light_cnn_run, "--job", "block-maps", "--tracking-uri", uri, "--num-actors", "0",
+         "--device", "cpu")
+    files = {f.path for f in c.list_artifacts(light_cnn_run, "explain/block-maps")}
+    assert {"explain/block-maps/gradcam_blocks.png", "explain/block-maps/class_mean_maps.png"} <= files, files
+    with open(c.download_artifacts(light_cnn_run, "explain/block-maps/gradcam.json")) as fh:
+        got = json.load(fh)
+    assert got["blocks"] == ["batchnorm_1", "conv2d_4", "conv2d_6"] and got["images"] > 0
+    assert sum(got["class_counts"].values()) > 0
+
+
 def _grid_run_ids(uri: str, experiment: str) -> dict[str, str]:
     """{target: trial run id} of the finished trials of ``experiment``."""
     from orchestrator import tracking
@@ -145,3 +160,45 @@ def test_paper_001_commands_on_synthetic_ckplus(ray_local, tmp_path):
         csv_path = next(p for p in topn if p.endswith(".csv"))
         rows = open(c.download_artifacts(rid, csv_path)).read().strip().splitlines()[1:]
         assert len(rows) == 3 * 10  # 3 filters x the paper's 10 images each
+
+
+def _doc_yaml(name: str) -> dict:
+    """The YAML block of docs/reproducing-seed-papers.md whose first line names ``name``."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "reproducing-seed-papers.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", doc, re.S) if b.startswith(f"# {name}"))
+    return yaml.safe_load(block)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_paper_001_plain_variant_from_the_docs(ray_local, tmp_path):
+    """`fer-orch grid --preset khorrami2015 --config plain.yaml --experiment 001-plain` with the
+    docs' plain.yaml (no dropout, no augmentation; 48 px here): the trials train without either."""
+    import yaml
+
+    from orchestrator import tracking
+
+    plain = _doc_yaml("plain.yaml")
+    assert plain["base"]["method_kwargs"]["dropout"] == 0.0 and plain["base"]["data"]["augment"] == []
+    plain["base"]["data"]["image_size"] = 48  # small, like the other synthetic CK+ test
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(plain))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _cli("grid", "--preset", "khorrami2015", "--config", str(path), "--experiment", "001-plain",
+         "--datasets", "synthetic-ckplus", "--data-opt", "classes=6", "--folds", "2", "--seeds", "1",
+         "--epochs", "1", "--tracking-uri", uri, "--storage", str(tmp_path / "ray"), "--gpus-per-trial", "0",
+         "--cpus-per-trial", "1")
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name("001-plain")
+    runs = [r for r in c.search_runs([exp.experiment_id], "tags.`fer_orch.kind` = 'trial'")
+            if r.info.status == "FINISHED"]
+    assert len(runs) == 2  # one per fold
+    for r in runs:
+        cfg = tracking.load_run_config(r.info.run_id, uri)
+        assert cfg.method == "zerobias-cnn" and cfg.method_kwargs == {"dropout": 0.0, "init": "khorrami"}
+        assert tuple(cfg.data.augment) == () and cfg.data.image_size == 48
