@@ -22,6 +22,7 @@ NUM = r"[-+]?\d[\d,]*(?:\.\d+)?"
 #: benchmark -> (extra arguments, regexes every one of which must match a line of its output)
 EXPECTED: dict[str, tuple[list[str], list[str]]] = {
     "bench_au_drawings": ([], [rf"^\{{.*{NUM}.*\}}$"]),
+    "bench_au_drawing_shift": ([], [rf"^\| cam \| w/o \| 0,1 \| {NUM} \| {NUM} \| {NUM} \| {NUM} \[{NUM}, {NUM}\]"]),
     "bench_au_overhead": ([], [rf"^cam\s+resnet-tiny\s+32\s+4\s+5\s+{NUM}\s+{NUM}\s+{NUM}"]),
     "bench_aumaps": ([], [rf"^codebook maps\s+{NUM}\s+{NUM}\s+{NUM}x$", rf"^true-AU maps\s+{NUM}\s+{NUM}\s+{NUM}x$"]),
     "bench_cpu_step": ([], [rf"ratio fused/loop: {NUM} \(fastest\)", rf"ratio nn.PReLU/two ReLUs: {NUM}"]),
