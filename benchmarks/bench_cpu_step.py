@@ -1,4 +1,4 @@
-"""CPU training-step choices of issue 12, each against the alternative, side by side.
+"""CPU training-step choices of the cpu preset, each against the alternative, side by side.
 
 - The optimiser: AdamW with PyTorch's fused kernel (``fer_models.train.make_optimizer``)
   against the per-parameter loop (``fused=False, foreach=False``), in the CPU-preset CAM step.

@@ -1,7 +1,7 @@
 """CPU cost of the faithfulness scores (fer_models.faithfulness) per trial on the cpu preset,
 beside the test evaluation the trial already runs: same model, same test split, one run.
 
-Target (WAVE-B.md): at most ~0.3 s of CPU per cpu-preset trial. Both are timed with
+Target: at most ~0.3 s of CPU per cpu-preset trial. Both are timed with
 ``time.process_time`` (CPU seconds of this process, so other load on a shared machine
 inflates them less than wall time), one torch thread as in a 1-CPU Ray trial, the best of
 ``--repeat`` runs each, interleaved. The one-off import of Quantus (scikit-learn comes with

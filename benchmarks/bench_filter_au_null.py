@@ -1,4 +1,4 @@
-"""How large is the filter<->AU divergence of a filter that ignores the AU? (issue 11, paper 001 Sec. 4.4)
+"""How large is the filter<->AU divergence of a filter that ignores the AU? (paper 001 Sec. 4.4)
 
 Simulation: 1,000 samples, filter maxima drawn N(0, 1), an AU present in n of them at random
 (no relation to the filter), repeated over ``--reps`` filters. Printed side by side:

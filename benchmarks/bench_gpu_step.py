@@ -1,4 +1,4 @@
-"""Training throughput on one GPU (issue 10): ResNet50 CAM at 224 px, batch 224, bf16, channels_last.
+"""Training throughput on one GPU: ResNet50 CAM at 224 px, batch 224, bf16, channels_last.
 
     .venv/bin/python benchmarks/bench_gpu_step.py [--steps 20] [--batch 224] [--compile]
 
@@ -15,7 +15,7 @@ step (``torch.cuda.set_sync_debug_mode``), 0 when the CPU never waits for the GP
 device side of the loader alone (uint8 -> float, augmentation, normalisation) for the CPU
 recipe and paper 002's released recipe (256 -> 224 px). ``--compile`` adds a row with
 ``TrainConfig.compile`` (the layer-5 AU row; compilation time included in its seconds).
-Targets (issue 10): >= 3,000 img/s with the AU loss on one H100-class GPU; the AU term
+Targets: >= 3,000 img/s with the AU loss on one H100-class GPU; the AU term
 <= 3 % of step time at layer 5. Without a GPU it says so and exits 0.
 """
 

@@ -1,4 +1,4 @@
-"""Trial data path throughput (issue 10): the old CPU path vs the new uint8 path, side by side.
+"""Trial data path throughput: the old CPU path vs the new uint8 path, side by side.
 
     .venv/bin/python benchmarks/bench_loader.py [--size 224] [--batch 224] [--batches 6] [--smoke]
                                                 [--ram-budget-gb 1.0] [--threads 1,4]
@@ -6,7 +6,7 @@
 One run, one synthetic cache of random faces at ``--size`` px (map 28 px), augmentation on
 (the CPU recipe: random resized crop 0.8-1.0 + flip), images/s of:
 
-- **old**: the data path before issue 10, kept here verbatim as :class:`OldFaceDataset` (gather,
+- **old**: the data path before the device-side loader, kept here verbatim as :class:`OldFaceDataset` (gather,
   convert to float, augment with the hand-written affine code, normalise, all on the CPU in
   the training process, through a ``DataLoader``), with 1 and 4 torch threads;
 - **new, CPU side**: what the CPU still does per batch, :meth:`DeviceLoader.load
@@ -47,7 +47,7 @@ OLD_BIG_COLUMNS = ("image", "au_map", "gt_au_map")
 
 
 # ------------------------------------------------------------------------------------------
-# The old path, verbatim from fer_models/data/augment.py and dataset.py before issue 10
+# The old path, verbatim from fer_models/data/augment.py and dataset.py before the device-side loader
 # (only renamed: OldAugmentParams, old_sample_affine, old_warp, old_augment_batch,
 # OldFaceDataset, old_batch_loader; MAX_IN_MEMORY_BYTES became a class attribute).
 # ------------------------------------------------------------------------------------------

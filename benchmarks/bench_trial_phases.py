@@ -1,14 +1,14 @@
 """Where the time of one CPU-preset trial goes, and the per-trial figures against a reference.
 
-Issue 12 asks `make grid` with 3 seeds to fit in 10 minutes on 2 cores; this script times
+`make grid` with 3 seeds should fit in 10 minutes on 2 cores; this script times
 the phases of one trial of the cpu preset (CAM w/ AU on synthetic-rafdb, after one warm-up
 trial so imports are not counted): training epochs, the per-epoch validation and the test
 evaluation (with maps), MLflow logging (params, per-epoch and final metrics, artifacts,
 SQLite) and the artifact figures. It then writes the figures of the same evaluation with
 the trial's :func:`fer_models.metrics.save_figures` and with a reference that lays every
 figure out with ``tight_layout`` and draws the mean maps as one axes per class (what the
-trial did before issue 12), interleaved ABAB, and prints the ratio of the fastest of each;
-likewise one training epoch in channels_last (NHWC, the cpu preset since issue 12) vs NCHW.
+trial did before), interleaved ABAB, and prints the ratio of the fastest of each;
+likewise one training epoch in channels_last (NHWC, the cpu preset's layout) vs NCHW.
 
     .venv/bin/python benchmarks/bench_trial_phases.py [--method cam] [--repeats 3]
 """
@@ -133,7 +133,7 @@ def main() -> None:
             ref.append(time.perf_counter() - t)
     print(f"figures per trial: {min(ours):.2f} s now vs {min(ref):.2f} s with tight_layout + one axes per map "
           f"(ratio {min(ours) / min(ref):.2f}, fastest of {args.repeats} interleaved)")
-    # the training itself: one epoch in NHWC (the cpu preset since issue 12) against NCHW
+    # the training itself: one epoch in NHWC (the cpu preset's layout) against NCHW
     ft.evaluate = evaluate
     one = dataclasses.replace(cfg, epochs=1)
     times: dict[bool, list[float]] = {True: [], False: []}

@@ -1,4 +1,4 @@
-"""Frozen dataclasses describing one training run (DESIGN.md, "Conventions: Config").
+"""Frozen dataclasses describing one training run (docs/architecture.md, "Conventions: Config").
 
 The orchestrator's grid varies fields of these same dataclasses; ``to_dict``/``from_dict``
 round-trip them through YAML and flatten them for MLflow params.
@@ -36,7 +36,7 @@ class DataConfig:
     # the dataset reader's options (``fer-orch list datasets`` / each reader's docstring), e.g.
     # {"classes": 6, "fold": 3}; they change the manifest, so they are part of the cache key
     options: dict[str, Any] = field(default_factory=dict)
-    # -- the data path (issue 10; fer_models.data.steps, fer_models.data.augment) --------------
+    # -- the data path (fer_models.data.steps, fer_models.data.augment) --------------
     # train-time steps, run on the training device; `true` (old configs) = CPU_RECIPE, `false` = ()
     augment: tuple[str, ...] = ("resized_crop:0.8-1.0", "flip:0.5")
     eval_steps: tuple[str, ...] = ()  # deterministic val/test steps

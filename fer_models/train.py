@@ -202,7 +202,7 @@ def train_epoch(model: torch.nn.Module, batches: Any, opt: torch.optim.Optimizer
     alignment (Eq. 3, on ``cfg.layers`` when ``cfg.au``), backward, optimiser and per-step
     scheduler. The sums stay on the device and are read by the caller once per epoch (and
     here every PROGRESS_EVERY steps when a progress ``bar`` is given): reading them each step
-    would make the CPU wait for the GPU and undo the loader's prefetch (issue 10). They are
+    would make the CPU wait for the GPU and undo the loader's prefetch. They are
     float64, the sum a per-step ``float()`` loop gave.
     """
     forward = model if forward is None else forward

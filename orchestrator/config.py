@@ -127,7 +127,7 @@ class GridConfig:
     # whether `fer-orch grid` also runs the ablation studies (λ, layers); the seed-paper
     # presets turn them off (their AU loss is off); `--ablations/--no-ablations` overrides
     ablations: bool = True
-    # the AU sources the `au-source` study compares (DataConfig.au_source; issue 13), each a
+    # the AU sources the `au-source` study compares (DataConfig.au_source), each a
     # w/-AU model beside the w/o-AU one; the codebook (paper 002) is always among them
     au_sources: tuple[str, ...] = ("codebook", "labels", "codebook+labels")
     # the methods of the `au-source` study (None: ``ablation_method``); `ablate au-source --methods`

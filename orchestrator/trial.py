@@ -234,7 +234,7 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
     try:
         run.log_params(flatten(spec["cfg"]))
         info = _cache_info(spec.get("cache_dir"))
-        if info is not None:  # landmark failures per class bias the AU-loss sample (issue 9)
+        if info is not None:  # landmark failures per class bias the AU-loss sample
             run.log_metrics({f"data_no_face_rate_{k}": v for k, v in info.landmark_failure_rates().items()})
             run.log_metrics(info.au_source_rates())  # images without AU labels, by the AU source's rule
         run.set_tags(node)
@@ -267,7 +267,7 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
             for h in result.history:  # the publisher's curves, less its validation CAM-COS
                 run.log_metrics({k: float(v) for k, v in h.items() if k not in ("epoch", "val_cam_cos")},
                                 step=int(h["epoch"]))
-        # what was really built (a transformer method runs on the CNN's counterpart; issue 9)
+        # what was really built (a transformer method runs on the CNN's counterpart)
         run.log_params({"built.num_classes": getattr(result, "num_classes", None) or "none",
                         "built.backbone": getattr(result, "backbone", None) or "none",
                         "built.weights": getattr(result, "weights", None) or "none"})

@@ -1,7 +1,7 @@
 """Training data read from the preprocessing cache: :class:`FaceDataset`, :class:`DeviceLoader`,
 :func:`build_loaders`.
 
-The data path of a trial (issue 10) splits at the device boundary:
+The data path of a trial splits at the device boundary:
 
 - on the CPU, :meth:`FaceDataset.gather` reads a batch's rows as the cache stores them, uint8
   images included, with one ``index_select`` per column (straight into pinned memory when

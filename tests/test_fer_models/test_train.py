@@ -153,7 +153,7 @@ def test_att_cos_of_a_multi_layer_run_is_at_its_top_layer_whatever_the_order(tmp
 
 
 def test_the_training_steps_never_read_a_tensor_back(tmp_path, monkeypatch):
-    """No host sync per step (issue 10): while the train loader is being iterated, nothing turns a
+    """No host sync per step: while the train loader is being iterated, nothing turns a
     tensor into a Python number; the epoch's losses are read once, after the last step."""
     reads = []
     live = {"on": False}
@@ -200,7 +200,7 @@ def test_compile_trains_the_same_model(tmp_path):
     assert compiled.test.metrics["cl"] == pytest.approx(eager.test.metrics["cl"], abs=13.0)
 
 
-# --- methods that train one network (fer_models.methods.trains_as; issue 12) ---
+# --- methods that train one network (fer_models.methods.trains_as) ---
 
 def _state(path):
     return torch.load(path, map_location="cpu", weights_only=True)

@@ -34,7 +34,7 @@ def test_loopback_names():
 
 @pytest.mark.parametrize("uri, origin, here", [
     ("http://127.0.0.1:5077", "127.0.0.2", "127.0.0.3"),  # the rehearsal: nodes on loopback addresses
-    ("http://127.0.0.1:5077", "192.0.2.2", "192.0.2.2"),  # issue 16: every node at the machine's address
+    ("http://127.0.0.1:5077", "192.0.2.2", "192.0.2.2"),  # every node at the machine's address
     ("http://localhost:5000", "10.0.0.10", None),  # the driver itself (not in a Ray worker)
     ("http://head.example:5000", "10.0.0.10", "10.0.0.11"),  # not a loopback URI
     ("sqlite:////tmp/mlflow.db", "10.0.0.10", "10.0.0.11"),
@@ -79,7 +79,7 @@ def test_driver_checks_the_uri_only_when_nodes_are_on_other_hosts(monkeypatch):
     monkeypatch.setattr(grid.tracking, "resolve_uri", unreachable)
     one_machine = _fake_ray("192.0.2.2", [("192.0.2.2", True), ("192.0.2.2", True)])
     assert grid._check_remote_nodes("http://127.0.0.1:5077", one_machine) == ("192.0.2.2", [])
-    assert asked == []  # issue 16: no rewrite, no check of a rewritten URI
+    assert asked == []  # no rewrite, no check of a rewritten URI
     two_hosts = _fake_ray("10.0.0.10", [("10.0.0.10", True), ("10.0.0.11", True)])
     with pytest.raises(ConfigError, match="the head.s private address"):
         grid._check_remote_nodes("http://localhost:5000", two_hosts)

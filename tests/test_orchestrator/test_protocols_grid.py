@@ -1,4 +1,4 @@
-"""Issue 11 on the orchestrator side: --data-opt, --folds, the seed-paper presets, the report
+"""Paper protocols on the orchestrator side: --data-opt, --folds, the seed-paper presets, the report
 over folds, and trial hashes that stay put for configs that do not use the new fields."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def test_seed_presets_follow_their_papers():
     assert k.base.method_kwargs == {"dropout": 0.5, "init": "khorrami"} and k.folds == "all"
     trials = expand(k, "grid")
     assert len(trials) == (10 + 5) * 3  # (CK+ 10 subject folds + TFD's 5 official folds) x 3 seeds
-    assert all(presets.get(n).seeds == (0, 1, 2) for n in SEED_PRESETS)  # CIs over seeds (issue 12)
+    assert all(presets.get(n).seeds == (0, 1, 2) for n in SEED_PRESETS)  # CIs over seeds
     tfd = [t for t in trials if t.cfg.data.dataset == "tfd"]
     assert all(t.cfg.data.options["resolution"] == 96 and t.cfg.epochs == 700 for t in tfd)
     f = presets.get("fang2017-identity")
@@ -109,7 +109,7 @@ def test_report_gives_mean_and_sd_over_folds():
 
 def test_new_fields_at_their_defaults_leave_the_trial_hash_unchanged():
     cfg = TrainConfig(method="cam", data=DataConfig(image_size=32))
-    old = to_dict(cfg)  # the config as hashed before the fields of issues 9-11 existed
+    old = to_dict(cfg)  # the config as hashed before the fields of the released profile and the data protocols existed
     for k in ("device", "amp", "channels_last", "target", "compile", "weights_tag", "head_lr", "head_layers",
               "nesterov", "lr_step", "lr_gamma", "min_lr", "metric_def", "faithfulness_n", "faithfulness_steps",
               "warmup_epochs", "checkpoint_every", "checkpoint_minutes"):

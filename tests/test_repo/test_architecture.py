@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,18 @@ def test_lower_packages_do_not_import_upwards(package, forbidden):
     bad = sorted(f"{name} imports {m}" for name, path in mods.items() for m in imported(path, set(mods))
                  if m.split(".")[0] in forbidden)
     assert not bad, bad
+
+
+#: what a reader of the repository cannot follow: a tracker's numbers, internal code names,
+#: or the first design page, which lives outside the repository
+OUTSIDE_REFERENCES = re.compile(r"\b[Ii]ssues? #?\d+\b|\bWAVE-[A-Z]\b|\bDESIGN\.md\b")
+
+
+def test_code_and_docs_refer_only_to_what_the_repository_holds():
+    files = [p for p in ROOT.rglob("*") if p.is_file() and p.suffix in {".py", ".md", ".yaml", ".sh", ".toml"}
+             and not {".venv", ".git", "fer-orch-out"} & set(p.relative_to(ROOT).parts)]
+    files += [ROOT / "Makefile"]
+    me = Path(__file__).resolve()
+    bad = [f"{p.relative_to(ROOT)}:{i}: {line.strip()[:80]}" for p in files if p.resolve() != me
+           for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1) if OUTSIDE_REFERENCES.search(line)]
+    assert not bad, "\n".join(bad)

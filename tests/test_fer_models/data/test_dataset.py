@@ -157,7 +157,7 @@ def test_synthetic_rafdb_through_the_real_reader_backend_and_renderer(tmp_path):
 
 
 def _old_path():
-    """The data path before issue 10, as benchmarks/bench_loader.py keeps it verbatim."""
+    """The data path before the device-side loader, as benchmarks/bench_loader.py keeps it verbatim."""
     import importlib.util
     import sys
     from pathlib import Path
