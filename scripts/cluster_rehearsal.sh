@@ -2,8 +2,12 @@
 # Rehearse cluster.yaml's topology on this machine, with the real processes, on the
 # loopback interface only:
 #
-#   1. `mlflow server --serve-artifacts` on 127.0.0.1 (SQLite store; its artifact folder is
-#      written by the server alone: trials upload over HTTP);
+#   0. an S3 API on 127.0.0.1 (`moto_server`; AWS_ENDPOINT_URL and dummy keys exported to
+#      every process of the rehearsal) with a bucket for Tune's storage, and a private
+#      PostgreSQL cluster (Debian's `postgresql`: initdb in a temp dir, as the `postgres` user
+#      when run as root) on 127.0.0.1 with password authentication;
+#   1. `mlflow server --serve-artifacts` on 127.0.0.1 with its store on that PostgreSQL (its
+#      artifact folder is written by the server alone: trials upload over HTTP);
 #   2. a Ray head and a Ray worker node on loopback addresses (`--node-ip-address
 #      127.0.0.2`, `127.0.0.3`: Ray turns 127.0.0.1 into the machine's outward address),
 #      each with its own temp dir and ports, Ray's token authentication on; only the
@@ -11,13 +15,17 @@
 #   3. `fer-orch preprocess`, then `fer-orch grid` (cam, gradcam x {w/o, w/ AU} on
 #      synthetic-rafdb, cpu preset, one seed) attached by --address, logging to
 #      --tracking-uri http://127.0.0.1:PORT, trials pinned to the worker by
-#      --trial-resources rehearsal_worker=1;
+#      --trial-resources rehearsal_worker=1, Tune's storage s3://BUCKET/rehearsal;
 #   4. once every running trial has finished an epoch, the worker's raylet is killed
 #      (SIGKILL, by PID) and a new worker node (127.0.0.4) is started; the grid must finish,
 #      leaving no trial work folder; meanwhile every connection of the rehearsal's
 #      processes must stay between loopback addresses (sampled with `ss`);
-#   5. checks through the MLflow REST API (scripts/cluster_rehearsal_check.py verify);
-#   6. `fer-orch report` and `fer-orch explain --run <parent>` against the server.
+#   5. Tune's state (experiment state, each trial's epoch checkpoints) is in the bucket;
+#      checks through the MLflow REST API (scripts/cluster_rehearsal_check.py verify);
+#   6. `fer-orch report` and `fer-orch explain --run <parent>` against the server;
+#   7. a load step: 32 concurrent clients log 50 metrics each over REST (<= 60 s per server),
+#      on the PostgreSQL server and on a second server with a SQLite store; a table of
+#      requests/s and errors.
 #
 # Every process is started in its own session (setsid) and stopped by PID on exit, failure
 # or Ctrl-C included (a trap). Prints a timeline; exits 0 when every check held.
@@ -29,12 +37,26 @@
 #   REHEARSAL_EPOCHS  epochs per trial (default 4)
 #   REHEARSAL_KEEP=1  keep the working folder (logs, MLflow store) even on success
 #   REHEARSAL_GRID_TIMEOUT  seconds the grid may take (default 900)
+#   PG_BIN            folder of PostgreSQL's initdb, pg_ctl, postgres (default: the newest
+#                     /usr/lib/postgresql/*/bin, else the one on PATH)
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${FER_ORCH_PYTHON:-$REPO/.venv/bin/python}
 [[ -x $PY ]] || { echo "cluster_rehearsal: no Python at $PY; run \`make test\` once (it makes .venv) or set FER_ORCH_PYTHON" >&2; exit 2; }
 BIN=$(dirname "$PY")
+PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
+[[ -n $PG_BIN ]] || PG_BIN=$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/initdb)")
+for exe in initdb pg_ctl postgres pg_isready createdb; do
+    [[ -x $PG_BIN/$exe ]] || { echo "cluster_rehearsal: PostgreSQL's server programs (initdb, pg_ctl, postgres) are not installed; install them with \`apt-get install postgresql\` or set PG_BIN to their folder" >&2; exit 2; }
+done
+AS_PG=()  # initdb and postgres refuse root: as root, they run as the `postgres` user
+if ((EUID == 0)); then
+    id postgres >/dev/null 2>&1 || { echo "cluster_rehearsal: run as root, it needs the \`postgres\` user (apt-get install postgresql creates it) to run PostgreSQL" >&2; exit 2; }
+    AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+fi
+MOTO=("$BIN/moto_server")
+[[ -x ${MOTO[0]} ]] || MOTO=("$PY" -m moto.server)
 EPOCHS=${REHEARSAL_EPOCHS:-4}
 OWN_DIR=0
 if [[ -n ${REHEARSAL_DIR:-} ]]; then
@@ -107,6 +129,10 @@ cleanup() {
     trap - EXIT INT TERM
     set +e
     [[ -n ${SAMPLER_PID:-} ]] && kill "$SAMPLER_PID" 2>/dev/null && wait "$SAMPLER_PID" 2>/dev/null
+    if [[ -n ${PG_DATA:-} && -f $PG_DATA/postmaster.pid ]]; then  # a fast shutdown: clients cut off
+        (cd / && "${AS_PG[@]}" "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m fast -t 30) >>"$WORK/logs/pg_ctl.log" 2>&1 \
+            || say "pg_ctl stop failed (logs/pg_ctl.log); the postmaster is stopped by PID below"
+    fi
     pids=$(our_pids)
     [[ -n $pids ]] && kill -TERM $pids 2>/dev/null
     local until=$((SECONDS + 10))  # Ray drains for up to 30 s on SIGTERM: 10 s, then SIGKILL
@@ -128,6 +154,7 @@ cleanup() {
         say "stopped every process the rehearsal started"
         ((OWN_DIR && !${REHEARSAL_KEEP:-0})) && rm -rf "$WORK"
     fi
+    [[ -n ${PG_DIR:-} ]] && rm -rf "$PG_DIR"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -135,10 +162,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Free loopback ports: MLflow, the GCS; per node the dashboard agent
-# and the metrics exporter (each node of a machine needs its own).
-read -r P_MLFLOW P_GCS P_AGENT0 P_AGENT1 P_AGENT2 P_METRICS0 P_METRICS1 P_METRICS2 < <("$PY" - <<'EOF'
+# and the metrics exporter (each node of a machine needs its own); S3, PostgreSQL, the
+# SQLite-backed MLflow server of the load step.
+read -r P_MLFLOW P_GCS P_AGENT0 P_AGENT1 P_AGENT2 P_METRICS0 P_METRICS1 P_METRICS2 P_S3 P_PG P_SQLITE < <("$PY" - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(8)]
+socks = [socket.socket() for _ in range(11)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -155,22 +183,68 @@ URI=http://127.0.0.1:$P_MLFLOW
 ADDR=$HEAD_IP:$P_GCS
 EXP=rehearsal
 CHECK=("$PY" "$REPO/scripts/cluster_rehearsal_check.py")
-say "start: rehearsal in $WORK (MLflow $URI, Ray $ADDR, $EPOCHS epochs per trial)"
+BUCKET=fer-rehearsal
+STORAGE=s3://$BUCKET/rehearsal
+say "start: rehearsal in $WORK (MLflow $URI, Ray $ADDR, S3 127.0.0.1:$P_S3, PostgreSQL 127.0.0.1:$P_PG, $EPOCHS epochs per trial)"
 
-# 1. the tracking server (the head's job in cluster.yaml), loopback only
-# (its job runner, 8 huey processes, is not needed here)
-mkdir -p "$WORK/mlflow/artifacts"
-start mlflow env MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false "$BIN/mlflow" server --host 127.0.0.1 --port "$P_MLFLOW" --workers 1 \
-    --backend-store-uri "sqlite:///$WORK/mlflow/mlflow.db" \
-    --serve-artifacts --artifacts-destination "$WORK/mlflow/artifacts"
-MLFLOW_PID=$PID
+# wait_http NAME URL PID: until URL answers (120 s), or fail when PID exits
+wait_http() {
+    for i in $(seq 1 240); do
+        "$PY" -c "import urllib.request as u; u.urlopen('$2', timeout=2)" 2>/dev/null && return 0
+        kill -0 "$3" 2>/dev/null || fail "$1 exited (logs/$1.log)"
+        sleep 0.5
+    done
+    fail "$1 did not answer on $2 (logs/$1.log)"
+}
+
+# 0a. the S3 API: every process of the rehearsal (Ray nodes, their trials, the driver) finds
+# it through AWS_ENDPOINT_URL, with dummy keys, as a node with its own credentials would
+start s3 "${MOTO[@]}" -H 127.0.0.1 -p "$P_S3"
+S3_PID=$PID
+export AWS_ENDPOINT_URL=http://127.0.0.1:$P_S3 AWS_ACCESS_KEY_ID=rehearsal AWS_SECRET_ACCESS_KEY=rehearsal \
+    AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+unset AWS_PROFILE AWS_SESSION_TOKEN
+wait_http s3 "$AWS_ENDPOINT_URL/moto-api/" "$S3_PID"
+run make-bucket "${CHECK[@]}" make-bucket --bucket "$BUCKET" || fail "creating the bucket (logs/make-bucket.log)"
+say "s3 server up (pid $S3_PID, moto on $AWS_ENDPOINT_URL), bucket $BUCKET created"
+
+# 0b. PostgreSQL: a throw-away cluster in a temp dir (outside $WORK: the postgres user must
+# reach it), on 127.0.0.1 only (its Unix socket in that dir), password authentication; the
+# password reaches libpq through a pgpass file, never a command line
+PG_DIR=$(mktemp -d /tmp/fer-pg.XXXXXX)
+PG_DATA=$PG_DIR/data
+"$PY" -c "import secrets; print(secrets.token_hex(16))" >"$PG_DIR/pw"
+((EUID == 0)) && chown -R postgres: "$PG_DIR"
+echo "127.0.0.1:$P_PG:*:postgres:$(cat "$PG_DIR/pw")" >"$WORK/pgpass"
+chmod 600 "$WORK/pgpass"
+export PGPASSFILE=$WORK/pgpass
+cd "$PG_DIR"  # the postgres user's working directory must be one it can read
+run initdb "${AS_PG[@]}" "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=scram-sha-256 --pwfile="$PG_DIR/pw" \
+    -E UTF8 --locale=C.UTF-8 --no-sync || fail "initdb (logs/initdb.log)"
+start postgres "${AS_PG[@]}" "$PG_BIN/postgres" -D "$PG_DATA" -h 127.0.0.1 -p "$P_PG" -k "$PG_DIR"
+PG_PID=$PID
+cd "$REPO"
 for i in $(seq 1 120); do
-    "$PY" -c "import urllib.request as u; u.urlopen('$URI/health', timeout=2)" 2>/dev/null && break
-    kill -0 "$MLFLOW_PID" 2>/dev/null || fail "mlflow server exited (logs/mlflow.log)"
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$P_PG" && break
+    kill -0 "$PG_PID" 2>/dev/null || fail "postgres exited (logs/postgres.log)"
     sleep 0.5
 done
-"$PY" -c "import urllib.request as u; u.urlopen('$URI/health', timeout=2)" 2>/dev/null || fail "mlflow server did not answer on $URI"
-say "mlflow server up (pid $MLFLOW_PID)"
+run createdb "$PG_BIN/createdb" -h 127.0.0.1 -p "$P_PG" -U postgres mlflow || fail "createdb (logs/createdb.log)"
+PG_URI=postgresql+psycopg2://postgres@127.0.0.1:$P_PG/mlflow
+say "postgres up (pid $PG_PID, PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), data in $PG_DATA), database mlflow created"
+
+# 1. the tracking server (the head's job in cluster.yaml), loopback only, on PostgreSQL
+# (its job runner, 8 huey processes, is not needed here)
+# mlflow_server NAME PORT STORE: a tracking server as cluster.yaml starts it; its pid in $PID
+mlflow_server() {
+    mkdir -p "$WORK/$1/artifacts"
+    start "$1" env MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false "$BIN/mlflow" server --host 127.0.0.1 --port "$2" --workers 1 \
+        --backend-store-uri "$3" --serve-artifacts --artifacts-destination "$WORK/$1/artifacts"
+    wait_http "$1" "http://127.0.0.1:$2/health" "$PID"
+}
+mlflow_server mlflow "$P_MLFLOW" "$PG_URI"
+MLFLOW_PID=$PID
+say "mlflow server up (pid $MLFLOW_PID, store $PG_URI)"
 
 # 2. the Ray head (no trial may run on it: trials ask for rehearsal_worker) and a worker
 ray_node() {  # ray_node NAME IP AGENT_PORT METRICS_PORT ARGS...
@@ -206,7 +280,7 @@ run preprocess "$BIN/fer-orch" preprocess --dataset synthetic-rafdb --image-size
     || fail "fer-orch preprocess (logs/preprocess.log)"
 say "fer-orch preprocess done"
 start grid "$BIN/fer-orch" grid --preset cpu --datasets synthetic-rafdb --methods cam,gradcam --seeds 1 --no-ablations \
-    --epochs "$EPOCHS" --address "$ADDR" --tracking-uri "$URI" --experiment "$EXP" --storage "$WORK/tune" \
+    --epochs "$EPOCHS" --address "$ADDR" --tracking-uri "$URI" --experiment "$EXP" --storage "$STORAGE" \
     --trial-resources rehearsal_worker=1
 GRID_PID=$PID
 say "fer-orch grid started (pid $GRID_PID)"
@@ -234,6 +308,10 @@ run wait-epoch "${CHECK[@]}" wait-epoch --uri "$URI" --experiment "$EXP" --epoch
     || fail "no trial reached epoch 1 (logs/wait-epoch.log, logs/grid.log)"
 RUNNING=$(value wait-epoch run_ids)
 AT=$(value wait-epoch epochs)
+N_RUNNING=$(tr ',' '\n' <<<"$RUNNING" | grep -c .)
+run s3-ckpt "${CHECK[@]}" s3-state --bucket "$BUCKET" --prefix rehearsal/ --state --checkpoints "$N_RUNNING" --timeout 120 \
+    || fail "the running trials' checkpoints in the bucket: $(grep FAILED "$WORK/logs/s3-ckpt.log")"
+say "tune state in s3: the experiment state and epoch checkpoints of the $(value s3-ckpt checkpointed_trials) running trials under $STORAGE"
 RAYLET=$(ps -o pid=,comm= --ppid "$WORKER1_PID" | awk '$2 == "raylet" {print $1}')
 [[ -n $RAYLET ]] || fail "no raylet under worker node 1 (pid $WORKER1_PID)"
 kill -KILL "$RAYLET"
@@ -256,18 +334,9 @@ wait "$GRID_PID" || GRID_RC=$?
 LEFT=$(cd "$TMPDIR" && ls -d fer-orch-* 2>/dev/null | paste -sd' ' || true)
 [[ -z $LEFT ]] || fail "trial work folders left in $TMPDIR: $LEFT"
 say "grid done; no trial work folder left behind"
-if [[ -n $SAMPLER_PID ]]; then
-    wait "$SAMPLER_PID" || true
-    SAMPLER_PID=
-    loopback='^(127\.|\[::1\]|\[::ffff:127\.)'
-    n=$(grep -c '^peer' "$WORK/logs/sockets.txt" || true)
-    away=$(awk '$1 == "peer" {print $2}' "$WORK/logs/sockets.txt" | { grep -Ev "$loopback" || true; } | sort -u | paste -sd' ')
-    [[ -z $away ]] || fail "connections to addresses other than loopback: $away (logs/sockets.txt)"
-    wide=$(awk '$1 == "listen" {print $2, $3}' "$WORK/logs/sockets.txt" | { grep -Ev "$loopback" || true; } \
-        | sed -E 's/.*users:\(\("([^"]+)".*/\1/' | sort -u | paste -sd' ')
-    say "traffic: $n connections sampled, every one between loopback addresses${wide:+; listening on every interface: $wide}"
-fi
-
+run s3-state "${CHECK[@]}" s3-state --bucket "$BUCKET" --prefix rehearsal/ --state \
+    || fail "Tune's state in the bucket: $(grep FAILED "$WORK/logs/s3-state.log")"
+say "tune state in s3 after the grid: the experiment state, $(value s3-state objects) objects under $STORAGE, $(value s3-state checkpoints) checkpoints left (the grid deletes a finished trial's)"
 # 5. every check through the server's REST API
 run verify "${CHECK[@]}" verify --uri "$URI" --experiment "$EXP" --epochs "$EPOCHS" --trials 4 --interrupted "$RUNNING" \
     --workers "$NODE1,$NODE2" --new-node "$NODE2" || fail "the MLflow checks: $(grep FAILED "$WORK/logs/verify.log")"
@@ -287,4 +356,12 @@ run explain "$BIN/fer-orch" explain --run "$PARENT" --tracking-uri "$URI" --addr
 OK=$(grep -c "topn *ok" "$WORK/logs/explain.log" || true)
 ((OK == 4)) || fail "fer-orch explain explained $OK of the 4 trial runs (logs/explain.log)"
 say "fer-orch explain done: 4 trial runs explained, results logged back through the server"
+
+# 7. load: the PostgreSQL server above and a second one on SQLite, one after the other
+mlflow_server mlflow-sqlite "$P_SQLITE" "sqlite:///$WORK/mlflow-sqlite/mlflow.db"
+say "mlflow server on SQLite up (pid $PID) for the load step"
+run load "${CHECK[@]}" load --uri "postgresql=$URI" "sqlite=http://127.0.0.1:$P_SQLITE" --clients 32 --metrics 50 --budget 60 \
+    || fail "the load step: $(grep FAILED "$WORK/logs/load.log")"
+say "load step done: 32 clients x 50 metrics each, over REST, per server"
+grep -E '^(\||note:)' "$WORK/logs/load.log" | tee -a "$WORK/timeline.txt" >&2
 say "done: rehearsal passed in $(($(date +%s) - T0)) s"

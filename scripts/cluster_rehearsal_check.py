@@ -13,15 +13,25 @@ Sub-commands (each prints ``key=value`` lines the shell script reads):
   interrupted ones resumed from a checkpoint in their own run on the new node, no trial
   trained twice from scratch, ``weights/best.pt`` and a PNG download through the server;
   prints ``parent_id=``, ``resumed_from=`` (name@epoch of the checkpoint each interrupted
-  trial resumed from) and ``resumed_at=`` (Unix time of the first resumption).
+  trial resumed from) and ``resumed_at=`` (Unix time of the first resumption);
+- ``make-bucket --bucket B`` and ``s3-state --bucket B --prefix P [--state] [--checkpoints N]``:
+  the bucket on the S3 endpoint of ``AWS_ENDPOINT_URL`` (boto3 reads it), and Tune's state under
+  P in it: wait until there is an ``experiment_state`` file (``--state``) and epoch checkpoints
+  of at least N trials; prints ``objects=``, ``checkpoints=``, ``checkpointed_trials=``;
+- ``load --uri NAME=U ... --clients C --metrics M --budget S``: C threads at once, each creates
+  a run and logs M metrics one request each over REST, for at most S seconds per server;
+  prints a table of requests/s and errors per server, and ``load_<NAME>=req_per_s,errors``.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import io
 import json
+import re
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -193,6 +203,96 @@ def verify(a) -> None:
     print(f"resumed_at={min(v[1] for v in resumed.values()) / 1000:.0f}")
 
 
+def _s3():
+    import boto3  # endpoint and credentials from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)
+
+    return boto3.client("s3")
+
+
+def make_bucket(a) -> None:
+    _s3().create_bucket(Bucket=a.bucket)
+    print(f"bucket={a.bucket}")
+
+
+def s3_state(a) -> None:
+    deadline = time.time() + a.timeout
+    while True:
+        keys = []
+        for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=a.bucket, Prefix=a.prefix):
+            keys += [o["Key"] for o in page.get("Contents", [])]
+        state = any(k.rsplit("/", 1)[-1].startswith("experiment_state") for k in keys)
+        ckpts = {m.group(0) for k in keys if (m := re.search(r".*/checkpoint_\d+/", k))}
+        trials = {c.rstrip("/").rsplit("/", 2)[-2] for c in ckpts}
+        if (state or not a.state) and len(trials) >= a.checkpoints:
+            break
+        if time.time() > deadline:
+            raise Failed(f"under s3://{a.bucket}/{a.prefix} within {a.timeout:.0f} s: "
+                         + ("" if state or not a.state else "no Tune experiment_state file; ")
+                         + f"checkpoints of {len(trials)} trials, expected {a.checkpoints} ({len(keys)} objects: "
+                         + " ".join(keys[:12]) + ")")
+        time.sleep(0.5)
+    print(f"objects={len(keys)}")
+    print(f"checkpoints={len(ckpts)}")
+    print(f"checkpointed_trials={len(trials)}")
+
+
+def _client(uri: str, exp_id: str, k: int, metrics: int, deadline: float, tally: dict, lock: threading.Lock) -> None:
+    """One client: a run, then ``metrics`` log-metric requests, each its own HTTP request."""
+    def call(path: str, body: dict) -> dict | None:
+        if time.time() >= deadline:  # the budget is spent: the request is not sent
+            return None
+        try:
+            out = _rest(uri, path, body)
+        except (OSError, ValueError):  # HTTP errors, refused or reset connections, timeouts
+            out = None
+        with lock:
+            tally["errors" if out is None else "requests"] += 1
+        return out
+
+    run = call("/api/2.0/mlflow/runs/create", {"experiment_id": exp_id, "run_name": f"client-{k}",
+                                               "start_time": int(time.time() * 1000)})
+    if not run:
+        return
+    rid = run["run"]["info"]["run_id"]
+    for i in range(metrics):
+        call("/api/2.0/mlflow/runs/log-metric", {"run_id": rid, "key": f"m{i % 5}", "value": float(i),
+                                                 "timestamp": int(time.time() * 1000), "step": i})
+    call("/api/2.0/mlflow/runs/update", {"run_id": rid, "status": "FINISHED", "end_time": int(time.time() * 1000)})
+
+
+def load_one(uri: str, a) -> tuple[int, int, float]:
+    """(successful requests, failed requests, seconds) of ``a.clients`` concurrent clients on ``uri``."""
+    exp_id = _experiment_id(uri, a.experiment) or _rest(uri, "/api/2.0/mlflow/experiments/create",
+                                                        {"name": a.experiment})["experiment_id"]
+    tally, lock = {"requests": 0, "errors": 0}, threading.Lock()
+    t0 = time.time()
+    deadline = t0 + a.budget
+    with concurrent.futures.ThreadPoolExecutor(a.clients) as pool:
+        for f in [pool.submit(_client, uri, exp_id, k, a.metrics, deadline, tally, lock) for k in range(a.clients)]:
+            f.result()
+    return tally["requests"], tally["errors"], time.time() - t0
+
+
+def load(a) -> None:
+    rows = []
+    for spec in a.uri:
+        name, uri = spec.split("=", 1)
+        ok, bad, secs = load_one(uri, a)
+        expected = a.clients * (a.metrics + 2)
+        rows.append((name, ok, bad, secs, ok / secs, expected))
+        print(f"load_{name}={ok / secs:.1f},{bad},{ok},{expected}")
+    print("| backend | clients x metrics | requests ok | errors | seconds | requests/s |")
+    print("|---|---|---|---|---|---|")
+    for name, ok, bad, secs, rate, expected in rows:
+        print(f"| {name} | {a.clients} x {a.metrics} | {ok} of {expected} | {bad} | {secs:.1f} | {rate:.1f} |")
+    short = [r[0] for r in rows if r[1] + r[2] < r[5]]
+    failed = [r[0] for r in rows if r[2]]
+    if failed:
+        raise Failed(f"requests failed on {', '.join(failed)}")
+    if short:
+        print(f"note: {', '.join(short)} did not finish every request within {a.budget:.0f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -215,9 +315,24 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--interrupted", required=True, help="Run ids of the trials running when the node was killed.")
     v.add_argument("--workers", required=True, help="Node ids of the worker nodes, comma-separated.")
     v.add_argument("--new-node", required=True, help="Node id of the worker started after the kill.")
+    b = sub.add_parser("make-bucket")
+    st = sub.add_parser("s3-state")
+    for q in (b, st):
+        q.add_argument("--bucket", required=True)
+    st.add_argument("--prefix", required=True)
+    st.add_argument("--state", action="store_true", help="Require Tune's experiment_state file.")
+    st.add_argument("--checkpoints", type=int, default=0, help="Require epoch checkpoints of this many trials.")
+    st.add_argument("--timeout", type=float, default=0)
+    ld = sub.add_parser("load")
+    ld.add_argument("--uri", nargs="+", required=True, help="NAME=URI of each tracking server, loaded one after the other.")
+    ld.add_argument("--experiment", default="load")
+    ld.add_argument("--clients", type=int, default=32)
+    ld.add_argument("--metrics", type=int, default=50)
+    ld.add_argument("--budget", type=float, default=60, help="Seconds each server gets at most.")
     a = p.parse_args(argv)
     try:
-        {"wait-node": wait_node, "wait-epoch": wait_epoch, "verify": verify}[a.cmd](a)
+        {"wait-node": wait_node, "wait-epoch": wait_epoch, "verify": verify, "make-bucket": make_bucket,
+         "s3-state": s3_state, "load": load}[a.cmd](a)
     except Failed as err:
         print(f"FAILED: {err}", file=sys.stderr)
         return 1

@@ -153,6 +153,40 @@ def test_grid_summary_names_the_store_it_wrote_to(capsys):
     assert "open the runs: http://127.0.0.1:5077" in err
 
 
+def _check_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cluster_rehearsal_check", ROOT / "scripts" / "cluster_rehearsal_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_rehearsal_finds_tunes_state_in_the_bucket_or_says_what_is_missing(tmp_path, monkeypatch, capsys):
+    import boto3
+
+    from tests.test_orchestrator.s3server import moto_server
+
+    check = _check_script()
+    with moto_server(tmp_path / "moto.log") as env:
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        assert check.main(["make-bucket", "--bucket", "bkt"]) == 0
+        args = ["s3-state", "--bucket", "bkt", "--prefix", "rehearsal/", "--state", "--checkpoints", "2"]
+        assert check.main(args) == 1
+        assert "no Tune experiment_state file" in capsys.readouterr().err
+        s3 = boto3.client("s3")
+        s3.put_object(Bucket="bkt", Key="rehearsal/g/experiment_state-2026-12-06.json", Body=b"{}")
+        s3.put_object(Bucket="bkt", Key="rehearsal/g/t_00001/checkpoint_000000/state.pt", Body=b"x")
+        s3.put_object(Bucket="bkt", Key="rehearsal/g/t_00001/checkpoint_000001/state.pt", Body=b"x")
+        assert check.main(args) == 1
+        assert "checkpoints of 1 trials, expected 2" in capsys.readouterr().err
+        s3.put_object(Bucket="bkt", Key="rehearsal/g/t_00002/checkpoint_000000/state.pt", Body=b"x")
+        assert check.main(args) == 0
+        out = capsys.readouterr().out
+        assert "checkpoints=3" in out and "checkpointed_trials=2" in out
+
+
 # --------------------------------------------------------------------------------------
 # the rehearsal (slow): real mlflow server, Ray head + worker nodes, a killed raylet
 # --------------------------------------------------------------------------------------
@@ -192,7 +226,7 @@ def _session_members(sid: int) -> list[int]:
 
 @pytest.mark.slow
 def test_cluster_rehearsal_passes_and_leaves_no_process(tmp_path):
-    """scripts/cluster_rehearsal.sh end to end (about 5-7 minutes on 2 busy cores)."""
+    """scripts/cluster_rehearsal.sh end to end (3 to 4 minutes on 2 busy cores)."""
     work = Path(tempfile.mkdtemp(prefix="fer-rh.", dir="/tmp"))  # short: Ray's socket paths live under it
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env.update(FER_ORCH_PYTHON=sys.executable, REHEARSAL_DIR=str(work))
@@ -208,14 +242,14 @@ def test_cluster_rehearsal_passes_and_leaves_no_process(tmp_path):
         text = log.read_text()
         assert rc == 0, text[-6000:]
         timeline = (work / "timeline.txt").read_text()
-        for event in ("mlflow server up", "ray worker 1 up", "node killed", "ray worker 2 up", "grid done",
-                      "resumed at epoch", "checked over REST", "fer-orch report done", "fer-orch explain done",
-                      "stopped every process"):
+        for event in ("s3 server up", "postgres up", "mlflow server up", "ray worker 1 up", "node killed", "ray worker 2 up", "grid done",
+                      "tune state in s3", "resumed at epoch", "checked over REST", "fer-orch report done", "fer-orch explain done",
+                      "load step done", "| postgresql | 32 x 50 |", "| sqlite | 32 x 50 |", "stopped every process"):
             assert event in timeline, timeline
         time.sleep(1)
         assert _marked(work) == [], "processes of the rehearsal are still running"
         sessions = [int(line.split()[0]) for line in (work / "sessions").read_text().splitlines()]
-        assert len(sessions) >= 8  # mlflow, 3 Ray nodes, preprocess, grid, report, explain, checks
+        assert len(sessions) >= 12  # s3, postgres, 2 mlflow, 3 Ray nodes, preprocess, grid, report, explain, checks
         assert not [p for s in sessions for p in _session_members(s)]
     finally:
         for pid in _marked(work):  # never leave a stray cluster on a shared machine
