@@ -9,26 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from orchestrator.cli import main
+from tests.test_orchestrator.test_bad_input_data import _cli, _one_sentence
 
 TINY = ("train", "--dataset", "synthetic-rafdb", "--method", "cam", "--backbone", "resnet-tiny", "--image-size", "32",
         "--device", "cpu", "--data-opt", "n_train=70", "--data-opt", "n_test=14")
-
-
-def _cli(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
-def _one_sentence(r, *fragments: str) -> str:
-    assert r.exit_code == 2, r.output
-    assert "Traceback" not in r.output, r.output
-    errors = [ln for ln in r.output.splitlines() if ln.startswith("error: ")]
-    assert len(errors) == 1, r.output
-    for f in fragments:
-        assert f in errors[0], r.output
-    return errors[0]
 
 
 def test_diverged_training_stops_in_one_sentence_and_keeps_no_result(tmp_path):
