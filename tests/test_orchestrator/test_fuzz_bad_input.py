@@ -268,10 +268,27 @@ _label_line = st.one_of(
 )
 
 
-def _rafdb_case(lines: list[str], encoding: str) -> str:
+def _reader_verdict(name: str, root: Path, labels_in_range: bool = False) -> str:
+    """The readers' property on one generated dataset: one ``FerOrchError`` sentence ("sentence"),
+    or a manifest whose paths are unique and inside ``root`` (and, if asked, whose labels are in
+    range) ("ok")."""
     from fer_models.data.readers import read_dataset
     from fer_models.errors import FerOrchError
 
+    try:
+        m = read_dataset(name, root, val_fraction=0.0)
+    except FerOrchError as e:
+        assert "\n" not in str(e).strip()
+        return "sentence"
+    paths = [s.path for s in m.samples]
+    assert len(paths) == len(set(paths))
+    assert all(os.path.normpath(p).startswith(str(root)) for p in paths)
+    if labels_in_range:
+        assert all(0 <= s.label < m.num_classes for s in m.samples)
+    return "ok"
+
+
+def _rafdb_case(lines: list[str], encoding: str) -> str:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d) / "raf"
         (root / "EmoLabel").mkdir(parents=True)
@@ -286,16 +303,7 @@ def _rafdb_case(lines: list[str], encoding: str) -> str:
         except UnicodeEncodeError:
             data = text.encode("utf-8")
         (root / "EmoLabel" / "list_patition_label.txt").write_bytes(data)
-        try:
-            m = read_dataset("rafdb", root, val_fraction=0.0)
-        except FerOrchError as e:
-            assert "\n" not in str(e).strip()
-            return "sentence"
-        paths = [s.path for s in m.samples]
-        assert len(paths) == len(set(paths))
-        assert all(os.path.normpath(p).startswith(str(root)) for p in paths)
-        assert all(0 <= s.label < m.num_classes for s in m.samples)
-        return "ok"
+        return _reader_verdict("rafdb", root, labels_in_range=True)
 
 
 @FAST
@@ -312,8 +320,6 @@ _csv_field = st.one_of(st.sampled_from(["", "nan", "-2", "1e400", "0", "7", "12"
 def _affectnet_case(rows: list[list[str]]) -> str:
     import csv as _csv
 
-    from fer_models.data.readers import read_dataset
-    from fer_models.errors import FerOrchError
     from tests.conftest import _make_affectnet
 
     with tempfile.TemporaryDirectory() as d:
@@ -322,15 +328,7 @@ def _affectnet_case(rows: list[list[str]]) -> str:
         buf = io.StringIO()
         _csv.writer(buf).writerows(rows)
         f.write_text(f.read_text() + buf.getvalue())
-        try:
-            m = read_dataset("affectnet", root, val_fraction=0.0)
-        except FerOrchError as e:
-            assert "\n" not in str(e).strip()
-            return "sentence"
-        paths = [s.path for s in m.samples]
-        assert len(paths) == len(set(paths))
-        assert all(os.path.normpath(p).startswith(str(root)) for p in paths)
-        return "ok"
+        return _reader_verdict("affectnet", root)
 
 
 @FAST
