@@ -10,8 +10,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fer_analysis.backtrack import (backtrack, backtrack_masks, feature_tracking, find_dense_head, pair_cases,
-                                    run_backtrack)
+from fer_analysis.backtrack import backtrack, backtrack_masks, feature_tracking, find_dense_head
+from fer_analysis.backtrack_pairs import pair_cases
+from fer_analysis.backtrack_suppression import run_backtrack
 from fer_analysis.hooks import NotApplicableError, assert_no_hooks
 
 torch.set_num_threads(1)
@@ -252,7 +253,7 @@ def test_suppression_covers_every_misclassified_image_fallbacks_apart_with_a_ran
 
 
 def test_the_random_control_draws_as_many_active_pixels_seeded():
-    from fer_analysis.backtrack import random_pixels
+    from fer_analysis.backtrack_suppression import random_pixels
 
     zero = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]], dtype=torch.bool).reshape(2, 1, 2, 3)
     active = torch.tensor([[1, 1, 1, 1, 0, 1], [0, 0, 0, 0, 1, 1]], dtype=torch.bool).reshape(2, 1, 2, 3)
