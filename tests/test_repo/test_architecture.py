@@ -106,18 +106,73 @@ def test_lower_packages_do_not_import_upwards(package, forbidden):
     assert not bad, bad
 
 
-#: what a reader of the repository cannot follow: a tracker's numbers, internal code names,
-#: or the first design page, which lives outside the repository
-OUTSIDE_REFERENCES = re.compile(r"\b[Ii]ssues? #?\d+\b|\bWAVE-[A-Z]\b|\bDESIGN\.md\b")
+#: what a reader of the repository cannot follow: a tracker's numbers, internal code names
+#: (a work wave, a numbered interface of a plan), or the first design page, which lives
+#: outside the repository
+OUTSIDE_REFERENCES = re.compile(r"\b[Ii]ssues? #?\d+\b|\bWAVE-[A-Z]\b|\bDESIGN\.md\b|\bInterface \d+\b")
+#: a path inside the repository as code and docs write it (``tests/test_orchestrator/x.py``)
+REPO_PATH = re.compile(r"(?<![\w./-])((?:tests|docs|orchestrator|fer_models|fer_analysis|benchmarks|scripts)/[\w./*<>-]*\w)")
+#: a module of ours by its dotted name (``fer_analysis.backtrack_pairs.pair_cases``)
+DOTTED = re.compile(r"(?<![\w./-])((?:fer_models|fer_analysis|orchestrator)(?:\.\w+)+)")
+#: a relative Markdown link (``[docs/cluster.md](docs/cluster.md)``)
+MD_LINK = re.compile(r"\]\((?!https?:|mailto:|#)([^)\s#]+)(?:#[^)]*)?\)")
+
+
+def text_files() -> list[Path]:
+    """The repository's own code, docs and configs (not the venv, git or a run's output)."""
+    files = [p for p in ROOT.rglob("*") if p.is_file() and p.suffix in {".py", ".md", ".yaml", ".sh", ".toml"}
+             and not {".venv", ".git", "fer-orch-out"} & set(p.relative_to(ROOT).parts)]
+    return files + [ROOT / "Makefile"]
+
+
+def lines_of(paths: list[Path]):
+    me = Path(__file__).resolve()
+    for p in paths:
+        if p.resolve() != me:
+            for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
+                yield p, i, line
 
 
 def test_code_and_docs_refer_only_to_what_the_repository_holds():
-    files = [p for p in ROOT.rglob("*") if p.is_file() and p.suffix in {".py", ".md", ".yaml", ".sh", ".toml"}
-             and not {".venv", ".git", "fer-orch-out"} & set(p.relative_to(ROOT).parts)]
-    files += [ROOT / "Makefile"]
-    me = Path(__file__).resolve()
-    bad = [f"{p.relative_to(ROOT)}:{i}: {line.strip()[:80]}" for p in files if p.resolve() != me
-           for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1) if OUTSIDE_REFERENCES.search(line)]
+    bad = [f"{p.relative_to(ROOT)}:{i}: {line.strip()[:80]}" for p, i, line in lines_of(text_files())
+           if OUTSIDE_REFERENCES.search(line)]
+    assert not bad, "\n".join(bad)
+
+
+def named_new_file(path: str, line: str) -> bool:
+    """A file the reader is asked to write: a placeholder (``NAME.py``, ``bench_*.py``,
+    ``<job>``), a ``my*`` example name, or the path heading an example code block."""
+    name = path.rsplit("/", 1)[-1]
+    return bool(re.search(r"[A-Z]{3,}|[*<>]", path)) or name.startswith("my") or line.strip() == f"# {path}"
+
+
+def dotted_exists(name: str) -> bool:
+    """``a.b.c``: the longest prefix that is a module of ours exists, and the next part, if
+    any, is a name its source mentions."""
+    parts = name.split(".")
+    for k in range(len(parts), 0, -1):
+        base = ROOT.joinpath(*parts[:k])
+        for f in (base.with_suffix(".py"), base / "__init__.py"):
+            if f.is_file():
+                return k == len(parts) or re.search(rf"\b{re.escape(parts[k])}\b", f.read_text()) is not None
+    return False
+
+
+def test_every_path_module_and_link_named_in_code_and_docs_exists():
+    bad = []
+    for p, i, line in lines_of(text_files()):
+        where = f"{p.relative_to(ROOT)}:{i}"
+        for m in REPO_PATH.finditer(line):
+            path = m.group(1)
+            if not (ROOT / path).exists() and not named_new_file(path, line):
+                bad.append(f"{where}: no {path}")
+        for m in DOTTED.finditer(line):
+            if not dotted_exists(m.group(1)):
+                bad.append(f"{where}: no module or name {m.group(1)}")
+        if p.suffix == ".md":
+            for m in MD_LINK.finditer(line):
+                if not (p.parent / m.group(1)).exists():
+                    bad.append(f"{where}: link to {m.group(1)}, which is not there")
     assert not bad, "\n".join(bad)
 
 
