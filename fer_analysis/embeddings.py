@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from fer_analysis.hooks import capture, first_tensor, resolve_layer
+from fer_analysis.probeset import thumbnails
 from fer_models.errors import ConfigError
 
 OUTPUT_LAYER = "logits"  # pseudo-layer: the network's class scores (paper 004's "out_layer")
@@ -74,6 +75,7 @@ class Embeddings:
     dropped: list[str] = field(default_factory=list)  # default taps dropped as aliases of the next one
     reduced: dict[str, str] = field(default_factory=dict)  # "raw", "pca" (exact PC scores) or "pool"
     total_variance: dict[str, float] = field(default_factory=dict)  # of the flattened layer, where reduced by PCA
+    images: np.ndarray | None = None  # (N, h, w, C) uint8 pictures of the inputs (``thumbnails``), for face strips
 
     @property
     def n(self) -> int:
@@ -111,6 +113,7 @@ class Embeddings:
             identity=self.identity,
             valence=self.valence,
             arousal=self.arousal,
+            **({} if self.images is None else {"images": self.images}),
             **arrays,
         )
 
@@ -121,7 +124,7 @@ class Embeddings:
         out = str(z["_output"]) if "_output" in z else OUTPUT_LAYER
         tv = dict(zip(layers, z["_total_variance"].tolist())) if "_total_variance" in z else {}
         return cls(layers, z["label"], z["identity"], z["valence"], z["arousal"], output_layer=out,
-                   total_variance={k: v for k, v in tv.items() if v})
+                   total_variance={k: v for k, v in tv.items() if v}, images=z["images"] if "images" in z else None)
 
 
 def grid_size(channels: int, h: int, w: int, max_features: int) -> int | None:
@@ -222,7 +225,7 @@ class _Collector:
 
     def __init__(self, model: nn.Module, batches: Iterable[Mapping[str, Any]], layers: Iterable[str] | None, *,
                  n_samples: int | None, max_features: int, big: str, n_components: int, memory_mb: float,
-                 include_output: bool, device: str | torch.device):
+                 include_output: bool, device: str | torch.device, thumbnails: int | None = None):
         if big not in BIG:
             raise ConfigError(f"big must be one of {', '.join(BIG)}, got '{big}'")
         views = resolve_layers(model, layers)
@@ -247,6 +250,8 @@ class _Collector:
         self.gram: _Gram | None = None
         self.group = 0
         self.seen = 0
+        self.thumbnails = thumbnails
+        self.images: list[np.ndarray] = []
 
     def forward(self, source, start_at: int, sink):
         """(offset, take, activations by name, output, batch) of every batch holding rows >= start_at."""
@@ -316,6 +321,8 @@ class _Collector:
                 if split < take:
                     self.gram.cross(name, offset + split, r[split:])
         n = batch["image"].shape[0]
+        if self.thumbnails:
+            self.images.append(thumbnails(batch["image"][:take], self.thumbnails))
         # the expression: an "expression" column where the batches carry one (identity runs)
         self.cols["label"].append(_col(batch, "expression" if "expression" in batch else "label", n, -1)[:take])
         self.cols["identity"].append(_col(batch, "identity", n, -1)[:take])
@@ -378,6 +385,7 @@ class _Collector:
             dropped=self.dropped,
             reduced=reduced,
             total_variance=total_variance,
+            images=np.concatenate(self.images) if self.images else None,
         )
 
 
@@ -395,17 +403,20 @@ def collect_embeddings(
     include_output: bool = True,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    thumbnails: int | None = None,
 ) -> Embeddings:
     """Run ``batches`` (dicts with ``image``, ``label`` and optionally ``identity``,
     ``valence``, ``arousal``, as fer_models' FaceDataset yields) through ``model`` in eval
     mode and return each tapped layer's activations: flattened, or for layers above
     ``max_features`` values their exact first ``n_components`` PC scores (``big="pca"``) or
     a pooled grid (``big="pool"``); see the module docstring. ``include_output`` adds the
-    class scores as the pseudo-layer ``logits`` unless a tap is the output. The model's
-    train/eval mode is restored afterwards.
+    class scores as the pseudo-layer ``logits`` unless a tap is the output. ``thumbnails``
+    (a size in pixels) keeps a small picture of every input (``Embeddings.images``). The
+    model's train/eval mode is restored afterwards.
     """
     c = _Collector(model, batches, layers, n_samples=n_samples, max_features=max_features, big=big,
-                   n_components=n_components, memory_mb=memory_mb, include_output=include_output, device=device)
+                   n_components=n_components, memory_mb=memory_mb, include_output=include_output, device=device,
+                   thumbnails=thumbnails)
     was_training = model.training
     model.eval()
     try:
