@@ -51,7 +51,7 @@ class AuditSpec:
     faith_n: int = 32
     faith_steps: int = 6
     jobs: tuple[str, ...] = ()  # explain jobs also run (topn, filter-au, block-maps, ...)
-    probes: tuple[str, ...] = ()  # probes across the layers (silhouette, valence-arousal, maps), on the test split
+    probes: tuple[str, ...] = ()  # probes across the layers (silhouette, valence-arousal, maps, faces, correct), on the test split
     probe_samples: int = 500
     top_n: int = 8
     filters: int = 10

@@ -90,8 +90,9 @@ def maps_probe(
     title: str = "",
     **_: Any,
 ) -> ProbeResult:
-    """PCA and UMAP 2-D scatter plots per layer, coloured by identity and expression (paper 004, Figs. 2-3);
-    with ``control`` the untrained network's maps too (Fig. 3c)."""
+    """PCA and UMAP maps per layer by identity and expression, and the control's (paper 004, Figs. 2-3).
+
+    With ``control`` (the untrained network) its maps go to ``maps_untrained.png`` (Fig. 3c)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     res = ProbeResult()

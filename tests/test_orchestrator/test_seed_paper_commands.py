@@ -244,6 +244,9 @@ def test_paper_003_commands_on_synthetic_rafd(ray_local, tmp_path):
     c = tracking.client(uri)
     parent = c.get_run(runs["identity"]).data.tags["mlflow.parentRunId"]
     assert c.get_run(parent).data.tags["lambda_source"].startswith("unused")
+    # Fig. 5: the error per epoch, as MLflow's history of val_cl and the trial's history.csv
+    assert "history.csv" in {f.path for f in c.list_artifacts(runs["expression"])}
+    assert len(c.get_metric_history(runs["expression"], "val_cl")) == 1  # one epoch here
     _cli("explain", "--run", runs["expression"], "--job", "backtrack", "--compare-run", runs["identity"],
          "--tracking-uri", uri, "--num-actors", "0", "--device", "cpu", "--compare-images", "400")
     m = c.get_run(runs["expression"]).data.metrics
