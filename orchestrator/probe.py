@@ -121,7 +121,7 @@ def _load_probe_set(cfg: Any, spec: ProbeSpec):
         data_cfg = dataclasses.replace(data_cfg, dataset=spec.dataset, root=None, options={})
     if spec.data_options:
         data_cfg = dataclasses.replace(data_cfg, options={**data_cfg.options, **spec.data_options})
-    loaders = build_loaders(data_cfg, spec.batch_size, cfg.seed, progress=False)
+    loaders = build_loaders(data_cfg, spec.batch_size, cfg.seed, progress=False, trainable=False)
     ds = _split_dataset(loaders, spec.split)
     if ds is None or not hasattr(ds, "identity"):
         return getattr(loaders, spec.split), {}
