@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from fer_analysis.hooks import capture, first_tensor, resolve_layer
+from fer_analysis.probeset import thumbnails
 from fer_models.errors import ConfigError
 
 OUTPUT_LAYER = "logits"  # pseudo-layer: the network's class scores (paper 004's "out_layer")
@@ -74,6 +75,7 @@ class Embeddings:
     dropped: list[str] = field(default_factory=list)  # default taps dropped as aliases of the next one
     reduced: dict[str, str] = field(default_factory=dict)  # "raw", "pca" (exact PC scores) or "pool"
     total_variance: dict[str, float] = field(default_factory=dict)  # of the flattened layer, where reduced by PCA
+    images: np.ndarray | None = None  # (N, h, w, C) uint8 pictures of the inputs (``thumbnails``), for face strips
 
     @property
     def n(self) -> int:
@@ -111,6 +113,7 @@ class Embeddings:
             identity=self.identity,
             valence=self.valence,
             arousal=self.arousal,
+            **({} if self.images is None else {"images": self.images}),
             **arrays,
         )
 
@@ -121,7 +124,7 @@ class Embeddings:
         out = str(z["_output"]) if "_output" in z else OUTPUT_LAYER
         tv = dict(zip(layers, z["_total_variance"].tolist())) if "_total_variance" in z else {}
         return cls(layers, z["label"], z["identity"], z["valence"], z["arousal"], output_layer=out,
-                   total_variance={k: v for k, v in tv.items() if v})
+                   total_variance={k: v for k, v in tv.items() if v}, images=z["images"] if "images" in z else None)
 
 
 def grid_size(channels: int, h: int, w: int, max_features: int) -> int | None:
@@ -214,6 +217,178 @@ class _Gram:
         return (vecs * np.sqrt(vals)[None, :]).astype(np.float32), total
 
 
+class _Collector:
+    """The state of one :func:`collect_embeddings` call, phase by phase: the first pass over the
+    batches (:meth:`first_pass`: layout from the first batch, then every batch's rows and labels),
+    one more pass per group of held samples for the big layers' Gram matrices
+    (:meth:`more_passes`), and the result (:meth:`result`)."""
+
+    def __init__(self, model: nn.Module, batches: Iterable[Mapping[str, Any]], layers: Iterable[str] | None, *,
+                 n_samples: int | None, max_features: int, big: str, n_components: int, memory_mb: float,
+                 include_output: bool, device: str | torch.device, thumbnails: int | None = None):
+        if big not in BIG:
+            raise ConfigError(f"big must be one of {', '.join(BIG)}, got '{big}'")
+        views = resolve_layers(model, layers)
+        if not views and not include_output:
+            raise ConfigError("no layer to probe; pass layer names or keep include_output")
+        self.model, self.batches, self.device = model, batches, device
+        self.n_samples, self.max_features, self.big = n_samples, max_features, big
+        self.n_components, self.memory_mb = n_components, memory_mb
+        self.modules = {k: v[0] for k, v in views.items()}
+        self.transforms = {k: v[1] for k, v in views.items() if v[1] is not None}
+        self.with_input = layers is not None and INPUT_LAYER in list(layers)
+        self.dedupe = layers is None
+        self.replay: list[Mapping[str, Any]] | None = [] if iter(batches) is batches else None
+        names = ([INPUT_LAYER] if self.with_input else []) + list(self.modules)
+        self.feats: dict[str, list[np.ndarray]] = {k: [] for k in names}
+        if include_output:
+            self.feats[OUTPUT_LAYER] = []
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.reduced: dict[str, str] = {}
+        self.output_layer, self.dropped = OUTPUT_LAYER, []
+        self.cols: dict[str, list[np.ndarray]] = {"label": [], "identity": [], "valence": [], "arousal": []}
+        self.gram: _Gram | None = None
+        self.group = 0
+        self.seen = 0
+        self.thumbnails = thumbnails
+        self.images: list[np.ndarray] = []
+
+    def forward(self, source, start_at: int, sink):
+        """(offset, take, activations by name, output, batch) of every batch holding rows >= start_at."""
+        seen, n_samples = 0, self.n_samples
+        for batch in source:
+            x = batch["image"]
+            take = x.shape[0] if n_samples is None else min(x.shape[0], n_samples - seen)
+            if take <= 0:
+                break
+            if self.replay is not None and source is not self.replay:
+                self.replay.append(batch)
+            if seen + take > start_at:
+                sink.clear()
+                xin = x[:take].to(self.device)
+                out = self.model(xin)
+                acts = dict(sink)
+                if self.with_input:
+                    acts[INPUT_LAYER] = xin
+                yield seen, take, acts, out, batch
+            seen += take
+            if n_samples is not None and seen >= n_samples:
+                break
+
+    def rows_of(self, name: str, acts: dict[str, torch.Tensor]) -> torch.Tensor:
+        a = acts[name]
+        if name in self.transforms:
+            a = self.transforms[name](a)
+        return a.detach().float().reshape(a.shape[0], -1)
+
+    def layout(self, acts: dict[str, torch.Tensor], o: torch.Tensor | None) -> None:
+        """From the first batch: aliases and the output layer, each layer's shape and how it is
+        stored (raw, pooled or by its exact PCs), and the group size of the Gram passes."""
+        self.output_layer, self.dropped = _aliases(list(self.modules), acts, o, dedupe=self.dedupe)
+        for name in self.dropped:
+            self.feats.pop(name, None)
+        if self.output_layer != OUTPUT_LAYER:
+            self.feats.pop(OUTPUT_LAYER, None)
+        if OUTPUT_LAYER in self.feats and o is None:
+            raise ConfigError("the model output has no logits; pass include_output=False")
+        for name in self.feats:
+            if name != OUTPUT_LAYER and name not in acts:
+                raise ConfigError(f"layer '{name}' did not run in the forward pass; choose another layer")
+            a = o if name == OUTPUT_LAYER else acts[name]
+            self.shapes[name] = tuple(a.shape[1:])
+            too_big = int(np.prod(self.shapes[name])) > self.max_features
+            self.reduced[name] = "raw" if not too_big else self.big
+        big_names = [n for n in self.feats if self.reduced[n] == "pca"]
+        if big_names:
+            self.gram = _Gram(big_names)
+            per_sample = 4 * sum(int(np.prod(self.shapes[n])) for n in big_names)
+            self.group = max(1, int(self.memory_mb * 2**20) // per_sample)
+
+    def store(self, offset: int, take: int, acts: dict[str, torch.Tensor], batch: Mapping[str, Any]) -> None:
+        """Keep one batch's rows of every layer (the big ones into the Gram blocks) and its labels."""
+        for name in self.feats:
+            if self.reduced[name] == "pool":
+                a = acts[name]
+                a = self.transforms[name](a) if name in self.transforms else a
+                self.feats[name].append(pool_activation(a, self.max_features)[0].cpu().numpy().astype(np.float32))
+            elif self.reduced[name] == "raw":
+                self.feats[name].append(self.rows_of(name, acts).cpu().numpy().astype(np.float32))
+            else:  # exact PCA: hold the first group, multiply the rest with it
+                r = self.rows_of(name, acts)
+                split = max(0, min(take, self.group - offset))
+                if split:
+                    self.gram.hold(name, r[:split])
+                if split < take:
+                    self.gram.cross(name, offset + split, r[split:])
+        n = batch["image"].shape[0]
+        if self.thumbnails:
+            self.images.append(thumbnails(batch["image"][:take], self.thumbnails))
+        # the expression: an "expression" column where the batches carry one (identity runs)
+        self.cols["label"].append(_col(batch, "expression" if "expression" in batch else "label", n, -1)[:take])
+        self.cols["identity"].append(_col(batch, "identity", n, -1)[:take])
+        self.cols["valence"].append(_col(batch, "valence", n, np.nan)[:take])
+        self.cols["arousal"].append(_col(batch, "arousal", n, np.nan)[:take])
+
+    def first_pass(self, batches: Iterable[Mapping[str, Any]]) -> None:
+        with capture(self.modules, detach=False) as sink:
+            for offset, take, acts, out, batch in self.forward(batches, 0, sink):
+                o = first_tensor(out)
+                if offset == 0:
+                    self.layout(acts, o)
+                if OUTPUT_LAYER in self.feats:
+                    acts[OUTPUT_LAYER] = o
+                self.store(offset, take, acts, batch)
+                self.seen += take
+        if self.seen == 0:
+            raise ConfigError("the probe set is empty; check the dataset and split")
+
+    def more_passes(self) -> None:
+        """The Gram blocks of the big layers beyond the first group: one pass per group."""
+        gram = self.gram
+        if gram is None:
+            return
+        gram.close_group()
+        big_modules = {n: self.modules[n] for n in gram.names if n != INPUT_LAYER}
+        for start in range(self.group, self.seen, self.group):
+            gram.start = start
+            source = self.replay if self.replay is not None else self.batches
+            with capture(big_modules, detach=False) as sink:
+                for offset, take, acts, _, _ in self.forward(source, start, sink):
+                    for name in gram.names:
+                        r = self.rows_of(name, acts)
+                        lo = max(0, start - offset)
+                        split = max(lo, min(take, start + self.group - offset))
+                        if split > lo:
+                            gram.hold(name, r[lo:split])
+                        if split < take:
+                            gram.cross(name, offset + split, r[split:])
+            gram.close_group()
+
+    def result(self) -> Embeddings:
+        layers_out: dict[str, np.ndarray] = {}
+        total_variance: dict[str, float] = {}
+        for name in self.feats:
+            if self.reduced[name] == "pca":
+                layers_out[name], total_variance[name] = self.gram.scores(name, self.seen, self.n_components)
+            else:
+                layers_out[name] = np.concatenate(self.feats[name])
+        reduced = {k: v for k, v in self.reduced.items() if k in self.feats}
+        return Embeddings(
+            layers=layers_out,
+            label=np.concatenate(self.cols["label"]).astype(np.int64),
+            identity=np.concatenate(self.cols["identity"]).astype(np.int64),
+            valence=np.concatenate(self.cols["valence"]).astype(np.float32),
+            arousal=np.concatenate(self.cols["arousal"]).astype(np.float32),
+            shapes=self.shapes,
+            pooled={k: v != "raw" for k, v in reduced.items()},
+            output_layer=self.output_layer,
+            dropped=self.dropped,
+            reduced=reduced,
+            total_variance=total_variance,
+            images=np.concatenate(self.images) if self.images else None,
+        )
+
+
 @torch.no_grad()
 def collect_embeddings(
     model: nn.Module,
@@ -228,158 +403,33 @@ def collect_embeddings(
     include_output: bool = True,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    thumbnails: int | None = None,
 ) -> Embeddings:
     """Run ``batches`` (dicts with ``image``, ``label`` and optionally ``identity``,
     ``valence``, ``arousal``, as fer_models' FaceDataset yields) through ``model`` in eval
     mode and return each tapped layer's activations: flattened, or for layers above
     ``max_features`` values their exact first ``n_components`` PC scores (``big="pca"``) or
     a pooled grid (``big="pool"``); see the module docstring. ``include_output`` adds the
-    class scores as the pseudo-layer ``logits`` unless a tap is the output. The model's
-    train/eval mode is restored afterwards.
+    class scores as the pseudo-layer ``logits`` unless a tap is the output. ``thumbnails``
+    (a size in pixels) keeps a small picture of every input (``Embeddings.images``). The
+    model's train/eval mode is restored afterwards.
     """
-    if big not in BIG:
-        raise ConfigError(f"big must be one of {', '.join(BIG)}, got '{big}'")
-    views = resolve_layers(model, layers)
-    if not views and not include_output:
-        raise ConfigError("no layer to probe; pass layer names or keep include_output")
-    modules = {k: v[0] for k, v in views.items()}
-    transforms = {k: v[1] for k, v in views.items() if v[1] is not None}
-    with_input = layers is not None and INPUT_LAYER in list(layers)
-    replay: list[Mapping[str, Any]] | None = [] if iter(batches) is batches else None
+    c = _Collector(model, batches, layers, n_samples=n_samples, max_features=max_features, big=big,
+                   n_components=n_components, memory_mb=memory_mb, include_output=include_output, device=device,
+                   thumbnails=thumbnails)
     was_training = model.training
     model.eval()
-    feats: dict[str, list[np.ndarray]] = {k: [] for k in ([INPUT_LAYER] if with_input else []) + list(modules)}
-    if include_output:
-        feats[OUTPUT_LAYER] = []
-    shapes: dict[str, tuple[int, ...]] = {}
-    reduced: dict[str, str] = {}
-    output_layer, dropped = OUTPUT_LAYER, []
-    cols: dict[str, list[np.ndarray]] = {"label": [], "identity": [], "valence": [], "arousal": []}
-    gram: _Gram | None = None
-    group = 0
-
-    def forward(source, start_at: int, sink):
-        """(offset, take, activations by name, output, batch) of every batch holding rows >= start_at."""
-        seen = 0
-        for batch in source:
-            x = batch["image"]
-            take = x.shape[0] if n_samples is None else min(x.shape[0], n_samples - seen)
-            if take <= 0:
-                break
-            if replay is not None and source is not replay:
-                replay.append(batch)
-            if seen + take > start_at:
-                sink.clear()
-                xin = x[:take].to(device)
-                out = model(xin)
-                acts = dict(sink)
-                if with_input:
-                    acts[INPUT_LAYER] = xin
-                yield seen, take, acts, out, batch
-            seen += take
-            if n_samples is not None and seen >= n_samples:
-                break
-
-    def rows_of(name: str, acts: dict[str, torch.Tensor]) -> torch.Tensor:
-        a = acts[name]
-        if name in transforms:
-            a = transforms[name](a)
-        return a.detach().float().reshape(a.shape[0], -1)
-
-    seen = 0
     try:
         it = batches
         if progress:
             from tqdm.auto import tqdm
 
             it = tqdm(batches, desc="embeddings", unit="batch", leave=False)
-        with capture(modules, detach=False) as sink:
-            for offset, take, acts, out, batch in forward(it, 0, sink):
-                o = first_tensor(out)
-                if offset == 0:
-                    output_layer, dropped = _aliases(list(modules), acts, o, dedupe=layers is None)
-                    for name in dropped:
-                        feats.pop(name, None)
-                    if output_layer != OUTPUT_LAYER:
-                        feats.pop(OUTPUT_LAYER, None)
-                    if OUTPUT_LAYER in feats and o is None:
-                        raise ConfigError("the model output has no logits; pass include_output=False")
-                    for name in feats:
-                        if name != OUTPUT_LAYER and name not in acts:
-                            raise ConfigError(f"layer '{name}' did not run in the forward pass; choose another layer")
-                        a = o if name == OUTPUT_LAYER else acts[name]
-                        shapes[name] = tuple(a.shape[1:])
-                        too_big = int(np.prod(shapes[name])) > max_features
-                        reduced[name] = "raw" if not too_big else big
-                    big_names = [n for n in feats if reduced[n] == "pca"]
-                    if big_names:
-                        gram = _Gram(big_names)
-                        per_sample = 4 * sum(int(np.prod(shapes[n])) for n in big_names)
-                        group = max(1, int(memory_mb * 2**20) // per_sample)
-                if OUTPUT_LAYER in feats:
-                    acts[OUTPUT_LAYER] = o
-                for name in feats:
-                    if reduced[name] == "pool":
-                        a = acts[name]
-                        a = transforms[name](a) if name in transforms else a
-                        feats[name].append(pool_activation(a, max_features)[0].cpu().numpy().astype(np.float32))
-                    elif reduced[name] == "raw":
-                        feats[name].append(rows_of(name, acts).cpu().numpy().astype(np.float32))
-                    else:  # exact PCA: hold the first group, multiply the rest with it
-                        r = rows_of(name, acts)
-                        split = max(0, min(take, group - offset))
-                        if split:
-                            gram.hold(name, r[:split])
-                        if split < take:
-                            gram.cross(name, offset + split, r[split:])
-                # the expression: an "expression" column where the batches carry one (identity runs)
-                cols["label"].append(_col(batch, "expression" if "expression" in batch else "label",
-                                          batch["image"].shape[0], -1)[:take])
-                cols["identity"].append(_col(batch, "identity", batch["image"].shape[0], -1)[:take])
-                cols["valence"].append(_col(batch, "valence", batch["image"].shape[0], np.nan)[:take])
-                cols["arousal"].append(_col(batch, "arousal", batch["image"].shape[0], np.nan)[:take])
-                seen += take
-            if seen == 0:
-                raise ConfigError("the probe set is empty; check the dataset and split")
-            if gram is not None:
-                gram.close_group()
-                big_modules = {n: modules[n] for n in gram.names if n != INPUT_LAYER}
-                for start in range(group, seen, group):  # one more pass per group of held samples
-                    gram.start = start
-                    source = replay if replay is not None else batches
-                    with capture(big_modules, detach=False) as sink2:
-                        for offset, take, acts, _, _ in forward(source, start, sink2):
-                            for name in gram.names:
-                                r = rows_of(name, acts)
-                                lo = max(0, start - offset)
-                                split = max(lo, min(take, start + group - offset))
-                                if split > lo:
-                                    gram.hold(name, r[lo:split])
-                                if split < take:
-                                    gram.cross(name, offset + split, r[split:])
-                    gram.close_group()
+        c.first_pass(it)
+        c.more_passes()
     finally:
         model.train(was_training)
-    layers_out: dict[str, np.ndarray] = {}
-    total_variance: dict[str, float] = {}
-    for name in feats:
-        if reduced[name] == "pca":
-            layers_out[name], total_variance[name] = gram.scores(name, seen, n_components)
-        else:
-            layers_out[name] = np.concatenate(feats[name])
-    return Embeddings(
-        layers=layers_out,
-        label=np.concatenate(cols["label"]).astype(np.int64),
-        identity=np.concatenate(cols["identity"]).astype(np.int64),
-        valence=np.concatenate(cols["valence"]).astype(np.float32),
-        arousal=np.concatenate(cols["arousal"]).astype(np.float32),
-        shapes=shapes,
-        pooled={k: v != "raw" for k, v in reduced.items() if k in feats},
-        output_layer=output_layer,
-        dropped=dropped,
-        reduced={k: v for k, v in reduced.items() if k in feats},
-        total_variance=total_variance,
-    )
+    return c.result()
 
 
 def _aliases(order: list[str], acts: dict[str, torch.Tensor], logits: torch.Tensor | None, dedupe: bool):

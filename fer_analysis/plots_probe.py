@@ -148,3 +148,54 @@ def plot_valence_arousal(
 def plot_compare(curves: dict[str, Sequence[dict[str, Any]]], path: Path, title: str = "") -> Path:
     """Two runs' silhouette curves on one plot (same drawing as :func:`plot_silhouette_curves`)."""
     return plot_silhouette_curves({k: list(v) for k, v in curves.items()}, path, title or "Silhouette: run comparison")
+
+
+def plot_face_strips(strips: dict[str, np.ndarray], path: Path, title: str = "") -> Path:
+    """One row of faces per axis (paper 004, Figs. 2d and 6): ``strips[axis]`` is (n, h, w, C)
+    uint8, left to right from the smallest coordinate on that axis to the largest."""
+    n = max(len(v) for v in strips.values())
+    fig, axes = plt.subplots(len(strips), n, figsize=(0.55 * n + 0.6, 0.7 * len(strips) + 0.5), squeeze=False)
+    for i, (axis, faces) in enumerate(strips.items()):
+        for j in range(n):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if j < len(faces):
+                img = faces[j]
+                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+        axes[i, 0].set_ylabel(f"{axis} →", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(pad=0.2, w_pad=0.05, h_pad=0.2)
+    return save_figure(fig, path)
+
+
+def plot_correct(pcs: np.ndarray, truth: np.ndarray, correct: np.ndarray, classes: Sequence[int],
+                 names: Sequence[str], path: Path, title: str = "") -> Path:
+    """PC1 vs PC2 with correct predictions green and errors red (paper 004, Fig. 7): the first
+    panel every labelled sample, then one panel per class with that class highlighted and
+    the other samples grey."""
+    panels = [("all", truth >= 0)] + [(name, truth == k) for k, name in zip(classes, names)]
+    ncol = min(4, len(panels))
+    nrow = -(-len(panels) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.5 * nrow + 0.4), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (name, sel) in zip(axes.flat, panels):
+        ax.scatter(pcs[~sel, 0], pcs[~sel, 1], s=4, c="lightgrey", linewidths=0)
+        for ok, colour in ((True, "tab:green"), (False, "tab:red")):
+            m = sel & (correct == ok)
+            ax.scatter(pcs[m, 0], pcs[m, 1], s=6, c=colour, linewidths=0,
+                       label=f"{'correct' if ok else 'error'} ({int(m.sum())})")
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(fontsize=6, markerscale=1.5, loc="best")
+    axes[0, 0].set_xlabel("PC1", fontsize=7)
+    axes[0, 0].set_ylabel("PC2", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)

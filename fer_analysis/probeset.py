@@ -126,3 +126,19 @@ def rows_loader(dataset: Any, rows: Sequence[int], batch_size: int) -> DataLoade
     if hasattr(dataset, "get_batch"):
         return DataLoader(dataset, sampler=BatchSampler(rows, batch_size, False), batch_size=None)
     return DataLoader(Subset(dataset, rows), batch_size=batch_size, shuffle=False)
+
+
+def thumbnails(x: torch.Tensor, size: int = 64) -> np.ndarray:
+    """(B, C, H, W) network inputs (any normalisation) -> (B, h, w, C) uint8 pictures of the
+    faces for figures (paper 004's face strips): each image min-max scaled to 0-255, as the
+    explain figures show inputs, and average-pooled so that its longer side is at most ``size``
+    (a thousand 224 px faces would otherwise hold 600 MB)."""
+    a = x.detach().float().cpu()
+    h, w = a.shape[-2:]
+    if max(h, w) > size:
+        scale = size / max(h, w)
+        a = torch.nn.functional.adaptive_avg_pool2d(a, (max(1, round(h * scale)), max(1, round(w * scale))))
+    lo = a.amin(dim=(1, 2, 3), keepdim=True)
+    hi = a.amax(dim=(1, 2, 3), keepdim=True)
+    a = (a - lo) / (hi - lo).clamp_min(1e-8)
+    return (a * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

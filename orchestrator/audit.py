@@ -51,7 +51,7 @@ class AuditSpec:
     faith_n: int = 32
     faith_steps: int = 6
     jobs: tuple[str, ...] = ()  # explain jobs also run (topn, filter-au, block-maps, ...)
-    probes: tuple[str, ...] = ()  # probes across the layers (silhouette, valence-arousal, maps), on the test split
+    probes: tuple[str, ...] = ()  # probes across the layers (silhouette, valence-arousal, maps, faces, correct), on the test split
     probe_samples: int = 500
     top_n: int = 8
     filters: int = 10
@@ -146,7 +146,8 @@ def _run_probes(model, loader, out: Path, spec: AuditSpec, device: str) -> dict[
     from fer_analysis.embeddings import collect_embeddings
     from fer_analysis.registry import PROBES
 
-    emb = collect_embeddings(model, loader, None, n_samples=spec.probe_samples, device=device)
+    emb = collect_embeddings(model, loader, None, n_samples=spec.probe_samples, device=device,
+                             thumbnails=64 if "faces" in spec.probes else None)
     metrics: dict[str, float] = {}
     for name in spec.probes:
         res = PROBES.get(name)(emb, out / "probe" / name, control=None, seed=0, n_pcs=10, umap=False)

@@ -15,7 +15,9 @@
    freshly initialised under the run's seed (paper 004's NN3 control);
 3. runs the requested probes (``fer_analysis.registry.PROBES``) into a temp dir and logs
    it under ``probe/`` of the probed run, with the probes' scalar metrics
-   (``silhouette_identity_<layer>``, ``va_PC1_valence_r``, ...).
+   (``silhouette_identity_<layer>``, ``va_PC1_valence_r``, ...). The probes are told the
+   run's target (``correct`` compares the outputs with identities on an identity run), and
+   small pictures of the probe set are kept when ``faces`` draws its face strips.
 
 With ``compare`` the second run is probed too and each probed run gets
 ``probe/compare_<other>/`` (both silhouette curves, CSV of differences, crossover layers).
@@ -42,7 +44,8 @@ from fer_models.errors import ConfigError, FerOrchError
 from orchestrator import tracking
 from orchestrator.jobs import resolve_device, run_tasks, trained_runs
 
-DEFAULT_PROBES = ("silhouette", "valence-arousal", "maps")
+DEFAULT_PROBES = ("silhouette", "valence-arousal", "maps", "faces", "correct")
+THUMBNAIL_PX = 64  # the pictures of the probe set kept for the face strips
 PROBE_SPLITS = ("test", "val", "train", "all")
 SAMPLINGS = ("identity", "random")
 
@@ -118,7 +121,7 @@ def _load_probe_set(cfg: Any, spec: ProbeSpec):
         data_cfg = dataclasses.replace(data_cfg, dataset=spec.dataset, root=None, options={})
     if spec.data_options:
         data_cfg = dataclasses.replace(data_cfg, options={**data_cfg.options, **spec.data_options})
-    loaders = build_loaders(data_cfg, spec.batch_size, cfg.seed, progress=False)
+    loaders = build_loaders(data_cfg, spec.batch_size, cfg.seed, progress=False, trainable=False)
     ds = _split_dataset(loaders, spec.split)
     if ds is None or not hasattr(ds, "identity"):
         return getattr(loaders, spec.split), {}
@@ -170,7 +173,8 @@ def probe_one(
     loader, probe_set = loaded if isinstance(loaded, tuple) else (loaded, {})
     kw = dict(n_samples=spec.n_samples, max_features=spec.max_features, big=spec.big,
               memory_mb=spec.pca_memory_mb, device=device)
-    emb = collect_embeddings(model, loader, spec.layers, **kw)
+    emb = collect_embeddings(model, loader, spec.layers, **kw,
+                             thumbnails=THUMBNAIL_PX if "faces" in spec.probes else None)
     control = None
     if spec.untrained_control:
         width = emb.layers[emb.output_layer].shape[1] if emb.output_layer in emb.layers else None
@@ -181,8 +185,8 @@ def probe_one(
     tables: dict[str, Any] = {}
     notes: dict[str, Any] = {}
     timings: dict[str, float] = {"embeddings_s": t_emb}
-    opts = dict(n_pcs=spec.n_pcs, umap=spec.umap, umap_max_samples=spec.umap_max_samples,
-                umap_n_epochs=spec.umap_n_epochs, seed=spec.seed, **spec.options)
+    opts = {**dict(n_pcs=spec.n_pcs, umap=spec.umap, umap_max_samples=spec.umap_max_samples,
+                   umap_n_epochs=spec.umap_n_epochs, seed=spec.seed, target=run_target(cfg)), **spec.options}
     with tempfile.TemporaryDirectory(prefix="fer-probe-") as tmp:
         out = Path(tmp)
         for name in spec.probes:

@@ -367,13 +367,15 @@ def check_trainable(info: Any) -> None:
 def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | Path | None = None,
                   *, manifest=None, backend=None, progress: bool = True,
                   cache_dir: str | Path | None = None, device: str | torch.device = "cpu",
-                  channels_last: bool = False) -> Loaders:
+                  channels_last: bool = False, trainable: bool = True) -> Loaders:
     """Train/val/test loaders of ``data_cfg`` (a DataConfig), preparing the cache if missing.
 
     ``cache_dir``: the finished cache of ``data_cfg`` (what ``orchestrator.preprocess``
     returned); read as is, without reading the dataset or hashing the cache key again.
     ``device``: where batches are converted, augmented and delivered (the trainer passes its
-    own; "cpu" for notebooks and analysis jobs); ``channels_last``: the images' memory format.
+    own; "cpu" for notebooks and analysis jobs); ``channels_last``: the images' memory format;
+    ``trainable=False``: an analysis read (a probe set) that does not need training rows, so a
+    dataset read only for analysis (DISFA's default split puts every frame in test) is no error.
 
     The train loader shuffles (seeded), runs ``data_cfg.augment`` and aligns to the map of
     ``data_cfg.au_source`` (``FaceDataset(source_maps=True)``); it drops the last
@@ -394,7 +396,8 @@ def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | P
         info = _cache.find_at(target.dir)
         if info is None:
             info = _cache.build(target, data_cfg.map_size, stored, _cache.serial, progress=progress)
-    check_trainable(info)
+    if trainable:
+        check_trainable(info)
     kw = dict(normalize=getattr(data_cfg, "normalize", "imagenet"), color=getattr(data_cfg, "color", "rgb"))
     train = FaceDataset(info.dir, "train", data_cfg.image_size, steps, seed, source_maps=True, **kw)
     val = FaceDataset(info.dir, "val", data_cfg.image_size, eval_steps, seed, **kw)

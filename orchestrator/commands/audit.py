@@ -35,7 +35,7 @@ def _num(v) -> str:
 @click.option("--job", "jobs", multiple=True, metavar="JOB",
               help="Explain jobs also run on the network (topn, filter-au, block-maps ...: `fer-orch list jobs`).")
 @click.option("--probe", "probes", multiple=True, metavar="PROBE",
-              help="Probes across the layers on the test faces (silhouette, valence-arousal, maps: `fer-orch list probes`).")
+              help="Probes across the layers on the test faces (silhouette, valence-arousal, maps, faces, correct: `fer-orch list probes`).")
 @click.option("--faithfulness-n", "faith_n", type=int, default=32, show_default=True,
               help="Test faces scored by deletion / insertion (0: none).")
 @click.option("--codebook", default="paper002", show_default=True, help="Expression -> AU codebook of the AU maps.")

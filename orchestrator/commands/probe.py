@@ -22,7 +22,7 @@ from orchestrator.config import parse_data_opts, parse_list
               help="Layers above 4,096 values per sample: exact PCA of the flattened layer (Gram matrix), or average pooling.")
 @click.option("--pca-memory-mb", type=float, default=1024, show_default=True,
               help="Activations held at once while the Gram matrices of big layers are accumulated.")
-@click.option("--probes", "probe_names", multiple=True, help="Probes to run (default: silhouette, valence-arousal, maps).")
+@click.option("--probes", "probe_names", multiple=True, help="Probes to run (default: silhouette, valence-arousal, maps, faces, correct; `fer-orch list probes`).")
 @click.option("--n-pcs", type=int, default=10, show_default=True, help="Principal components before silhouette (paper 004: 10).")
 @click.option("--umap/--no-umap", default=True, show_default=True, help="Draw UMAP maps (the slowest part).")
 @click.option("--umap-max-samples", type=int, default=2000, show_default=True)
@@ -76,6 +76,9 @@ def probe(run_id, untrained_control, layers, dataset, split, n_samples, sampling
                 click.echo(f"  {layer:<24} identity {m[key]:+.3f}   expression {expr:+.3f}")
         if "va_PC1_valence_r" in m:
             click.echo(f"  PC1~valence r={m['va_PC1_valence_r']:+.3f}   PC2~arousal r={m.get('va_PC2_arousal_r', float('nan')):+.3f}")
+        if "correct_n" in m:
+            click.echo(f"  predictions on the probe set: {m['correct_n']:.0f} correct, {m['wrong_n']:.0f} wrong, "
+                       f"{m['correct_unlabelled_n']:.0f} unlabelled")
     for rid, cmp in out["compare"].items():
         cross = ", ".join(f"{c['run']}: {c['crossover_layer']}" for c in cmp["crossover"])
         click.echo(f"compare {rid[:8]} vs {cmp['other'][:8]}: expression overtakes identity at {cross}")

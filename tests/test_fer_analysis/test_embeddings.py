@@ -259,3 +259,18 @@ def test_the_input_pseudo_layer_is_the_images_themselves():
     ref = _sklearn_scores(x, 4)
     got = emb.layers["input"].astype(np.float64)
     np.testing.assert_allclose(got * np.sign((ref * got).sum(0)), ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
+
+
+def test_thumbnails_are_the_inputs_in_order_scaled_and_kept_through_save(tmp_path):
+    batches = _batches(6, 4)
+    emb = collect_embeddings(Tiny(), batches, ["fc1"], n_samples=5, thumbnails=4)
+    assert emb.images.shape[0] == 5 and emb.images.dtype == np.uint8 and max(emb.images.shape[1:3]) <= 4
+    x = torch.cat([b["image"] for b in batches])[:5]
+    pooled = torch.nn.functional.adaptive_avg_pool2d(x, emb.images.shape[1:3])
+    for i in range(5):  # each picture is its own input, min-max scaled to 0-255
+        p = pooled[i].permute(1, 2, 0).numpy()
+        want = np.round((p - p.min()) / (p.max() - p.min()) * 255)
+        np.testing.assert_allclose(emb.images[i].astype(float), want, atol=1)
+    emb.save(tmp_path / "e.npz")
+    np.testing.assert_array_equal(Embeddings.load(tmp_path / "e.npz").images, emb.images)
+    assert collect_embeddings(Tiny(), _batches(6, 4), ["fc1"]).images is None  # only when asked

@@ -177,3 +177,57 @@ def test_compare_two_runs_reports_differences_and_crossovers(tmp_path):
     assert (tmp_path / "compare_silhouette.png").exists()
     with pytest.raises(ConfigError, match="share no probed layer"):
         compare_silhouettes(a, [{"layer": "zz", "identity": 0, "expression": 0}], "a", "b", tmp_path)
+
+
+def test_faces_along_an_axis_are_equally_spaced_values_in_increasing_order():
+    from fer_analysis.probes.faces import along_axis
+
+    coord = np.array([5.0, -1.0, 0.2, 3.0, 9.0, 4.1, 2.2])
+    targets, rows = along_axis(coord, 5)
+    assert np.allclose(targets, [-1.0, 1.5, 4.0, 6.5, 9.0])
+    assert rows.tolist() == [1, 6, 5, 0, 4]  # the nearest coordinate to each target
+    assert np.all(np.diff(coord[rows]) >= 0)
+
+
+def test_faces_probe_draws_21_faces_per_axis_from_the_stored_pictures(tmp_path):
+    x, ids, expr = _clustered(n_ids=4, per_id=15)
+    emb = _emb({"fc": x, "logits": x[:, :7]}, ids, expr)
+    with pytest.raises(ConfigError, match="pictures"):
+        PROBES.get("faces")(emb, tmp_path, umap=False)
+    emb.images = np.arange(len(ids), dtype=np.uint8)[:, None, None, None].repeat(8, 1).repeat(8, 2)  # face i is grey i
+    res = PROBES.get("faces")(emb, tmp_path, umap=False)
+    rows = res.tables["faces"]
+    assert [r["axis"] for r in rows] == ["PC1"] * 21 + ["PC2"] * 21
+    pcs, _ = pca_project(x, 2)
+    for axis, j in (("PC1", 0), ("PC2", 1)):
+        picked = [r for r in rows if r["axis"] == axis]
+        assert [r["position"] for r in picked] == list(range(21))
+        assert picked[0]["row"] == int(pcs[:, j].argmin()) and picked[-1]["row"] == int(pcs[:, j].argmax())
+        assert all(a["coordinate"] <= b["coordinate"] for a, b in zip(picked, picked[1:]))
+        assert np.allclose([r["coordinate"] for r in picked], pcs[[r["row"] for r in picked], j], atol=1e-6)
+    assert (tmp_path / "face_strips.png").stat().st_size > 2000 and (tmp_path / "face_coords.csv").exists()
+
+
+def test_correct_probe_counts_right_and_wrong_predictions_per_class(tmp_path):
+    x, ids, _ = _clustered(n_ids=3, per_id=10)
+    truth = np.array([0, 1, 2, 3, -1] * 6)
+    logits = np.zeros((30, 7), dtype=np.float32)
+    pred = np.array([0, 2, 2, 3, 1] * 6)  # class 1 always wrong, the unlabelled row apart
+    logits[np.arange(30), pred] = 1.0
+    emb = _emb({"fc": x, "logits": logits}, ids, truth)
+    res = PROBES.get("correct")(emb, tmp_path)
+    assert res.metrics["correct_n"] == 18 and res.metrics["wrong_n"] == 6 and res.metrics["correct_unlabelled_n"] == 6
+    assert res.metrics["correct_accuracy"] == pytest.approx(0.75)
+    assert res.tables["correct"][1] == {"class": "disgust", "faces": 6, "correct": 0, "wrong": 6}
+    assert (tmp_path / "correct.png").exists()
+    by_identity = PROBES.get("correct")(emb, tmp_path / "id", target="identity")  # truth = the identities
+    assert by_identity.metrics["correct_n"] == float(((pred == ids)).sum())
+
+
+def test_maps_probe_draws_the_untrained_control_too(tmp_path):
+    x, ids, expr = _clustered()
+    noise = np.random.default_rng(5).normal(size=x.shape).astype(np.float32)
+    res = PROBES.get("maps")(_emb({"a": x}, ids, expr), tmp_path, control=_emb({"a": noise}, ids, expr), umap=False)
+    assert (tmp_path / "maps.png").exists() and (tmp_path / "maps_untrained.png").exists()
+    by_net = {r["network"]: r for r in res.tables["maps"]}
+    assert by_net["trained"]["pca2_identity"] > 0.3 > by_net["untrained"]["pca2_identity"]

@@ -65,6 +65,85 @@ def test_probe_on_disfa_and_kdef_draws_across_identities(light_cnn_run, mlflow_s
     assert ps["split"] == "test" and ps["identities"] == 2 and ps["rows"] == 28  # fold 0 of 5: 2 subjects
 
 
+@pytest.fixture
+def trained_light_cnn_run(mlflow_store, log_trial):
+    """A paper-004 light CNN trained for a few epochs on the KDEF stand-in's training split
+    (so that it differs from the untrained control of the same seed), logged as the grid logs it."""
+    from fer_analysis.hooks import first_tensor
+    from fer_models.config import DataConfig, TrainConfig
+    from fer_models.data.dataset import build_loaders
+    from fer_models.methods import build_model
+    from orchestrator import tracking
+
+    c, exp = mlflow_store.client, mlflow_store.exp
+    parent = c.create_run(exp, tags={tracking.KIND_TAG: "grid"}).info.run_id
+    cfg = TrainConfig(method="light-cnn", au=False, data=DataConfig(dataset="synthetic-kdef", image_size=48,
+                                                                    color="gray", normalize="none", augment=False))
+    torch.manual_seed(0)
+    net = build_model(cfg)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    loaders = build_loaders(cfg.data, 16, 0, progress=False)
+    for _ in range(4):
+        for batch in loaders.train:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(first_tensor(net(batch["image"])), batch["label"]).backward()
+            opt.step()
+    return log_trial(c, exp, parent, cfg, net.eval().state_dict(), "nn2-trained")
+
+
+def _csv(client, run_id: str, path: str) -> list[dict]:
+    import csv
+
+    with open(client.download_artifacts(run_id, path), newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_probe_figures_faces_control_maps_and_correct(trained_light_cnn_run, mlflow_store):
+    """`fer-orch probe --run RUN --dataset kdef --untrained-control` on the KDEF stand-in makes
+    paper 004's Fig. 2d / 6 (21 faces along PC1, PC2, UMAP1, UMAP2 of the penultimate layer),
+    Fig. 3c (the untrained control's maps) and Fig. 7 (right and wrong predictions on PC1/PC2)."""
+    from fer_analysis.hooks import first_tensor
+    from fer_models.data.dataset import build_loaders
+    from orchestrator import tracking
+
+    uri, c, run = mlflow_store.uri, mlflow_store.client, trained_light_cnn_run
+    out = _cli("probe", "--run", run, "--dataset", "synthetic-kdef", "--untrained-control", "--tracking-uri", uri,
+               "--num-actors", "0", "--device", "cpu")
+    files = {f.path for f in c.list_artifacts(run, "probe/faces")} | {f.path for f in c.list_artifacts(run, "probe/maps")}
+    assert {"probe/faces/face_strips.png", "probe/maps/maps.png", "probe/maps/maps_untrained.png"} <= files, files
+    # Fig. 2d / 6: 21 faces per axis, left to right from the smallest coordinate to the largest
+    strips, coords = _csv(c, run, "probe/faces/face_strips.csv"), _csv(c, run, "probe/faces/face_coords.csv")
+    assert len(coords) == 28  # KDEF's test fold: 2 subjects x 2 sessions x 7 expressions
+    for axis in ("PC1", "PC2", "UMAP1", "UMAP2"):
+        picked = [r for r in strips if r["axis"] == axis]
+        assert len(picked) == 21
+        along = [float(r["coordinate"]) for r in picked]
+        assert along == sorted(along)
+        every = [float(r[axis]) for r in coords]
+        assert along[0] == pytest.approx(min(every)) and along[-1] == pytest.approx(max(every))
+        assert all(float(coords[int(r["row"])][axis]) == pytest.approx(float(r["coordinate"])) for r in picked)
+    # Fig. 3c: the control's maps are its own
+    maps = _csv(c, run, "probe/maps/maps_silhouette_2d.csv")
+    trained = {r["layer"]: r for r in maps if r["network"] == "trained"}
+    control = {r["layer"]: r for r in maps if r["network"] == "untrained"}
+    assert set(trained) == set(control) and "dropout_4" in control
+    assert any(trained[k]["umap_identity"] != control[k]["umap_identity"] for k in trained)
+    # Fig. 7: the counts are the network's own predictions on the test split, computed here again
+    model, cfg = tracking.load_trained_model(run, uri, "cpu")
+    right = total = 0
+    for batch in build_loaders(cfg.data, 16, cfg.seed, progress=False).test:
+        with torch.no_grad():
+            right += int((first_tensor(model(batch["image"])).argmax(1) == batch["label"]).sum())
+        total += len(batch["label"])
+    m = c.get_run(run).data.metrics
+    assert total == 28 and m["correct_n"] == right and m["wrong_n"] == total - right
+    per_class = _csv(c, run, "probe/correct/correct_per_class.csv")
+    assert [int(r["faces"]) for r in per_class] == [4] * 7
+    assert sum(int(r["correct"]) for r in per_class) == right
+    assert f"predictions on the probe set: {right} correct, {total - right} wrong, 0 unlabelled" in out
+
+
 @pytest.mark.slow
 def test_block_maps_on_the_light_cnn(light_cnn_run, mlflow_store):
     """`fer-orch explain --run RUN --job block-maps`: Grad-CAM at paper 004's Fig. 2 blocks of the
@@ -90,6 +169,59 @@ def _grid_run_ids(uri: str, experiment: str) -> dict[str, str]:
     return {r.data.params.get("target", "expression"): r.info.run_id for r in runs if r.info.status == "FINISHED"}
 
 
+def _fer2013_csv(root, n: int = 210) -> dict[str, list[int]]:
+    """FER2013's layout (``fer2013.csv``: emotion, 2,304 grey pixels, Usage) with synthetic
+    48 px faces, 7 expressions in FER's ids (the project's order), 70 % Training and 15 % each
+    PublicTest and PrivateTest; returns the labels written per Usage."""
+    import numpy as np
+
+    from fer_models.data.synth import generate
+
+    faces = generate(n, image_size=48, seed=3, n_identities=30)
+    grey = faces.images.mean(axis=3).round().astype(np.uint8).reshape(n, -1)
+    usage = ["Training"] * int(0.7 * n) + ["PublicTest"] * int(0.15 * n)
+    usage += ["PrivateTest"] * (n - len(usage))
+    lines = ["emotion,pixels,Usage"] + [f"{int(faces.labels[i])},{' '.join(map(str, grey[i]))},{usage[i]}"
+                                        for i in range(n)]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "fer2013.csv").write_text("\n".join(lines) + "\n")
+    return {u: [int(faces.labels[i]) for i in range(n) if usage[i] == u] for u in set(usage)}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_paper_004_nn1_on_fer2013s_layout(ray_local, tmp_path):
+    """`fer-orch grid --preset devanand-t --data-opt classes=happiness,sadness,neutral --experiment nn1`
+    on a FER2013 CSV of synthetic faces (the preset's own dataset, read from its default root):
+    every split holds only the three classes; the network keeps the project's 7 outputs (the
+    documented departure from NN1's 3), and the trial trains and tests on the three."""
+    import os
+    from pathlib import Path
+
+    from fer_analysis.hooks import first_tensor
+    from fer_models.data.dataset import build_loaders
+    from orchestrator import tracking
+
+    written = _fer2013_csv(Path(os.environ["FER_ORCH_HOME"]) / "datasets" / "FER2013")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _cli("grid", "--preset", "devanand-t", "--data-opt", "classes=happiness,sadness,neutral", "--experiment", "nn1",
+         "--seeds", "1", "--epochs", "1", "--tracking-uri", uri, "--storage", str(tmp_path / "ray"),
+         "--gpus-per-trial", "0", "--cpus-per-trial", "1")
+    run = _grid_run_ids(uri, "nn1")["expression"]
+    model, cfg = tracking.load_trained_model(run, uri, "cpu")
+    assert cfg.method == "light-cnn" and cfg.data.dataset == "fer2013"
+    assert cfg.data.options == {"classes": "happiness,sadness,neutral"}
+    loaders = build_loaders(cfg.data, 32, cfg.seed, progress=False)
+    for split in ("train", "val", "test"):
+        labels = {int(v) for b in getattr(loaders, split) for v in b["label"]}
+        assert labels == {3, 4, 6}, (split, labels)  # happiness, sadness, neutral in the project's order
+    batch = next(iter(loaders.test))
+    with torch.no_grad():
+        assert first_tensor(model(batch["image"])).shape[1] == 7
+    m = tracking.client(uri).get_run(run).data.metrics
+    assert m["test_n"] == sum(k in (3, 4, 6) for k in written["PrivateTest"]) > 0
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_paper_003_commands_on_synthetic_rafd(ray_local, tmp_path):
@@ -112,6 +244,9 @@ def test_paper_003_commands_on_synthetic_rafd(ray_local, tmp_path):
     c = tracking.client(uri)
     parent = c.get_run(runs["identity"]).data.tags["mlflow.parentRunId"]
     assert c.get_run(parent).data.tags["lambda_source"].startswith("unused")
+    # Fig. 5: the error per epoch, as MLflow's history of val_cl and the trial's history.csv
+    assert "history.csv" in {f.path for f in c.list_artifacts(runs["expression"])}
+    assert len(c.get_metric_history(runs["expression"], "val_cl")) == 1  # one epoch here
     _cli("explain", "--run", runs["expression"], "--job", "backtrack", "--compare-run", runs["identity"],
          "--tracking-uri", uri, "--num-actors", "0", "--device", "cpu", "--compare-images", "400")
     m = c.get_run(runs["expression"]).data.metrics
