@@ -191,7 +191,6 @@ KNOWN_OFFENDERS = frozenset({
     "fer_models/data/synth_io.py:write_dataset",
     "fer_models/data/synth_render.py:render_face",
     "fer_models/train.py:train",
-    "fer_analysis/embeddings.py:collect_embeddings",
     "fer_analysis/filter_au.py:filter_au_kl",
 })
 
