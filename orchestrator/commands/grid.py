@@ -146,13 +146,12 @@ def settings_row(c) -> list[str]:
 
     built, weights = resolve_weights(c)
     d = c.data
-    stored = f" (stored {d.stored_size})" if getattr(d, "stored_size", None) else ""
+    stored = f" (stored {d.stored_size})" if d.stored_size else ""
     if c.optimizer.lower() == "sgd":
         opt = f"sgd m{c.momentum:g}{' nesterov' if c.nesterov else ''} wd{c.weight_decay:g}"
     else:
         opt = f"{c.optimizer} wd{c.weight_decay:g}"
-    eval_steps = getattr(d, "eval_steps", ())
-    aug = f"train: {_steps(d.augment)}" + (f"; eval: {_steps(eval_steps)}" if eval_steps else "")
+    aug = f"train: {_steps(d.augment)}" + (f"; eval: {_steps(d.eval_steps)}" if d.eval_steps else "")
     options = " ".join(f"{k}={v}" for k, v in sorted(c.method_kwargs.items())) or "–"
     backbone = "–" if built is None else f"{built} ({weights})"
     if built is not None and built != str(c.backbone).lower():
