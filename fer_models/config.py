@@ -19,7 +19,10 @@ from fer_models.schema import check, label, meta, num
 #: 10 GiB per image), or a seed does not fit the 64-bit generators torch and numpy seed
 MAX_IMAGE_SIZE, MAX_MAP_SIZE, MAX_SEED = 1024, 256, 2**32 - 1
 
-#: the default of TrainConfig.metric_def (runs logged before the field existed used it)
+#: how CAM-/ATT-COS are computed (fer_models.metrics): the project's definition or the
+#: released code's; METRIC_DEF is TrainConfig.metric_def's default (and that of runs logged
+#: before the field existed)
+METRIC_DEFS = ("project", "released")
 METRIC_DEF = "project"
 
 #: values of TrainConfig.target
@@ -114,7 +117,7 @@ class TrainConfig:
     min_lr: float = num(0.0)  # floor of the "step" schedule
     # epochs of linear lr warm-up before the "cosine" decay (ViT recipes; 0 = none)
     warmup_epochs: float = num(0.0)
-    # how CAM-/ATT-COS are computed (fer_models.metrics.METRIC_DEFS): "project" | "released"
+    # how CAM-/ATT-COS are computed (METRIC_DEFS, fer_models.metrics): "project" | "released"
     metric_def: str = meta(METRIC_DEF, cli="--metric-def")
     # what the network predicts: "expression" (the dataset's labels) or "identity" (the
     # subject, paper 003's 67-way RaFD face recognition); identity runs have no AU loss
@@ -295,8 +298,6 @@ def validate(cfg: TrainConfig, *, names: bool = True) -> TrainConfig:
             raise ConfigError(f"{what} are numbered 1..5 (paper 002, Table 3), got {tuple(layers)}")
         if len(set(layers)) != len(layers):  # "5,5" aligned layer 5 once, under another name
             raise ConfigError(f"{what} lists a layer twice, got {tuple(layers)}; give each layer once, e.g. 5+4")
-    from fer_models.metrics import METRIC_DEFS
-
     for what, value, known in (("optimizer (--optimizer)", cfg.optimizer, OPTIMIZERS),
                                ("scheduler", cfg.scheduler, SCHEDULERS), ("metric_def", cfg.metric_def, METRIC_DEFS)):
         if str(value).lower() not in known:

@@ -149,14 +149,15 @@ def check(cls: type, data: Any, path: str = "") -> None:
 
 
 def _check_value(tp: Any, metadata: Mapping[str, Any], value: Any, at: str) -> None:
-    also = metadata.get("also", ())
+    also, entries = metadata.get("also", ()), metadata.get("entries")
     if not (_accepts(tp, value) or any(_accepts(a, value) for a in also)):
         words = " or ".join([describe(tp), *(describe(a) for a in also)])
+        if entries is not None:
+            words = f"a mapping of names to {entries.__name__} fields"
         raise ConfigSchemaError(f"{at}: expected {words}, got {_show(value)}")
     origin = typing.get_origin(tp)
     if origin is tuple and isinstance(value, (list, tuple)):
         return
-    entries = metadata.get("entries")
     if entries is not None:  # a mapping of name -> partial config of ``entries``
         for name, part in value.items():
             check(entries, part, f"{at}.{name}.")

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from fer_models.config import TrainConfig, au_loss_on, from_dict, parse_layers, to_dict
+from fer_models.config import METRIC_DEF, TrainConfig, au_loss_on, from_dict, parse_layers, to_dict
 from fer_models.errors import ConfigError
 from fer_models.schema import check, meta
 
@@ -230,11 +230,27 @@ class GridConfig:
         _no_twice("lambdas", [float(x) for x in self.lambdas])
         _no_twice("layer_sets", [tuple(sorted(parse_layers(x))) for x in self.layer_sets])
         self.check_data_options()
+        self.check_override_names()
         if configs is None:
             configs = [self.train_config(m, d, au=au) for m in self.methods for d in self.datasets for au in self.au]
         for cfg in configs:
             validate(cfg)
         return self
+
+    def check_override_names(self) -> None:
+        """Each ``method_overrides`` / ``dataset_overrides`` entry names a known method / dataset
+        (a misspelt one was kept and never applied): one sentence naming its path."""
+        from fer_models.errors import UnknownNameError
+        from fer_models.registry import DATASETS, METHODS
+        from fer_models.schema import ConfigSchemaError
+
+        for what, overrides, registry in (("method_overrides", self.method_overrides, METHODS),
+                                          ("dataset_overrides", self.dataset_overrides, DATASETS)):
+            for name in overrides:
+                try:
+                    registry.get(name)
+                except UnknownNameError as e:
+                    raise ConfigSchemaError(f"{what}.{name}: {e}") from None
 
     def seeds_of_ablations(self) -> tuple[int, ...]:
         """The seeds the λ and layer ablations run: ``ablation_seeds``, else ``seeds``."""
@@ -276,6 +292,19 @@ class GridConfig:
         return from_dict(TrainConfig, d)
 
 
+def resolve_lambda(g: GridConfig, chosen: float | None = None, source: str = "validation") -> tuple[float, str]:
+    """The λ of the w/-AU trials that do not vary it, and where it came from: the one λ
+    precedence. ``g.lam`` already holds CLI > YAML > preset (``build_grid_config`` applies the
+    preset, then ``--config``, then ``--lambda``/``--lam``); set, it wins ("configured"); else
+    ``chosen`` (on validation from the λ ablation, ``orchestrator.grid.choose_lambda``); else
+    ``default_lam``."""
+    if g.lam is not None:
+        return float(g.lam), "configured"
+    if chosen is not None:
+        return float(chosen), source
+    return float(g.default_lam), "default (no λ ablation yet)"
+
+
 @dataclass(frozen=True)
 class Trial:
     cfg: TrainConfig
@@ -309,7 +338,7 @@ _HASH_EXCLUDE_DATA = {"num_workers", "root", "prefetch"}
 # Fields added after trials were first hashed, left out while they hold their default, so a
 # finished trial of an older grid keeps its hash (and is not trained again).
 _HASH_NEW_DEFAULTS = {"target": "expression", "weights_tag": None, "head_lr": None, "head_layers": [],
-                      "nesterov": False, "lr_step": 0, "lr_gamma": 0.1, "min_lr": 0.0, "metric_def": "project",
+                      "nesterov": False, "lr_step": 0, "lr_gamma": 0.1, "min_lr": 0.0, "metric_def": METRIC_DEF,
                       "faithfulness_n": 16, "faithfulness_steps": 6,
                       "warmup_epochs": 0.0}
 _HASH_NEW_DEFAULTS_DATA = {"options": {}, "normalize": "imagenet", "color": "rgb", "eval_steps": [],
