@@ -32,30 +32,30 @@ TARGETS = ("expression", "identity")
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "synthetic-rafdb"  # a DATASETS name
-    root: str | None = None  # dataset root on disk; None = the reader's default
+    root: str | None = meta(None, hash="omit")  # dataset root on disk; None = the reader's default
     landmarks: str = "auto"  # a LANDMARKS name; "auto" = shipped/ground truth, else dlib
     codebook: str = "paper002"  # a CODEBOOKS name
     # where the training map's AUs come from (fer_models.data.au.source_weights): "codebook"
     # (paper 002: the expression's AUs), "labels" (the image's labelled active AUs, weighted by
     # intensity), "codebook+labels" (= codebook∩labels: the codebook's AUs that are active) or
     # "detector:NAME" (an AU_DETECTORS entry); part of the cache key
-    au_source: str = "codebook"
+    au_source: str = meta("codebook", hash="omit-default")
     image_size: int = num(64, 8, high=MAX_IMAGE_SIZE, cli="--image-size")  # network input (square)
     map_size: int = num(32, 2, high=MAX_MAP_SIZE, cli="--map-size")  # AU-map resolution stored in the cache
     val_fraction: float = num(0.1, cli="--val-fraction")  # and below 1 (validate_data)
     split_seed: int = num(0, high=MAX_SEED)
     # the dataset reader's options (``fer-orch list datasets`` / each reader's docstring), e.g.
     # {"classes": 6, "fold": 3}; they change the manifest, so they are part of the cache key
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = meta(factory=dict, hash="omit-default")
     # -- the data path (fer_models.data.steps, fer_models.data.augment) --------------
     # train-time steps, run on the training device; `true` (old configs) = CPU_RECIPE, `false` = ()
     augment: tuple[str, ...] = meta(("resized_crop:0.8-1.0", "flip:0.5"), also=(bool,))
-    eval_steps: tuple[str, ...] = ()  # deterministic val/test steps
-    stored_size: int | None = num(None, 8, high=MAX_IMAGE_SIZE)  # image side in the cache (None = image_size); part of the cache key
-    normalize: str = "imagenet"  # "imagenet" | "per_image" | "none" (the last step)
-    color: str = "rgb"  # "rgb" | "gray" (one input channel)
-    num_workers: int = 1  # background threads gathering + copying batches (0: the training thread)
-    prefetch: int = 2  # batches prepared ahead of the one in use (with num_workers >= 1)
+    eval_steps: tuple[str, ...] = meta((), hash="omit-default")  # deterministic val/test steps
+    stored_size: int | None = num(None, 8, high=MAX_IMAGE_SIZE, hash="omit-default")  # image side in the cache (None = image_size); part of the cache key
+    normalize: str = meta("imagenet", hash="omit-default")  # "imagenet" | "per_image" | "none" (the last step)
+    color: str = meta("rgb", hash="omit-default")  # "rgb" | "gray" (one input channel)
+    num_workers: int = meta(1, hash="omit")  # background threads gathering + copying batches (0: the training thread)
+    prefetch: int = meta(2, hash="omit")  # batches prepared ahead of the one in use (with num_workers >= 1)
 
     def __post_init__(self) -> None:
         from fer_models.data.au import parse_au_source
@@ -98,35 +98,35 @@ class TrainConfig:
     weight_decay: float = num(1e-4)
     scheduler: str = "cosine"
     seed: int = num(0, high=MAX_SEED, cli="--seed")
-    device: str = "auto"  # "auto" = cuda when present
-    amp: bool = True  # only takes effect on CUDA
-    channels_last: bool = True  # NHWC memory format (CUDA and CPU)
-    compile: bool = False  # torch.compile the model's training forward (speed only; see README)
+    device: str = meta("auto", hash="omit")  # "auto" = cuda when present
+    amp: bool = meta(True, hash="omit")  # only takes effect on CUDA
+    channels_last: bool = meta(True, hash="omit")  # NHWC memory format (CUDA and CPU)
+    compile: bool = meta(False, hash="omit")  # torch.compile the model's training forward (speed only; see README)
     # checkpoint every N-th epoch (and the last), at most once per this many minutes (0: no
     # limit); a run killed resumes from its last checkpoint (fer_models.checkpoints)
-    checkpoint_every: int = num(1, 1)
-    checkpoint_minutes: float = num(0.0)
+    checkpoint_every: int = num(1, 1, hash="omit")
+    checkpoint_minutes: float = num(0.0, hash="omit")
     method_kwargs: dict[str, Any] = field(default_factory=dict)
     # paper 002 reproduction (docs/reproducing-paper-002.md lists who sets what)
-    weights_tag: str | None = None  # timm pretrained tag of hub weights; None = the backbone's default
-    head_lr: float | None = num(None, strict=True)  # lr of the method's new head (FERModel.new_modules); None = lr
-    head_layers: tuple[int, ...] = ()  # backbone layers trained at head_lr too (released code: (5,))
-    nesterov: bool = False  # SGD only
-    lr_step: int = num(0)  # scheduler "step": x lr_gamma every lr_step epochs; 0 = x0.1 at 1/3 and 2/3
-    lr_gamma: float = num(0.1)
-    min_lr: float = num(0.0)  # floor of the "step" schedule
+    weights_tag: str | None = meta(None, hash="omit-default")  # timm pretrained tag of hub weights; None = the backbone's default
+    head_lr: float | None = num(None, strict=True, hash="omit-default")  # lr of the method's new head (FERModel.new_modules); None = lr
+    head_layers: tuple[int, ...] = meta((), hash="omit-default")  # backbone layers trained at head_lr too (released code: (5,))
+    nesterov: bool = meta(False, hash="omit-default")  # SGD only
+    lr_step: int = num(0, hash="omit-default")  # scheduler "step": x lr_gamma every lr_step epochs; 0 = x0.1 at 1/3 and 2/3
+    lr_gamma: float = num(0.1, hash="omit-default")
+    min_lr: float = num(0.0, hash="omit-default")  # floor of the "step" schedule
     # epochs of linear lr warm-up before the "cosine" decay (ViT recipes; 0 = none)
-    warmup_epochs: float = num(0.0)
+    warmup_epochs: float = num(0.0, hash="omit-default")
     # how CAM-/ATT-COS are computed (METRIC_DEFS, fer_models.metrics): "project" | "released"
-    metric_def: str = meta(METRIC_DEF, cli="--metric-def")
+    metric_def: str = meta(METRIC_DEF, cli="--metric-def", hash="omit-default")
     # what the network predicts: "expression" (the dataset's labels) or "identity" (the
     # subject, paper 003's 67-way RaFD face recognition); identity runs have no AU loss
-    target: str = "expression"
+    target: str = meta("expression", hash="omit-default")
     # faithfulness of the CAM and the layer-5 attention on test (fer_models.faithfulness):
     # deletion / insertion AUC over a fixed seeded subset of this many test images (0 = off),
     # removing / revealing the pixels in this many equal steps (a multiple of 3)
-    faithfulness_n: int = 16
-    faithfulness_steps: int = 6
+    faithfulness_n: int = meta(16, hash="omit-default")
+    faithfulness_steps: int = meta(6, hash="omit-default")
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:

@@ -21,7 +21,10 @@ walk over ``typing.get_type_hints`` does that in one function.
 Field metadata keys: ``bounds`` (``low``, ``high``, ``strict``: the value's range),
 ``cli`` (the option(s) that set the field, named in messages), ``also`` (further types a
 YAML file may give, normalised by the dataclass), ``entries`` (a mapping whose values are
-partial configs of that class).
+partial configs of that class), ``hash`` (:func:`hashed`: ``"omit"`` for a field that
+changes where or how fast a run goes, not what it learns; ``"omit-default"`` for a field
+added after trials were first hashed, left out while it holds its default so that a
+finished trial of an older grid keeps its hash).
 """
 
 from __future__ import annotations
@@ -170,6 +173,31 @@ def _check_value(tp: Any, metadata: Mapping[str, Any], value: Any, at: str) -> N
         for k, v in value.items():
             if not _accepts(item, v):
                 raise ConfigSchemaError(f"{at}.{k}: expected {describe(item)}, got {_show(v)}")
+
+
+def _plain(value: Any) -> Any:
+    """A default as ``fer_models.config.to_dict`` writes it (tuples as lists)."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def hashed(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """What the config hash covers of ``d`` (a ``to_dict`` of ``cls``): every field but those
+    marked ``hash="omit"``, and those marked ``"omit-default"`` only away from their default;
+    nested configs likewise."""
+    out: dict[str, Any] = {}
+    for name, f in fields(cls).items():
+        if name not in d or f.metadata.get("hash") == "omit":
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if f.metadata.get("hash") == "omit-default" and d[name] == _plain(default):
+            continue
+        tp = hints(cls)[name]
+        out[name] = hashed(tp, d[name]) if dataclasses.is_dataclass(tp) and isinstance(d[name], dict) else d[name]
+    return out
 
 
 def wrong_value(tp: Any, also: tuple = ()) -> Any:

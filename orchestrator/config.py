@@ -28,9 +28,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from fer_models.config import METRIC_DEF, TrainConfig, au_loss_on, from_dict, parse_layers, to_dict
+from fer_models.config import TrainConfig, au_loss_on, from_dict, parse_layers, to_dict
 from fer_models.errors import ConfigError
-from fer_models.schema import check, meta
+from fer_models.schema import check, hashed, meta
 
 #: Paper 002, Fig. 5: "values that range from less than 1 to 20".
 PAPER_LAMBDAS: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 20.0)
@@ -330,21 +330,6 @@ class Trial:
         return {**tags_of(self.cfg), "fer_orch.config_hash": self.hash, "fer_orch.study": self.study}
 
 
-# Fields that change where or how fast a run goes, not what it learns.
-_HASH_EXCLUDE = {"device", "amp", "channels_last", "compile", "checkpoint_every", "checkpoint_minutes"}
-_HASH_EXCLUDE_DATA = {"num_workers", "root", "prefetch"}
-
-
-# Fields added after trials were first hashed, left out while they hold their default, so a
-# finished trial of an older grid keeps its hash (and is not trained again).
-_HASH_NEW_DEFAULTS = {"target": "expression", "weights_tag": None, "head_lr": None, "head_layers": [],
-                      "nesterov": False, "lr_step": 0, "lr_gamma": 0.1, "min_lr": 0.0, "metric_def": METRIC_DEF,
-                      "faithfulness_n": 16, "faithfulness_steps": 6,
-                      "warmup_epochs": 0.0}
-_HASH_NEW_DEFAULTS_DATA = {"options": {}, "normalize": "imagenet", "color": "rgb", "eval_steps": [],
-                           "stored_size": None, "au_source": "codebook"}
-
-
 def config_hash(cfg: TrainConfig) -> str:
     """12 hex digits identifying what a trial learns (used to skip finished trials).
 
@@ -353,15 +338,7 @@ def config_hash(cfg: TrainConfig) -> str:
     """
     from fer_models.data.steps import CPU_RECIPE
 
-    d = to_dict(cfg)
-    for k in _HASH_EXCLUDE:
-        d.pop(k, None)
-    for k in _HASH_EXCLUDE_DATA:
-        d["data"].pop(k, None)
-    for part, defaults in ((d, _HASH_NEW_DEFAULTS), (d["data"], _HASH_NEW_DEFAULTS_DATA)):
-        for k, v in defaults.items():
-            if k in part and part[k] == v:
-                del part[k]
+    d = hashed(TrainConfig, to_dict(cfg))  # the fields the schema marks (fer_models.schema.hashed)
     steps = d["data"].get("augment")
     if steps == list(CPU_RECIPE) or steps == []:
         d["data"]["augment"] = steps == list(CPU_RECIPE)
