@@ -398,9 +398,10 @@ def ablate_cmd(study: str, resume: bool, print_config: bool, **kw) -> None:
     from fer_models.errors import ConfigError
     from orchestrator.studies import get
 
+    flags = {p.name: p.opts[0] for p in click.get_current_context().command.params}
     for option, why in get(study).ignores.items():  # an option the study would silently ignore
         if kw.get(option) is not None:
-            raise ConfigError(f"`fer-orch ablate {study}` does not use --{option}: {why}")
+            raise ConfigError(f"`fer-orch ablate {study}` does not use {flags.get(option, '--' + option)}: {why}")
     _run((study,), resume, print_config, **kw)
 
 

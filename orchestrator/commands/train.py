@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from fer_models.config import METRIC_DEF, METRIC_DEFS, DataConfig, TrainConfig
+from fer_models.config import METRIC_DEF, METRIC_DEFS, DataConfig, TrainConfig, au_loss_on
 from fer_models.errors import ConfigError
 from orchestrator.commands import schema_option
 
@@ -137,7 +137,7 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     with run_lock(run_dir):
         check_run_dir(run_dir, key, resume)
         click.echo(f"run folder: {run_dir}")
-        _train_and_print(cfg, run_dir, resume, method, au, dataset)
+        _train_and_print(cfg, run_dir, resume, method, au_loss_on(cfg.au, cfg.lam), dataset)  # λ = 0: w/o AU
 
 
 @contextlib.contextmanager
