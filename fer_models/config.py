@@ -1,7 +1,10 @@
 """Frozen dataclasses describing one training run (docs/architecture.md, "Conventions: Config").
 
 The orchestrator's grid varies fields of these same dataclasses; ``to_dict``/``from_dict``
-round-trip them through YAML and flatten them for MLflow params.
+round-trip them through YAML and flatten them for MLflow params. Their type annotations and
+field metadata (``num``: a range and the option that sets it; ``meta``: legacy YAML forms,
+whether the config hash covers the field) are the schema every other form is derived from
+(:mod:`fer_models.schema`, docs/architecture.md "Configuration").
 """
 
 from __future__ import annotations
