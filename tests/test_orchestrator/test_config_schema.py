@@ -142,3 +142,30 @@ def test_lambda_is_one_option_on_every_command_that_takes_it(tmp_path, monkeypat
                       "lam (--lambda/--lam) must be >= 0")
     _one_sentence(_cli("ablate", "layers", "--lambda", "0", "--print-config"), "λ must be > 0")
     _one_sentence(_cli("ablate", "lambda", "--lambda", "2", "--print-config"), "does not use --lam")
+
+
+def test_one_lambda_precedence_cli_over_yaml_over_preset_over_validation_over_default(tmp_path):
+    from orchestrator.commands.grid import build_grid_config
+    from orchestrator.config import resolve_lambda
+
+    p = tmp_path / "g.yaml"
+    p.write_text("lam: 3\n")
+    base = dict(datasets="synthetic-rafdb", methods="cam")
+    assert resolve_lambda(build_grid_config(**base, config_path=str(p), lam=4.0), 7.0) == (4.0, "configured")
+    assert resolve_lambda(build_grid_config(**base, config_path=str(p)), 7.0) == (3.0, "configured")
+    g = build_grid_config(**base)  # the cpu preset leaves λ to the validation choice
+    assert g.lam is None and resolve_lambda(g, 7.0, "validation") == (7.0, "validation")
+    assert resolve_lambda(g) == (g.default_lam, "default (no λ ablation yet)")
+
+
+def test_lambda_zero_is_the_model_without_the_au_loss_everywhere():
+    from fer_models.config import au_loss_on, au_loss_weight
+    from fer_analysis.targets import au_loss_used
+
+    g = GridConfig(datasets=("synthetic-rafdb",), methods=("cam",))
+    off = g.train_config("cam", "synthetic-rafdb", au=False)
+    assert g.train_config("cam", "synthetic-rafdb", au=True, lam=0.0) == off
+    assert not au_loss_on(True, 0.0) and au_loss_on(True, 0.5) and not au_loss_on(False, 2.0)
+    on = TrainConfig(lam=2.0)
+    assert au_loss_weight(on) == 2.0 and au_loss_weight(TrainConfig(lam=0.0)) == 0.0 == au_loss_weight(off)
+    assert au_loss_used(on) and not au_loss_used(TrainConfig(lam=0.0))
