@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from types import SimpleNamespace
 
 import torch
 
@@ -70,7 +69,7 @@ def main() -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         res = probe_one(
             "bench", spec, log=False,
-            load_model=lambda *a, **k: (model, SimpleNamespace(seed=0)),
+            load_model=lambda *a, **k: (model, cfg),
             load_probe_set=lambda c, s, n=n: probe_set(n, size=args.image_size),
         )
         total = time.perf_counter() - t0

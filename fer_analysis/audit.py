@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from fer_models.config import METRIC_DEF
 from fer_models.labels import NEUTRAL, class_names
 from fer_models.losses import cosine
 
@@ -148,7 +149,7 @@ def score_split(model, loader, dataset, *, num_classes: int, codebook: str = "pa
     intervals: dict[str, Interval] = {}
     per_face: dict[str, np.ndarray] = {}
     ev = evaluate(model, loader, num_classes=num_classes, device=device, maps=maps, mean_maps=maps,
-                  metric_def="project", codebook=codebook)
+                  metric_def=METRIC_DEF, codebook=codebook)
     metrics.update(ev.metrics)
     conf = ev.confusion
     metrics["test_n"] = float(conf.sum())

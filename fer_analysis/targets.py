@@ -31,8 +31,9 @@ TARGETS = ("expression", "identity")
 
 
 def run_target(cfg: Any) -> str:
-    """The target of a run's config (``expression`` for configs written before the field existed)."""
-    target = str(getattr(cfg, "target", "expression") or "expression")
+    """The target of a run's config (a ``TrainConfig``; configs written before the field
+    existed are read with its default, ``expression``)."""
+    target = str(cfg.target)
     if target not in TARGETS:
         raise ConfigError(f"unknown training target '{target}'; fer-orch knows {', '.join(TARGETS)}")
     return target
@@ -40,7 +41,9 @@ def run_target(cfg: Any) -> str:
 
 def au_loss_used(cfg: Any) -> bool:
     """Whether a run was trained with the AU alignment loss (paper 002 Eq. 3) switched on."""
-    return bool(getattr(cfg, "au", False)) and float(getattr(cfg, "lam", 0.0) or 0.0) > 0
+    from fer_models.config import au_loss_weight
+
+    return au_loss_weight(cfg) > 0
 
 
 def _column(extras: Mapping[str, Any], key: str, n: int) -> torch.Tensor | None:

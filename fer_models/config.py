@@ -1,7 +1,10 @@
 """Frozen dataclasses describing one training run (docs/architecture.md, "Conventions: Config").
 
 The orchestrator's grid varies fields of these same dataclasses; ``to_dict``/``from_dict``
-round-trip them through YAML and flatten them for MLflow params.
+round-trip them through YAML and flatten them for MLflow params. Their type annotations and
+field metadata (``num``: a range and the option that sets it; ``meta``: legacy YAML forms,
+whether the config hash covers the field) are the schema every other form is derived from
+(:mod:`fer_models.schema`, docs/architecture.md "Configuration").
 """
 
 from __future__ import annotations
@@ -12,7 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from fer_models.errors import ConfigError
+from fer_models.schema import check, label, meta, num
 
+
+#: upper bounds: beyond them an array the size of the input is allocated (a 60000 px image is
+#: 10 GiB per image), or a seed does not fit the 64-bit generators torch and numpy seed
+MAX_IMAGE_SIZE, MAX_MAP_SIZE, MAX_SEED = 1024, 256, 2**32 - 1
+
+#: how CAM-/ATT-COS are computed (fer_models.metrics): the project's definition or the
+#: released code's; METRIC_DEF is TrainConfig.metric_def's default (and that of runs logged
+#: before the field existed)
+METRIC_DEFS = ("project", "released")
+METRIC_DEF = "project"
 
 #: values of TrainConfig.target
 TARGETS = ("expression", "identity")
@@ -21,30 +35,30 @@ TARGETS = ("expression", "identity")
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "synthetic-rafdb"  # a DATASETS name
-    root: str | None = None  # dataset root on disk; None = the reader's default
+    root: str | None = meta(None, hash="omit")  # dataset root on disk; None = the reader's default
     landmarks: str = "auto"  # a LANDMARKS name; "auto" = shipped/ground truth, else dlib
     codebook: str = "paper002"  # a CODEBOOKS name
     # where the training map's AUs come from (fer_models.data.au.source_weights): "codebook"
     # (paper 002: the expression's AUs), "labels" (the image's labelled active AUs, weighted by
     # intensity), "codebook+labels" (= codebook∩labels: the codebook's AUs that are active) or
     # "detector:NAME" (an AU_DETECTORS entry); part of the cache key
-    au_source: str = "codebook"
-    image_size: int = 64  # network input (square)
-    map_size: int = 32  # AU-map resolution stored in the cache
-    val_fraction: float = 0.1
-    split_seed: int = 0
+    au_source: str = meta("codebook", hash="omit-default")
+    image_size: int = num(64, 8, high=MAX_IMAGE_SIZE, cli="--image-size")  # network input (square)
+    map_size: int = num(32, 2, high=MAX_MAP_SIZE, cli="--map-size")  # AU-map resolution stored in the cache
+    val_fraction: float = num(0.1, cli="--val-fraction")  # and below 1 (validate_data)
+    split_seed: int = num(0, high=MAX_SEED)
     # the dataset reader's options (``fer-orch list datasets`` / each reader's docstring), e.g.
     # {"classes": 6, "fold": 3}; they change the manifest, so they are part of the cache key
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = meta(factory=dict, hash="omit-default")
     # -- the data path (fer_models.data.steps, fer_models.data.augment) --------------
     # train-time steps, run on the training device; `true` (old configs) = CPU_RECIPE, `false` = ()
-    augment: tuple[str, ...] = ("resized_crop:0.8-1.0", "flip:0.5")
-    eval_steps: tuple[str, ...] = ()  # deterministic val/test steps
-    stored_size: int | None = None  # image side in the cache (None = image_size); part of the cache key
-    normalize: str = "imagenet"  # "imagenet" | "per_image" | "none" (the last step)
-    color: str = "rgb"  # "rgb" | "gray" (one input channel)
-    num_workers: int = 1  # background threads gathering + copying batches (0: the training thread)
-    prefetch: int = 2  # batches prepared ahead of the one in use (with num_workers >= 1)
+    augment: tuple[str, ...] = meta(("resized_crop:0.8-1.0", "flip:0.5"), also=(bool,))
+    eval_steps: tuple[str, ...] = meta((), hash="omit-default")  # deterministic val/test steps
+    stored_size: int | None = num(None, 8, high=MAX_IMAGE_SIZE, hash="omit-default")  # image side in the cache (None = image_size); part of the cache key
+    normalize: str = meta("imagenet", hash="omit-default")  # "imagenet" | "per_image" | "none" (the last step)
+    color: str = meta("rgb", hash="omit-default")  # "rgb" | "gray" (one input channel)
+    num_workers: int = meta(1, hash="omit")  # background threads gathering + copying batches (0: the training thread)
+    prefetch: int = meta(2, hash="omit")  # batches prepared ahead of the one in use (with num_workers >= 1)
 
     def __post_init__(self) -> None:
         from fer_models.data.au import parse_au_source
@@ -75,44 +89,47 @@ class TrainConfig:
     backbone: str = "resnet18"  # a BACKBONES name
     pretrained: str | bool = False  # False, True (timm hub), or a local weights path
     au: bool = True  # add the AU alignment loss (paper 002, Eq. 3)
-    lam: float = 1.0  # λ of Eq. 3
-    layers: tuple[int, ...] = (5,)  # layers aligned to the AU map (paper numbering 1..5)
-    epochs: int = 5
-    batch_size: int = 32
+    # λ of Eq. 3; λ = 0 is the model without the AU loss (au_loss_weight)
+    lam: float = num(1.0, cli="--lambda/--lam")
+    # layers aligned to the AU map (paper numbering 1..5); YAML may give "5+4" or 5
+    layers: tuple[int, ...] = meta((5,), also=(str, int))
+    epochs: int = num(5, 1, cli="--epochs")
+    batch_size: int = num(32, 1, cli="--batch-size")
     optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    lr: float = num(0.01, strict=True, cli="--lr")
+    momentum: float = num(0.9)
+    weight_decay: float = num(1e-4)
     scheduler: str = "cosine"
-    seed: int = 0
-    device: str = "auto"  # "auto" = cuda when present
-    amp: bool = True  # only takes effect on CUDA
-    channels_last: bool = True  # NHWC memory format (CUDA and CPU)
-    compile: bool = False  # torch.compile the model's training forward (speed only; see README)
+    seed: int = num(0, high=MAX_SEED, cli="--seed")
+    device: str = meta("auto", hash="omit")  # "auto" = cuda when present
+    amp: bool = meta(True, hash="omit")  # only takes effect on CUDA
+    channels_last: bool = meta(True, hash="omit")  # NHWC memory format (CUDA and CPU)
+    compile: bool = meta(False, hash="omit")  # torch.compile the model's training forward (speed only; see README)
     # checkpoint every N-th epoch (and the last), at most once per this many minutes (0: no
     # limit); a run killed resumes from its last checkpoint (fer_models.checkpoints)
-    checkpoint_every: int = 1
-    checkpoint_minutes: float = 0.0
+    checkpoint_every: int = num(1, 1, hash="omit")
+    checkpoint_minutes: float = num(0.0, hash="omit")
     method_kwargs: dict[str, Any] = field(default_factory=dict)
     # paper 002 reproduction (docs/reproducing-paper-002.md lists who sets what)
-    weights_tag: str | None = None  # timm pretrained tag of hub weights; None = the backbone's default
-    head_lr: float | None = None  # lr of the method's new head (FERModel.new_modules); None = lr
-    head_layers: tuple[int, ...] = ()  # backbone layers trained at head_lr too (released code: (5,))
-    nesterov: bool = False  # SGD only
-    lr_step: int = 0  # scheduler "step": x lr_gamma every lr_step epochs; 0 = x0.1 at 1/3 and 2/3
-    lr_gamma: float = 0.1
-    min_lr: float = 0.0  # floor of the "step" schedule
+    weights_tag: str | None = meta(None, hash="omit-default")  # timm pretrained tag of hub weights; None = the backbone's default
+    head_lr: float | None = num(None, strict=True, hash="omit-default")  # lr of the method's new head (FERModel.new_modules); None = lr
+    head_layers: tuple[int, ...] = meta((), hash="omit-default")  # backbone layers trained at head_lr too (released code: (5,))
+    nesterov: bool = meta(False, hash="omit-default")  # SGD only
+    lr_step: int = num(0, hash="omit-default")  # scheduler "step": x lr_gamma every lr_step epochs; 0 = x0.1 at 1/3 and 2/3
+    lr_gamma: float = num(0.1, hash="omit-default")
+    min_lr: float = num(0.0, hash="omit-default")  # floor of the "step" schedule
     # epochs of linear lr warm-up before the "cosine" decay (ViT recipes; 0 = none)
-    warmup_epochs: float = 0.0
-    metric_def: str = "project"  # "project" | "released": how CAM-/ATT-COS are computed (metrics.py)
+    warmup_epochs: float = num(0.0, hash="omit-default")
+    # how CAM-/ATT-COS are computed (METRIC_DEFS, fer_models.metrics): "project" | "released"
+    metric_def: str = meta(METRIC_DEF, cli="--metric-def", hash="omit-default")
     # what the network predicts: "expression" (the dataset's labels) or "identity" (the
     # subject, paper 003's 67-way RaFD face recognition); identity runs have no AU loss
-    target: str = "expression"
+    target: str = meta("expression", hash="omit-default")
     # faithfulness of the CAM and the layer-5 attention on test (fer_models.faithfulness):
     # deletion / insertion AUC over a fixed seeded subset of this many test images (0 = off),
     # removing / revealing the pixels in this many equal steps (a multiple of 3)
-    faithfulness_n: int = 16
-    faithfulness_steps: int = 6
+    faithfulness_n: int = meta(16, hash="omit-default")
+    faithfulness_steps: int = meta(6, hash="omit-default")
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
@@ -123,6 +140,18 @@ class TrainConfig:
                 "the AU loss does not apply to identity targets (the AU maps encode expressions); "
                 "pass --no-au with --target identity"
             )
+
+
+def au_loss_on(au: bool, lam: float) -> bool:
+    """The one rule for "w/o AU": a run has the AU alignment loss (paper 002, Eq. 3) when
+    ``au`` is set and λ > 0; λ = 0 is the model without it (the grid's w/o-AU trials are
+    normalised to ``au=False, lam=0``, :meth:`orchestrator.config.GridConfig.train_config`)."""
+    return bool(au) and float(lam) > 0
+
+
+def au_loss_weight(cfg: Any) -> float:
+    """λ of the AU loss term of ``cfg`` (a ``TrainConfig``): ``cfg.lam``, or 0 without the loss."""
+    return float(cfg.lam) if au_loss_on(cfg.au, cfg.lam) else 0.0
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -138,14 +167,12 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return fix(out)
 
 
-def from_dict(cls: type, d: dict[str, Any]) -> Any:
-    """Build ``cls`` from a (possibly partial) dict, recursing into nested dataclasses."""
+def from_dict(cls: type, d: dict[str, Any], path: str = "") -> Any:
+    """Build ``cls`` from a (possibly partial) dict, recursing into nested dataclasses; a
+    wrong type or an unknown key anywhere is one :class:`fer_models.schema.ConfigSchemaError`
+    sentence naming its path (``path`` prefixes it)."""
+    check(cls, d, path)
     names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(d) - set(names)
-    if unknown:
-        raise ConfigError(
-            f"unknown {cls.__name__} field(s) {sorted(unknown)}; known fields: {sorted(names)}"
-        )
     kwargs: dict[str, Any] = {}
     for k, v in d.items():
         f = names[k]
@@ -153,7 +180,7 @@ def from_dict(cls: type, d: dict[str, Any]) -> Any:
         if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             default = f.default_factory()  # type: ignore[misc]
         if dataclasses.is_dataclass(default) and isinstance(v, dict):
-            v = from_dict(type(default), v)
+            v = from_dict(type(default), v, f"{path}{k}.")
         elif isinstance(default, tuple) and isinstance(v, (list, tuple)):
             v = tuple(v)
         kwargs[k] = v
@@ -210,9 +237,6 @@ def _number(name: str, value: Any, *, low: float = 0.0, strict: bool = False, in
         raise ConfigError(f"{name} must be <= {high:g}, got {value:g}")
 
 
-#: upper bounds: beyond them an array the size of the input is allocated (a 60000 px image is
-#: 10 GiB per image), or a seed does not fit the 64-bit generators torch and numpy seed
-MAX_IMAGE_SIZE, MAX_MAP_SIZE, MAX_SEED = 1024, 256, 2**32 - 1
 DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:<n>", "mps")
 
 
@@ -225,19 +249,26 @@ def check_device_name(device: str, option: str = "--device") -> str:
     return device
 
 
+def check_bounds(cfg: Any, path: str = "") -> None:
+    """Every field of ``cfg`` with a range in the schema (:func:`fer_models.schema.num`) is in
+    it; a field left ``None`` (optional) is not checked."""
+    from fer_models.schema import bounded
+
+    for name, bounds, integer, cli in bounded(type(cfg)):
+        value = getattr(cfg, name)
+        if value is not None:
+            _number(label(path + name, cli), value, low=bounds["low"], strict=bounds["strict"], integer=integer,
+                    high=bounds["high"])
+
+
 def validate_data(d: DataConfig, *, names: bool = True) -> DataConfig:
     """Every check of a ``DataConfig`` a user can get wrong, each one sentence naming the
     option, before any cache build: sizes (``image_size`` >= 8 like ``preprocess``,
     ``map_size`` >= 2), ``0 <= val_fraction < 1``, and (``names``) known dataset, landmark
     backend and codebook. Returns ``d`` so it can wrap a constructor."""
-    _number("data.image_size (--image-size)", d.image_size, low=8, integer=True, high=MAX_IMAGE_SIZE)
-    _number("data.map_size (--map-size)", d.map_size, low=2, integer=True, high=MAX_MAP_SIZE)
-    if d.stored_size is not None:
-        _number("data.stored_size", d.stored_size, low=8, integer=True, high=MAX_IMAGE_SIZE)
-    _number("data.val_fraction (--val-fraction)", d.val_fraction)
+    check_bounds(d, "data.")
     if d.val_fraction >= 1:
         raise ConfigError(f"data.val_fraction (--val-fraction) must be below 1, got {d.val_fraction:g}")
-    _number("data.split_seed", d.split_seed, integer=True, high=MAX_SEED)
     if names:
         from fer_models.registry import CODEBOOKS, DATASETS, LANDMARKS
 
@@ -259,22 +290,10 @@ def validate(cfg: TrainConfig, *, names: bool = True) -> TrainConfig:
     it), dataset, codebook, landmark backend, optimizer, scheduler and ``metric_def``.
     ``names=False`` is for callers that hand their own data (``train(loaders=...)``).
     """
-    _number("epochs (--epochs)", cfg.epochs, low=1, integer=True)
-    _number("batch_size (--batch-size)", cfg.batch_size, low=1, integer=True)
-    _number("lr (--lr)", cfg.lr, strict=True)
-    _number("lam (--lambda/--lam)", cfg.lam)
-    for name in ("momentum", "weight_decay", "lr_gamma", "min_lr"):
-        _number(name, getattr(cfg, name))
-    if cfg.head_lr is not None:
-        _number("head_lr", cfg.head_lr, strict=True)
-    _number("lr_step", cfg.lr_step, integer=True)
-    _number("warmup_epochs", cfg.warmup_epochs)
-    _number("checkpoint_every", cfg.checkpoint_every, low=1, integer=True)
-    _number("checkpoint_minutes", cfg.checkpoint_minutes)
+    check_bounds(cfg)
     if cfg.warmup_epochs > 0 and (cfg.scheduler.lower() != "cosine" or cfg.warmup_epochs >= cfg.epochs):
         raise ConfigError(f"warmup_epochs ({cfg.warmup_epochs}) applies to the cosine scheduler and must be "
                           f"fewer than the epochs ({cfg.epochs}); scheduler is '{cfg.scheduler}'")
-    _number("seed (--seed)", cfg.seed, integer=True, high=MAX_SEED)
     check_device_name(cfg.device)
     for what, layers in (("layers (--layers)", cfg.layers), ("head_layers", cfg.head_layers)):
         if (what == "layers (--layers)" and not layers) or any(
@@ -282,8 +301,6 @@ def validate(cfg: TrainConfig, *, names: bool = True) -> TrainConfig:
             raise ConfigError(f"{what} are numbered 1..5 (paper 002, Table 3), got {tuple(layers)}")
         if len(set(layers)) != len(layers):  # "5,5" aligned layer 5 once, under another name
             raise ConfigError(f"{what} lists a layer twice, got {tuple(layers)}; give each layer once, e.g. 5+4")
-    from fer_models.metrics import METRIC_DEFS
-
     for what, value, known in (("optimizer (--optimizer)", cfg.optimizer, OPTIMIZERS),
                                ("scheduler", cfg.scheduler, SCHEDULERS), ("metric_def", cfg.metric_def, METRIC_DEFS)):
         if str(value).lower() not in known:

@@ -26,6 +26,7 @@ def _meta_step(cfg: Any, batch: int, num_classes: int) -> tuple[float, float, in
     on a batch of ``batch`` images, on the meta device."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from fer_models.config import au_loss_weight
     from fer_models.losses import total_loss
     from fer_models.methods import build_model
 
@@ -51,8 +52,8 @@ def _meta_step(cfg: Any, batch: int, num_classes: int) -> tuple[float, float, in
         out = model(x, labels=y)
         ce = model.classification_loss(out, batch_d)
         layers = tuple(int(l) for l in cfg.layers)
-        loss = total_loss(ce, out.features, batch_d["au_map"], batch_d["au_valid"], layers, cfg.lam)[0] \
-            if cfg.au and cfg.lam > 0 else ce
+        lam = au_loss_weight(cfg)
+        loss = total_loss(ce, out.features, batch_d["au_map"], batch_d["au_valid"], layers, lam)[0] if lam > 0 else ce
         loss.backward()
     params = sum(p.numel() for p in model.parameters())
     return float(counter.get_total_flops()), float(sum(saved.values())), params

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fer_models.config import METRIC_DEF, METRIC_DEFS
 from fer_models.errors import ConfigError
 from fer_models.figures import save_figure
 from fer_models.labels import NEUTRAL, class_names
@@ -50,7 +51,6 @@ from fer_models.losses import attention, cosine
 from fer_models.methods._base import FERModel, minmax
 
 COSINE_COLUMNS = ("layer1", "layer2", "layer3", "layer4", "layer5", "cam")
-METRIC_DEFS = ("project", "released")
 log = logging.getLogger(__name__)
 
 
@@ -246,7 +246,7 @@ def evaluate(
     mean_maps: bool = False,
     progress: bool = False,
     desc: str = "eval",
-    metric_def: str = "project",
+    metric_def: str = METRIC_DEF,
     codebook: str | None = None,
     amp: bool = False,
     ref_maps: ReferenceMaps | None = None,

@@ -40,7 +40,7 @@ import torch
 
 from fer_models.checkpoints import CheckpointWriter, fill_checkpoint, is_checkpoint
 from fer_models.checkpoints import atomic_save as _atomic_save  # noqa: F401 (the trainer's writer, tested by name)
-from fer_models.config import OPTIMIZERS, SCHEDULERS, TrainConfig, validate
+from fer_models.config import OPTIMIZERS, SCHEDULERS, TrainConfig, au_loss_weight, validate
 from fer_models.errors import ConfigError, StateDictError
 from fer_models.faithfulness import faithfulness_scores
 from fer_models.losses import total_loss
@@ -148,7 +148,7 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
     """
     name = cfg.scheduler.lower()
     total = max(1, cfg.epochs * steps_per_epoch)
-    warm = int(round(float(getattr(cfg, "warmup_epochs", 0.0)) * steps_per_epoch))
+    warm = int(round(float(cfg.warmup_epochs) * steps_per_epoch))
     if name == "cosine" and 0 < warm < total:
         def warm_cosine(s: int) -> float:
             if s < warm:
@@ -208,7 +208,7 @@ def train_epoch(model: torch.nn.Module, batches: Any, opt: torch.optim.Optimizer
     forward = model if forward is None else forward
     use_amp, amp_dtype = amp_settings(cfg, device)
     layers = tuple(int(l) for l in cfg.layers)
-    lam = cfg.lam if cfg.au else 0.0
+    lam = au_loss_weight(cfg)  # 0 without the AU loss (fer_models.config.au_loss_on)
     model.train()
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     n = 0
@@ -244,7 +244,7 @@ def check_finite_loss(epoch: int, loss: float, align: float, cfg: TrainConfig) -
         return
     from fer_models.errors import DivergedError
 
-    if cfg.au and cfg.lam > 0 and not math.isfinite(align):
+    if au_loss_weight(cfg) > 0 and not math.isfinite(align):
         cause = f"the AU loss weight (--lambda {cfg.lam:g}) or the learning rate (--lr {cfg.lr:g}) is too large"
     else:
         cause = f"the learning rate (--lr {cfg.lr:g}) is too large"

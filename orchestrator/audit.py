@@ -88,7 +88,7 @@ def load_model(name: str, spec: AuditSpec, device: str):
 
     if name.startswith("run:"):
         model, cfg = tracking.load_trained_model(name[4:], None, device)
-        au = "w/ AU" if getattr(cfg, "au", False) else "w/o AU"
+        au = "w/ AU" if cfg.au else "w/o AU"
         tags = {"zoo": "false", "method": cfg.method, "au": str(bool(cfg.au)).lower(), "seed": str(cfg.seed),
                 "trained_run": name[4:], "group": f"{cfg.method} {au} (grid)"}
         return model.eval(), dataclasses.replace(cfg.data, augment=()), f"{cfg.method} (run {name[4:12]})", tags

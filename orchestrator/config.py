@@ -28,8 +28,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from fer_models.config import TrainConfig, from_dict, parse_layers, to_dict
+from fer_models.config import TrainConfig, au_loss_on, from_dict, parse_layers, to_dict
 from fer_models.errors import ConfigError
+from fer_models.schema import check, hashed, meta
 
 #: Paper 002, Fig. 5: "values that range from less than 1 to 20".
 PAPER_LAMBDAS: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 20.0)
@@ -102,17 +103,17 @@ class GridConfig:
     # claims that need a CI over seeds, the ablations' curves may stay at one seed on a CPU
     ablation_seeds: tuple[int, ...] | None = None
     au: tuple[bool, ...] = (False, True)  # the Table-1 columns w/o AU, w/ AU
-    lam: float | None = None  # None: chosen on validation (λ ablation), else default_lam
+    lam: float | None = meta(None, cli="--lambda/--lam")  # None: chosen on validation (λ ablation), else default_lam
     default_lam: float = 1.0  # used when no λ ablation has been run yet
-    layers: tuple[int, ...] = (5,)  # aligned layers in the main grid (paper: top layer)
+    layers: tuple[int, ...] = meta((5,), also=(str, int))  # aligned layers in the main grid (paper: top layer)
     lambdas: tuple[float, ...] = PAPER_LAMBDAS
-    layer_sets: tuple[str, ...] = PAPER_LAYER_SETS
+    layer_sets: tuple[str, ...] = meta(PAPER_LAYER_SETS, also=(tuple[int | str, ...],))
     ablation_method: str = "cam"
     ablation_dataset: str | None = None  # None: the first of ``datasets``
     base: TrainConfig = field(default_factory=TrainConfig)
     # partial TrainConfig dicts applied over ``base``: per method, then per dataset
-    method_overrides: dict[str, Any] = field(default_factory=dict)
-    dataset_overrides: dict[str, Any] = field(default_factory=dict)
+    method_overrides: dict[str, Any] = meta(factory=dict, entries=TrainConfig)
+    dataset_overrides: dict[str, Any] = meta(factory=dict, entries=TrainConfig)
     resources: Resources = field(default_factory=Resources)
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or SQLite in FER_ORCH_HOME
     experiment: str = "fer-orch"
@@ -155,9 +156,10 @@ class GridConfig:
                 f"fix --trial-resources (e.g. worker=1)"
             )
         lams = [*self.lambdas, self.default_lam] + ([] if self.lam is None else [self.lam])
-        if any(not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0 for x in lams):
+        if any(not isinstance(x, (int, float)) or not math.isfinite(x) or not au_loss_on(True, x) for x in lams):
+            # these weigh w/-AU trials, and λ = 0 is the model without the AU loss (au_loss_on)
             raise ConfigError(f"λ must be > 0 and finite (paper 002, Eq. 3), got {lams}; "
-                              f"fix --lam, default_lam or the lambdas list")
+                              f"fix --lambda, default_lam or the lambdas list")
         for name in ("max_concurrent", "max_failures"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}; "
@@ -201,6 +203,7 @@ class GridConfig:
             raise ConfigError(f"grid config file '{p}' is not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(d, dict):
             raise ConfigError(f"grid config file '{p}' must hold a mapping of GridConfig fields")
+        check(cls, d)  # a wrong type or unknown key, at any depth: one sentence naming its path
         return (base or cls()).override(**d)
 
     def override(self, **changes: Any) -> "GridConfig":
@@ -227,11 +230,27 @@ class GridConfig:
         _no_twice("lambdas", [float(x) for x in self.lambdas])
         _no_twice("layer_sets", [tuple(sorted(parse_layers(x))) for x in self.layer_sets])
         self.check_data_options()
+        self.check_override_names()
         if configs is None:
             configs = [self.train_config(m, d, au=au) for m in self.methods for d in self.datasets for au in self.au]
         for cfg in configs:
             validate(cfg)
         return self
+
+    def check_override_names(self) -> None:
+        """Each ``method_overrides`` / ``dataset_overrides`` entry names a known method / dataset
+        (a misspelt one was kept and never applied): one sentence naming its path."""
+        from fer_models.errors import UnknownNameError
+        from fer_models.registry import DATASETS, METHODS
+        from fer_models.schema import ConfigSchemaError
+
+        for what, overrides, registry in (("method_overrides", self.method_overrides, METHODS),
+                                          ("dataset_overrides", self.dataset_overrides, DATASETS)):
+            for name in overrides:
+                try:
+                    registry.get(name)
+                except UnknownNameError as e:
+                    raise ConfigSchemaError(f"{what}.{name}: {e}") from None
 
     def seeds_of_ablations(self) -> tuple[int, ...]:
         """The seeds the λ and layer ablations run: ``ablation_seeds``, else ``seeds``."""
@@ -265,12 +284,25 @@ class GridConfig:
         d = _deep_merge(d, self.dataset_overrides.get(dataset, {}))
         d = _deep_merge(d, {"method": method, "data": {"dataset": dataset}})
         d = _deep_merge(d, fields)
-        if not d["au"]:  # one vanilla config for every study (no loss: the map's source is moot)
-            d["lam"], d["layers"] = 0.0, [5]
+        if not au_loss_on(d["au"], d["lam"]):  # one vanilla config for every study (no loss: the map's source is moot)
+            d["au"], d["lam"], d["layers"] = False, 0.0, [5]
             d["data"]["au_source"] = "codebook"
         else:
             d["layers"] = list(parse_layers(d["layers"]))
         return from_dict(TrainConfig, d)
+
+
+def resolve_lambda(g: GridConfig, chosen: float | None = None, source: str = "validation") -> tuple[float, str]:
+    """The λ of the w/-AU trials that do not vary it, and where it came from: the one λ
+    precedence. ``g.lam`` already holds CLI > YAML > preset (``build_grid_config`` applies the
+    preset, then ``--config``, then ``--lambda``/``--lam``); set, it wins ("configured"); else
+    ``chosen`` (on validation from the λ ablation, ``orchestrator.grid.choose_lambda``); else
+    ``default_lam``."""
+    if g.lam is not None:
+        return float(g.lam), "configured"
+    if chosen is not None:
+        return float(chosen), source
+    return float(g.default_lam), "default (no λ ablation yet)"
 
 
 @dataclass(frozen=True)
@@ -292,38 +324,10 @@ class Trial:
         return f"{c.method}-{c.data.dataset}{target}-{au}{src}{fold}-s{c.seed}"
 
     def tags(self) -> dict[str, str]:
-        c = self.cfg
-        tags = {
-            "method": c.method,
-            "dataset": c.data.dataset,
-            "au": str(bool(c.au)).lower(),
-            "lambda": f"{c.lam:g}",
-            "layers": "+".join(map(str, c.layers)),
-            "seed": str(c.seed),
-            "au_source": c.data.au_source,
-            "fer_orch.config_hash": self.hash,
-            "fer_orch.study": self.study,
-        }
-        if c.target != "expression":
-            tags["target"] = c.target
-        if "fold" in c.data.options:  # the report averages over folds (papers 001, 003)
-            tags["fold"] = str(c.data.options["fold"])
-        return tags
+        """The grid variables' tags (:data:`orchestrator.variables.GRID_VARIABLES`), the hash and the study."""
+        from orchestrator.variables import tags_of
 
-
-# Fields that change where or how fast a run goes, not what it learns.
-_HASH_EXCLUDE = {"device", "amp", "channels_last", "compile", "checkpoint_every", "checkpoint_minutes"}
-_HASH_EXCLUDE_DATA = {"num_workers", "root", "prefetch"}
-
-
-# Fields added after trials were first hashed, left out while they hold their default, so a
-# finished trial of an older grid keeps its hash (and is not trained again).
-_HASH_NEW_DEFAULTS = {"target": "expression", "weights_tag": None, "head_lr": None, "head_layers": [],
-                      "nesterov": False, "lr_step": 0, "lr_gamma": 0.1, "min_lr": 0.0, "metric_def": "project",
-                      "faithfulness_n": 16, "faithfulness_steps": 6,
-                      "warmup_epochs": 0.0}
-_HASH_NEW_DEFAULTS_DATA = {"options": {}, "normalize": "imagenet", "color": "rgb", "eval_steps": [],
-                           "stored_size": None, "au_source": "codebook"}
+        return {**tags_of(self.cfg), "fer_orch.config_hash": self.hash, "fer_orch.study": self.study}
 
 
 def config_hash(cfg: TrainConfig) -> str:
@@ -334,15 +338,7 @@ def config_hash(cfg: TrainConfig) -> str:
     """
     from fer_models.data.steps import CPU_RECIPE
 
-    d = to_dict(cfg)
-    for k in _HASH_EXCLUDE:
-        d.pop(k, None)
-    for k in _HASH_EXCLUDE_DATA:
-        d["data"].pop(k, None)
-    for part, defaults in ((d, _HASH_NEW_DEFAULTS), (d["data"], _HASH_NEW_DEFAULTS_DATA)):
-        for k, v in defaults.items():
-            if k in part and part[k] == v:
-                del part[k]
+    d = hashed(TrainConfig, to_dict(cfg))  # the fields the schema marks (fer_models.schema.hashed)
     steps = d["data"].get("augment")
     if steps == list(CPU_RECIPE) or steps == []:
         d["data"]["augment"] = steps == list(CPU_RECIPE)

@@ -51,8 +51,8 @@ def run_warnings(cfg: Any) -> list[str]:
     out = []
     if au_loss_used(cfg):
         out.append(
-            f"trained with the AU alignment loss (λ={getattr(cfg, 'lam', '?')}, layers "
-            f"{'+'.join(str(x) for x in getattr(cfg, 'layers', ()))}): its layers were told where the action units "
+            f"trained with the AU alignment loss (λ={cfg.lam}, layers "
+            f"{'+'.join(str(x) for x in cfg.layers)}): its layers were told where the action units "
             "are, so filter<->AU correspondences (paper 001's question: does a network learn AUs without being "
             "told?) are circular for this run; explain a run trained without --au for that question")
     return out
@@ -134,7 +134,7 @@ def explain_one(
     if run_target(cfg) != "expression":
         num_classes = None  # the loader counts expressions; the jobs read the network's classes from its logits
     context = _context(run_id, cfg, loader, num_classes, spec, job, load_model, uri, device)
-    summary: dict[str, Any] = {"run_id": run_id, "job": job, "method": getattr(cfg, "method", None),
+    summary: dict[str, Any] = {"run_id": run_id, "job": job, "method": cfg.method,
                                "target": context.target, "warnings": run_warnings(cfg),
                                "compare_run": context.compare.run_id if context.compare else None,
                                "spec": dataclasses.asdict(spec)}

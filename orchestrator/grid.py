@@ -41,7 +41,7 @@ from fer_models import paths
 from fer_models.config import TrainConfig
 from fer_models.errors import ConfigError, FerOrchError
 from orchestrator import tracking
-from orchestrator.config import GridConfig, Trial
+from orchestrator.config import GridConfig, Trial, resolve_lambda
 from orchestrator.progress import TrialProgress
 from orchestrator.registry import STUDIES
 from orchestrator.studies import expand, run_order
@@ -88,8 +88,8 @@ def choose_lambda(grid_cfg: GridConfig, experiment_id: str | None, uri: str | No
     never read. An explicit ``lam`` wins; with no ablation, ``default_lam``. A grid without
     AU trials (``au: [false]``) has no λ to choose: ``default_lam``, never read.
     """
-    if grid_cfg.lam is not None:
-        return float(grid_cfg.lam), "configured"
+    if grid_cfg.lam is not None:  # the precedence: orchestrator.config.resolve_lambda
+        return resolve_lambda(grid_cfg)
     if not any(grid_cfg.au):  # no trial trains with the AU loss (the seed papers' presets, identity targets)
         return float(grid_cfg.default_lam), "unused (no trial trains with the AU loss)"
     if experiment_id is None:
@@ -122,7 +122,7 @@ def choose_lambda(grid_cfg: GridConfig, experiment_id: str | None, uri: str | No
     else:
         best = max(lams, key=lambda k: mean(lams[k], 0))
         why = "highest val CL (every λ lowered val CL)"
-    return best, f"validation: {why}, on {grid_cfg.ablation_on()} ({len(runs)} runs)"
+    return resolve_lambda(grid_cfg, best, f"validation: {why}, on {grid_cfg.ablation_on()} ({len(runs)} runs)")
 
 
 # --------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from fer_analysis.stats import PairedDiff, accuracy_ci, paired_difference
+from fer_models.config import METRIC_DEF
+from orchestrator.variables import columns_of
 
 #: column titles of the paper's metrics
 METRIC_TITLES = {"cl": "CL", "cam_cos": "CAM-COS", "att_cos": "ATT-COS", "gt_cam_cos": "GT CAM-COS", "gt_att_cos": "GT ATT-COS"}
@@ -47,7 +49,8 @@ NO_PUBLISHED = ("No column of published numbers: these runs are not on RAF-DB or
 
 
 def runs_frame(runs: list[Any]):
-    """One row per trial run: the grid variables and the test metrics."""
+    """One row per trial run: the grid variables (:data:`orchestrator.variables.GRID_VARIABLES`,
+    read from the run's tags) and the test metrics."""
     import pandas as pd
 
     from fer_models.faithfulness import KEYS as FAITHFULNESS_KEYS
@@ -58,19 +61,12 @@ def runs_frame(runs: list[Any]):
         rows.append(
             {
                 "run_id": r.info.run_id,
-                "method": t.get("method"),
-                "dataset": t.get("dataset"),
-                "au": t.get("au") == "true",
-                "lam": float(t.get("lambda", "nan")),
-                "layers": t.get("layers"),
-                "seed": int(t.get("seed", 0)),
-                "fold": int(t["fold"]) if t.get("fold", "").lstrip("-").isdigit() else math.nan,
+                **columns_of(t),  # the grid variables (orchestrator.variables)
                 **{k: m.get(f"test_{k}", math.nan) for k in METRIC_TITLES},
                 **{k: m.get(f"test_{k}", math.nan) for k in CLASS_MEAN.values()},
                 "test_n": m.get("test_n", math.nan),
                 "att_cos_5": m.get("test_att_cos_5", m.get("test_att_cos", math.nan)),
-                "metric_def": r.data.params.get("metric_def", "project"),
-                "au_source": t.get("au_source", "codebook"),  # the AU map's source and faithfulness
+                "metric_def": r.data.params.get("metric_def", METRIC_DEF),
                 **{k: m.get(f"test_{k}", math.nan) for k in FAITHFULNESS_KEYS},
             }
         )

@@ -382,9 +382,8 @@ def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | P
     incomplete batch when the split has at least one full batch (BatchNorm cannot train on a
     batch of one). Val and test keep order and all rows and run ``data_cfg.eval_steps``.
     """
-    steps = as_steps(getattr(data_cfg, "augment", ()))
-    eval_steps = as_steps(getattr(data_cfg, "eval_steps", ()))
-    stored = getattr(data_cfg, "stored_size", None) or data_cfg.image_size
+    steps, eval_steps = as_steps(data_cfg.augment), as_steps(data_cfg.eval_steps)
+    stored = data_cfg.cache_image_size
     if cache_dir is not None:
         info = _cache.open_cache(cache_dir)
     else:
@@ -398,7 +397,7 @@ def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | P
             info = _cache.build(target, data_cfg.map_size, stored, _cache.serial, progress=progress)
     if trainable:
         check_trainable(info)
-    kw = dict(normalize=getattr(data_cfg, "normalize", "imagenet"), color=getattr(data_cfg, "color", "rgb"))
+    kw = dict(normalize=data_cfg.normalize, color=data_cfg.color)
     train = FaceDataset(info.dir, "train", data_cfg.image_size, steps, seed, source_maps=True, **kw)
     val = FaceDataset(info.dir, "val", data_cfg.image_size, eval_steps, seed, **kw)
     test = FaceDataset(info.dir, "test", data_cfg.image_size, eval_steps, seed, **kw)
@@ -406,8 +405,7 @@ def build_loaders(data_cfg: Any, batch_size: int, seed: int, cache_root: str | P
     if channels_last:
         for ds in (train, val, test):
             ds.transform.memory_format = torch.channels_last
-    run = dict(device=device, num_workers=int(getattr(data_cfg, "num_workers", 0)),
-               prefetch=int(getattr(data_cfg, "prefetch", 2)))
+    run = dict(device=device, num_workers=data_cfg.num_workers, prefetch=data_cfg.prefetch)
     return Loaders(
         train=DeviceLoader(train, batch_size, True, seed, drop_last=len(train) >= batch_size, **run),
         val=DeviceLoader(val, batch_size, False, **run),

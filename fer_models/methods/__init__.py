@@ -170,7 +170,7 @@ def build_model(cfg, num_classes: int | None = None):
         backbone = fn(**kwargs)
     kwargs = dict(cfg.method_kwargs)
     if "in_chans" in params and "in_chans" not in kwargs:  # the seed nets: one channel for grey input
-        kwargs["in_chans"] = 1 if getattr(cfg.data, "color", "rgb") == "gray" else 3
+        kwargs["in_chans"] = 1 if cfg.data.color == "gray" else 3
     model = cls(backbone, k, image_size=image_size, **kwargs)
     model.backbone_name = name
     model.weights = weights

@@ -7,7 +7,9 @@ import sys
 
 import click
 
-from orchestrator.commands import RegistryChoice
+from fer_models.config import METRIC_DEFS, TrainConfig
+from orchestrator.commands import RegistryChoice, schema_option
+from orchestrator.config import GridConfig
 
 
 def _preset_names() -> list[str]:
@@ -30,8 +32,11 @@ def _grid_options(fn):
         click.option("--seeds", help="A count (3 = seeds 0,1,2) or a list (0,4)."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A GridConfig YAML file (partial is fine)."),
         click.option("--preset", type=RegistryChoice(_preset_names), help="Start from this preset (default: cpu for synthetic data, else paper)."),
-        click.option("--epochs", type=int, help="Epochs per trial (overrides the preset)."),
-        click.option("--lam", type=float, help="Fix λ instead of choosing it on validation from the λ ablation."),
+        schema_option(TrainConfig, "epochs", "--epochs", default=None, help="Epochs per trial (overrides the preset)."),
+        schema_option(GridConfig, "lam", "--lambda", "--lam", "lam", default=None,
+                      help="Fix λ instead of choosing it on validation from the λ ablation (> 0: it weighs the w/ AU trials)."),
+        click.option("--metric-def", type=click.Choice(METRIC_DEFS),
+                     help="How CAM-/ATT-COS are computed: the project's definition (default) or the released code's."),
         click.option("--resume/--no-resume", default=True, show_default=True,
                      help="Resume an interrupted run of the same command and skip finished trials."),
         click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite in FER_ORCH_HOME, or $MLFLOW_TRACKING_URI)."),
@@ -67,7 +72,7 @@ def _grid_options(fn):
 def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None, preset=None, epochs=None, lam=None,
                       tracking_uri=None, experiment=None, address=None, storage_path=None, cpus_per_trial=None,
                       gpus_per_trial=None, max_concurrent=None, max_failures=None, data_opts=(), folds=None,
-                      trial_resources=None, au_source=None, **_ignored):
+                      trial_resources=None, au_source=None, metric_def=None, **_ignored):
     from orchestrator import presets
     from orchestrator.config import GridConfig, parse_data_opts, parse_list, parse_resources, parse_seeds
 
@@ -77,7 +82,7 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
         g = GridConfig.from_yaml(config_path, base=g)
     resources = {k: v for k, v in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial),
                                    ("custom", parse_resources(trial_resources))) if v is not None}
-    base: dict = {"epochs": epochs} if epochs is not None else {}
+    base: dict = {k: v for k, v in (("epochs", epochs), ("metric_def", metric_def)) if v is not None}
     if data_opts:
         base["data"] = {"options": parse_data_opts(data_opts)}
     sources = parse_list(au_source)
@@ -146,13 +151,12 @@ def settings_row(c) -> list[str]:
 
     built, weights = resolve_weights(c)
     d = c.data
-    stored = f" (stored {d.stored_size})" if getattr(d, "stored_size", None) else ""
+    stored = f" (stored {d.stored_size})" if d.stored_size else ""
     if c.optimizer.lower() == "sgd":
         opt = f"sgd m{c.momentum:g}{' nesterov' if c.nesterov else ''} wd{c.weight_decay:g}"
     else:
         opt = f"{c.optimizer} wd{c.weight_decay:g}"
-    eval_steps = getattr(d, "eval_steps", ())
-    aug = f"train: {_steps(d.augment)}" + (f"; eval: {_steps(eval_steps)}" if eval_steps else "")
+    aug = f"train: {_steps(d.augment)}" + (f"; eval: {_steps(d.eval_steps)}" if d.eval_steps else "")
     options = " ".join(f"{k}={v}" for k, v in sorted(c.method_kwargs.items())) or "–"
     backbone = "–" if built is None else f"{built} ({weights})"
     if built is not None and built != str(c.backbone).lower():
@@ -394,9 +398,10 @@ def ablate_cmd(study: str, resume: bool, print_config: bool, **kw) -> None:
     from fer_models.errors import ConfigError
     from orchestrator.studies import get
 
+    flags = {p.name: p.opts[0] for p in click.get_current_context().command.params}
     for option, why in get(study).ignores.items():  # an option the study would silently ignore
         if kw.get(option) is not None:
-            raise ConfigError(f"`fer-orch ablate {study}` does not use --{option}: {why}")
+            raise ConfigError(f"`fer-orch ablate {study}` does not use {flags.get(option, '--' + option)}: {why}")
     _run((study,), resume, print_config, **kw)
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import click
 
-from fer_models.config import DataConfig, TrainConfig
+from fer_models.config import METRIC_DEF, METRIC_DEFS, DataConfig, TrainConfig, au_loss_on
 from fer_models.errors import ConfigError
+from orchestrator.commands import schema_option
 
 _T, _D = TrainConfig(), DataConfig()
 
@@ -80,22 +81,24 @@ def check_run_dir(run_dir: Path, key: str, resume: bool) -> None:
 @click.option("--pretrained", default=str(_T.pretrained).lower(), show_default=True,
               help="false, true (timm hub) or a local weights file.")
 @click.option("--au/--no-au", default=_T.au, show_default=True, help="Add the AU alignment loss (paper 002, Eq. 3).")
-@click.option("--lambda", "lam", type=float, default=_T.lam, show_default=True, help="Weight of the AU loss.")
+@schema_option(TrainConfig, "lam", "--lambda", "--lam", "lam", help="λ, the weight of the AU loss (0: no AU loss).")
 @click.option("--layers", default="+".join(map(str, _T.layers)), show_default=True, help="Aligned layers, e.g. 5 or 5+4+3.")
-@click.option("--epochs", type=int, default=_T.epochs, show_default=True)
-@click.option("--batch-size", type=int, default=_T.batch_size, show_default=True)
-@click.option("--lr", type=float, default=_T.lr, show_default=True)
+@schema_option(TrainConfig, "epochs", "--epochs")
+@schema_option(TrainConfig, "batch_size", "--batch-size")
+@schema_option(TrainConfig, "lr", "--lr")
 @click.option("--optimizer", default=_T.optimizer, show_default=True, help="sgd (paper 002), adam or adamw.")
-@click.option("--image-size", type=int, default=_D.image_size, show_default=True)
-@click.option("--val-fraction", type=float, default=_D.val_fraction, show_default=True,
+@schema_option(DataConfig, "image_size", "--image-size")
+@schema_option(DataConfig, "val_fraction", "--val-fraction",
               help="Share of the training rows (subjects, where the reader splits by subject) held out for validation; "
                    "0 trains without validation and keeps the last epoch.")
-@click.option("--seed", type=int, default=_T.seed, show_default=True)
+@schema_option(TrainConfig, "seed", "--seed")
 @click.option("--device", default=_T.device, show_default=True)
 @click.option("--method-kw", multiple=True, help="Method hyper-parameter KEY=VALUE (repeatable), e.g. alpha=0.6.")
 @click.option("--root", default=None, help="Dataset root on disk (default: the reader's).")
 @click.option("--data-opt", "data_opts", multiple=True, metavar="NAME=VALUE",
               help="A dataset reader option, repeatable (e.g. --data-opt classes=6 --data-opt fold=3).")
+@click.option("--metric-def", type=click.Choice(METRIC_DEFS), default=METRIC_DEF, show_default=True,
+              help="How CAM-/ATT-COS are computed: the project's definition or the released code's (fer_models.metrics).")
 @click.option("--target", type=click.Choice(["expression", "identity"]), default=_T.target, show_default=True,
               help="What the network predicts: the expression, or the subject's identity (paper 003; needs --no-au).")
 @click.option("--au-source", default=_D.au_source, show_default=True,
@@ -104,7 +107,7 @@ def check_run_dir(run_dir: Path, key: str, resume: bool) -> None:
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Run folder (default under FER_ORCH_HOME/runs).")
 @click.option("--resume/--no-resume", default=True, show_default=True)
 def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, batch_size, lr, optimizer, image_size, val_fraction,
-              seed, device, method_kw, root, data_opts, target, au_source, out, resume):
+              seed, device, method_kw, root, data_opts, metric_def, target, au_source, out, resume):
     """Train one METHOD on DATASET (with or without AU alignment) and print its test metrics."""
 
     from fer_models import paths
@@ -121,7 +124,7 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     cfg = validate(TrainConfig(
         method=method, backbone=backbone, pretrained=pretrained, au=au, lam=lam, layers=parse_layers(layers),
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed, device=device, method_kwargs=_kv(method_kw),
-        target=target, data=validate_data(DataConfig(dataset=dataset, root=root, image_size=image_size, val_fraction=val_fraction,
+        metric_def=metric_def, target=target, data=validate_data(DataConfig(dataset=dataset, root=root, image_size=image_size, val_fraction=val_fraction,
                                                      options=options,
                                                      au_source=au_source)),
     ))
@@ -134,7 +137,7 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     with run_lock(run_dir):
         check_run_dir(run_dir, key, resume)
         click.echo(f"run folder: {run_dir}")
-        _train_and_print(cfg, run_dir, resume, method, au, dataset)
+        _train_and_print(cfg, run_dir, resume, method, au_loss_on(cfg.au, cfg.lam), dataset)  # λ = 0: w/o AU
 
 
 @contextlib.contextmanager

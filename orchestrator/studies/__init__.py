@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from orchestrator.config import GridConfig, Trial
+from orchestrator.config import GridConfig, Trial, resolve_lambda
 from orchestrator.registry import STUDIES
 from orchestrator.studies._base import Ablation, Study
 
@@ -26,10 +26,10 @@ def expand(g: GridConfig, study: str = "grid", lam: float | None = None) -> list
     """The trials of ``study`` for ``g``, each config once, in the study's order.
 
     ``lam``: the λ of the main grid / layer ablation (chosen on validation by the driver);
-    ``g.lam`` set explicitly wins, and with neither ``g.default_lam`` is used.
+    which λ wins: :func:`orchestrator.config.resolve_lambda`.
     """
     s = get(study)
-    lam = g.lam if g.lam is not None else (lam if lam is not None else g.default_lam)
+    lam = resolve_lambda(g, lam)[0]
     unique: dict[str, Trial] = {}
     for cfg in s.configs(g, lam):  # duplicates (e.g. au=(True, True)) would be one run anyway
         t = Trial(cfg, study.lower())

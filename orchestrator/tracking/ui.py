@@ -21,6 +21,7 @@ import urllib.parse
 from typing import Any
 
 from orchestrator.tracking.layout import KIND_TAG
+from orchestrator.variables import VIEW_TAGS as GRID_VIEW_TAGS
 
 KIND_KEY = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
@@ -28,7 +29,7 @@ VIEW_PREFIX = "mlflow.sharedViewState."
 VIEW_KEY = "fer-orch-trials"
 
 #: the grid's variables (tags) and the paper's test metrics
-VIEW_TAGS = ("method", "dataset", "au", "lambda", "layers", "seed")
+VIEW_TAGS = GRID_VIEW_TAGS
 VIEW_METRICS = ("test_cl", "test_cam_cos", "test_att_cos", "test_cam_cos_avg", "test_att_cos_avg")
 
 

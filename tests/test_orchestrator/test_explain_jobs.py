@@ -19,15 +19,16 @@ from torch.utils.data import DataLoader, TensorDataset
 from fer_analysis.hooks import assert_no_hooks
 from fer_analysis.jobs import ExplainSpec, job_names, run_job
 from fer_analysis.registry import JOBS
+from fer_models.config import TrainConfig
 from fer_models.errors import ConfigError
 from orchestrator.explain import explain_one
 
 torch.set_num_threads(1)
 
 
-class _Cfg:
-    method = "toy"
-    seed = 0
+def _cfg(**fields) -> TrainConfig:
+    """A run's config as the jobs get it (a real TrainConfig: they read its fields)."""
+    return TrainConfig(**{"method": "toy", "seed": 0, "au": False, "lam": 0.0, **fields})
 
 
 def _dense_net() -> nn.Module:
@@ -64,7 +65,7 @@ def _pairable_loader(net, n: int = 24):
 
 
 def _fakes(net):
-    return dict(load_model=lambda r, u, d: (net, _Cfg()), load_data=lambda c, s, j: (_loader(), 7))
+    return dict(load_model=lambda r, u, d: (net, _cfg()), load_data=lambda c, s, j: (_loader(), 7))
 
 
 def test_registry_holds_the_four_jobs_with_their_split_and_the_old_gradcam_name():
@@ -204,7 +205,7 @@ def test_a_new_job_is_one_file_and_runs_through_the_runner_in_process(tmp_path, 
     train, test = _loader(24), _loader(8)
     monkeypatch.setattr("fer_models.data.dataset.build_loaders",
                         lambda *a, **k: SimpleNamespace(train=train, val=None, test=test, num_classes=7))
-    cfg = SimpleNamespace(method="toy", seed=0, data=DataConfig())
+    cfg = _cfg(method="toy", seed=0, data=DataConfig())
     logged = {}
     monkeypatch.setattr(tracking, "resolve_uri", lambda uri=None: "fake://store")
     monkeypatch.setattr(tracking, "resolve_runs", lambda run_id, uri=None: ["run-a", "run-b"])
@@ -304,7 +305,7 @@ def test_every_job_runs_on_an_identity_run_and_says_what_does_not_apply():
     """An identity run (4 identities): its classes are the identity column; the per-class
     expression maps of block-maps are 'not applicable' with a sentence, the rest runs."""
     net = _tiny_vgg(4, 0)
-    cfg = SimpleNamespace(method="tiny-vgg", seed=0, target="identity", au=False, lam=0.0)
+    cfg = _cfg(method="tiny-vgg", seed=0, target="identity", au=False, lam=0.0)
     fakes = dict(load_model=lambda r, u, d: (net, cfg), load_data=lambda c, s, j: (_faces_with_ids(), 7))
     spec = ExplainSpec(jobs=("backtrack", "block-maps", "topn"), n=2, filters=2, max_images=16, device="cpu")
     res = {job: explain_one("id-run", job, spec, log=False, **fakes) for job in spec.jobs}
@@ -322,8 +323,9 @@ def test_backtrack_compares_an_expression_run_with_an_identity_run_on_the_same_i
     """`--compare-run`: the explained (expression) run's test images backtracked through both
     networks; same architecture, so the kept pixel sets overlay (paper 003, Fig. 7)."""
     expr, ident = _tiny_vgg(7, 1), _tiny_vgg(4, 2)
-    cfgs = {"expr-run": SimpleNamespace(method="tiny-vgg", seed=0, target="expression"),
-            "id-run": SimpleNamespace(method="tiny-vgg", seed=0, target="identity")}
+    # configs without data: the compared run is read on the explained run's images only
+    cfgs = {"expr-run": SimpleNamespace(method="tiny-vgg", seed=0, target="expression", au=False, lam=0.0),
+            "id-run": SimpleNamespace(method="tiny-vgg", seed=0, target="identity", au=False, lam=0.0)}
     models = {"expr-run": expr, "id-run": ident}
     fakes = dict(load_model=lambda r, u, d: (models[r], cfgs[r]), load_data=lambda c, s, j: (_faces_with_ids(), 7))
     spec = ExplainSpec(jobs=("backtrack",), cases=2, compare_run="id-run", compare_images=20, device="cpu").check()
@@ -373,9 +375,9 @@ def test_a_run_trained_with_the_au_loss_is_warned_about_before_the_jobs_and_in_e
     from orchestrator.cli import main
     from orchestrator.explain import run_warnings
 
-    au_cfg = SimpleNamespace(method="toy", seed=0, au=True, lam=1.0, layers=(5,), data=DataConfig())
-    plain = SimpleNamespace(method="toy", seed=0, au=False, lam=1.0, layers=(5,), data=DataConfig())
-    assert run_warnings(plain) == [] and run_warnings(SimpleNamespace(au=True, lam=0.0)) == []
+    au_cfg = _cfg(method="toy", seed=0, au=True, lam=1.0, layers=(5,), data=DataConfig())
+    plain = _cfg(method="toy", seed=0, au=False, lam=1.0, layers=(5,), data=DataConfig())
+    assert run_warnings(plain) == [] and run_warnings(_cfg(au=True, lam=0.0)) == []
     assert "AU alignment loss" in run_warnings(au_cfg)[0]
     cfgs = {"au-run": au_cfg, "plain-run": plain}
     monkeypatch.setattr(tracking, "resolve_uri", lambda uri=None: "fake://store")
@@ -447,7 +449,7 @@ def test_expression_and_identity_tiny_vggs_on_synthetic_faces_backtrack_and_comp
             if i == 5:
                 break
         models[target] = model.eval()
-        cfgs[target] = SimpleNamespace(method="tiny-vgg", seed=0, target=target, au=False, lam=0.0, data=data)
+        cfgs[target] = _cfg(method="tiny-vgg", seed=0, target=target, au=False, lam=0.0, data=data)
     fakes = dict(load_model=lambda r, u, d: (models[r], cfgs[r]),
                  load_data=lambda c, s, j: (loaders.test, loaders.num_classes))
     spec = ExplainSpec(jobs=("backtrack",), cases=4, compare_run="identity", compare_images=64, device="cpu").check()

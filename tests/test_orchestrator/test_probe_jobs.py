@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from fer_models.config import TrainConfig
 from fer_models.errors import ConfigError, UnknownNameError
 from orchestrator.probe import ProbeSpec, compare_and_log, probe_one
 
@@ -44,7 +45,7 @@ def _probe_set(n=48, bs=16, n_ids=4, seed=0):
 
 
 def _fakes(model):
-    cfg = SimpleNamespace(seed=0)
+    cfg = TrainConfig(seed=0)
     return dict(
         load_model=lambda run_id, uri, device: (model, cfg),
         load_probe_set=lambda cfg, spec: _probe_set(),
@@ -94,7 +95,6 @@ def test_spec_check_rejects_mistakes_before_work():
 def test_probe_runs_in_process_with_a_failing_run_and_a_comparison(monkeypatch):
     """The same runner as explain, in this process: one run fails, the others and the
     comparison with the --compare run go on."""
-    from fer_models.config import DataConfig
     from orchestrator import tracking
     from orchestrator.probe import probe_runs
 
@@ -102,7 +102,7 @@ def test_probe_runs_in_process_with_a_failing_run_and_a_comparison(monkeypatch):
         if run_id == "bad-run":
             raise ConfigError("the run's weights are gone")
         torch.manual_seed(len(run_id))
-        return Net().eval(), SimpleNamespace(seed=0, data=DataConfig())
+        return Net().eval(), TrainConfig(seed=0)
 
     logged = []
     monkeypatch.setattr(tracking, "resolve_uri", lambda uri=None: "fake://store")

@@ -178,5 +178,4 @@ def cache_dir_for(data_cfg: Any, cache_root: str | Path | None = None, manifest=
                                 seed=data_cfg.split_seed, **data_cfg.options)
     return resolve(manifest, backend if backend is not None else data_cfg.landmarks,
                    data_cfg.codebook, data_cfg.map_size,
-                   getattr(data_cfg, "cache_image_size", data_cfg.image_size), cache_root,
-                   getattr(data_cfg, "au_source", "codebook"))
+                   data_cfg.cache_image_size, cache_root, data_cfg.au_source)
