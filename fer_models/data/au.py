@@ -357,13 +357,36 @@ def expression_au_maps(
     return maps, valid
 
 
-def aus_to_vector(aus: Mapping[int, float] | None) -> np.ndarray:
-    """``{au: intensity}`` -> (len(AU_IDS),) float32 over ``AU_IDS``; NaN everywhere if None."""
-    vec = np.full(len(AU_IDS), np.nan if aus is None else 0.0, np.float32)
+def aus_to_vector(aus: Mapping[int, float] | None, au_ids: Sequence[int] = AU_IDS) -> np.ndarray:
+    """``{au: intensity}`` -> (len(au_ids),) float32 over ``au_ids`` (default the codebooks'
+    ``AU_IDS``); an AU of ``au_ids`` the dict does not name is 0 (absent), one outside
+    ``au_ids`` is left out; NaN everywhere if None (no AU labels)."""
+    index = AU_INDEX if tuple(au_ids) == AU_IDS else {int(a): i for i, a in enumerate(au_ids)}
+    vec = np.full(len(index), np.nan if aus is None else 0.0, np.float32)
     for au, v in (aus or {}).items():
-        if int(au) in AU_INDEX:
-            vec[AU_INDEX[int(au)]] = float(v)
+        if int(au) in index:
+            vec[index[int(au)]] = float(v)
     return vec
+
+
+def drawable_aus(aus: np.ndarray, au_ids: Sequence[int]) -> np.ndarray:
+    """Intensities (B, len(au_ids)) over a dataset's AU columns -> (B, len(AU_IDS)) over the
+    AUs the maps can draw (those with a location rule that the codebooks use).
+
+    The cache keeps every AU a dataset labels (CK+'s AU11, 14, 43, ...: the filter-AU analysis
+    tests them); the maps draw only ``AU_IDS``. A codebook AU the dataset does not label is 0
+    (absent) in a row with labels; a row without labels (any NaN, or no AU column at all)
+    stays NaN everywhere."""
+    aus = np.asarray(aus, np.float32).reshape(-1, len(au_ids))
+    if tuple(int(a) for a in au_ids) == AU_IDS:
+        return aus
+    known = np.isfinite(aus).all(1) & (aus.shape[1] > 0)
+    out = np.zeros((len(aus), len(AU_IDS)), np.float32)
+    for j, a in enumerate(au_ids):
+        if int(a) in AU_INDEX:
+            out[:, AU_INDEX[int(a)]] = aus[:, j]
+    out[~known] = np.nan
+    return out
 
 
 # ----------------------------------------------------------------------------- AU sources

@@ -29,6 +29,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -40,7 +41,7 @@ from fer_models.errors import ConfigError, DatasetError
 
 SIDE_FILE = "fer_orch_synth.csv"
 INFO_FILE = "fer_orch_synth.json"
-SYNTH_VERSION = "4"  # bump when the generator's output changes
+SYNTH_VERSION = "5"  # bump when the generator's output changes
 LAYOUTS = ("rafdb", "affectnet")  # face crops; the whole-frame layouts: synth_frames
 
 # The label ids and columns the files are written with are the real readers' own, inverted,
@@ -194,28 +195,33 @@ def make_root(out: str | Path, overwrite: bool) -> Path:
     return out
 
 
-def side_row(rel: str, split: str, b: "synth.SynthBatch", j: int, landmarks: np.ndarray | None = None) -> list:
+def side_row(rel: str, split: str, b: "synth.SynthBatch", j: int, landmarks: np.ndarray | None = None,
+             extra_aus: Sequence[float] = ()) -> list:
     """One row of the side file: image ``j`` of ``b`` stored at ``rel`` (``landmarks``: its
-    landmarks in the stored image when they moved, e.g. pasted into a whole frame)."""
+    landmarks in the stored image when they moved, e.g. pasted into a whole frame;
+    ``extra_aus``: the intensities of labelled AUs beyond ``AU_IDS``, see :func:`write_side`)."""
     lm = b.landmarks[j] if landmarks is None else landmarks
     return [
         rel, split, int(b.labels[j]), int(b.identities[j]), f"{b.intensity[j]:.4f}",
         f"{b.valence[j]:.6f}", f"{b.arousal[j]:.6f}",
-        *(f"{v:.4f}" for v in b.aus[j]), ";".join(f"{v:.3f}" for v in np.ravel(lm)),
+        *(f"{v:.4f}" for v in (*b.aus[j], *extra_aus)), ";".join(f"{v:.3f}" for v in np.ravel(lm)),
     ]
 
 
-def write_side(out: Path, rows: list[list]) -> None:
-    """The side file (ground truth the layout has no place for), one row per image."""
+def write_side(out: Path, rows: list[list], extra_au_ids: Sequence[int] = ()) -> None:
+    """The side file (ground truth the layout has no place for), one row per image;
+    ``extra_au_ids``: AUs labelled beyond ``AU_IDS`` (the CK+ stand-in's AU11, 14, ...), one
+    column each after the ``AU_IDS`` columns, in the order of the rows' ``extra_aus``."""
+    columns = SIDE_COLUMNS[:-1] + tuple(f"AU{a}" for a in extra_au_ids) + SIDE_COLUMNS[-1:]
     with (out / SIDE_FILE).open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(SIDE_COLUMNS)
+        w.writerow(columns)
         w.writerows(rows)
 
 
-def write_info(out: Path, **params) -> None:
-    """The generation parameters; written last, it marks the dataset complete."""
-    info = dict(generator="fer-orch synthetic faces", version=SYNTH_VERSION, **params, au_ids=list(AU_IDS))
+def write_info(out: Path, au_ids: Sequence[int] = AU_IDS, **params) -> None:
+    """The generation parameters and the labelled AUs; written last, it marks the dataset complete."""
+    info = dict(generator="fer-orch synthetic faces", version=SYNTH_VERSION, **params, au_ids=list(au_ids))
     (out / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
 
 
