@@ -32,8 +32,8 @@ def synth_cmd(layout, out, n_train, n_test, size, seed, identities, overwrite) -
     """Write synthetic expressive faces in RAF-DB's, AffectNet's, CK+'s, DISFA's, RaFD's or KDEF's official layout."""
     import time
 
-    from fer_models.data import synth_frames, synth_packed, synth_portraits
-    from fer_models.data.synth_io import SIDE_FILE, write_dataset
+    from fer_models.data.synth import frames as synth_frames, packed as synth_packed, portraits as synth_portraits
+    from fer_models.data.synth.io import SIDE_FILE, write_dataset
 
     t0 = time.time()
     writers = {**synth_frames.WRITERS, **synth_portraits.WRITERS}

@@ -4,7 +4,7 @@ protocols of papers 001 and 004: face cropping, subject folds, sequences, AU int
 
 On first use each is generated (:mod:`fer_models.data.synth`) under
 ``fer_models.paths.synthetic_dir()/<name>`` in the official RAF-DB / AffectNet layout
-(:mod:`fer_models.data.synth_io`), then read with the *real* ``rafdb`` / ``affectnet``
+(:mod:`fer_models.data.synth.io`), then read with the *real* ``rafdb`` / ``affectnet``
 reader, and the side file's ground truth is attached to every sample: ``identity``,
 ``landmarks``, ``aus`` (intensity of every AU in ``au.AU_IDS``), ``valence``, ``arousal``,
 ``meta["synthetic"] = True`` and ``meta["intensity"]``.
@@ -18,11 +18,11 @@ folds by subject, subject-wise validation and the crop-by-landmarks path run off
 ``synthetic-disfa``: 6 subjects x 40 frames (256x192) with DISFA's AU files, read by the
 real ``disfa`` reader (``every``, ``subjects``, ``split`` pass through).
 ``synthetic-rafd`` and ``synthetic-kdef``: portraits in RaFD's / KDEF's layout with the
-official file names, subjects and camera angles (:mod:`fer_models.data.synth_portraits`),
+official file names, subjects and camera angles (:mod:`fer_models.data.synth.portraits`),
 read by the real ``rafd`` / ``kdef`` readers with all their options.
 ``synthetic-tfd`` (96 and 48 px grey faces in TFD's two .mat files, 5 subject folds, a tenth
 unlabelled) and ``synthetic-fer2013`` (48 px grey faces in FER2013's csv) pack their pixels in
-one file as the real datasets do (:mod:`fer_models.data.synth_packed`), read by the real
+one file as the real datasets do (:mod:`fer_models.data.synth.packed`), read by the real
 ``tfd`` / ``fer2013`` readers.
 Options are the generation options (``defaults``) plus those; a wrong one is one sentence.
 """
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from fer_models import paths
-from fer_models.data import synth_frames, synth_io, synth_packed, synth_portraits
+from fer_models.data.synth import frames as synth_frames, io as synth_io, packed as synth_packed, portraits as synth_portraits
 from fer_models.data.manifest import Manifest
 from fer_models.data.readers import DatasetReader, read_dataset, reader
 from fer_models.errors import ConfigError
@@ -200,11 +200,11 @@ class SyntheticRafDBShortcut(_Synthetic):
     layout = "rafdb"
     title = "synthetic RAF-DB with a planted shortcut"
     # the faces of synthetic-rafdb (same generator seed); ``shortcut``: the cue's strength
-    # (fer_models.data.synth_shortcut: the share of train rows whose cue is their expression)
+    # (fer_models.data.synth.shortcut: the share of train rows whose cue is their expression)
     defaults = dict(SyntheticRafDB.defaults, shortcut=0.9)
 
     def _write(self, out: Path, gen: dict[str, Any], progress: bool) -> None:
-        from fer_models.data.synth_shortcut import plant_shortcut
+        from fer_models.data.synth.shortcut import plant_shortcut
 
         super()._write(out, {k: v for k, v in gen.items() if k != "shortcut"}, progress)
         plant_shortcut(out, float(gen["shortcut"]), seed=int(gen["gen_seed"]))

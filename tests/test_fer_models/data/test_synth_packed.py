@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from fer_models.data.images import load_image
 from fer_models.data.readers import fold_options, read_dataset
-from fer_models.data.synth_io import load_truth
-from fer_models.data.synth_packed import write_fer2013, write_tfd
+from fer_models.data.synth.io import load_truth
+from fer_models.data.synth.packed import write_fer2013, write_tfd
 
 
 @pytest.fixture(scope="module")

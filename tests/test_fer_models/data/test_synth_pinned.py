@@ -2,7 +2,7 @@
 
 A refactoring of the face renderer or of the layout writers must leave every pixel and every
 byte as it was (a cache built on the old faces stays valid, and ``make grid`` reports the same
-numbers); a change that is meant to alter them bumps ``synth_io.SYNTH_VERSION`` and these hashes.
+numbers); a change that is meant to alter them bumps ``synth.io.SYNTH_VERSION`` and these hashes.
 The hashes depend on numpy's random streams and PIL's drawing, which are stable across releases.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from fer_models.data import synth
-from fer_models.data.synth_io import SYNTH_VERSION, write_dataset
+from fer_models.data.synth.io import SYNTH_VERSION, write_dataset
 
 
 def test_rendered_faces_are_pixel_identical():

@@ -42,7 +42,7 @@ from fer_models.errors import ConfigError, DatasetError
 SIDE_FILE = "fer_orch_synth.csv"
 INFO_FILE = "fer_orch_synth.json"
 SYNTH_VERSION = "5"  # bump when the generator's output changes
-LAYOUTS = ("rafdb", "affectnet")  # face crops; the whole-frame layouts: synth_frames
+LAYOUTS = ("rafdb", "affectnet")  # face crops; the whole-frame layouts: synth.frames
 
 # The label ids and columns the files are written with are the real readers' own, inverted,
 # so the writer and the reader cannot disagree.

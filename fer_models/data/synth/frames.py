@@ -6,7 +6,7 @@ face (``image_size`` px) at an off-centre place of a larger grey frame, so that 
 read by the real ``ckplus`` / ``disfa`` readers goes through the same crop-by-landmarks
 preprocessing as the real data. The ground truth (identity, landmarks *in frame pixels*,
 AUs, valence/arousal, expression) goes to the same side file as the other synthetic sets
-(:func:`fer_models.data.synth_io.write_side`).
+(:func:`fer_models.data.synth.io.write_side`).
 
 CK+ (:func:`write_ckplus`): ``n_identities`` subjects ``S001..`` with ``n_sequences``
 sequences each; a sequence is one expression: an onset frame with the neutral face, one
@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fer_models.data import synth, synth_io
+from fer_models.data import synth
+from fer_models.data.synth import io as synth_io
 from fer_models.data.au import AU_IDS, AU_INDEX
 from fer_models.data.readers import ckplus
 from fer_models.errors import ConfigError

@@ -4,7 +4,7 @@ TFD and FER2013 ship aligned grey face crops packed in a single file (a MATLAB m
 CSV of pixel strings), not image files, so these writers pack the synthetic faces of
 :func:`fer_models.data.synth.generate` the same way and the real ``tfd`` / ``fer2013``
 readers read them (and unpack them into their PNG folders, as they do the real files). The
-ground truth goes to the side file (:func:`fer_models.data.synth_io.write_side`), keyed by
+ground truth goes to the side file (:func:`fer_models.data.synth.io.write_side`), keyed by
 the row the reader names its sample after: ``TFD_96x96.mat#index=12`` (the reader's
 ``meta["index"]``), ``fer2013.csv#row=5`` (``meta["row"]``, 1-based as the reader counts).
 
@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fer_models.data import synth, synth_io
+from fer_models.data import synth
+from fer_models.data.synth import io as synth_io
 from fer_models.data.readers import fer2013
 from fer_models.errors import ConfigError
 

@@ -3,7 +3,7 @@
 The appearance cues of the AUs are drawn here: lips parted with teeth (AU25/26/27, AU10),
 brow furrow (AU4), nose wrinkles (AU9), raised cheeks and crow's feet (AU6), forehead
 wrinkles (AU1/AU2), nasolabial folds (AU12), chin wrinkles (AU17); the other AUs are
-geometric (their landmark moves, :mod:`fer_models.data.synth_face`). Faces are drawn at 2x
+geometric (their landmark moves, :mod:`fer_models.data.synth.face`). Faces are drawn at 2x
 (:data:`SS`) and reduced with a 2x2 box filter.
 """
 
@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from fer_models.data.au import AU_INDEX
 
 SS = 2  # supersampling factor
-CUE_WIDTH = 3.0  # AU wrinkle/fold line width gain (generator version 4, see synth_face.CUE_GAIN)
+CUE_WIDTH = 3.0  # AU wrinkle/fold line width gain (generator version 4, see synth.face.CUE_GAIN)
 
 
 def _mix(a, b, t):
