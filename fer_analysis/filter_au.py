@@ -80,6 +80,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from fer_models.data.au_rules import AU_NAMES
 from fer_models.labels import NEUTRAL
 
 BINS = 5
@@ -88,16 +89,6 @@ MIN_COUNT = 20
 PERMUTATIONS = 1000
 FRAMES = ("expressive", "all")
 WITHIN = ("none", "class")
-
-# FACS names (Ekman & Friesen) of the AUs the codebooks use.
-AU_NAMES = {
-    1: "Inner Brow Raiser", 2: "Outer Brow Raiser", 4: "Brow Lowerer", 5: "Upper Lid Raiser",
-    6: "Cheek Raiser", 7: "Lid Tightener", 9: "Nose Wrinkler", 10: "Upper Lip Raiser",
-    11: "Nasolabial Deepener", 12: "Lip Corner Puller", 14: "Dimpler", 15: "Lip Corner Depressor",
-    16: "Lower Lip Depressor", 17: "Chin Raiser", 18: "Lip Pucker", 20: "Lip Stretcher",
-    22: "Lip Funneler", 23: "Lip Tightener", 24: "Lip Pressor", 25: "Lips Part",
-    26: "Jaw Drop", 27: "Mouth Stretch", 28: "Lip Suck", 43: "Eyes Closed", 45: "Blink",
-}
 
 
 def au_label(au: int) -> str:
@@ -248,30 +239,11 @@ def filter_au_kl(values: torch.Tensor, aus: torch.Tensor, au_ids: Sequence[int],
         return kl  # (C, P, A)
 
     kl = divergences(state[None])[:, 0]  # (C, A)
-    nan = torch.full_like(kl, float("nan"))
-    null_mean, null_sd, pval = nan.clone(), nan.clone(), nan.clone()
-    if permutations > 0:
-        rng = np.random.default_rng(seed)
-        n_units, a = unit_state.shape
-        per_chunk = max(1, chunk_elements // max(1, m * a))
-        total = torch.zeros_like(kl)
-        total_sq = torch.zeros_like(kl)
-        exceed = torch.zeros_like(kl)
-        done = 0
-        while done < permutations:
-            k = min(per_chunk, permutations - done)
-            perm = permutations_within(strata, k, rng)  # (k, U)
-            null = divergences(unit_state[perm][:, unit_of_row])  # (C, k, A)
-            total += null.sum(1)
-            total_sq += (null ** 2).sum(1)
-            exceed += (null >= kl[:, None, :] - 1e-12).sum(1)
-            done += k
-        null_mean = total / permutations
-        null_sd = (total_sq / permutations - null_mean ** 2).clamp_min(0).sqrt()
-        pval = (1 + exceed) / (1 + permutations)
+    null_mean, null_sd, pval = _permutation_null(divergences, kl, unit_state, unit_of_row, strata, permutations,
+                                                 seed, max(1, chunk_elements // max(1, m * unit_state.shape[1])))
     for t in (kl, null_mean, null_sd, pval):
         t[:, bad] = float("nan")
-    qval = nan.clone()
+    qval = torch.full_like(kl, float("nan"))
     finite = torch.isfinite(pval)
     if finite.any():
         from scipy.stats import false_discovery_control
@@ -285,6 +257,29 @@ def filter_au_kl(values: torch.Tensor, aus: torch.Tensor, au_ids: Sequence[int],
                     mean_with.float(), mean_without.float(), [int(x) for x in au_ids],
                     list(range(c)) if filters is None else [int(f) for f in filters], bins, int(permutations),
                     "row" if units is None else "sequence", int(unit_state.shape[0]), frames, within, int(m))
+
+
+def _permutation_null(divergences, kl: torch.Tensor, unit_state: np.ndarray, unit_of_row: np.ndarray,
+                      strata: np.ndarray, permutations: int, seed: int, per_chunk: int):
+    """Mean, sd and p-value (C, A) of ``kl`` under ``permutations`` relabellings of the units
+    within their strata (NaN without permutations), ``per_chunk`` permutations a matrix product."""
+    nan = torch.full_like(kl, float("nan"))
+    if permutations <= 0:
+        return nan.clone(), nan.clone(), nan.clone()
+    rng = np.random.default_rng(seed)
+    total, total_sq, exceed = torch.zeros_like(kl), torch.zeros_like(kl), torch.zeros_like(kl)
+    done = 0
+    while done < permutations:
+        k = min(per_chunk, permutations - done)
+        perm = permutations_within(strata, k, rng)  # (k, U)
+        null = divergences(unit_state[perm][:, unit_of_row])  # (C, k, A)
+        total += null.sum(1)
+        total_sq += (null ** 2).sum(1)
+        exceed += (null >= kl[:, None, :] - 1e-12).sum(1)
+        done += k
+    null_mean = total / permutations
+    null_sd = (total_sq / permutations - null_mean ** 2).clamp_min(0).sqrt()
+    return null_mean, null_sd, (1 + exceed) / (1 + permutations)
 
 
 def rank_aus(res: FilterAU) -> torch.Tensor:

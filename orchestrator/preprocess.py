@@ -114,7 +114,7 @@ def ray_executor(address: str | None = None, num_workers: int | None = None) -> 
                 ds = ds.map_batches(
                     _cache.au_stage,
                     fn_kwargs={"codebook": stages.codebook, "map_size": stages.map_size,
-                               "au_source": stages.au_source},
+                               "au_source": stages.au_source, "au_ids": stages.au_ids},
                     batch_size=bs,
                     batch_format="numpy",
                     num_cpus=AU_STAGE_CPUS,

@@ -80,6 +80,12 @@ class Manifest:
         sample.meta["landmark_error"] = reason
         self.landmark_errors[reason] += 1
 
+    def labelled_aus(self) -> tuple[int, ...]:
+        """The AU numbers the dataset labels, sorted: every AU that any sample's ``aus`` names
+        (CK+'s FACS codes, DISFA's 12 AUs, the synthetic faces' ground truth); empty when no
+        sample carries AU labels. The cache keeps one intensity column per AU of this set."""
+        return tuple(sorted({int(a) for s in self.samples if s.aus for a in s.aus}))
+
     def split(self, name: str) -> list[Sample]:
         """The rows of split ``name`` (``"all"``: every row)."""
         return list(self.samples) if name == ALL else [s for s in self.samples if s.split == name]

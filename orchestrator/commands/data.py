@@ -14,10 +14,13 @@ def data() -> None:
 
 
 @data.command("synth")
-@click.option("--layout", type=click.Choice(["rafdb", "affectnet", "ckplus", "disfa", "rafd", "kdef"]), required=True,
+@click.option("--layout", type=click.Choice(["rafdb", "affectnet", "ckplus", "disfa", "rafd", "kdef", "tfd", "fer2013"]),
+              required=True,
               help="Official on-disk layout to write (ckplus, disfa, rafd, kdef: whole frames with an off-centre "
                    "face, subjects and their sequences / videos / camera angles; --n-train and --n-test do not "
-                   "apply).")
+                   "apply. tfd, fer2013: grey faces packed in TFD's .mat files (96 and 48 px; --n-train + "
+                   "--n-test faces, split by TFD's folds) or FER2013's csv (48 px; --n-test PublicTest and as many "
+                   "PrivateTest rows); --size does not apply).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Dataset root to create.")
 @click.option("--n-train", default=1400, show_default=True, type=int)
 @click.option("--n-test", default=350, show_default=True, type=int)
@@ -29,12 +32,18 @@ def synth_cmd(layout, out, n_train, n_test, size, seed, identities, overwrite) -
     """Write synthetic expressive faces in RAF-DB's, AffectNet's, CK+'s, DISFA's, RaFD's or KDEF's official layout."""
     import time
 
-    from fer_models.data import synth_frames, synth_portraits
-    from fer_models.data.synth_io import SIDE_FILE, write_dataset
+    from fer_models.data.synth import frames as synth_frames, packed as synth_packed, portraits as synth_portraits
+    from fer_models.data.synth.io import SIDE_FILE, write_dataset
 
     t0 = time.time()
     writers = {**synth_frames.WRITERS, **synth_portraits.WRITERS}
-    if layout in writers:
+    if layout in synth_packed.WRITERS:
+        counts = dict(n_faces=n_train + n_test) if layout == "tfd" else dict(n_train=n_train, n_val=n_test,
+                                                                             n_test=n_test)
+        root = synth_packed.WRITERS[layout](out, **counts, n_identities=identities, seed=seed, overwrite=overwrite)
+        what = f"{n_train + n_test}" if layout == "tfd" else f"{n_train} train + {n_test} val + {n_test} test"
+        size = 96 if layout == "tfd" else 48
+    elif layout in writers:
         root = writers[layout](out, n_identities=identities, image_size=size, seed=seed, overwrite=overwrite)
         n = sum(1 for p in root.rglob("*") if p.suffix.lower() in (".png", ".jpg"))
         what = f"{n} whole frames"

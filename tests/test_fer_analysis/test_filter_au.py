@@ -338,3 +338,24 @@ def test_the_permutation_test_is_calibrated_on_ckplus_structure():
             assert 0.02 <= rate <= 0.06, (kind, frames, rate)
     assert _false_positive_rate("class") > 0.15  # AU j or the expression it comes with?
     assert _false_positive_rate("class", within="class") <= 0.06
+
+
+def test_filter_au_tests_every_au_the_ckplus_stand_in_labels(tmp_path):
+    """CK+ codes AUs that no codebook uses; the CK+ stand-in labels AU11, 14, 22 and 43 too.
+    The cache keeps them (its ``au_ids``), so filter-au tests every labelled AU: the matrix,
+    the Table-4 candidates and Fig. 5's bars all have their columns."""
+    from fer_models.config import DataConfig
+    from fer_models.data import au
+    from fer_models.data.dataset import build_loaders
+
+    loaders = build_loaders(DataConfig(dataset="synthetic-ckplus", image_size=16, map_size=8, augment=(),
+                                       num_workers=0), 32, 0, tmp_path / "cache", progress=False)
+    ids = loaders.train.dataset.au_ids
+    assert {11, 14, 22, 43} <= set(ids) and set(au.AU_IDS) <= set(ids)
+    metrics = run_filter_au(_Net().eval(), loaders.train, tmp_path, layer="conv2", k=2, n=3, min_count=2,
+                            permutations=20, visualise=False, progress=False)
+    header, first = list(csv.reader(open(tmp_path / "kl_matrix_conv2.csv")))[:2]
+    assert header == ["filter"] + [f"AU{a}" for a in ids]
+    kl = dict(zip(header[1:], map(float, first[1:])))
+    assert all(math.isfinite(kl[f"AU{a}"]) for a in (11, 14, 22, 43))  # tested, not left out
+    assert metrics["filter_au_aus_tested"] > len(au.AU_IDS) - 2

@@ -153,7 +153,7 @@ def test_full_resolution_map_is_rendered_from_the_batch_landmarks():
     import numpy as np
 
     from fer_models.data.au import expression_au_maps
-    from fer_models.data.synth_face import identity_params, neutral_landmarks
+    from fer_models.data.synth.face import identity_params, neutral_landmarks
 
     faces = [neutral_landmarks(identity_params(np.random.default_rng(i))) * 40 + 32 for i in range(2)]
     lm = torch.tensor(np.stack(faces), dtype=torch.float32)  # two faces in a 64 px input

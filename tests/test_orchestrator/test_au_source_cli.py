@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from fer_models.data.synth_frames import write_ckplus, write_disfa
+from fer_models.data.synth.frames import write_ckplus, write_disfa
 from orchestrator.cli import main
 
 

@@ -290,6 +290,9 @@ def test_paper_001_commands_on_synthetic_ckplus(ray_local, tmp_path):
         md = open(c.download_artifacts(rid, table)).read()
         assert "frames: expressive" in md and "among units of one frame count" in md
         assert md.count("\n| ") >= 3  # a row per filter
+        matrix = next(p for p in files if p.endswith(".csv") and "kl_matrix_" in p)
+        header = open(c.download_artifacts(rid, matrix)).readline().strip().split(",")
+        assert {"AU11", "AU14", "AU22", "AU43"} <= set(header)  # CK+'s AUs beyond the codebooks' are tested
         topn = {f.path for f in c.list_artifacts(rid, "explain/topn")}
         assert any(p.endswith(".png") for p in topn)
         csv_path = next(p for p in topn if p.endswith(".csv"))

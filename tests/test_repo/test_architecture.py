@@ -187,11 +187,7 @@ KNOWN_OFFENDERS = frozenset({
     "orchestrator/grid.py",
     "orchestrator/grid.py:run_grid",
     "orchestrator/trial.py:run_trial",
-    "fer_models/data/au.py",
-    "fer_models/data/synth_io.py:write_dataset",
-    "fer_models/data/synth_render.py:render_face",
     "fer_models/train.py:train",
-    "fer_analysis/filter_au.py:filter_au_kl",
 })
 
 

@@ -52,11 +52,12 @@ RUN_BY = {
     # offline with --print-config; the training itself on synthetic faces by test_grid's real pipeline
     "fer-orch grid --preset paper-released --datasets rafdb,affectnet":
         ["tests/test_orchestrator/test_paper002_profiles.py::test_print_config_shows_every_trial_offline"],
+    "fer-orch grid --preset khorrami2015 --datasets tfd":
+        ["tests/test_orchestrator/test_seed_paper_commands_packed.py::test_paper_001_table_1_on_synthetic_tfd"],
     "fer-orch report": ["tests/test_orchestrator/test_report.py::test_report_cli"],
 }
 # documented commands no test runs yet, and why
 NOT_RUN = {
-    "fer-orch grid --preset khorrami2015 --datasets tfd": "no synthetic TFD layout to read yet",
 }
 NOT_PRODUCED = re.compile(r"\*\*not (produced|reproduced)\*\*: \S+ \S+")
 ITEM = re.compile(r"\b(Tables?|Figs?\.)\s*((?:\d+[a-z]?(?:-\d+[a-z]?)?)(?:,\s*\d+[a-z]?(?:-\d+[a-z]?)?)*)")

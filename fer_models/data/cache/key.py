@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from fer_models.data import au
 from fer_models.data.cache.layout import CACHE_FORMAT, cache_path
+from fer_models.data.cache.rows import au_columns
 from fer_models.data.manifest import Manifest
 from fer_models.errors import ConfigError
 
@@ -89,7 +90,10 @@ def key_inputs(manifest: Manifest, backend: Any, codebook: Any, map_size: int, i
     :func:`fer_models.data.cache.stages.face_box`). So does ``au_source`` (the training map's
     source, ``DataConfig.au_source``; ``detector:NAME`` adds the detector's name, version and
     weights hash, :func:`~fer_models.data.au_detectors.detector_fingerprint`): a ``codebook``
-    cache keeps the key it had before sources existed.
+    cache keeps the key it had before sources existed. ``au_ids`` names the ``aus`` columns:
+    every AU the dataset labels (:func:`~fer_models.data.cache.rows.au_columns`); a cache
+    written when only the codebooks' AUs were kept has another key, so it is rebuilt, not
+    misread (a dataset labelling exactly those AUs, or none, keeps its key).
     """
     from fer_models.data.cache.stages import FACE_BOX_SCALE
 
@@ -114,7 +118,8 @@ def key_inputs(manifest: Manifest, backend: Any, codebook: Any, map_size: int, i
         "backend": str(getattr(backend, "name", type(backend).__name__)),
         "backend_version": str(getattr(backend, "version", "0")),
         "codebook": _codebook_content(codebook),
-        "au_ids": [int(a) for a in au.AU_IDS],
+        # the AU columns of ``aus``: every AU the dataset labels (rows.au_columns)
+        "au_ids": [int(a) for a in au_columns(manifest)],
         # the AU location rules are part of the maths of the maps: hash them
         "au_rules": hashlib.sha256(repr(getattr(au, "AU_RULES", None)).encode()).hexdigest()[:16],
         "map_size": int(map_size),

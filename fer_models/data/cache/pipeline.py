@@ -37,6 +37,7 @@ class Stages:
     map_size: int
     batch_size: int
     au_source: str = "codebook"  # DataConfig.au_source, canonical
+    au_ids: tuple[int, ...] | None = None  # the AU numbers of the rows' ``aus`` columns (rows.au_columns)
 
 
 @dataclass
@@ -99,7 +100,7 @@ def _build(target: CacheTarget, map_size: int, image_size: int, executor: Execut
 
     rows = manifest_rows(manifest)
     stages = Stages(target.backend, target.codebook, int(image_size), int(map_size), int(batch_size),
-                    target.au_source)
+                    target.au_source, tuple(inputs["au_ids"]))
     with executor(stages) as run:
         writer = CacheWriter(target.dir, inputs, manifest)
         try:
@@ -137,7 +138,7 @@ def serial(stages: Stages) -> Iterator[Run]:
         backend = instantiate_backend(stages.backend)
         for i in range(0, len(rows), stages.batch_size):
             batch = landmark_stage(batch_rows(rows[i : i + stages.batch_size]), backend, stages.image_size)
-            yield au_stage(batch, stages.codebook, stages.map_size, stages.au_source)
+            yield au_stage(batch, stages.codebook, stages.map_size, stages.au_source, stages.au_ids)
 
     yield Run(batches, {"pipeline": "serial"})
 

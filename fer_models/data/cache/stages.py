@@ -156,7 +156,7 @@ def landmark_stage(batch: dict[str, np.ndarray], backend: Any, image_size: int) 
 
 
 def au_stage(batch: dict[str, np.ndarray], codebook: Any, map_size: int,
-             au_source: str = "codebook") -> dict[str, np.ndarray]:
+             au_source: str = "codebook", au_ids: Any = None) -> dict[str, np.ndarray]:
     """Adds ``au_map``/``au_valid`` (codebook) and ``gt_au_map``/``gt_valid`` (active AUs), and
     with an ``au_source`` other than the codebook ``src_au_map``/``src_valid``/``src_origin``.
 
@@ -167,7 +167,9 @@ def au_stage(batch: dict[str, np.ndarray], codebook: Any, map_size: int,
     alignment target of the training split (``FaceDataset(..., source_maps=True)``);
     ``au_map`` stays the codebook map, the reference of CAM-COS / ATT-COS (paper 002).
     ``src_origin`` says where each row's map came from (``au.SRC_ORIGINS``: the source, the
-    codebook for an image without AU labels, none).
+    codebook for an image without AU labels, none). ``au_ids`` names the ``aus`` columns (the
+    cache's, :func:`~fer_models.data.cache.rows.au_columns`; default ``au.AU_IDS``): the maps
+    draw the AUs with a location rule among them (:func:`fer_models.data.au.drawable_aus`).
     """
     t0 = time.perf_counter()
     lm = batch["landmarks"].astype(np.float32)
@@ -178,7 +180,7 @@ def au_stage(batch: dict[str, np.ndarray], codebook: Any, map_size: int,
     maps = np.asarray(maps, np.float32)
     valid = np.asarray(valid, bool) & np.isfinite(lm).all(axis=(1, 2))
     maps[~valid] = 0.0
-    aus = batch["aus"].astype(np.float32)
+    aus = au.drawable_aus(batch["aus"], au.AU_IDS if au_ids is None else au_ids)
     known = ~np.isnan(aus).any(axis=1)
     weights = np.where(known[:, None], np.clip(np.nan_to_num(aus), 0, None), 0.0).astype(np.float32)
     gt_valid = known & (weights.sum(1) > 0) & np.isfinite(lm).all(axis=(1, 2))

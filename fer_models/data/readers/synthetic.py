@@ -4,7 +4,7 @@ protocols of papers 001 and 004: face cropping, subject folds, sequences, AU int
 
 On first use each is generated (:mod:`fer_models.data.synth`) under
 ``fer_models.paths.synthetic_dir()/<name>`` in the official RAF-DB / AffectNet layout
-(:mod:`fer_models.data.synth_io`), then read with the *real* ``rafdb`` / ``affectnet``
+(:mod:`fer_models.data.synth.io`), then read with the *real* ``rafdb`` / ``affectnet``
 reader, and the side file's ground truth is attached to every sample: ``identity``,
 ``landmarks``, ``aus`` (intensity of every AU in ``au.AU_IDS``), ``valence``, ``arousal``,
 ``meta["synthetic"] = True`` and ``meta["intensity"]``.
@@ -18,8 +18,12 @@ folds by subject, subject-wise validation and the crop-by-landmarks path run off
 ``synthetic-disfa``: 6 subjects x 40 frames (256x192) with DISFA's AU files, read by the
 real ``disfa`` reader (``every``, ``subjects``, ``split`` pass through).
 ``synthetic-rafd`` and ``synthetic-kdef``: portraits in RaFD's / KDEF's layout with the
-official file names, subjects and camera angles (:mod:`fer_models.data.synth_portraits`),
+official file names, subjects and camera angles (:mod:`fer_models.data.synth.portraits`),
 read by the real ``rafd`` / ``kdef`` readers with all their options.
+``synthetic-tfd`` (96 and 48 px grey faces in TFD's two .mat files, 5 subject folds, a tenth
+unlabelled) and ``synthetic-fer2013`` (48 px grey faces in FER2013's csv) pack their pixels in
+one file as the real datasets do (:mod:`fer_models.data.synth.packed`), read by the real
+``tfd`` / ``fer2013`` readers.
 Options are the generation options (``defaults``) plus those; a wrong one is one sentence.
 """
 
@@ -32,7 +36,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from fer_models import paths
-from fer_models.data import synth_frames, synth_io, synth_portraits
+from fer_models.data.synth import frames as synth_frames, io as synth_io, packed as synth_packed, portraits as synth_portraits
 from fer_models.data.manifest import Manifest
 from fer_models.data.readers import DatasetReader, read_dataset, reader
 from fer_models.errors import ConfigError
@@ -71,7 +75,13 @@ class _Synthetic(DatasetReader):
         lay = reader(self.layout)
         return lay.val_by({**lay.options, **{k: opts[k] for k in self.passthrough}})
 
+    @property
+    def fixed_folds(self) -> int | None:  # type: ignore[override]
+        return reader(self.layout).fixed_folds
+
     def fold_count(self, opts: dict[str, Any]) -> int | None:
+        if self.fixed_folds:
+            return int(self.fixed_folds)
         return int(opts["n_folds"]) if "n_folds" in self.passthrough else None
 
     @property
@@ -79,7 +89,7 @@ class _Synthetic(DatasetReader):
         return paths.synthetic_dir() / self.name
 
     def _write(self, out: Path, gen: dict[str, Any], progress: bool) -> None:
-        writers = {**synth_frames.WRITERS, **synth_portraits.WRITERS}
+        writers = {**synth_frames.WRITERS, **synth_portraits.WRITERS, **synth_packed.WRITERS}
         if self.layout in writers:
             kw = {("seed" if k == "gen_seed" else k): v for k, v in gen.items()}
             writers[self.layout](out, **kw, progress=progress)
@@ -147,7 +157,7 @@ class _Synthetic(DatasetReader):
         truth = synth_io.load_truth(root_path)
         kept = []
         for s in manifest.samples:
-            t = truth.get(Path(s.path).resolve().relative_to(root_path).as_posix())
+            t = truth.get(self.truth_key(s, root_path, opts))
             if t is None:
                 manifest.skip("no synthetic ground truth", s.path)
                 continue
@@ -163,6 +173,10 @@ class _Synthetic(DatasetReader):
         manifest.dataset = self.name
         manifest.options = {k: v for k, v in opts.items() if k in options and v != self.options[k]}
         return manifest
+
+    def truth_key(self, sample: Any, root: Path, opts: dict[str, Any]) -> str:
+        """The side file's key of ``sample``: its image's path under ``root`` (posix)."""
+        return Path(sample.path).resolve().relative_to(root).as_posix()
 
     def attach(self, sample: Any, truth: Any) -> None:
         """Anything more the stand-in knows (the expression of a DISFA-like frame)."""
@@ -186,11 +200,11 @@ class SyntheticRafDBShortcut(_Synthetic):
     layout = "rafdb"
     title = "synthetic RAF-DB with a planted shortcut"
     # the faces of synthetic-rafdb (same generator seed); ``shortcut``: the cue's strength
-    # (fer_models.data.synth_shortcut: the share of train rows whose cue is their expression)
+    # (fer_models.data.synth.shortcut: the share of train rows whose cue is their expression)
     defaults = dict(SyntheticRafDB.defaults, shortcut=0.9)
 
     def _write(self, out: Path, gen: dict[str, Any], progress: bool) -> None:
-        from fer_models.data.synth_shortcut import plant_shortcut
+        from fer_models.data.synth.shortcut import plant_shortcut
 
         super()._write(out, {k: v for k, v in gen.items() if k != "shortcut"}, progress)
         plant_shortcut(out, float(gen["shortcut"]), seed=int(gen["gen_seed"]))
@@ -258,3 +272,36 @@ class SyntheticDISFA(_Synthetic):
         DISFA frames labelled by a classifier; the stand-in knows the truth)."""
         sample.label = int(truth.label)
         sample.meta["no_expression_label"] = False
+
+
+@DATASETS.register("synthetic-tfd", classes=7, synthetic=True)
+class SyntheticTFD(_Synthetic):
+    """Synthetic grey faces in TFD's layout: 96 and 48 px .mat files, 5 subject folds, unlabelled rows (paper 001)."""
+
+    name = "synthetic-tfd"
+    layout = "tfd"
+    title = "synthetic TFD"
+    defaults = dict(n_faces=420, n_identities=30, gen_seed=6)
+    passthrough = ("resolution", "fold")
+    passthrough_defaults = {"resolution": 96}  # paper 001's faces (the real reader's default is 48)
+
+    def truth_key(self, sample: Any, root: Path, opts: dict[str, Any]) -> str:
+        """The reader unpacks the .mat into PNG files elsewhere: the key names the matrix row."""
+        from fer_models.data.readers.tfd import TFD
+
+        return f"{TFD._mat({**reader('tfd').options, 'resolution': opts['resolution']})}#index={sample.meta['index']}"
+
+
+@DATASETS.register("synthetic-fer2013", classes=7, synthetic=True)
+class SyntheticFER2013(_Synthetic):
+    """Synthetic 48 px grey faces in FER2013's csv: Training / PublicTest / PrivateTest rows (paper 004)."""
+
+    name = "synthetic-fer2013"
+    layout = "fer2013"
+    title = "synthetic FER2013"
+    defaults = dict(n_train=350, n_val=70, n_test=70, n_identities=30, gen_seed=7)
+    passthrough = ("classes",)
+
+    def truth_key(self, sample: Any, root: Path, opts: dict[str, Any]) -> str:
+        """The reader unpacks the csv into PNG files elsewhere: the key names the csv row."""
+        return f"{reader('fer2013').options['csv']}#row={sample.meta['row']}"

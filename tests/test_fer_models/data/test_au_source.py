@@ -104,7 +104,7 @@ def test_an_image_without_labels_falls_back_to_the_codebook_and_is_counted(faces
 def labelled_manifest(tmp_path_factory):
     """A synthetic-rafdb tree (ground-truth AU intensities), a quarter of its rows without them."""
     from fer_models.data.readers import read_dataset
-    from fer_models.data.synth_io import write_dataset
+    from fer_models.data.synth.io import write_dataset
 
     root = write_dataset(tmp_path_factory.mktemp("d") / "r", "rafdb", n_train=32, n_test=12, image_size=48, seed=2,
                          n_identities=4, progress=False)

@@ -179,3 +179,58 @@ def test_build_starts_its_executor_only_on_a_miss(manifest, tmp_path, fake_backe
     with pytest.raises(ValueError, match="sizes"):  # a target resolved for other sizes
         cache.build(cache.resolve(manifest, fake_backend, CODEBOOK, 16, 64, tmp_path / "d"), 16, 32,
                     recording, progress=False)
+
+
+def _with_non_codebook_aus(manifest):
+    """AU14 (dimpler) and AU43 (eyes closed): labelled by CK+, used by no codebook."""
+    for i, s in enumerate(manifest.samples):
+        if s.aus is not None and i % 2 == 0:
+            s.aus = {**s.aus, 14: 0.7, 43: 0.25}
+    return manifest
+
+
+def test_cache_keeps_every_labelled_au_and_draws_the_codebook_ones(manifest, tmp_path, fake_backend):
+    from fer_models.data import au
+
+    plain = cache.prepare(manifest, fake_backend, CODEBOOK, 16, 32, tmp_path / "a", progress=False)
+    wide = cache.prepare(_with_non_codebook_aus(manifest), fake_backend, CODEBOOK, 16, 32, tmp_path / "b",
+                         progress=False)
+    assert tuple(wide.meta["inputs"]["au_ids"]) == (6, 12, 14, 43) == manifest.labelled_aus()
+    assert 14 not in au.AU_IDS and 43 not in au.AU_IDS
+    rows = cache.manifest_rows(manifest)  # the row codec the stages stream, both ways
+    back = cache.samples_from_batch(cache.batch_rows(rows), wide.meta["inputs"]["au_ids"])
+    for s, b in zip(manifest.samples, back):
+        assert b.aus == (None if s.aus is None else {a: pytest.approx(s.aus.get(a, 0.0)) for a in (6, 12, 14, 43)})
+    for split in ("train", "val", "test"):
+        d, p = cache.load_split(wide.dir, split), cache.load_split(plain.dir, split)
+        assert d["aus"].shape[1] == 4
+        for r, row_aus in zip(d["row"], d["aus"]):  # the intensities round-trip, AU14 and AU43 included
+            expected = au.aus_to_vector(manifest.samples[int(r)].aus, (6, 12, 14, 43))
+            assert np.array_equal(row_aus, expected, equal_nan=True)
+        # the maps draw only the AUs with a location rule: the same maps as without AU14 / AU43
+        assert np.array_equal(d["gt_au_map"], p["gt_au_map"]) and np.array_equal(d["gt_valid"], p["gt_valid"])
+        assert np.array_equal(d["au_map"], p["au_map"])
+
+
+def test_a_cache_of_the_codebook_aus_only_has_another_key(manifest, fake_backend):
+    """A cache written when only the codebooks' 18 AUs were kept is rebuilt, not misread; a
+    dataset that labels exactly those AUs, or none, keeps its key."""
+    from fer_models.data import au
+
+    codebook = cache.resolve_codebook(CODEBOOK)
+
+    def keys(m):
+        inputs = cache.key_inputs(m, fake_backend, codebook, 16, 32)
+        old = cache.hash_inputs({**inputs, "au_ids": list(au.AU_IDS)})  # the key before
+        return cache.cache_key(m, fake_backend, codebook, 16, 32), old, inputs["au_ids"]
+
+    new, old, ids = keys(_with_non_codebook_aus(manifest))
+    assert new != old and ids == [6, 12, 14, 43]
+    for s in manifest.samples:  # every codebook AU labelled: the columns of before
+        s.aus = None if s.aus is None else {a: 0.5 for a in au.AU_IDS}
+    new, old, ids = keys(manifest)
+    assert new == old and ids == list(au.AU_IDS)
+    for s in manifest.samples:  # no AU labels at all
+        s.aus = None
+    new, old, ids = keys(manifest)
+    assert new == old and ids == list(au.AU_IDS)

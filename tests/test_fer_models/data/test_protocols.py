@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 import torch
 
-from fer_models.data import synth_io
+from fer_models.data.synth import io as synth_io
 from fer_models.data.cache import key_inputs, load_split, prepare
 from fer_models.data.cache.stages import FACE_BOX_SCALE, face_box
 from fer_models.data.manifest import ALL, Manifest, Sample, carve_validation
 from fer_models.data.readers import check_options, fold_options, read_dataset
-from fer_models.data.synth_frames import write_ckplus
+from fer_models.data.synth.frames import write_ckplus
 from fer_models.errors import ConfigError
 from fer_models.labels import INDEX
 
 
 class TruthBackend:
-    """The synthetic ground truth of a tree written by ``synth_frames``, looked up by path:
+    """The synthetic ground truth of a tree written by ``fer_models.data.synth.frames``, looked up by path:
     what a real detector returns on the real dataset, without one."""
 
     name, version, uses_gpu = "truth", "1", False

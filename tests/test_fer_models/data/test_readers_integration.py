@@ -68,7 +68,7 @@ TOY_BACKEND = '''
     import numpy as np
 
     from fer_models.data.landmarks import LandmarkBackend
-    from fer_models.data.synth_face import identity_params, neutral_landmarks
+    from fer_models.data.synth.face import identity_params, neutral_landmarks
     from fer_models.registry import LANDMARKS
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fer_models.data.readers import read_dataset
-from fer_models.data.synth_shortcut import CUE_COLOURS, corner_size, cue_classes, read_cues
+from fer_models.data.synth.shortcut import CUE_COLOURS, corner_size, cue_classes, read_cues
 from fer_models.errors import ConfigError
 
 

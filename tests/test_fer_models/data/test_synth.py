@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_models.data import au, synth, synth_face, synth_io, synth_render
+from fer_models.data import au, synth
+from fer_models.data.synth import face as synth_face, io as synth_io, render as synth_render
 from fer_models.errors import ConfigError, DatasetError
 from fer_models.labels import INDEX, NEUTRAL
 from fer_models.registry import DATASETS

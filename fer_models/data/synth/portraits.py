@@ -6,7 +6,7 @@ expression, gaze / session) with :func:`fer_models.data.synth.generate` and *ren
 every camera angle*: the synthetic face is flat, so a turned camera is approximated by
 squeezing the face horizontally (by ``SQUEEZE``) and sliding it towards the side it turns
 to; the landmarks follow. The face is pasted off-centre into a frame of the dataset's
-aspect ratio at a quarter of its size (:func:`fer_models.data.synth_frames._paste`), so the
+aspect ratio at a quarter of its size (:func:`fer_models.data.synth.frames._paste`), so the
 real ``rafd`` / ``kdef`` readers and the crop-by-landmarks preprocessing run unchanged.
 
 RaFD (:func:`write_rafd`): ``Rafd{angle}_{id:02d}_{ethnicity}_{gender}_{emotion}_{gaze}.jpg``
@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fer_models.data import synth, synth_io
-from fer_models.data.synth_frames import _frame_size, _offset, _paste
+from fer_models.data import synth
+from fer_models.data.synth import io as synth_io
+from fer_models.data.synth.frames import _frame_size, _offset, _paste
 from fer_models.labels import INDEX, NEUTRAL
 
 #: horizontal squeeze of the face per camera (1 = frontal), and the side it slides to

@@ -29,6 +29,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -40,8 +41,8 @@ from fer_models.errors import ConfigError, DatasetError
 
 SIDE_FILE = "fer_orch_synth.csv"
 INFO_FILE = "fer_orch_synth.json"
-SYNTH_VERSION = "4"  # bump when the generator's output changes
-LAYOUTS = ("rafdb", "affectnet")  # face crops; the whole-frame layouts: synth_frames
+SYNTH_VERSION = "5"  # bump when the generator's output changes
+LAYOUTS = ("rafdb", "affectnet")  # face crops; the whole-frame layouts: synth.frames
 
 # The label ids and columns the files are written with are the real readers' own, inverted,
 # so the writer and the reader cannot disagree.
@@ -108,7 +109,20 @@ def write_dataset(
     Train and test share identities (as RAF-DB and AffectNet do; they have no identity
     split). ``out`` must be empty or absent; ``overwrite=True`` replaces a previous
     synthetic dataset there (recognised by its ``fer_orch_synth.json``), never other files.
+    The images are written as they are generated (``chunk`` at a time), then the layout's
+    label files, the side file, and last the info file that marks the dataset complete.
     """
+    _check_counts(layout, n_train, n_test)
+    out = make_root(out, overwrite)
+    listed = _write_images(out, layout, n_train, n_test, image_size, seed, n_identities, quality, progress, chunk)
+    _write_labels(out, layout, listed)
+    write_side(out, [row for *_, row in listed])
+    write_info(out, layout=layout, n_train=n_train, n_test=n_test, image_size=image_size, seed=seed,
+               n_identities=n_identities)
+    return out
+
+
+def _check_counts(layout: str, n_train: int, n_test: int) -> None:
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown synthetic layout '{layout}'; use one of {', '.join(LAYOUTS)}")
     if n_train < 1 or n_test < 0:
@@ -116,11 +130,12 @@ def write_dataset(
     if n_train + n_test > MAX_SYNTH_ROWS:  # a typo's extra zeros would write for days
         raise ConfigError(f"a synthetic dataset holds at most {MAX_SYNTH_ROWS:,} images, got n_train {n_train} + "
                           f"n_test {n_test}")
-    out = make_root(out, overwrite)
 
-    rows_label: list[str] = []
-    rows_csv: dict[str, list[list]] = {"train": [], "test": []}
-    side: list[list] = []
+
+def _write_images(out: Path, layout: str, n_train: int, n_test: int, image_size: int, seed: int,
+                  n_identities: int, quality: int, progress: bool, chunk: int) -> list[tuple]:
+    """Generate and save every face; one ``(split, label-file entry, side row)`` per image, in order."""
+    listed: list[tuple] = []
     n_total = n_train + n_test
     bar = None
     if progress:
@@ -133,47 +148,49 @@ def write_dataset(
         for j in range(len(b)):
             g = start + j
             split, i = ("train", g) if g < n_train else ("test", g - n_train)
-            rel, listed = _names(layout, split, i, n_test, seed)
+            rel, name = _names(layout, split, i, n_test, seed)
             path = out / rel
             if path.parent not in made_dirs:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 made_dirs.add(path.parent)
             Image.fromarray(b.images[j]).save(path, quality=quality)
-            lab, lm = int(b.labels[j]), b.landmarks[j]
-            if layout == "rafdb":
-                rows_label.append(f"{listed} {PROJECT_TO_RAF[lab]}")
-            else:
-                # face box: the landmarks' bounding box grown upwards to take in the forehead
-                (x0, y0), (x1, y1) = lm.min(0), lm.max(0)
-                y0 = max(0.0, y0 - 0.3 * (y1 - y0))
-                x0, y0, x1, y1 = int(x0), int(y0), int(math.ceil(x1)), int(math.ceil(y1))
-                rows_csv[split].append([
-                    listed, int(x0), int(y0), int(x1 - x0), int(y1 - y0),
-                    ";".join(f"{v:.2f}" for v in lm.ravel()),
-                    PROJECT_TO_AFFECTNET[lab], f"{b.valence[j]:.6f}", f"{b.arousal[j]:.6f}",
-                ])
-            side.append(side_row(rel, split, b, j))
+            entry = _label_entry(layout, name, b, j)
+            listed.append((split, entry, side_row(rel, split, b, j)))
         if bar is not None:
             bar.update(len(b))
     if bar is not None:
         bar.close()
+    return listed
 
+
+def _label_entry(layout: str, name: str, b: "synth.SynthBatch", j: int):
+    """What ``layout``'s label files list for image ``j`` of ``b``, named ``name`` there: RAF-DB's
+    ``"train_00001.jpg 5"`` line, or AffectNet's csv row (face box, landmarks, label, valence, arousal)."""
+    lab, lm = int(b.labels[j]), b.landmarks[j]
+    if layout == "rafdb":
+        return f"{name} {PROJECT_TO_RAF[lab]}"
+    # face box: the landmarks' bounding box grown upwards to take in the forehead
+    (x0, y0), (x1, y1) = lm.min(0), lm.max(0)
+    y0 = max(0.0, y0 - 0.3 * (y1 - y0))
+    x0, y0, x1, y1 = int(x0), int(y0), int(math.ceil(x1)), int(math.ceil(y1))
+    return [name, int(x0), int(y0), int(x1 - x0), int(y1 - y0), ";".join(f"{v:.2f}" for v in lm.ravel()),
+            PROJECT_TO_AFFECTNET[lab], f"{b.valence[j]:.6f}", f"{b.arousal[j]:.6f}"]
+
+
+def _write_labels(out: Path, layout: str, listed: list[tuple]) -> None:
+    """RAF-DB's label file, or AffectNet's training.csv / validation.csv (= our test split)."""
     if layout == "rafdb":
         label_file = out / rafdb.LABEL_FILES[0]  # the official (misspelt) name
         label_file.parent.mkdir(exist_ok=True)
-        label_file.write_text("\n".join(rows_label) + "\n")
-    else:
-        lists = out / affectnet.LISTS
-        lists.mkdir(exist_ok=True)
-        for split, fname in (("train", "training.csv"), ("test", "validation.csv")):
-            with (lists / fname).open("w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(AFFECTNET_COLUMNS)
-                w.writerows(rows_csv[split])
-    write_side(out, side)
-    write_info(out, layout=layout, n_train=n_train, n_test=n_test, image_size=image_size, seed=seed,
-               n_identities=n_identities)
-    return out
+        label_file.write_text("\n".join(entry for _, entry, _ in listed) + "\n")
+        return
+    lists = out / affectnet.LISTS
+    lists.mkdir(exist_ok=True)
+    for split, fname in (("train", "training.csv"), ("test", "validation.csv")):
+        with (lists / fname).open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(AFFECTNET_COLUMNS)
+            w.writerows(entry for s, entry, _ in listed if s == split)
 
 
 def make_root(out: str | Path, overwrite: bool) -> Path:
@@ -194,28 +211,33 @@ def make_root(out: str | Path, overwrite: bool) -> Path:
     return out
 
 
-def side_row(rel: str, split: str, b: "synth.SynthBatch", j: int, landmarks: np.ndarray | None = None) -> list:
+def side_row(rel: str, split: str, b: "synth.SynthBatch", j: int, landmarks: np.ndarray | None = None,
+             extra_aus: Sequence[float] = ()) -> list:
     """One row of the side file: image ``j`` of ``b`` stored at ``rel`` (``landmarks``: its
-    landmarks in the stored image when they moved, e.g. pasted into a whole frame)."""
+    landmarks in the stored image when they moved, e.g. pasted into a whole frame;
+    ``extra_aus``: the intensities of labelled AUs beyond ``AU_IDS``, see :func:`write_side`)."""
     lm = b.landmarks[j] if landmarks is None else landmarks
     return [
         rel, split, int(b.labels[j]), int(b.identities[j]), f"{b.intensity[j]:.4f}",
         f"{b.valence[j]:.6f}", f"{b.arousal[j]:.6f}",
-        *(f"{v:.4f}" for v in b.aus[j]), ";".join(f"{v:.3f}" for v in np.ravel(lm)),
+        *(f"{v:.4f}" for v in (*b.aus[j], *extra_aus)), ";".join(f"{v:.3f}" for v in np.ravel(lm)),
     ]
 
 
-def write_side(out: Path, rows: list[list]) -> None:
-    """The side file (ground truth the layout has no place for), one row per image."""
+def write_side(out: Path, rows: list[list], extra_au_ids: Sequence[int] = ()) -> None:
+    """The side file (ground truth the layout has no place for), one row per image;
+    ``extra_au_ids``: AUs labelled beyond ``AU_IDS`` (the CK+ stand-in's AU11, 14, ...), one
+    column each after the ``AU_IDS`` columns, in the order of the rows' ``extra_aus``."""
+    columns = SIDE_COLUMNS[:-1] + tuple(f"AU{a}" for a in extra_au_ids) + SIDE_COLUMNS[-1:]
     with (out / SIDE_FILE).open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(SIDE_COLUMNS)
+        w.writerow(columns)
         w.writerows(rows)
 
 
-def write_info(out: Path, **params) -> None:
-    """The generation parameters; written last, it marks the dataset complete."""
-    info = dict(generator="fer-orch synthetic faces", version=SYNTH_VERSION, **params, au_ids=list(AU_IDS))
+def write_info(out: Path, au_ids: Sequence[int] = AU_IDS, **params) -> None:
+    """The generation parameters and the labelled AUs; written last, it marks the dataset complete."""
+    info = dict(generator="fer-orch synthetic faces", version=SYNTH_VERSION, **params, au_ids=list(au_ids))
     (out / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
 
 

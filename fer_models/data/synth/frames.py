@@ -6,13 +6,14 @@ face (``image_size`` px) at an off-centre place of a larger grey frame, so that 
 read by the real ``ckplus`` / ``disfa`` readers goes through the same crop-by-landmarks
 preprocessing as the real data. The ground truth (identity, landmarks *in frame pixels*,
 AUs, valence/arousal, expression) goes to the same side file as the other synthetic sets
-(:func:`fer_models.data.synth_io.write_side`).
+(:func:`fer_models.data.synth.io.write_side`).
 
 CK+ (:func:`write_ckplus`): ``n_identities`` subjects ``S001..`` with ``n_sequences``
 sequences each; a sequence is one expression: an onset frame with the neutral face, one
 intermediate frame and three peak frames (the reader keeps the first and the last three),
 with ``Emotion/`` (CK+ ids) and ``FACS/`` files (the AUs active in the last frame, with
-CK+'s A-E intensity scale 1-5). The face keeps its place within a sequence (a subject
+CK+'s A-E intensity scale 1-5), which also label AUs the codebooks do not use
+(:data:`CKPLUS_EXTRA_AUS`, as real CK+ codes AU11, 14, 22, 43, ...). The face keeps its place within a sequence (a subject
 sitting still) and moves between sequences. Frames are 8-bit grey PNGs, as CK+'s mostly are.
 
 DISFA (:func:`write_disfa`): ``n_identities`` subjects ``SN001..`` with ``n_frames``
@@ -29,16 +30,25 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fer_models.data import synth, synth_io
-from fer_models.data.au import AU_INDEX
+from fer_models.data import synth
+from fer_models.data.synth import io as synth_io
+from fer_models.data.au import AU_IDS, AU_INDEX
 from fer_models.data.readers import ckplus
 from fer_models.errors import ConfigError
-from fer_models.labels import NEUTRAL, NUM_CLASSES
+from fer_models.labels import INDEX, NEUTRAL, NUM_CLASSES
 
 PROJECT_TO_CK = {p: c for c, p in ckplus.CK_TO_PROJECT.items()}
 DISFA_AUS = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
 SEQUENCE = ("onset", "mid", "peak", "peak", "peak")  # the frames of one CK+ sequence
 LAYOUTS = ("ckplus", "disfa")
+#: AUs beyond the codebooks' that the CK+ stand-in labels, each with the expression it is
+#: paired with: present in 70 % of that expression's sequences and 10 % of the others, at
+#: full intensity on the peak frames, half on the intermediate one, 0 on the onset. They are
+#: labels only (the face renderer draws the codebooks' AUs): a network can tell them only
+#: through the expression they come with. AU11 with sadness and AU22 with anger follow EMFACS'
+#: variants; AU14 with happiness and AU43 with disgust are arbitrary pairings.
+CKPLUS_EXTRA_AUS = {11: INDEX["sadness"], 14: INDEX["happiness"], 22: INDEX["anger"], 43: INDEX["disgust"]}
+P_EXTRA_AU, P_EXTRA_AU_OTHER = 0.7, 0.1
 
 
 def _paste(face: np.ndarray, landmarks: np.ndarray, frame: tuple[int, int], at: tuple[int, int],
@@ -93,6 +103,7 @@ def write_ckplus(out: str | Path, n_identities: int = 12, n_sequences: int = 3, 
     idents = np.repeat(np.arange(n_seq) // n_sequences, per)
     b = synth.generate(len(labels), image_size, seed, n_identities, labels=labels, identities_of=idents,
                        progress=progress)
+    extra = _extra_aus(np.random.default_rng([seed, 11]), seq_labels)  # (n_seq, n_extra) peak intensities
     side = []
     for k in range(n_seq):
         subject, seq = f"S{k // n_sequences + 1:03d}", f"{k % n_sequences + 1:03d}"
@@ -104,21 +115,31 @@ def write_ckplus(out: str | Path, n_identities: int = 12, n_sequences: int = 3, 
             img, lm = _paste(b.images[j], b.landmarks[j], size, at, rng, gray=True)
             name = f"{subject}_{seq}_{f + 1:08d}"
             Image.fromarray(img).save(folder / f"{name}.png", compress_level=1)
-            side.append(synth_io.side_row(f"{ckplus.IMAGES}/{subject}/{seq}/{name}.png", "train", b, j, lm))
+            scale = {"onset": 0.0, "mid": 0.5}.get(SEQUENCE[f], 1.0)
+            side.append(synth_io.side_row(f"{ckplus.IMAGES}/{subject}/{seq}/{name}.png", "train", b, j, lm,
+                                          extra_aus=extra[k] * scale))
         last = k * per + per - 1
+        coded = [(au, b.aus[last][i]) for au, i in AU_INDEX.items()] + list(zip(CKPLUS_EXTRA_AUS, extra[k]))
         for sub, suffix, text in (
             (ckplus.EMOTION, "emotion", f"   {PROJECT_TO_CK[int(seq_labels[k])]:.7e}\n"),
             (ckplus.FACS, "facs", "".join(
                 f"   {au:.7e}   {min(5, max(1, round(5 * float(v)))):.7e}\n"
-                for au, v in sorted((au, b.aus[last][i]) for au, i in AU_INDEX.items()) if v > 0)),
+                for au, v in sorted(coded) if v > 0)),
         ):
             d = out / sub / subject / seq
             d.mkdir(parents=True, exist_ok=True)
             (d / f"{subject}_{seq}_{per:08d}_{suffix}.txt").write_text(text)
-    synth_io.write_side(out, side)
-    synth_io.write_info(out, layout="ckplus", n_identities=n_identities, n_sequences=n_sequences,
-                        image_size=image_size, frame=frame, seed=seed)
+    synth_io.write_side(out, side, extra_au_ids=tuple(CKPLUS_EXTRA_AUS))
+    synth_io.write_info(out, AU_IDS + tuple(CKPLUS_EXTRA_AUS), layout="ckplus", n_identities=n_identities,
+                        n_sequences=n_sequences, image_size=image_size, frame=frame, seed=seed)
     return out
+
+
+def _extra_aus(rng: np.random.Generator, seq_labels: np.ndarray) -> np.ndarray:
+    """Peak intensities (n_seq, len(CKPLUS_EXTRA_AUS)) of the non-codebook AUs of each sequence."""
+    paired = np.array(list(CKPLUS_EXTRA_AUS.values()))[None, :] == np.asarray(seq_labels)[:, None]
+    present = rng.random(paired.shape) < np.where(paired, P_EXTRA_AU, P_EXTRA_AU_OTHER)
+    return np.where(present, rng.uniform(0.3, 1.0, paired.shape), 0.0).astype(np.float32)
 
 
 def write_disfa(out: str | Path, n_identities: int = 6, n_frames: int = 40, image_size: int = 64,

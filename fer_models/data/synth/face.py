@@ -4,7 +4,7 @@ An *identity* (:func:`identity_params`) is a dict of shape and colour parameters
 neutral 68 landmarks (:func:`neutral_landmarks`, iBUG 300-W order) are in *face units*
 (x to the right, y towards the chin, eyes near y = -0.2). An expression moves them by a
 linear blend-shape model, one displacement field per AU (:data:`AU_SHAPES`) scaled by the
-AU's intensity (:func:`face_landmarks`). Pixels are :mod:`fer_models.data.synth_render`'s
+AU's intensity (:func:`face_landmarks`). Pixels are :mod:`fer_models.data.synth.render`'s
 job, sampling and the dataset stream :mod:`fer_models.data.synth`'s.
 """
 
@@ -18,7 +18,7 @@ from fer_models.data.au import AU_IDS
 # version-3 cues (brow/lid moves of 0.05 units, 0.7 px wrinkle lines) were below what a small
 # CNN trained for 3 epochs picks up (CAM w/o AU stayed at chance, 11-16%). AU landmark moves
 # are scaled by CUE_GAIN (brows, lids, nose) and MOUTH_GAIN (lips; the jaw keeps its moves),
-# AU wrinkle/fold lines widened by synth_render.CUE_WIDTH, the AU6 cheek tint and the brows
+# AU wrinkle/fold lines widened by synth.render.CUE_WIDTH, the AU6 cheek tint and the brows
 # made stronger and the face a little larger. Measured: see the commit introducing version 4.
 CUE_GAIN = 2.5
 MOUTH_GAIN = 1.5

@@ -8,7 +8,7 @@ is present with probability 0.8, at least two are, plus sparse off-codebook "AU 
 then
 
 - moves the landmarks: a linear blend-shape model, one displacement field per AU
-  (``synth_face.AU_SHAPES``, face units) scaled by the AU's intensity;
+  (``synth.face.AU_SHAPES``, face units) scaled by the AU's intensity;
 - draws the AU's appearance cues: lips parted with teeth (AU25/26/27, AU10), brow furrow
   (AU4), nose wrinkles (AU9), raised cheeks and crow's feet (AU6), forehead wrinkles
   (AU1/AU2), nasolabial folds (AU12), chin wrinkles (AU17) — eye widening (AU5), lid
@@ -26,11 +26,15 @@ Everything is deterministic by seed: identity ``k`` depends on ``(seed, k)`` onl
 The face is a cartoon, not a photograph: it is meant to make a FER task whose cues are the
 AUs, with identity and nuisance variation, that is learnable but not trivial at 48-64 px.
 
-Three modules: the face model (identities, landmarks, AU blend shapes) is
-:mod:`fer_models.data.synth_face`, the PIL drawing :mod:`fer_models.data.synth_render`;
-this one samples expressions, AUs, valence/arousal, pose, lighting and noise, and streams
-the images (:func:`generate`). Writing them in a dataset's layout is
-:mod:`fer_models.data.synth_io`.
+The package: the face model (identities, landmarks, AU blend shapes) is
+:mod:`fer_models.data.synth.face`, the PIL drawing :mod:`fer_models.data.synth.render`;
+this module samples expressions, AUs, valence/arousal, pose, lighting and noise, and streams
+the images (:func:`generate`). The official layouts the real readers read are written by
+:mod:`~fer_models.data.synth.io` (RAF-DB, AffectNet; the side file of ground truth),
+:mod:`~fer_models.data.synth.frames` (CK+, DISFA: whole frames),
+:mod:`~fer_models.data.synth.portraits` (RaFD, KDEF: camera angles) and
+:mod:`~fer_models.data.synth.packed` (TFD, FER2013: pixels in one file);
+:mod:`~fer_models.data.synth.shortcut` plants a shortcut cue in a written dataset.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fer_models.data.au import AU_IDS, AU_INDEX, get_codebook
-from fer_models.data.synth_face import face_landmarks, identity_params, neutral_landmarks
-from fer_models.data.synth_render import render_face
+from fer_models.data.synth.face import face_landmarks, identity_params, neutral_landmarks
+from fer_models.data.synth.render import render_face
 from fer_models.errors import ConfigError
 from fer_models.labels import NUM_CLASSES
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fer_models.data import synth_io
+from fer_models.data.synth import io as synth_io
 from fer_models.errors import ConfigError
 
 CUE_FILE = "fer_orch_shortcut.json"

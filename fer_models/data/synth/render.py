@@ -3,11 +3,13 @@
 The appearance cues of the AUs are drawn here: lips parted with teeth (AU25/26/27, AU10),
 brow furrow (AU4), nose wrinkles (AU9), raised cheeks and crow's feet (AU6), forehead
 wrinkles (AU1/AU2), nasolabial folds (AU12), chin wrinkles (AU17); the other AUs are
-geometric (their landmark moves, :mod:`fer_models.data.synth_face`). Faces are drawn at 2x
+geometric (their landmark moves, :mod:`fer_models.data.synth.face`). Faces are drawn at 2x
 (:data:`SS`) and reduced with a 2x2 box filter.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -15,7 +17,7 @@ from PIL import Image, ImageDraw
 from fer_models.data.au import AU_INDEX
 
 SS = 2  # supersampling factor
-CUE_WIDTH = 3.0  # AU wrinkle/fold line width gain (generator version 4, see synth_face.CUE_GAIN)
+CUE_WIDTH = 3.0  # AU wrinkle/fold line width gain (generator version 4, see synth.face.CUE_GAIN)
 
 
 def _mix(a, b, t):
@@ -25,26 +27,54 @@ def _mix(a, b, t):
     return tuple(int(min(255.0, max(0.0, x * (1 - t) + y * t)) + 0.5) for x, y in zip(a, b))
 
 
+@dataclass
+class _Pen:
+    """What every drawing phase of :func:`render_face` shares: the supersampled canvas, the map
+    from face units to its pixels (``A``, ``T``), and the face's AU intensities and colours."""
+
+    d: ImageDraw.ImageDraw
+    A: np.ndarray
+    T: np.ndarray
+    aus: np.ndarray
+    skin: tuple
+    hair: tuple
+
+    def __post_init__(self) -> None:
+        self.unit = float(np.hypot(*self.A[:, 0]))  # one face unit in canvas pixels
+        self.dark = tuple(0.45 * x for x in self.skin)
+
+    def P(self, pts) -> list:
+        """Face units -> flat [x0, y0, x1, ...] at the supersampled scale."""
+        return (np.reshape(pts, (-1, 2)) @ self.A.T + self.T).ravel().tolist()
+
+    def w(self, f: float) -> int:
+        """A line width of ``f`` face units, at least one pixel."""
+        return max(1, int(round(f * self.unit)))
+
+    def I(self, au: int) -> float:  # noqa: E743
+        """The intensity of ``au``."""
+        return float(self.aus[AU_INDEX[au]])
+
+
 def render_face(p: dict, lm_f: np.ndarray, aus: np.ndarray, a: np.ndarray, t: np.ndarray,
                 size: int, bg) -> Image.Image:
     """Draw one face, ``size`` px square; ``lm_f`` in face units, ``a, t`` map them to pixels.
 
-    Drawn at :data:`SS` x ``size`` and box-reduced, which anti-aliases the thin lines."""
+    Drawn at :data:`SS` x ``size`` and box-reduced, which anti-aliases the thin lines. Back to
+    front: head and hair, the AUs' skin cues, eyes, brows and nose, then the mouth."""
     big = size * SS
-    A, T = a * SS, t * SS + (SS - 1) / 2
-
-    def P(pts):  # face units -> flat [x0, y0, x1, ...] at the supersampled scale
-        return (np.reshape(pts, (-1, 2)) @ A.T + T).ravel().tolist()
-
-    unit = float(np.hypot(*A[:, 0]))
-    w = lambda f: max(1, int(round(f * unit)))  # noqa: E731  line width from face units
-    I = lambda au: float(aus[AU_INDEX[au]])  # noqa: E731
-    skin, hair = p["skin"], p["hair"]
-    dark = tuple(0.45 * x for x in skin)
-
     im = Image.new("RGB", (big, big), _mix(bg, bg, 0))
-    d = ImageDraw.Draw(im)
-    # hair behind the head (long style), shoulders, neck, ears
+    pen = _Pen(ImageDraw.Draw(im), a * SS, t * SS + (SS - 1) / 2, aus, p["skin"], p["hair"])
+    _head(pen, p, lm_f)
+    _au_cues(pen, lm_f)
+    _eyes_brows_nose(pen, p, lm_f)
+    _mouth(pen, p, lm_f)
+    return im.reduce(SS)
+
+
+def _head(pen: _Pen, p: dict, lm_f: np.ndarray) -> None:
+    """Hair behind the head (long style), shoulders, neck, ears, the head (jaw + forehead arc), hair on top."""
+    d, P, unit, skin, hair = pen.d, pen.P, pen.unit, pen.skin, pen.hair
     fw, top = p["face_w"], p["jaw_top"]
     head_top = top - p["forehead"]
     if p["hair_style"] == 1:
@@ -54,18 +84,21 @@ def render_face(p: dict, lm_f: np.ndarray, aus: np.ndarray, a: np.ndarray, t: np
     d.polygon(P([[-0.38, 0.5], [0.38, 0.5], [0.42, 1.35], [-0.42, 1.35]]), fill=_mix(skin, 0, 0.15))
     for sx in (-1, 1):
         d.ellipse(_box(P([sx * fw, top + 0.05]), 0.12 * unit, 0.2 * unit), fill=_mix(skin, 0, 0.08))
-    # head: jaw + forehead arc
     th = np.linspace(0, np.pi, 15)
     arc = np.stack([fw * np.cos(th), top - p["forehead"] * np.sin(th)], 1)
     d.polygon(P(np.concatenate([lm_f[0:17], arc[1:-1]])), fill=_mix(skin, 0, 0))
-    # hair on top
     if p["hair_style"] != 2:
         line = -0.62 if p["hair_style"] == 3 else -0.8
         outer = np.stack([1.06 * fw * np.cos(th), top + 0.05 - 1.08 * p["forehead"] * np.sin(th)], 1)
         back = th[::-1]  # hairline: from the left temple over the forehead to the right one
         inner = np.stack([fw * np.cos(back), np.minimum(top, line + 0.25 * np.cos(back) ** 2)], 1)
         d.polygon(P(np.concatenate([outer, inner])), fill=_mix(hair, hair, 0))
-    # AU6: raised cheeks (rosy bulge) and crow's feet
+
+
+def _au_cues(pen: _Pen, lm_f: np.ndarray) -> None:
+    """The AUs' skin cues: AU6 cheeks and crow's feet, AU12 (and resting) nasolabial folds,
+    AU1/AU2 forehead wrinkles, AU4 furrow, AU9 nose wrinkles, AU17 chin."""
+    d, P, w, I, unit, skin, dark = pen.d, pen.P, pen.w, pen.I, pen.unit, pen.skin, pen.dark
     a6 = I(6)
     for lo, jaw, corner, sx in ((41, 6, 36, -1), (46, 10, 45, 1)):
         c = 0.5 * (lm_f[lo] + lm_f[jaw])
@@ -76,14 +109,12 @@ def render_face(p: dict, lm_f: np.ndarray, aus: np.ndarray, a: np.ndarray, t: np
             for dy in (-0.04, 0.0, 0.04):
                 e0 = lm_f[corner] + [sx * 0.03, 0]
                 d.line(P([e0, e0 + [sx * 0.09, dy * 1.5]]), fill=col, width=w(CUE_WIDTH * 0.018))
-    # AU12 (and resting) nasolabial folds
     fold = _mix(skin, dark, 0.12 + 0.7 * I(12))
     for nose, corner, sx in ((31, 48, -1), (35, 54, 1)):
         n0 = lm_f[nose] + [sx * 0.06, -0.03]
         c0 = lm_f[corner] + [sx * 0.06, 0.05]
         mid = 0.5 * (n0 + c0) + [sx * 0.05, 0]
         d.line(P([n0, mid, c0]), fill=fold, width=w(CUE_WIDTH * 0.02))
-    # AU1/AU2 forehead wrinkles, AU4 furrow, AU9 nose wrinkles, AU17 chin
     by = min(lm_f[19, 1], lm_f[24, 1])
     for k in range(2):
         y = by - 0.12 - 0.07 * k
@@ -109,7 +140,11 @@ def render_face(p: dict, lm_f: np.ndarray, aus: np.ndarray, a: np.ndarray, t: np
         c = 0.45 * lm_f[57] + 0.55 * lm_f[8]
         d.ellipse(_box(P(c), 0.12 * unit, 0.06 * unit), outline=_mix(skin, dark, 0.6 * I(17)),
                   width=w(CUE_WIDTH * 0.02))
-    # eyes: sclera, iris clipped by lids, lid lines
+
+
+def _eyes_brows_nose(pen: _Pen, p: dict, lm_f: np.ndarray) -> None:
+    """Eyes (sclera, iris clipped by the lids, lid lines and crease), brows, nose and nostrils."""
+    d, P, w, unit, skin, dark = pen.d, pen.P, pen.w, pen.unit, pen.skin, pen.dark
     lid_col = _mix(dark, 0, 0.4)
     for base in (36, 42):
         eye = lm_f[base : base + 6]
@@ -124,18 +159,18 @@ def render_face(p: dict, lm_f: np.ndarray, aus: np.ndarray, a: np.ndarray, t: np
         d.line(P(up), fill=lid_col, width=w(0.022))
         d.line(P(lo), fill=_mix(skin, dark, 0.5), width=w(0.012))
         d.line(P(up + [0, -0.035]), fill=_mix(skin, dark, 0.35), width=w(0.012))  # crease
-    # brows
-    bcol = _mix(hair, 0, 0.25)
+    bcol = _mix(pen.hair, 0, 0.25)
     for lo, hi in ((17, 22), (22, 27)):
-        br = lm_f[lo:hi]
-        d.line(P(br), fill=bcol, width=w(p["brow_thick"]), joint="curve")
-    # nose
-    ncol = _mix(skin, dark, 0.55)
-    d.line(P(lm_f[31:36]), fill=ncol, width=w(0.018))
+        d.line(P(lm_f[lo:hi]), fill=bcol, width=w(p["brow_thick"]), joint="curve")
+    d.line(P(lm_f[31:36]), fill=_mix(skin, dark, 0.55), width=w(0.018))
     d.line(P(lm_f[[28, 30]] + [0.035, 0]), fill=_mix(skin, dark, 0.25), width=w(0.015))
     for i in (32, 34):
         d.ellipse(_box(P(lm_f[i] + [0, -0.01]), 0.025 * unit, 0.014 * unit), fill=_mix(dark, 0, 0.3))
-    # mouth: lips, dark interior, teeth
+
+
+def _mouth(pen: _Pen, p: dict, lm_f: np.ndarray) -> None:
+    """Lips, the dark interior and teeth when the lips part (AU25/26/27, AU10), the lip line (AU24)."""
+    d, P, w = pen.d, pen.P, pen.w
     d.polygon(P(lm_f[48:60]), fill=_mix(p["lip"], 0, 0))
     inner = lm_f[60:68]
     gap = float(np.mean(inner[[7, 6, 5], 1] - inner[[1, 2, 3], 1]))
@@ -147,8 +182,7 @@ def render_face(p: dict, lm_f: np.ndarray, aus: np.ndarray, a: np.ndarray, t: np
         if gap > 0.09:
             lo = inner[[4, 5, 6, 7, 0]]
             d.polygon(P(np.concatenate([lo, lo[::-1] + [0, -0.025]])), fill=(220, 216, 205))
-    d.line(P(inner[[0, 1, 2, 3, 4]]), fill=_mix(p["lip"], 0, 0.5 + 0.3 * I(24)), width=w(0.012))
-    return im.reduce(SS)
+    d.line(P(inner[[0, 1, 2, 3, 4]]), fill=_mix(p["lip"], 0, 0.5 + 0.3 * pen.I(24)), width=w(0.012))
 
 
 def _box(c, rx, ry):
