@@ -66,7 +66,8 @@ with the permutation without AU (~1e-3), ~1e-7 to 1e-6: a rare coincidence, not 
 since none of it survives a 1e-4 change of the learning rate, the train split, the classes
 or seeds 3 and 4 (with AU: 40.86 vs 35.43 and 42.57 vs 41.43). Equal CLs say nothing about
 equal networks, and a gap of a few faces at one seed little about a better method: compare
-methods by the paired intervals over seeds that the report gives.
+methods by the paired intervals over seeds that the report gives. ``scripts/method_ties.py``
+prints these per-face comparisons and tie rates for any two methods.
 
 Where the time goes (``fer-orch grid``, 143 trials, 2 cores, before APViT's last change):
 1,081 trial-seconds in Tune, 881 of them in training epochs (per-epoch validation
