@@ -56,12 +56,29 @@ class Resources:
     ``gpu_share``: GPUs per trial of one ``"<method>/<dataset>"`` (or every method's on
     ``"<dataset>"``) instead of ``gpus``; the paper presets fill it from the computed peak
     memory of each trial (``orchestrator.gpu_memory``); ``--gpus-per-trial`` empties it.
+
+    ``workers_per_trial``: data-parallel workers (Ray Train, one DDP rank each, each with the
+    trial's CPUs and GPUs) of a ``"<method>/<dataset>"``, of every method on ``"<dataset>"``,
+    or of every trial (``"*"``); 1 when unlisted (``--workers-per-trial``). It changes the
+    speed, not what is learnt (``batch_size`` stays the global batch: ``fer_models.distributed``),
+    so it is no part of a config's hash.
     """
 
     cpus: float = 1.0
     gpus: float = 0.0
     custom: dict[str, float] = field(default_factory=dict)
     gpu_share: dict[str, float] = field(default_factory=dict)
+    workers_per_trial: dict[str, int] = field(default_factory=dict)
+
+    def workers_for(self, method: str, dataset: str) -> int:
+        """The workers of a trial of ``method`` on ``dataset``; always 1 for a method that
+        borrows another's training (Grad-CAM++, LayerCAM: they mostly only evaluate)."""
+        from fer_models.methods import trains_as
+
+        if trains_as(method) != method.lower():
+            return 1
+        w = self.workers_per_trial
+        return int(w.get(f"{method}/{dataset}", w.get(dataset, w.get("*", 1))))
 
     def gpus_for(self, method: str, dataset: str) -> float:
         """The GPUs a trial of ``method`` on ``dataset`` asks for."""
@@ -154,6 +171,9 @@ class GridConfig:
                 f"custom trial resources must be positive amounts of resources other than CPU/GPU/memory, got {bad}; "
                 f"fix --trial-resources (e.g. worker=1)"
             )
+        bad_w = {k: v for k, v in self.resources.workers_per_trial.items() if not (isinstance(v, int) and v >= 1)}
+        if bad_w:
+            raise ConfigError(f"workers per trial must be whole numbers >= 1, got {bad_w}; fix --workers-per-trial")
         lams = [*self.lambdas, self.default_lam] + ([] if self.lam is None else [self.lam])
         if any(not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0 for x in lams):
             raise ConfigError(f"λ must be > 0 and finite (paper 002, Eq. 3), got {lams}; "
@@ -421,6 +441,23 @@ def parse_seeds(text: str | None) -> tuple[int, ...] | None:
             raise ConfigError(f"--seeds must be at least 1, got {n}")
         return tuple(range(n))
     return parse_list(text, int)
+
+
+def parse_workers(text: str | None) -> dict[str, int] | None:
+    """``--workers-per-trial``: ``"2"`` (every trial) -> ``{"*": 2}``; ``"affectnet=4,rafdb/acol=2"``
+    -> per dataset or ``method/dataset`` (``Resources.workers_per_trial``)."""
+    items = parse_list(text)
+    if items is None:
+        return None
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, n = item.rpartition("=")
+        try:
+            out[name.strip() if sep else "*"] = int(n)
+        except ValueError:
+            raise ConfigError(f"--workers-per-trial takes N or KEY=N[,KEY=N] (KEY: a dataset or method/dataset), "
+                              f"got '{item}'") from None
+    return out
 
 
 def parse_resources(text: str | tuple[str, ...] | list[str] | None) -> dict[str, float] | None:

@@ -42,6 +42,8 @@ def _grid_options(fn):
         click.option("--gpus-per-trial", type=float,
                      help="GPUs per trial; fractions (0.5) pack trials on one GPU [default: the preset's; the "
                           "paper presets size each trial from its computed memory, --print-config shows it]."),
+        click.option("--workers-per-trial", help="Data-parallel workers per trial (Ray Train, one GPU each with "
+                     "--gpus-per-trial 1): N for every trial, or DATASET=N / METHOD/DATASET=N[,...] (docs/cluster.md)."),
         click.option("--trial-resources", help="Ray custom resources per trial, NAME=AMOUNT[,...]: trials run only on the "
                      "nodes started with `ray start --resources '{\"NAME\": N}'`."),
         click.option("--max-concurrent", type=int, help="At most this many trials at once (0: resources decide)."),
@@ -67,16 +69,17 @@ def _grid_options(fn):
 def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None, preset=None, epochs=None, lam=None,
                       tracking_uri=None, experiment=None, address=None, storage_path=None, cpus_per_trial=None,
                       gpus_per_trial=None, max_concurrent=None, max_failures=None, data_opts=(), folds=None,
-                      trial_resources=None, au_source=None, **_ignored):
+                      trial_resources=None, au_source=None, workers_per_trial=None, **_ignored):
     from orchestrator import presets
-    from orchestrator.config import GridConfig, parse_data_opts, parse_list, parse_resources, parse_seeds
+    from orchestrator.config import GridConfig, parse_data_opts, parse_list, parse_resources, parse_seeds, parse_workers
 
     ds = parse_list(datasets)
     g = presets.get(preset or presets.for_datasets(ds))
     if config_path:
         g = GridConfig.from_yaml(config_path, base=g)
     resources = {k: v for k, v in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial),
-                                   ("custom", parse_resources(trial_resources))) if v is not None}
+                                   ("custom", parse_resources(trial_resources)),
+                                   ("workers_per_trial", parse_workers(workers_per_trial))) if v is not None}
     base: dict = {"epochs": epochs} if epochs is not None else {}
     if data_opts:
         base["data"] = {"options": parse_data_opts(data_opts)}
