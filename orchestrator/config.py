@@ -86,6 +86,19 @@ class Resources:
         return float(share.get(f"{method}/{dataset}", share.get(dataset, self.gpus)))
 
 
+def _check_workers(table: dict[str, Any]) -> None:
+    """``workers_per_trial``: whole numbers >= 1 under ``"*"``, a dataset or ``method/dataset``
+    (names of the registries: a misspelt key would silently leave its trials on one worker)."""
+    from fer_models.registry import DATASETS, METHODS
+
+    for key, n in table.items():
+        method, _, dataset = key.rpartition("/")
+        known = key == "*" or (dataset.lower() in DATASETS.names() and (not method or method.lower() in METHODS.names()))
+        if not known or not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"--workers-per-trial {key}={n} is not usable: give a whole number >= 1 for '*' (every "
+                              f"trial), a dataset or METHOD/DATASET (e.g. affectnet=4 or acol/affectnet=2)")
+
+
 def _no_twice(option: str, values: list) -> None:
     """A list option names each entry once: ``--methods cam,CAM`` trained one network twice
     under two names (names are case-insensitive)."""
@@ -171,9 +184,7 @@ class GridConfig:
                 f"custom trial resources must be positive amounts of resources other than CPU/GPU/memory, got {bad}; "
                 f"fix --trial-resources (e.g. worker=1)"
             )
-        bad_w = {k: v for k, v in self.resources.workers_per_trial.items() if not (isinstance(v, int) and v >= 1)}
-        if bad_w:
-            raise ConfigError(f"workers per trial must be whole numbers >= 1, got {bad_w}; fix --workers-per-trial")
+        _check_workers(self.resources.workers_per_trial)
         lams = [*self.lambdas, self.default_lam] + ([] if self.lam is None else [self.lam])
         if any(not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0 for x in lams):
             raise ConfigError(f"λ must be > 0 and finite (paper 002, Eq. 3), got {lams}; "

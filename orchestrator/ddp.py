@@ -4,8 +4,8 @@ Ray Train V2 (the default of Ray 2.60) runs a distributed training from a Tune *
 trainable*: the trial (:func:`orchestrator.trial.run_trial`) builds a ``TorchTrainer`` and
 ``fit()``s it (:func:`fit_workers`). Its N workers are Ray actors of their own, each asking
 for the trial's per-worker resources (``spec["worker_resources"]``: the trial's CPUs, GPUs and
-custom resources), outside the Tune trial, which holds no resources itself
-(``orchestrator.grid.resources_per_trial``). Ray Train starts the process group (``nccl``
+custom resources), outside the Tune trial, which holds only a token CPU
+(``orchestrator.grid.resources_per_trial``: a token CPU). Ray Train starts the process group (``nccl``
 on CUDA, ``gloo`` on the CPU); every worker runs ``fer_models.train.train``, which trains
 data-parallel over it (``fer_models.distributed``: the config's batch is the global batch).
 
@@ -30,6 +30,27 @@ from typing import Any, Callable
 from orchestrator import storage as st
 
 TRAIN_DIR = "train"
+#: CPUs the Tune trial of a data-parallel trial holds: it only waits for its workers, but a Tune
+#: trial must hold something (Ray refuses an empty resource request).
+COORDINATOR_CPU = 0.01
+
+
+def check_workers_fit(ray: Any, grid_cfg: Any, joined: bool) -> None:
+    """One sentence before any trial when a Ray this process started (``joined`` false: it
+    never grows) cannot hold the workers of the largest data-parallel trial at once; Ray
+    Train would otherwise wait for them forever. A joined cluster may still add nodes."""
+    from fer_models.errors import ConfigError
+
+    r = grid_cfg.resources
+    k = max(r.workers_per_trial.values(), default=1)
+    if k <= 1 or joined:
+        return
+    alive = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    cpus, gpus = (sum(n.get(key, 0.0) for n in alive) for key in ("CPU", "GPU"))
+    if k * r.cpus + COORDINATOR_CPU > cpus + 1e-9 or k * r.gpus > gpus + 1e-9:
+        raise ConfigError(f"a trial of {k} workers needs {k} x ({r.cpus:g} CPU, {r.gpus:g} GPU) at once, but this "
+                          f"Ray offers {cpus:g} CPUs and {gpus:g} GPUs: lower --workers-per-trial or "
+                          f"--cpus-per-trial / --gpus-per-trial")
 
 
 def train_run_name(spec: dict[str, Any]) -> str:
@@ -92,6 +113,7 @@ class TrainSession:
 def _worker_loop(config: dict[str, Any]) -> None:
     """One Ray Train worker of the trial: rank 0 logs (:func:`orchestrator.trial.run_attempt`),
     the others train their share and report what rank 0 reports, without logging."""
+    import ray.train
     import torch
 
     from orchestrator.ray_utils import uri_seen_from
@@ -105,7 +127,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
         torch.cuda.set_device(ray.train.torch.get_device())
     session = TrainSession()
     if session.main:
-        node = _node()
+        node = {**_node(), "fer_orch.workers": str(ray.train.get_context().get_world_size())}
         run_attempt(spec, train_fn, session, node, uri_seen_from(spec["uri"], spec.get("origin"), node.get("fer_orch.node_ip")))
     else:
         _follow(spec, train_fn, session)

@@ -138,7 +138,10 @@ def resources_per_trial(grid_cfg: GridConfig):
     """:func:`trial_resources`, or, with a ``resources.gpu_share`` or ``workers_per_trial``
     table, the function of a trial's config Tune calls for each trial: its GPUs from the
     table, and nothing for a trial of several workers, whose Ray Train workers ask for their
-    own (:mod:`orchestrator.ddp`; Tune's ``max_concurrent_trials`` still caps the trials)."""
+    own (:mod:`orchestrator.ddp`; it holds a token CPU, and Tune's ``max_concurrent_trials`` still
+    caps the trials)."""
+    from orchestrator.ddp import COORDINATOR_CPU
+
     base = trial_resources(grid_cfg)
     r = grid_cfg.resources
     if not r.gpu_share and not r.workers_per_trial:
@@ -147,7 +150,7 @@ def resources_per_trial(grid_cfg: GridConfig):
     def of(config: dict[str, Any]) -> tune.PlacementGroupFactory:
         cfg = config["trial"]["cfg"]
         if r.workers_for(cfg["method"], cfg["data"]["dataset"]) > 1:
-            return tune.PlacementGroupFactory([{"CPU": 0}])
+            return tune.PlacementGroupFactory([{"CPU": COORDINATOR_CPU}])
         gpus = r.gpus_for(cfg["method"], cfg["data"]["dataset"])
         bundle = {"CPU": base["cpu"], "GPU": gpus, **{k: v for k, v in base.items() if k not in ("cpu", "gpu")}}
         return tune.PlacementGroupFactory([{k: v for k, v in bundle.items() if v}])
@@ -332,6 +335,7 @@ def _prepare(grid_cfg: GridConfig, studies: tuple[str, ...], resume: bool, train
              preprocess_fn: Callable | None, verbose: bool) -> dict[str, Any]:
     """Checks, Ray, preprocessing and the parent MLflow run: the context every trial gets."""
     from orchestrator import storage as st
+    from orchestrator.ddp import check_workers_fit
     from orchestrator.ray_utils import check_feasible, init_ray, keep_secrets_out_of_trials
 
     uri = tracking.resolve_uri(grid_cfg.tracking_uri)  # unreachable server: one sentence, now
@@ -352,7 +356,9 @@ def _prepare(grid_cfg: GridConfig, studies: tuple[str, ...], resume: bool, train
 
     ray = init_ray(grid_cfg.address)
     keep_secrets_out_of_trials()
-    check_feasible(ray, trial_resources(grid_cfg), joined=(grid_cfg.address or os.environ.get("RAY_ADDRESS") or "local") != "local")
+    joined = (grid_cfg.address or os.environ.get("RAY_ADDRESS") or "local") != "local"
+    check_feasible(ray, trial_resources(grid_cfg), joined=joined)
+    check_workers_fit(ray, grid_cfg, joined)
     origin, others = _check_remote_nodes(uri, ray)
     if others and not st.is_uri(storage) and verbose:
         print(f"fer-orch: nodes on {', '.join(others)} write trial checkpoints to the Tune storage {storage}: "
