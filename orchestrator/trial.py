@@ -38,6 +38,7 @@ the run then gets the metric ``resumed_from_epoch`` (step: that epoch), and its 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -79,13 +80,15 @@ def trial_specs(trials: list[Trial], ctx: dict[str, Any]) -> list[dict[str, Any]
 
 
 def _parallel_spec(cfg: TrainConfig, ctx: dict[str, Any]) -> dict[str, Any]:
-    """A data-parallel trial's workers, each worker's Ray resources and the storage of its
-    Ray Train run (nothing for a one-process trial: its spec stays as it was)."""
+    """A data-parallel trial's workers, each worker's Ray resources (the trial's CPUs and
+    custom resources; its GPU share rounded up to whole GPUs) and the storage of its Ray Train
+    run (nothing for a one-process trial: its spec stays as it was)."""
     resources = ctx.get("resources")
     workers = resources.workers_for(cfg.method, cfg.data.dataset) if resources is not None else 1
     if workers <= 1:
         return {}
-    per_worker = {"CPU": float(resources.cpus), "GPU": float(resources.gpus_for(cfg.method, cfg.data.dataset)),
+    gpus = resources.gpus_for(cfg.method, cfg.data.dataset)  # a whole GPU per rank (NCCL: one rank per GPU)
+    per_worker = {"CPU": float(resources.cpus), "GPU": float(math.ceil(gpus)),
                   **{k: float(v) for k, v in resources.custom.items()}}
     return {"workers": workers, "worker_resources": {k: v for k, v in per_worker.items() if v},
             "storage": ctx["storage"], "max_failures": int(ctx.get("max_failures", 0))}
