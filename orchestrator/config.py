@@ -57,11 +57,8 @@ class Resources:
     ``"<dataset>"``) instead of ``gpus``; the paper presets fill it from the computed peak
     memory of each trial (``orchestrator.gpu_memory``); ``--gpus-per-trial`` empties it.
 
-    ``workers_per_trial``: data-parallel workers (Ray Train, one DDP rank each, each with the
-    trial's CPUs and GPUs) of a ``"<method>/<dataset>"``, of every method on ``"<dataset>"``,
-    or of every trial (``"*"``); 1 when unlisted (``--workers-per-trial``). It changes the
-    speed, not what is learnt (``batch_size`` stays the global batch: ``fer_models.distributed``),
-    so it is no part of a config's hash.
+    ``workers_per_trial``: data-parallel workers of a trial (``orchestrator.ddp``), keyed like
+    ``gpu_share`` or ``"*"`` (every trial); 1 when unlisted. Not in the config hash.
     """
 
     cpus: float = 1.0
@@ -71,32 +68,14 @@ class Resources:
     workers_per_trial: dict[str, int] = field(default_factory=dict)
 
     def workers_for(self, method: str, dataset: str) -> int:
-        """The workers of a trial of ``method`` on ``dataset``; always 1 for a method that
-        borrows another's training (Grad-CAM++, LayerCAM: they mostly only evaluate)."""
-        from fer_models.methods import trains_as
+        from orchestrator.ddp import workers_for  # 1 for a twin: it mostly evaluates
 
-        if trains_as(method) != method.lower():
-            return 1
-        w = self.workers_per_trial
-        return int(w.get(f"{method}/{dataset}", w.get(dataset, w.get("*", 1))))
+        return workers_for(self.workers_per_trial, method, dataset)
 
     def gpus_for(self, method: str, dataset: str) -> float:
         """The GPUs a trial of ``method`` on ``dataset`` asks for."""
         share = self.gpu_share
         return float(share.get(f"{method}/{dataset}", share.get(dataset, self.gpus)))
-
-
-def _check_workers(table: dict[str, Any]) -> None:
-    """``workers_per_trial``: whole numbers >= 1 under ``"*"``, a dataset or ``method/dataset``
-    (names of the registries: a misspelt key would silently leave its trials on one worker)."""
-    from fer_models.registry import DATASETS, METHODS
-
-    for key, n in table.items():
-        method, _, dataset = key.rpartition("/")
-        known = key == "*" or (dataset.lower() in DATASETS.names() and (not method or method.lower() in METHODS.names()))
-        if not known or not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ConfigError(f"--workers-per-trial {key}={n} is not usable: give a whole number >= 1 for '*' (every "
-                              f"trial), a dataset or METHOD/DATASET (e.g. affectnet=4 or acol/affectnet=2)")
 
 
 def _no_twice(option: str, values: list) -> None:
@@ -184,7 +163,9 @@ class GridConfig:
                 f"custom trial resources must be positive amounts of resources other than CPU/GPU/memory, got {bad}; "
                 f"fix --trial-resources (e.g. worker=1)"
             )
-        _check_workers(self.resources.workers_per_trial)
+        from orchestrator.ddp import check_workers_table
+
+        check_workers_table(self.resources.workers_per_trial)
         lams = [*self.lambdas, self.default_lam] + ([] if self.lam is None else [self.lam])
         if any(not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0 for x in lams):
             raise ConfigError(f"λ must be > 0 and finite (paper 002, Eq. 3), got {lams}; "
@@ -452,23 +433,6 @@ def parse_seeds(text: str | None) -> tuple[int, ...] | None:
             raise ConfigError(f"--seeds must be at least 1, got {n}")
         return tuple(range(n))
     return parse_list(text, int)
-
-
-def parse_workers(text: str | None) -> dict[str, int] | None:
-    """``--workers-per-trial``: ``"2"`` (every trial) -> ``{"*": 2}``; ``"affectnet=4,rafdb/acol=2"``
-    -> per dataset or ``method/dataset`` (``Resources.workers_per_trial``)."""
-    items = parse_list(text)
-    if items is None:
-        return None
-    out: dict[str, int] = {}
-    for item in items:
-        name, sep, n = item.rpartition("=")
-        try:
-            out[name.strip() if sep else "*"] = int(n)
-        except ValueError:
-            raise ConfigError(f"--workers-per-trial takes N or KEY=N[,KEY=N] (KEY: a dataset or method/dataset), "
-                              f"got '{item}'") from None
-    return out
 
 
 def parse_resources(text: str | tuple[str, ...] | list[str] | None) -> dict[str, float] | None:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from fer_models.errors import ConfigError
+
 from orchestrator import storage as st
 
 TRAIN_DIR = "train"
@@ -39,8 +41,6 @@ def check_workers_fit(ray: Any, grid_cfg: Any, joined: bool) -> None:
     """One sentence before any trial when a Ray this process started (``joined`` false: it
     never grows) cannot hold the workers of the largest data-parallel trial at once; Ray
     Train would otherwise wait for them forever. A joined cluster may still add nodes."""
-    from fer_models.errors import ConfigError
-
     r = grid_cfg.resources
     k = max(r.workers_per_trial.values(), default=1)
     if k <= 1 or joined:
@@ -51,6 +51,49 @@ def check_workers_fit(ray: Any, grid_cfg: Any, joined: bool) -> None:
         raise ConfigError(f"a trial of {k} workers needs {k} x ({r.cpus:g} CPU, {r.gpus:g} GPU) at once, but this "
                           f"Ray offers {cpus:g} CPUs and {gpus:g} GPUs: lower --workers-per-trial or "
                           f"--cpus-per-trial / --gpus-per-trial")
+
+
+def workers_for(table: dict[str, int], method: str, dataset: str) -> int:
+    """``Resources.workers_per_trial`` of a trial: ``"<method>/<dataset>"``, else ``"<dataset>"``,
+    else ``"*"``, else 1; always 1 for a method that borrows another's training (Grad-CAM++,
+    LayerCAM: they mostly only evaluate Grad-CAM's network)."""
+    from fer_models.methods import trains_as
+
+    if trains_as(method) != method.lower():
+        return 1
+    return int(table.get(f"{method}/{dataset}", table.get(dataset, table.get("*", 1))))
+
+
+def check_workers_table(table: dict[str, Any]) -> None:
+    """``workers_per_trial``: whole numbers >= 1 under ``"*"``, a dataset or ``method/dataset``
+    (names of the registries: a misspelt key would silently leave its trials on one worker)."""
+    from fer_models.registry import DATASETS, METHODS
+
+    for key, n in table.items():
+        method, _, dataset = key.rpartition("/")
+        known = key == "*" or (dataset.lower() in DATASETS.names() and (not method or method.lower() in METHODS.names()))
+        if not known or not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"--workers-per-trial {key}={n} is not usable: give a whole number >= 1 for '*' (every "
+                              f"trial), a dataset or METHOD/DATASET (e.g. affectnet=4 or acol/affectnet=2)")
+
+
+def parse_workers(text: str | None) -> dict[str, int] | None:
+    """``--workers-per-trial``: ``"2"`` (every trial) -> ``{"*": 2}``; ``"affectnet=4,rafdb/acol=2"``
+    -> per dataset or ``method/dataset`` (``Resources.workers_per_trial``)."""
+    from orchestrator.config import parse_list
+
+    items = parse_list(text)
+    if items is None:
+        return None
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, n = item.rpartition("=")
+        try:
+            out[name.strip() if sep else "*"] = int(n)
+        except ValueError:
+            raise ConfigError(f"--workers-per-trial takes N or KEY=N[,KEY=N] (KEY: a dataset or method/dataset), "
+                              f"got '{item}'") from None
+    return out
 
 
 def train_run_name(spec: dict[str, Any]) -> str:
