@@ -19,6 +19,11 @@
 - resumes from ``checkpoint.pt`` (``resume=True``) at the epoch after the saved one; the
   data order of the remaining epochs is not the one an uninterrupted run would have seen
   (the loaders restart their seeded shuffles);
+- in a ``torch.distributed`` process group, trains data-parallel (``fer_models.distributed``:
+  ``batch_size`` is the global batch; rank 0 validates, writes and returns the result);
+- ``trained_by=M`` (:func:`evaluate_trained`): ``run_dir`` holds M's finished training of the
+  same network (a Grad-CAM++ or LayerCAM twin of Grad-CAM); it is evaluated, not trained. A
+  checkpoint of another method is never taken for this run's own;
 - finally evaluates ``best.pt`` on test (metrics, confusion, cosine matrix, mean maps, and the
   deletion / insertion faithfulness of the CAM and the attention, ``fer_models.faithfulness``)
   and writes ``run_dir/test_metrics.json``; the result carries that evaluation and the

@@ -21,7 +21,7 @@ Methods that train one network (``fer_models.methods.trains_as``: Grad-CAM, Grad
 LayerCAM differ only in their post-hoc map) train it once per config: the first trial to
 finish publishes its checkpoint in :func:`shared_training_dir` (under ``home``, per grid
 invocation), and a twin that starts later evaluates those weights with its own map instead
-of training them again (its run gets the tag ``fer_orch.trained_by``, the method that
+of training them again (``train(..., trained_by=publisher)``, ``fer_models.train.evaluate_trained``) (its run gets the tag ``fer_orch.trained_by``, the method that
 trained them, and the publisher's per-epoch curves without the validation CAM-COS, which
 was measured with the publisher's map). A twin that starts first, or on a node that does
 not see the folder, trains; the weights are the same either way (same config and seed:
