@@ -375,8 +375,7 @@ def _prepare(grid_cfg: GridConfig, studies: tuple[str, ...], resume: bool, train
     state_path.write_text(json.dumps({"parent_id": parent_id}))
     return {"parent_id": parent_id, "experiment_id": experiment_id, "uri": uri, "home": home,
             "cpus": grid_cfg.resources.cpus, "git": tracking.git_info(), "storage": storage, "resume": resume,
-            "cache_dirs": cache_dirs, "origin": origin, "inv": inv, "resources": grid_cfg.resources,
-            "max_failures": grid_cfg.max_failures}
+            "cache_dirs": cache_dirs, "origin": origin, "inv": inv, "resources": grid_cfg.resources}
 
 
 def _run_studies(grid_cfg: GridConfig, studies: tuple[str, ...], ctx: dict[str, Any], resume: bool,

@@ -91,7 +91,7 @@ def _parallel_spec(cfg: TrainConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     per_worker = {"CPU": float(resources.cpus), "GPU": float(math.ceil(gpus)),
                   **{k: float(v) for k, v in resources.custom.items()}}
     return {"workers": workers, "worker_resources": {k: v for k, v in per_worker.items() if v},
-            "storage": ctx["storage"], "max_failures": int(ctx.get("max_failures", 0))}
+            "storage": ctx["storage"]}
 
 
 def _cache_info(cache_dir: str | None):
