@@ -68,7 +68,7 @@ class Resources:
     workers_per_trial: dict[str, int] = field(default_factory=dict)
 
     def workers_for(self, method: str, dataset: str) -> int:
-        from orchestrator.ddp import workers_for  # 1 for a twin: it mostly evaluates
+        from orchestrator.workers import workers_for  # 1 for a twin: it mostly evaluates
 
         return workers_for(self.workers_per_trial, method, dataset)
 
@@ -163,7 +163,7 @@ class GridConfig:
                 f"custom trial resources must be positive amounts of resources other than CPU/GPU/memory, got {bad}; "
                 f"fix --trial-resources (e.g. worker=1)"
             )
-        from orchestrator.ddp import check_workers_table
+        from orchestrator.workers import check_workers_table
 
         check_workers_table(self.resources.workers_per_trial)
         lams = [*self.lambdas, self.default_lam] + ([] if self.lam is None else [self.lam])

@@ -258,9 +258,38 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
     if int(spec.get("workers", 1)) > 1:
         from orchestrator.ddp import fit_workers
 
-        fit_workers(spec, train_fn)
+        fit_workers(spec, train_fn, run_worker)
         return
     run_attempt(spec, train_fn, TuneSession(), node, uri)
+
+
+def run_worker(spec: dict[str, Any], train_fn: Callable | None, session: Any) -> None:
+    """One Ray Train worker of a data-parallel trial (``orchestrator.ddp``): rank 0 logs
+    (:func:`run_attempt`), the others train their share and report what rank 0 reports."""
+    import torch
+
+    train_fn = prepare_worker(spec, train_fn)
+    if torch.cuda.is_available():
+        import ray.train.torch
+
+        torch.cuda.set_device(ray.train.torch.get_device())
+    if not session.main:
+        return _follow(spec, train_fn, session)
+    node = {**_node(), "fer_orch.workers": str(session.world_size)}
+    run_attempt(spec, train_fn, session, node, uri_seen_from(spec["uri"], spec.get("origin"), node.get("fer_orch.node_ip")))
+
+
+def _follow(spec: dict[str, Any], train_fn: Callable, session: Any) -> None:
+    """A rank > 0: restore the checkpoint, train, report each epoch and once at the end."""
+    cfg = from_dict(TrainConfig, spec["cfg"])
+    work = fresh_work_dir(spec["hash"], session.trial_id())
+    try:
+        _restore_checkpoint(work, session)
+        train_fn(cfg, work, on_epoch=lambda epoch, m: session.report({**m, "epoch": epoch}), resume=True,
+                 progress=False, cache_dir=cache_here(spec.get("cache_dir")))
+        session.report({})  # rank 0's final report (its test metrics) closes the run
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def prepare_worker(spec: dict[str, Any], train_fn: Callable | None) -> Callable:

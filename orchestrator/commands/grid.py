@@ -72,7 +72,7 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
                       trial_resources=None, au_source=None, workers_per_trial=None, **_ignored):
     from orchestrator import presets
     from orchestrator.config import GridConfig, parse_data_opts, parse_list, parse_resources, parse_seeds
-    from orchestrator.ddp import parse_workers
+    from orchestrator.workers import parse_workers
 
     ds = parse_list(datasets)
     g = presets.get(preset or presets.for_datasets(ds))
