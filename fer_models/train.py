@@ -19,6 +19,11 @@
 - resumes from ``checkpoint.pt`` (``resume=True``) at the epoch after the saved one; the
   data order of the remaining epochs is not the one an uninterrupted run would have seen
   (the loaders restart their seeded shuffles);
+- in a ``torch.distributed`` process group, trains data-parallel (``fer_models.distributed``:
+  ``batch_size`` is the global batch; rank 0 validates, writes and returns the result);
+- ``trained_by=M`` (:func:`evaluate_trained`): ``run_dir`` holds M's finished training of the
+  same network (a Grad-CAM++ or LayerCAM twin of Grad-CAM); it is evaluated, not trained. A
+  checkpoint of another method is never taken for this run's own;
 - finally evaluates ``best.pt`` on test (metrics, confusion, cosine matrix, mean maps, and the
   deletion / insertion faithfulness of the CAM and the attention, ``fer_models.faithfulness``)
   and writes ``run_dir/test_metrics.json``; the result carries that evaluation and the
@@ -31,19 +36,22 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from fer_models import distributed
 from fer_models.checkpoints import CheckpointWriter, fill_checkpoint, is_checkpoint
 from fer_models.checkpoints import atomic_save as _atomic_save  # noqa: F401 (the trainer's writer, tested by name)
-from fer_models.config import OPTIMIZERS, SCHEDULERS, TrainConfig, au_loss_weight, validate
+from fer_models.config import TrainConfig, au_loss_weight, validate
+from fer_models.distributed import World
 from fer_models.errors import ConfigError, StateDictError
 from fer_models.faithfulness import faithfulness_scores
 from fer_models.losses import total_loss
+from fer_models.optim import make_optimizer, make_scheduler, param_groups  # noqa: F401 (also imported from here)
 from fer_models.metrics import EvalResult, ReferenceMaps, eval_options, evaluate, to_device
 from fer_models.torch_utils import load_state_file
 
@@ -75,103 +83,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{name}' was requested but no CUDA GPU is visible; use --device cpu or auto")
     return torch.device(name)
-
-
-def param_groups(cfg: TrainConfig, model: torch.nn.Module) -> list[dict[str, Any]]:
-    """The optimiser's parameter groups: ``backbone`` at ``cfg.lr`` and ``head`` at ``cfg.head_lr``.
-
-    ``head`` is what the method adds to its encoder (:meth:`FERModel.new_modules`; a seed
-    network is all new) plus the encoder layers ``cfg.head_layers``. Paper 002's released
-    code puts ResNet's layer4 in the head's group (the WSOL recipe it builds on): its
-    ``head_layers`` is ``(5,)``. With no ``head_lr`` and no ``head_layers`` there is one group.
-    """
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if cfg.head_lr is None and not cfg.head_layers:
-        return [{"name": "all", "params": trainable, "lr": cfg.lr}]
-    head_ids: set[int] = set()
-    new_modules = getattr(model, "new_modules", None)
-    for m in (new_modules() if callable(new_modules) else []):
-        head_ids.update(id(p) for p in m.parameters())
-    backbone = getattr(model, "backbone", None)
-    for layer in cfg.head_layers:
-        if backbone is None:
-            break
-        head_ids.update(id(p) for p in backbone.stage(int(layer)).parameters())
-    head = [p for p in trainable if id(p) in head_ids]
-    rest = [p for p in trainable if id(p) not in head_ids]
-    head_lr = cfg.lr if cfg.head_lr is None else cfg.head_lr
-    groups = [{"name": "backbone", "params": rest, "lr": cfg.lr}, {"name": "head", "params": head, "lr": head_lr}]
-    return [g for g in groups if g["params"]]
-
-
-def _fused_ok(model: torch.nn.Module) -> bool | None:
-    """True when every trainable parameter is a floating tensor on a CPU or CUDA device (where
-    PyTorch's fused Adam runs), else None (PyTorch's default)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    ok = params and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    return True if ok else None
-
-
-def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """``sgd`` (momentum, weight decay, ``nesterov`` as paper 002's released code), ``adam`` or
-    ``adamw``, over :func:`param_groups`. Adam and AdamW use PyTorch's fused kernel (one
-    kernel over all parameters instead of a Python loop over them: 0.96x the CPU-preset CAM
-    step, ``benchmarks/bench_cpu_step.py``) wherever the parameters' device has one."""
-    groups = param_groups(cfg, model)
-    fused = _fused_ok(model)
-    name = cfg.optimizer.lower()
-    if cfg.nesterov and name != "sgd":
-        raise ConfigError(f"nesterov applies to SGD only, but the optimizer is '{cfg.optimizer}'")
-    if name == "sgd":
-        if cfg.nesterov and cfg.momentum <= 0:
-            raise ConfigError("Nesterov SGD needs momentum > 0; set momentum or nesterov=false")
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               nesterov=bool(cfg.nesterov))
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-    raise ConfigError(f"unknown optimizer '{cfg.optimizer}'; use {', '.join(OPTIMIZERS)}")
-
-
-def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
-    """A per-step scheduler (``scheduler.step()`` after every optimiser step).
-
-    ``step`` with ``lr_step`` > 0 is paper 002's released schedule, which steps once per
-    epoch: every group's lr is ``max(lr0 * lr_gamma ** (epoch // lr_step), min_lr)``, held
-    constant within an epoch. ``step`` with ``lr_step`` = 0 keeps fer-orch's x0.1 at 1/3 and
-    2/3 of the run.
-
-    ``cosine`` with ``warmup_epochs`` w > 0: the lr rises linearly over the first w epochs' steps
-    (from lr / warm-up steps to lr), then follows the cosine from lr to 0 over the rest (the
-    ViT recipes' warm-up, e.g. DeiT's).
-    """
-    name = cfg.scheduler.lower()
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warm = int(round(float(cfg.warmup_epochs) * steps_per_epoch))
-    if name == "cosine" and 0 < warm < total:
-        def warm_cosine(s: int) -> float:
-            if s < warm:
-                return (s + 1) / warm
-            return 0.5 * (1.0 + math.cos(math.pi * (s - warm) / (total - warm)))
-
-        return torch.optim.lr_scheduler.LambdaLR(opt, warm_cosine)
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    if name == "step" and cfg.lr_step > 0:
-        per_epoch, every, gamma = max(1, steps_per_epoch), int(cfg.lr_step), float(cfg.lr_gamma)
-
-        def factor(base: float):
-            floor = cfg.min_lr / base if base > 0 else 0.0
-            return lambda s: max(gamma ** ((s // per_epoch) // every), floor)
-
-        return torch.optim.lr_scheduler.LambdaLR(opt, [factor(g["lr"]) for g in opt.param_groups])
-    if name == "step":
-        marks = sorted({max(1, total // 3), max(1, 2 * total // 3)})
-        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=marks, gamma=0.1)
-    if name == "none":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _s: 1.0)
-    raise ConfigError(f"unknown scheduler '{cfg.scheduler}'; use {', '.join(SCHEDULERS)}")
 
 
 PROGRESS_EVERY = 20  # steps between two reads of the running loss for the progress bar
@@ -256,6 +167,35 @@ def _finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+@dataclass
+class _Run:
+    """What one training carries from phase to phase (:func:`train`)."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    device: torch.device
+    loaders: Any
+    train_batches: Any  # this rank's share of loaders.train (fer_models.distributed)
+    num_classes: int
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: Any
+    world: World
+    att_layer: int  # paper 002, Table 2: ATT-COS at the top aligned layer
+    start: int = 1
+    best_epoch: int = 0
+    best_cl: float = -math.inf
+    history: list[dict[str, float]] = field(default_factory=list)
+    val_refs: ReferenceMaps = field(default_factory=ReferenceMaps)  # released maps of val, rendered once
+
+    def evaluate(self, split: str, progress: bool, **kw: Any) -> EvalResult:
+        loader = self.loaders.val if split == "val" else self.loaders.test
+        refs = {"ref_maps": self.val_refs} if split == "val" else {}
+        return evaluate(self.model, loader, num_classes=self.num_classes, att_layer=self.att_layer, device=self.device,
+                        progress=progress, desc=split, **refs, **kw, **eval_options(self.cfg))
+
+
 def train(
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -266,24 +206,54 @@ def train(
     progress: bool = True,
     cache_root: str | Path | None = None,
     cache_dir: str | Path | None = None,
-) -> TrainResult:
+    trained_by: str | None = None,
+) -> TrainResult | None:
     """Train ``cfg`` into ``run_dir``; ``loaders`` (train/val/test/num_classes) overrides the data.
 
     ``cache_dir``, the already prepared cache of ``cfg.data``, spares reading the dataset
     and hashing its cache key (the grid passes the one its preprocessing returned).
+    ``trained_by``: ``run_dir`` already holds the finished training of that method, which
+    trains the same network (:func:`evaluate_trained`); nothing is trained.
+
+    In a ``torch.distributed`` process group every rank calls this (data-parallel training,
+    ``fer_models.distributed``); rank 0 writes and returns the result, the others return None.
     """
-    from tqdm.auto import tqdm
-
-    from fer_models.methods import build_model, trains_as
-
     t0 = time.perf_counter()
+    run = _setup(cfg, run_dir, loaders, progress, cache_root, cache_dir)
+    if trained_by is not None:
+        return _evaluate_borrowed(run, trained_by, progress, t0)
+    if resume:
+        _restore(run)
+    _epochs(run, on_epoch, progress)
+    return _finish(run, progress, t0) if run.world.main else None
+
+
+def evaluate_trained(cfg: TrainConfig, run_dir: str | Path, trained_by: str, *, loaders: Any = None,
+                     progress: bool = True, cache_root: str | Path | None = None,
+                     cache_dir: str | Path | None = None) -> TrainResult:
+    """Evaluate, with ``cfg.method``'s maps, the finished training of ``trained_by`` in
+    ``run_dir`` (a method that trains the same network: Grad-CAM for Grad-CAM++ and LayerCAM,
+    ``fer_models.methods.trains_as``). The result carries the trainer's per-epoch history
+    without its validation CAM-COS (measured with the trainer's map) and the best epoch's
+    validation CAM-COS measured again with this method's map."""
+    return train(cfg, run_dir, loaders=loaders, progress=progress, cache_root=cache_root, cache_dir=cache_dir,
+                 trained_by=trained_by)
+
+
+def _setup(cfg: TrainConfig, run_dir: str | Path, loaders: Any, progress: bool, cache_root: Any,
+           cache_dir: Any) -> _Run:
+    """Seeds, device, data, model, optimiser, schedule and grad scaler of a fresh run."""
+    from fer_models.methods import build_model
+
     validate(cfg, names=False)  # numbers and ranges; names are checked where the model and data are built
+    w = distributed.world()
+    distributed.check_batch(cfg.batch_size, w)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
-    cuda = device.type == "cuda"
+    if device.type == "cuda" and w.parallel:  # the rank's own GPU (the launcher set it current)
+        device = torch.device("cuda", torch.cuda.current_device())
     seed_everything(cfg.seed)
-
     if loaders is None:
         from fer_models.data.dataset import build_loaders
 
@@ -298,105 +268,139 @@ def train(
     if cfg.channels_last:  # CPU too: oneDNN's NHWC convolutions (benchmarks/bench_trial_phases.py)
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(cfg, model)
-    steps = max(1, len(loaders.train))
-    sched = make_scheduler(cfg, opt, steps)
+    batches = distributed.shard(loaders.train, w)
+    sched = make_scheduler(cfg, opt, max(1, len(batches)))
     use_amp, amp_dtype = amp_settings(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    att_layer = max(int(l) for l in cfg.layers)  # paper 002, Table 2: ATT-COS at the top aligned layer
+    return _Run(cfg, run_dir, device, loaders, batches, num_classes, model, opt, sched, scaler, w,
+                att_layer=max(int(l) for l in cfg.layers))
 
-    ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
-    start, best_epoch, best_cl, history = 1, 0, -math.inf, []
-    borrowed = False  # resumed from the checkpoint of another method that trains as this one
-    if resume and ckpt_path.exists():
-        fix = "delete it, or pass --no-resume (resume=False), to train this run from scratch"
-        state = load_state_file(ckpt_path, device, what="checkpoint", fix=fix)
-        if not is_checkpoint(state):
-            raise StateDictError(f"checkpoint '{ckpt_path}' is not a fer-orch training checkpoint; {fix}")
-        trained_by = str(state.get("method", cfg.method))
-        if trains_as(trained_by) != trains_as(cfg.method):
-            raise StateDictError(f"checkpoint '{ckpt_path}' trained method '{trained_by}', not '{cfg.method}'; {fix}")
-        state = fill_checkpoint(run_dir, state, device, fix)
-        borrowed = trained_by != cfg.method.lower()
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        if "rng" in state:
-            torch.set_rng_state(state["rng"].cpu())
-        start = int(state["epoch"]) + 1
-        best_epoch, best_cl = int(state["best"]["epoch"]), float(state["best"]["cl"])
-        history = list(state["history"])
-        if borrowed:  # another method's explainer measured these; this one's is measured below
-            history = [{**h, "val_cam_cos": float("nan")} for h in history]
 
-    forward = compiled_forward(model, cfg)
-    writer = CheckpointWriter(run_dir, cfg.checkpoint_every, cfg.checkpoint_minutes)
-    val_refs = ReferenceMaps()  # the released reference maps of the validation split, rendered once
-    if cuda:
+def _restore(run: _Run, trained_by: str | None = None) -> None:
+    """Continue from ``run_dir/checkpoint.pt`` when there is one: weights, optimiser, schedule,
+    scaler, RNG, best epoch and history. A checkpoint of another method is refused unless it
+    is ``trained_by``'s (a twin evaluating its publisher's training)."""
+    from fer_models.methods import trains_as
+
+    cfg, ckpt_path = run.cfg, run.run_dir / "checkpoint.pt"
+    if not ckpt_path.exists():
+        return
+    fix = "delete it, or pass --no-resume (resume=False), to train this run from scratch"
+    state = load_state_file(ckpt_path, run.device, what="checkpoint", fix=fix)
+    if not is_checkpoint(state):
+        raise StateDictError(f"checkpoint '{ckpt_path}' is not a fer-orch training checkpoint; {fix}")
+    method = str(state.get("method", cfg.method))
+    if trains_as(method) != trains_as(cfg.method):
+        raise StateDictError(f"checkpoint '{ckpt_path}' trained method '{method}', not '{cfg.method}'; {fix}")
+    if method != cfg.method.lower() and method != trained_by:
+        raise StateDictError(f"checkpoint '{ckpt_path}' was trained by '{method}' (the same network as "
+                             f"'{cfg.method}'); evaluate it with evaluate_trained(..., trained_by='{method}'), or {fix}")
+    state = fill_checkpoint(run.run_dir, state, run.device, fix)
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    if "scaler" in state:
+        run.scaler.load_state_dict(state["scaler"])
+    if "rng" in state:
+        torch.set_rng_state(state["rng"].cpu())
+    run.start = int(state["epoch"]) + 1
+    run.best_epoch, run.best_cl = int(state["best"]["epoch"]), float(state["best"]["cl"])
+    run.history = list(state["history"])
+
+
+def _epochs(run: _Run, on_epoch: EpochCallback | None, progress: bool) -> None:
+    """Epochs ``run.start`` .. ``cfg.epochs``: train, validate, checkpoint (rank 0), report."""
+    cfg = run.cfg
+    forward = compiled_forward(distributed.wrap(run.model, run.device, run.world), cfg)
+    writer = CheckpointWriter(run.run_dir, cfg.checkpoint_every, cfg.checkpoint_minutes) if run.world.main else None
+    if run.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
-    for epoch in range(start, cfg.epochs + 1):
-        te = time.perf_counter()
-        bar = tqdm(loaders.train, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
-        sums, n_batches = train_epoch(model, bar, opt, sched, scaler, cfg, device, forward=forward,
-                                      bar=bar if progress else None)
-        if n_batches == 0:
-            raise ConfigError("the training split gave no batch; lower batch_size or check the dataset")
-        train_loss, train_ce, train_align = (sums / n_batches).tolist()  # the epoch's one read
-        check_finite_loss(epoch, train_loss, train_align, cfg)  # before anything of this epoch is written
-        if writer.due(epoch, cfg.epochs):  # written by a background thread while validation runs
-            writer.start(epoch, model, opt, sched, scaler)
-        val = evaluate(model, loaders.val, num_classes=num_classes, att_layer=att_layer, device=device,
-                       progress=progress, desc="val", ref_maps=val_refs, **eval_options(cfg))
-        metrics = {
-            "train_loss": train_loss,
-            "train_ce": train_ce,
-            "train_align": train_align,
-            "val_cl": val.metrics["cl"],
-            "val_cam_cos": val.metrics.get("cam_cos", float("nan")),
-            "val_att_cos": val.metrics.get("att_cos", float("nan")),
-            "lr": float(opt.param_groups[0]["lr"]),
-            "epoch_seconds": time.perf_counter() - te,
-        }
-        history.append({"epoch": float(epoch), **metrics})
-        vcl = metrics["val_cl"]
-        # best validation accuracy; without a validation split, the latest epoch
-        is_best = best_epoch == 0 or not _finite(vcl) or vcl > best_cl
-        if is_best:
-            best_epoch, best_cl = epoch, (vcl if _finite(vcl) else -math.inf)
-        record = {"method": cfg.method.lower(), "epoch": epoch, "best": {"epoch": best_epoch, "cl": best_cl},
-                  "history": history, "rng": torch.get_rng_state()}
-        writer.finish(epoch, record, is_best, model)
+    for epoch in range(run.start, cfg.epochs + 1):
+        metrics, is_best = _epoch(run, epoch, forward, writer, progress)
+        if writer is not None:
+            record = {"method": cfg.method.lower(), "epoch": epoch,
+                      "best": {"epoch": run.best_epoch, "cl": run.best_cl},
+                      "history": run.history, "rng": torch.get_rng_state()}
+            writer.finish(epoch, record, is_best, run.model)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
-    writer.close()
+    if writer is not None:
+        writer.close()
 
-    model.load_state_dict(load_state_file(best_path, device, what="best weights",
-                                          fix="delete the run folder's checkpoint.pt and best.pt to train again"))
-    test = evaluate(model, loaders.test, num_classes=num_classes, att_layer=att_layer, device=device,
-                    mean_maps=True, progress=progress, desc="test", **eval_options(cfg))
-    test_rows = getattr(loaders.test, "dataset", None)  # None: a plain list of batches (tests)
+
+def _epoch(run: _Run, epoch: int, forward: Callable, writer: CheckpointWriter | None,
+           progress: bool) -> tuple[dict[str, float], bool]:
+    """One epoch's training steps and validation; its metrics and whether it is the best yet."""
+    from tqdm.auto import tqdm
+
+    cfg, te = run.cfg, time.perf_counter()
+    bar = tqdm(run.train_batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
+    sums, n_batches = train_epoch(run.model, bar, run.opt, run.sched, run.scaler, cfg, run.device,
+                                  forward=forward, bar=bar if progress else None)
+    if n_batches == 0:
+        raise ConfigError("the training split gave no batch; lower batch_size or check the dataset")
+    means = distributed.mean(sums / n_batches, run.world)  # the mean over all ranks' rows
+    train_loss, train_ce, train_align = means.tolist()  # the epoch's one read
+    check_finite_loss(epoch, train_loss, train_align, cfg)  # before anything of this epoch is written
+    if writer is not None and writer.due(epoch, cfg.epochs):  # written by a background thread while validation runs
+        writer.start(epoch, run.model, run.opt, run.sched, run.scaler)
+    val = distributed.share(run.evaluate("val", progress).metrics if run.world.main else None, run.world)
+    metrics = {
+        "train_loss": train_loss,
+        "train_ce": train_ce,
+        "train_align": train_align,
+        "val_cl": val["cl"],
+        "val_cam_cos": val.get("cam_cos", float("nan")),
+        "val_att_cos": val.get("att_cos", float("nan")),
+        "lr": float(run.opt.param_groups[0]["lr"]),
+        "epoch_seconds": time.perf_counter() - te,
+    }
+    run.history.append({"epoch": float(epoch), **metrics})
+    vcl = metrics["val_cl"]
+    # best validation accuracy; without a validation split, the latest epoch
+    is_best = run.best_epoch == 0 or not _finite(vcl) or vcl > run.best_cl
+    if is_best:
+        run.best_epoch, run.best_cl = epoch, (vcl if _finite(vcl) else -math.inf)
+    return metrics, is_best
+
+
+def _finish(run: _Run, progress: bool, t0: float) -> TrainResult:
+    """``best.pt`` on test (+ faithfulness), ``test_metrics.json``, the result."""
+    cfg, best_path = run.cfg, run.run_dir / "best.pt"
+    run.model.load_state_dict(load_state_file(best_path, run.device, what="best weights",
+                                              fix="delete the run folder's checkpoint.pt and best.pt to train again"))
+    test = run.evaluate("test", progress, mean_maps=True)
+    test_rows = getattr(run.loaders.test, "dataset", None)  # None: a plain list of batches (tests)
     if test_rows is not None:
-        test.metrics.update(faithfulness_scores(model, test_rows, n=cfg.faithfulness_n,
-                                                steps=cfg.faithfulness_steps, device=device, target=cfg.target))
+        test.metrics.update(faithfulness_scores(run.model, test_rows, n=cfg.faithfulness_n,
+                                                steps=cfg.faithfulness_steps, device=run.device, target=cfg.target))
     seconds = time.perf_counter() - t0
-    (run_dir / "test_metrics.json").write_text(
-        json.dumps({"best_epoch": best_epoch, "seconds": seconds, **test.metrics}, indent=2)
+    (run.run_dir / "test_metrics.json").write_text(
+        json.dumps({"best_epoch": run.best_epoch, "seconds": seconds, **test.metrics}, indent=2)
     )
-    best_row = next(h for h in history if int(h["epoch"]) == best_epoch)
+    best_row = next(h for h in run.history if int(h["epoch"]) == run.best_epoch)
     best_val = {k[len("val_"):]: v for k, v in best_row.items() if k.startswith("val_")}
-    if borrowed:  # the best epoch's validation maps with this method's explainer
-        val = evaluate(model, loaders.val, num_classes=num_classes, att_layer=att_layer, device=device,
-                       progress=progress, desc="val", ref_maps=val_refs, **eval_options(cfg))
-        best_val["cam_cos"] = val.metrics.get("cam_cos", float("nan"))
     return TrainResult(
         best_path=best_path,
-        best_epoch=best_epoch,
+        best_epoch=run.best_epoch,
         best_val=best_val,
         test=test,
-        history=history,
+        history=run.history,
         seconds=seconds,
-        num_classes=num_classes,
-        backbone=getattr(model, "backbone_name", None),
-        weights=getattr(model, "weights", None),
+        num_classes=run.num_classes,
+        backbone=getattr(run.model, "backbone_name", None),
+        weights=getattr(run.model, "weights", None),
     )
+
+
+def _evaluate_borrowed(run: _Run, trained_by: str, progress: bool, t0: float) -> TrainResult:
+    """:func:`evaluate_trained` on a set-up run."""
+    _restore(run, trained_by=trained_by.lower())
+    if run.start <= run.cfg.epochs:
+        raise StateDictError(f"'{run.run_dir}' holds no finished training of {run.cfg.epochs} epochs by "
+                             f"'{trained_by}' (it has {run.start - 1}); train this run instead")
+    # the trainer's explainer measured these; this method's is measured below
+    run.history = [{**h, "val_cam_cos": float("nan")} for h in run.history]
+    result = _finish(run, progress, t0)
+    result.best_val["cam_cos"] = run.evaluate("val", progress).metrics.get("cam_cos", float("nan"))
+    return result

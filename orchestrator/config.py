@@ -57,12 +57,21 @@ class Resources:
     ``gpu_share``: GPUs per trial of one ``"<method>/<dataset>"`` (or every method's on
     ``"<dataset>"``) instead of ``gpus``; the paper presets fill it from the computed peak
     memory of each trial (``orchestrator.gpu_memory``); ``--gpus-per-trial`` empties it.
+
+    ``workers_per_trial``: data-parallel workers of a trial (``orchestrator.ddp``), keyed like
+    ``gpu_share`` or ``"*"`` (every trial); 1 when unlisted. Not in the config hash.
     """
 
     cpus: float = 1.0
     gpus: float = 0.0
     custom: dict[str, float] = field(default_factory=dict)
     gpu_share: dict[str, float] = field(default_factory=dict)
+    workers_per_trial: dict[str, int] = field(default_factory=dict)
+
+    def workers_for(self, method: str, dataset: str) -> int:
+        from orchestrator.workers import workers_for  # 1 for a twin: it mostly evaluates
+
+        return workers_for(self.workers_per_trial, method, dataset)
 
     def gpus_for(self, method: str, dataset: str) -> float:
         """The GPUs a trial of ``method`` on ``dataset`` asks for."""
@@ -155,6 +164,9 @@ class GridConfig:
                 f"custom trial resources must be positive amounts of resources other than CPU/GPU/memory, got {bad}; "
                 f"fix --trial-resources (e.g. worker=1)"
             )
+        from orchestrator.workers import check_workers_table
+
+        check_workers_table(self.resources.workers_per_trial)
         lams = [*self.lambdas, self.default_lam] + ([] if self.lam is None else [self.lam])
         if any(not isinstance(x, (int, float)) or not math.isfinite(x) or not au_loss_on(True, x) for x in lams):
             # these weigh w/-AU trials, and λ = 0 is the model without the AU loss (au_loss_on)

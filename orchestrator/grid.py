@@ -41,7 +41,8 @@ from fer_models import paths
 from fer_models.config import TrainConfig
 from fer_models.errors import ConfigError, FerOrchError
 from orchestrator import tracking
-from orchestrator.config import GridConfig, Trial, resolve_lambda
+from orchestrator.config import GridConfig, Trial
+from orchestrator.lambda_choice import choose_lambda
 from orchestrator.progress import TrialProgress
 from orchestrator.registry import STUDIES
 from orchestrator.studies import expand, run_order
@@ -68,61 +69,6 @@ class GridOutcome:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.unfinished
-
-
-# --------------------------------------------------------------------------------------
-# λ selection on validation
-# --------------------------------------------------------------------------------------
-
-
-def choose_lambda(grid_cfg: GridConfig, experiment_id: str | None, uri: str | None = None) -> tuple[float, str]:
-    """λ for the grid and the layer ablation, chosen on the validation split.
-
-    Paper 002 estimates λ "using validation by covering values that range from less than
-    1 to 20" on RAF-DB and transfers it to AffectNet; Sec. 4.3 calls a good value "one that
-    improves localization without decreasing classification accuracy". So: among the λ of
-    the finished λ ablation whose mean validation CL (over seeds) is not below the
-    vanilla (w/o AU) model's, take the one with the highest validation CAM-COS (ATT-COS
-    when a method has no CAM); if none qualifies, the λ with the highest validation CL.
-    Only ablation runs whose config matches this grid's exactly are used. Test metrics are
-    never read. An explicit ``lam`` wins; with no ablation, ``default_lam``. A grid without
-    AU trials (``au: [false]``) has no λ to choose: ``default_lam``, never read.
-    """
-    if grid_cfg.lam is not None:  # the precedence: orchestrator.config.resolve_lambda
-        return resolve_lambda(grid_cfg)
-    if not any(grid_cfg.au):  # no trial trains with the AU loss (the seed papers' presets, identity targets)
-        return float(grid_cfg.default_lam), "unused (no trial trains with the AU loss)"
-    if experiment_id is None:
-        return float(grid_cfg.default_lam), "default (no λ ablation yet)"
-    expected = {t.hash: t for t in expand(grid_cfg, "lambda")}
-    done = tracking.finished_trials(experiment_id, uri)
-    runs = [(expected[h], done[h]) for h in expected if h in done]
-    scores: dict[float | None, list[tuple[float, float]]] = {}
-    for trial, run in runs:
-        m = run.data.metrics
-        cl = m.get("best_val_cl")
-        loc = m.get("best_val_cam_cos", m.get("best_val_att_cos", float("nan")))
-        if cl is None:
-            continue
-        key = float(trial.cfg.lam) if trial.cfg.au else None
-        scores.setdefault(key, []).append((cl, loc))
-    lams = {k: v for k, v in scores.items() if k is not None}
-    if not lams:
-        return float(grid_cfg.default_lam), "default (no finished λ ablation matches this grid)"
-
-    def mean(v: list[tuple[float, float]], i: int) -> float:
-        xs = [x[i] for x in v if x[i] == x[i]]
-        return sum(xs) / len(xs) if xs else float("-inf")
-
-    floor = mean(scores[None], 0) if None in scores else float("-inf")
-    ok = [k for k, v in lams.items() if mean(v, 0) >= floor]
-    if ok:
-        best = max(ok, key=lambda k: (mean(lams[k], 1), mean(lams[k], 0)))
-        why = "highest val CAM-COS without lowering val CL"
-    else:
-        best = max(lams, key=lambda k: mean(lams[k], 0))
-        why = "highest val CL (every λ lowered val CL)"
-    return resolve_lambda(grid_cfg, best, f"validation: {why}, on {grid_cfg.ablation_on()} ({len(runs)} runs)")
 
 
 # --------------------------------------------------------------------------------------
@@ -189,15 +135,22 @@ def trial_resources(grid_cfg: GridConfig) -> dict[str, float]:
 
 
 def resources_per_trial(grid_cfg: GridConfig):
-    """:func:`trial_resources`, or, with a ``resources.gpu_share`` table, the function of a
-    trial's config Tune calls for each trial (its GPUs from the table)."""
+    """:func:`trial_resources`, or, with a ``resources.gpu_share`` or ``workers_per_trial``
+    table, the function of a trial's config Tune calls for each trial: its GPUs from the
+    table, and nothing for a trial of several workers, whose Ray Train workers ask for their
+    own (:mod:`orchestrator.ddp`; it holds a token CPU, and Tune's ``max_concurrent_trials`` still
+    caps the trials)."""
+    from orchestrator.ddp import COORDINATOR_CPU
+
     base = trial_resources(grid_cfg)
     r = grid_cfg.resources
-    if not r.gpu_share:
+    if not r.gpu_share and not r.workers_per_trial:
         return base
 
     def of(config: dict[str, Any]) -> tune.PlacementGroupFactory:
         cfg = config["trial"]["cfg"]
+        if r.workers_for(cfg["method"], cfg["data"]["dataset"]) > 1:
+            return tune.PlacementGroupFactory([{"CPU": COORDINATOR_CPU}])
         gpus = r.gpus_for(cfg["method"], cfg["data"]["dataset"])
         bundle = {"CPU": base["cpu"], "GPU": gpus, **{k: v for k, v in base.items() if k not in ("cpu", "gpu")}}
         return tune.PlacementGroupFactory([{k: v for k, v in bundle.items() if v}])
@@ -344,9 +297,30 @@ def run_grid(
     ``train_fn`` replaces ``fer_models.train.train`` (same contract; tests inject fakes)
     and ``preprocess_fn`` replaces ``orchestrator.preprocess.preprocess``.
     """
-    from orchestrator.ray_utils import check_feasible, init_ray, keep_secrets_out_of_trials
-
     t_start = time.perf_counter()
+    _quiet_tune()
+    studies = run_order(studies)  # the λ ablation first (its runs choose λ), then the report's order
+    if not studies:
+        raise ConfigError(f"nothing to run: pick at least one study of {', '.join(STUDIES.names())}")
+    ctx = _prepare(grid_cfg, studies, resume, train_fn, preprocess_fn, verbose)
+    outcome = GridOutcome(grid_cfg.experiment, ctx["experiment_id"], ctx["uri"], ctx["parent_id"], studies, 0.0, "",
+                          storage=ctx["storage"])
+    status = "FAILED"
+    try:
+        _run_studies(grid_cfg, studies, ctx, resume, train_fn, outcome, verbose)
+        status = "FINISHED" if outcome.ok else ("KILLED" if outcome.unfinished and not outcome.failed else "FAILED")
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        outcome.wall_seconds = time.perf_counter() - t_start
+        _close(outcome, status, ctx)
+    if verbose:
+        print_summary(outcome)
+    return outcome
+
+
+def _quiet_tune() -> None:
     # every epoch checkpoints by design; Tune's warning about it is noise here
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # MLflow holds every result: no Tune CSV/JSON/TensorBoard loggers, whose writer thread per
@@ -355,9 +329,15 @@ def run_grid(
     # our tqdm bar replaces Tune's tables (the legacy reporter honours verbose=0)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
-    studies = run_order(studies)  # the λ ablation first (its runs choose λ), then the report's order
-    if not studies:
-        raise ConfigError(f"nothing to run: pick at least one study of {', '.join(STUDIES.names())}")
+
+
+def _prepare(grid_cfg: GridConfig, studies: tuple[str, ...], resume: bool, train_fn: Callable | None,
+             preprocess_fn: Callable | None, verbose: bool) -> dict[str, Any]:
+    """Checks, Ray, preprocessing and the parent MLflow run: the context every trial gets."""
+    from orchestrator import storage as st
+    from orchestrator.ddp import check_workers_fit
+    from orchestrator.ray_utils import check_feasible, init_ray, keep_secrets_out_of_trials
+
     uri = tracking.resolve_uri(grid_cfg.tracking_uri)  # unreachable server: one sentence, now
     experiment_id = tracking.ensure_experiment(grid_cfg.experiment, uri)
     if train_fn is None:
@@ -366,11 +346,8 @@ def run_grid(
     if train_fn is None:
         _validate_names(all_cfgs)
     home = str(paths.home())
-    from orchestrator import storage as st
-
     storage = st.resolve(grid_cfg.storage_path, home)
     st.check(storage)
-
     inv = _invocation_id(grid_cfg, studies)
     if not resume:
         inv = f"{inv}-{int(time.time())}"
@@ -379,14 +356,15 @@ def run_grid(
 
     ray = init_ray(grid_cfg.address)
     keep_secrets_out_of_trials()
-    check_feasible(ray, trial_resources(grid_cfg), joined=(grid_cfg.address or os.environ.get("RAY_ADDRESS") or "local") != "local")
+    joined = (grid_cfg.address or os.environ.get("RAY_ADDRESS") or "local") != "local"
+    check_feasible(ray, trial_resources(grid_cfg), joined=joined)
+    check_workers_fit(ray, grid_cfg, joined)
     origin, others = _check_remote_nodes(uri, ray)
     if others and not st.is_uri(storage) and verbose:
         print(f"fer-orch: nodes on {', '.join(others)} write trial checkpoints to the Tune storage {storage}: "
               "it must be a folder every node mounts (NFS), else pass --storage s3://...", file=sys.stderr)
     cache_dirs = _preprocess_all(all_cfgs, grid_cfg.address, preprocess_fn)
 
-    git = tracking.git_info()
     parent_id = state.get("parent_id")
     if parent_id is None:
         parent_tags = {tracking.STUDY_TAG: ",".join(studies), "fer_orch.invocation": inv, "fer_orch.preset": grid_cfg.preset}
@@ -395,48 +373,48 @@ def run_grid(
         tracking.reopen_run(parent_id, uri)
     state_path.parent.mkdir(parents=True, exist_ok=True)
     state_path.write_text(json.dumps({"parent_id": parent_id}))
-    ctx = {"parent_id": parent_id, "experiment_id": experiment_id, "uri": uri, "home": home,
-           "cpus": grid_cfg.resources.cpus, "git": git, "storage": storage, "resume": resume,
-           "cache_dirs": cache_dirs, "origin": origin}
-    outcome = GridOutcome(grid_cfg.experiment, experiment_id, uri, parent_id, studies, 0.0, "", storage=storage)
+    return {"parent_id": parent_id, "experiment_id": experiment_id, "uri": uri, "home": home,
+            "cpus": grid_cfg.resources.cpus, "git": tracking.git_info(), "storage": storage, "resume": resume,
+            "cache_dirs": cache_dirs, "origin": origin, "inv": inv, "resources": grid_cfg.resources}
+
+
+def _run_studies(grid_cfg: GridConfig, studies: tuple[str, ...], ctx: dict[str, Any], resume: bool,
+                 train_fn: Callable | None, outcome: GridOutcome, verbose: bool) -> None:
+    """Phase 1, the λ ablation when asked; λ chosen on validation; phase 2, the other studies."""
     listed: list[dict[str, Any]] = []
+    uri, inv, name = ctx["uri"], ctx["inv"], grid_cfg.experiment
 
     def record(trials: list[Trial]) -> None:
         listed.extend({"hash": t.hash, "name": t.name, "study": t.study} for t in trials)
         outcome.trials = listed
-        tracking.log_grid_artifacts(parent_id, grid_cfg.to_yaml(), listed, uri)
+        tracking.log_grid_artifacts(ctx["parent_id"], grid_cfg.to_yaml(), listed, uri)
 
-    status = "FAILED"
-    try:
-        if "lambda" in studies:
-            trials = expand(grid_cfg, "lambda")
-            record(trials)
-            _run_phase(f"{grid_cfg.experiment}-{inv}-lambda", "λ ablation", trials, grid_cfg, ctx, resume, train_fn, outcome)
-        lam, source = choose_lambda(grid_cfg, experiment_id, uri)
-        outcome.lam, outcome.lam_source = lam, source
-        tracking.set_tags(parent_id, {"lambda": f"{lam:g}", "lambda_source": source}, uri)
-        rest = [t for s in studies if s != "lambda" for t in expand(grid_cfg, s, lam=lam)]
-        if rest:
-            record(rest)
-            if verbose:
-                print(f"fer-orch: λ = {lam:g} for {', '.join(s for s in studies if s != 'lambda')}; source: {source}", file=sys.stderr)
-            _run_phase(f"{grid_cfg.experiment}-{inv}-main-l{lam:g}", "+".join(s for s in studies if s != "lambda"), rest, grid_cfg, ctx, resume, train_fn, outcome)
-        status = "FINISHED" if outcome.ok else ("KILLED" if outcome.unfinished and not outcome.failed else "FAILED")
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
+    if "lambda" in studies:
+        trials = expand(grid_cfg, "lambda")
+        record(trials)
+        _run_phase(f"{name}-{inv}-lambda", "λ ablation", trials, grid_cfg, ctx, resume, train_fn, outcome)
+    lam, source = choose_lambda(grid_cfg, ctx["experiment_id"], uri)
+    outcome.lam, outcome.lam_source = lam, source
+    tracking.set_tags(ctx["parent_id"], {"lambda": f"{lam:g}", "lambda_source": source}, uri)
+    rest = [t for s in studies if s != "lambda" for t in expand(grid_cfg, s, lam=lam)]
+    if rest:
+        record(rest)
+        others = [s for s in studies if s != "lambda"]
+        if verbose:
+            print(f"fer-orch: λ = {lam:g} for {', '.join(others)}; source: {source}", file=sys.stderr)
+        _run_phase(f"{name}-{inv}-main-l{lam:g}", "+".join(others), rest, grid_cfg, ctx, resume, train_fn, outcome)
+
+
+def _close(outcome: GridOutcome, status: str, ctx: dict[str, Any]) -> None:
+    """The parent run's totals and status; the twins' shared trainings of a finished grid deleted."""
+    uri, parent_id = ctx["uri"], ctx["parent_id"]
+    try:  # whole invocation, Ray start and preprocessing included (benchmarks/bench_tune_overhead.py)
+        tracking.log_to_run(parent_id, metrics={"wall_seconds": outcome.wall_seconds, "trials_trained": len(outcome.ran),
+                                                "trials_skipped": len(set(outcome.skipped))}, uri=uri)
     finally:
-        outcome.wall_seconds = time.perf_counter() - t_start
-        try:  # whole invocation, Ray start and preprocessing included (benchmarks/bench_tune_overhead.py)
-            tracking.log_to_run(parent_id, metrics={"wall_seconds": outcome.wall_seconds, "trials_trained": len(outcome.ran),
-                                                    "trials_skipped": len(set(outcome.skipped))}, uri=uri)
-        finally:
-            tracking.end_run(parent_id, status, uri)
-            if status == "FINISHED":  # the twins' shared trainings served their purpose
-                shutil.rmtree(shared_training_root(home, parent_id), ignore_errors=True)
-    if verbose:
-        print_summary(outcome)
-    return outcome
+        tracking.end_run(parent_id, status, uri)
+        if status == "FINISHED":  # the twins' shared trainings served their purpose
+            shutil.rmtree(shared_training_root(ctx["home"], parent_id), ignore_errors=True)
 
 
 def print_summary(o: GridOutcome) -> None:

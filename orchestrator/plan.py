@@ -15,7 +15,10 @@ backbone gets (ResNet-50-s8: 114 GFLOP per image, so 3,000 img/s = 343 TFLOP/s).
 Schedule: Ray runs a trial as soon as its resources are free, in submission order; the plan
 models that as list scheduling, longest trial first (LPT, Graham 1969: within 4/3 of the
 optimum) on ``floor(G / f)`` slots for a GPU fraction ``f`` per trial (a slot of fraction f
-runs at f of a GPU's rate). Twins (Grad-CAM++, LayerCAM) borrow Grad-CAM's training and cost
+runs at f of a GPU's rate). A trial of k data-parallel workers (``--workers-per-trial``)
+holds k GPUs and runs at k x :data:`EFFICIENCY` of one GPU's rate (gradient all-reduce and
+the per-epoch validation on rank 0 are the loss); its k GPUs start when the k earliest-free
+GPUs are free. Twins (Grad-CAM++, LayerCAM) borrow Grad-CAM's training and cost
 no GPU time; the λ and layer ablations are separate studies, planned when asked.
 """
 
@@ -141,7 +144,17 @@ def slots(gpus: int, fraction: float) -> int:
     return gpus * max(1, math.floor(1 / fraction + 1e-9)) if fraction < 1 else gpus // math.ceil(fraction)
 
 
-def multi_gpu(durations: list[float], gpus: int, efficiency: float = 0.9) -> tuple[list[float], list[int]]:
+#: Data-parallel scaling: a trial on k GPUs takes its one-GPU time / (k x EFFICIENCY) (k > 1).
+EFFICIENCY = 0.9
+
+
+def parallel_durations(hours: list[float], workers: list[int],
+                       efficiency: float = EFFICIENCY) -> tuple[list[float], list[int]]:
+    """Each trial's time on its ``workers`` GPUs (:data:`EFFICIENCY`), and the GPUs it holds."""
+    return [h / (k * efficiency) if k > 1 else h for h, k in zip(hours, workers)], list(workers)
+
+
+def multi_gpu(durations: list[float], gpus: int, efficiency: float = EFFICIENCY) -> tuple[list[float], list[int]]:
     """A what-if for data-parallel trials: each trial longer than the ideal makespan (total /
     ``gpus``) gets ``k = ceil(d / ideal)`` GPUs (at most ``gpus``) and takes ``d / (k x
     efficiency)``; the others keep one GPU."""

@@ -21,7 +21,7 @@ Methods that train one network (``fer_models.methods.trains_as``: Grad-CAM, Grad
 LayerCAM differ only in their post-hoc map) train it once per config: the first trial to
 finish publishes its checkpoint in :func:`shared_training_dir` (under ``home``, per grid
 invocation), and a twin that starts later evaluates those weights with its own map instead
-of training them again (its run gets the tag ``fer_orch.trained_by``, the method that
+of training them again (``train(..., trained_by=publisher)``, ``fer_models.train.evaluate_trained``) (its run gets the tag ``fer_orch.trained_by``, the method that
 trained them, and the publisher's per-epoch curves without the validation CAM-COS, which
 was measured with the publisher's map). A twin that starts first, or on a node that does
 not see the folder, trains; the weights are the same either way (same config and seed:
@@ -38,6 +38,7 @@ the run then gets the metric ``resumed_from_epoch`` (step: that epoch), and its 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -72,9 +73,25 @@ def trial_specs(trials: list[Trial], ctx: dict[str, Any]) -> list[dict[str, Any]
             "cache_dir": ctx["cache_dirs"].get(data_key(t.cfg)),
             **{k: ctx[k] for k in ("parent_id", "experiment_id", "uri", "home", "cpus", "resume")},
             "origin": ctx.get("origin"),
+            **_parallel_spec(t.cfg, ctx),
         }
         for t in trials
     ]
+
+
+def _parallel_spec(cfg: TrainConfig, ctx: dict[str, Any]) -> dict[str, Any]:
+    """A data-parallel trial's workers, each worker's Ray resources (the trial's CPUs and
+    custom resources; its GPU share rounded up to whole GPUs) and the storage of its Ray Train
+    run (nothing for a one-process trial: its spec stays as it was)."""
+    resources = ctx.get("resources")
+    workers = resources.workers_for(cfg.method, cfg.data.dataset) if resources is not None else 1
+    if workers <= 1:
+        return {}
+    gpus = resources.gpus_for(cfg.method, cfg.data.dataset)  # a whole GPU per rank (NCCL: one rank per GPU)
+    per_worker = {"CPU": float(resources.cpus), "GPU": float(math.ceil(gpus)),
+                  **{k: float(v) for k, v in resources.custom.items()}}
+    return {"workers": workers, "worker_resources": {k: v for k, v in per_worker.items() if v},
+            "storage": ctx["storage"]}
 
 
 def _cache_info(cache_dir: str | None):
@@ -91,10 +108,11 @@ def _cache_info(cache_dir: str | None):
         return None
 
 
-def _restore_checkpoint(work: Path) -> dict[str, Any]:
-    """Copy the Tune checkpoint of a retried trial into ``work``; the state it holds
-    (``run_id``: the MLflow run, ``epoch``: the last epoch it saved), ``{}`` without one."""
-    ckpt = tune.get_checkpoint()
+def _restore_checkpoint(work: Path, session: Any = None) -> dict[str, Any]:
+    """Copy the checkpoint of a retried trial (``session``'s, default Tune's) into ``work``;
+    the state it holds (``run_id``: the MLflow run, ``epoch``: the last epoch it saved),
+    ``{}`` without one."""
+    ckpt = (session or TuneSession()).get_checkpoint()
     if ckpt is None:
         return {}
     with ckpt.as_directory() as d:
@@ -208,58 +226,97 @@ def _checkpoint_stamp(work: Path) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
+class TuneSession:
+    """Where an attempt of a one-process trial reads its checkpoint and reports: Ray Tune.
+    (``orchestrator.ddp.TrainSession``: rank r of a data-parallel trial, through Ray Train.)"""
+
+    main = True
+
+    def get_checkpoint(self) -> Any:
+        return tune.get_checkpoint()
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: str | None = None) -> None:
+        ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=ckpt)
+
+    def trial_id(self) -> str:
+        return _trial_id()
+
+
 def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
     """The Tune trainable. ``train_fn`` replaces ``fer_models.train.train`` (tests inject a
-    fake honouring its contract)."""
+    fake honouring its contract). A trial with several workers (``spec["workers"]``) runs as a
+    Ray Train ``TorchTrainer`` (:mod:`orchestrator.ddp`)."""
     spec = config["trial"]
-    os.environ["FER_ORCH_HOME"] = spec["home"]  # workers do not share the driver's cwd
-    import torch
-
-    torch.set_num_threads(max(1, int(spec["cpus"])))
-    if train_fn is None:
-        from fer_models.train import train as train_fn
-    cfg: TrainConfig = from_dict(TrainConfig, spec["cfg"])
+    train_fn = prepare_worker(spec, train_fn)
     node = _node()
     uri = uri_seen_from(spec["uri"], spec.get("origin"), node.get("fer_orch.node_ip"))
     # Finished in MLflow but not yet in Tune's state when the driver died: do not train again.
     if spec.get("resume", True) and tracking.finished_run_id(spec["experiment_id"], spec["hash"], uri):
         tune.report({"done_ok": 1.0, "reused": 1.0})
         return
-    work = fresh_work_dir(spec["hash"], _trial_id())
-    state = _restore_checkpoint(work)  # a retry continues from its last epoch, in the same MLflow run
-    run = tracking.TrialRun(
-        uri, spec["experiment_id"], spec["parent_id"], spec["name"], spec["tags"], run_id=state.get("run_id")
-    )
+    if int(spec.get("workers", 1)) > 1:
+        from orchestrator.ddp import fit_workers
+
+        fit_workers(spec, train_fn, run_worker)
+        return
+    run_attempt(spec, train_fn, TuneSession(), node, uri)
+
+
+def run_worker(spec: dict[str, Any], train_fn: Callable | None, session: Any) -> None:
+    """One Ray Train worker of a data-parallel trial (``orchestrator.ddp``): rank 0 logs
+    (:func:`run_attempt`), the others train their share and report what rank 0 reports."""
+    import torch
+
+    train_fn = prepare_worker(spec, train_fn)
+    if torch.cuda.is_available():
+        import ray.train.torch
+
+        torch.cuda.set_device(ray.train.torch.get_device())
+    if not session.main:
+        return _follow(spec, train_fn, session)
+    node = {**_node(), "fer_orch.workers": str(session.world_size)}
+    run_attempt(spec, train_fn, session, node, uri_seen_from(spec["uri"], spec.get("origin"), node.get("fer_orch.node_ip")))
+
+
+def _follow(spec: dict[str, Any], train_fn: Callable, session: Any) -> None:
+    """A rank > 0: restore the checkpoint, train, report each epoch and once at the end."""
+    cfg = from_dict(TrainConfig, spec["cfg"])
+    work = fresh_work_dir(spec["hash"], session.trial_id())
+    try:
+        _restore_checkpoint(work, session)
+        train_fn(cfg, work, on_epoch=lambda epoch, m: session.report({**m, "epoch": epoch}), resume=True,
+                 progress=False, cache_dir=cache_here(spec.get("cache_dir")))
+        session.report({})  # rank 0's final report (its test metrics) closes the run
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def prepare_worker(spec: dict[str, Any], train_fn: Callable | None) -> Callable:
+    """This process's home and torch threads for the trial; the training function."""
+    os.environ["FER_ORCH_HOME"] = spec["home"]  # workers do not share the driver's cwd
+    import torch
+
+    torch.set_num_threads(max(1, int(spec["cpus"])))
+    if train_fn is None:
+        from fer_models.train import train as train_fn
+    return train_fn
+
+
+def run_attempt(spec: dict[str, Any], train_fn: Callable, session: Any, node: dict[str, str], uri: str) -> None:
+    """One attempt of a trial that logs (a one-process trial, or rank 0 of a data-parallel
+    one): restore, open the MLflow run, train or borrow, log the result, report done."""
+    cfg: TrainConfig = from_dict(TrainConfig, spec["cfg"])
+    work = fresh_work_dir(spec["hash"], session.trial_id())
+    state = _restore_checkpoint(work, session)  # a retry continues from its last epoch, in the same MLflow run
+    run = _open_run(spec, uri, state, node)
     status = "FAILED"
     try:
-        run.log_params(flatten(spec["cfg"]))
-        info = _cache_info(spec.get("cache_dir"))
-        if info is not None:  # landmark failures per class bias the AU-loss sample
-            run.log_metrics({f"data_no_face_rate_{k}": v for k, v in info.landmark_failure_rates().items()})
-            run.log_metrics(info.au_source_rates())  # images without AU labels, by the AU source's rule
-        run.set_tags(node)
-        if state.get("epoch"):
-            run.log_metrics({"resumed_from_epoch": state["epoch"]}, step=state["epoch"])
-
-        reported = {"stamp": None}
-
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            nums = {k: float(v) for k, v in metrics.items()}
-            run.log_metrics(nums, step=epoch)
-            stamp = _checkpoint_stamp(work)
-            if stamp is None or stamp == reported["stamp"]:  # no new checkpoint this epoch
-                tune.report({**nums, "epoch": epoch})
-                return
-            reported["stamp"] = stamp
-            with tempfile.TemporaryDirectory() as d:
-                link_checkpoint(work, Path(d))
-                (Path(d) / STATE_FILE).write_text(json.dumps({"run_id": run.run_id, "epoch": epoch}))
-                tune.report({**nums, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(d))
-
         shared = shared_training_dir(cfg, spec["home"], spec["parent_id"])
         trained_by = None if state.get("epoch") else borrow_training(shared, work, cfg.epochs)
-        result = train_fn(cfg, work, on_epoch=on_epoch, resume=True, progress=False,
-                          cache_dir=cache_here(spec.get("cache_dir")))
+        result = train_fn(cfg, work, on_epoch=_epoch_reporter(run, work, session), resume=True, progress=False,
+                          cache_dir=cache_here(spec.get("cache_dir")),
+                          **({"trained_by": trained_by} if trained_by else {}))
         if trained_by is None:
             publish_training(shared, work, cfg)
         else:
@@ -267,25 +324,9 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
             for h in result.history:  # the publisher's curves, less its validation CAM-COS
                 run.log_metrics({k: float(v) for k, v in h.items() if k not in ("epoch", "val_cam_cos")},
                                 step=int(h["epoch"]))
-        # what was really built (a transformer method runs on the CNN's counterpart)
-        run.log_params({"built.num_classes": getattr(result, "num_classes", None) or "none",
-                        "built.backbone": getattr(result, "backbone", None) or "none",
-                        "built.weights": getattr(result, "weights", None) or "none"})
-        final = {
-            **{f"test_{k}": v for k, v in result.test.metrics.items()},
-            **{f"best_val_{k}": v for k, v in result.best_val.items()},
-            "train_seconds": result.seconds,
-            "best_epoch": result.best_epoch,
-        }
-        confusion = getattr(result.test, "confusion", None)
-        if confusion is not None:  # the test split's size: the report's Wilson interval of CL
-            final["test_n"] = float(confusion.sum())
-        run.log_metrics(final)
-        with tempfile.TemporaryDirectory() as d:
-            tracking.write_trial_artifacts(result, cfg, Path(d))
-            run.log_artifacts(Path(d))
+        final = _log_result(run, result, cfg)
         status = "FINISHED"
-        tune.report({k: float(v) for k, v in final.items()} | {"done_ok": 1.0})
+        session.report({k: float(v) for k, v in final.items()} | {"done_ok": 1.0})
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -295,6 +336,71 @@ def run_trial(config: dict[str, Any], train_fn: Callable | None = None) -> None:
         finally:
             shutil.rmtree(work, ignore_errors=True)
             release_gpu_memory()
+
+
+def _open_run(spec: dict[str, Any], uri: str, state: dict[str, Any], node: dict[str, str]) -> tracking.TrialRun:
+    """The trial's MLflow run (the retried attempt's when ``state`` names it), with its
+    params, the cache's data statistics, the node and the epoch it resumes from."""
+    run = tracking.TrialRun(
+        uri, spec["experiment_id"], spec["parent_id"], spec["name"], spec["tags"], run_id=state.get("run_id")
+    )
+    try:
+        run.log_params(flatten(spec["cfg"]))
+        info = _cache_info(spec.get("cache_dir"))
+        if info is not None:  # landmark failures per class bias the AU-loss sample
+            run.log_metrics({f"data_no_face_rate_{k}": v for k, v in info.landmark_failure_rates().items()})
+            run.log_metrics(info.au_source_rates())  # images without AU labels, by the AU source's rule
+        run.set_tags(node)
+        if state.get("epoch"):
+            run.log_metrics({"resumed_from_epoch": state["epoch"]}, step=state["epoch"])
+    except BaseException:
+        run.end("FAILED")
+        raise
+    return run
+
+
+def _epoch_reporter(run: tracking.TrialRun, work: Path, session: Any) -> Callable[[int, dict[str, float]], None]:
+    """``on_epoch``: the epoch's metrics to MLflow and to the session, with a checkpoint
+    (hard links of the trainer's files + :data:`STATE_FILE`) when the trainer wrote a new one."""
+    reported: dict[str, Any] = {"stamp": None}
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        nums = {k: float(v) for k, v in metrics.items()}
+        run.log_metrics(nums, step=epoch)
+        stamp = _checkpoint_stamp(work)
+        if stamp is None or stamp == reported["stamp"]:  # no new checkpoint this epoch
+            session.report({**nums, "epoch": epoch})
+            return
+        reported["stamp"] = stamp
+        with tempfile.TemporaryDirectory() as d:
+            link_checkpoint(work, Path(d))
+            (Path(d) / STATE_FILE).write_text(json.dumps({"run_id": run.run_id, "epoch": epoch}))
+            session.report({**nums, "epoch": epoch}, checkpoint_dir=d)
+
+    return on_epoch
+
+
+def _log_result(run: tracking.TrialRun, result: Any, cfg: TrainConfig) -> dict[str, float]:
+    """The finished training's test and best-validation metrics and artifacts, logged; the
+    final metrics."""
+    # what was really built (a transformer method runs on the CNN's counterpart)
+    run.log_params({"built.num_classes": getattr(result, "num_classes", None) or "none",
+                    "built.backbone": getattr(result, "backbone", None) or "none",
+                    "built.weights": getattr(result, "weights", None) or "none"})
+    final = {
+        **{f"test_{k}": v for k, v in result.test.metrics.items()},
+        **{f"best_val_{k}": v for k, v in result.best_val.items()},
+        "train_seconds": result.seconds,
+        "best_epoch": result.best_epoch,
+    }
+    confusion = getattr(result.test, "confusion", None)
+    if confusion is not None:  # the test split's size: the report's Wilson interval of CL
+        final["test_n"] = float(confusion.sum())
+    run.log_metrics(final)
+    with tempfile.TemporaryDirectory() as d:
+        tracking.write_trial_artifacts(result, cfg, Path(d))
+        run.log_artifacts(Path(d))
+    return final
 
 
 def release_gpu_memory() -> None:

@@ -47,6 +47,8 @@ def _grid_options(fn):
         click.option("--gpus-per-trial", type=float,
                      help="GPUs per trial; fractions (0.5) pack trials on one GPU [default: the preset's; the "
                           "paper presets size each trial from its computed memory, --print-config shows it]."),
+        click.option("--workers-per-trial", help="Data-parallel workers per trial (Ray Train, one GPU each with "
+                     "--gpus-per-trial 1): N for every trial, or DATASET=N / METHOD/DATASET=N[,...] (docs/cluster.md)."),
         click.option("--trial-resources", help="Ray custom resources per trial, NAME=AMOUNT[,...]: trials run only on the "
                      "nodes started with `ray start --resources '{\"NAME\": N}'`."),
         click.option("--max-concurrent", type=int, help="At most this many trials at once (0: resources decide)."),
@@ -72,16 +74,19 @@ def _grid_options(fn):
 def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None, preset=None, epochs=None, lam=None,
                       tracking_uri=None, experiment=None, address=None, storage_path=None, cpus_per_trial=None,
                       gpus_per_trial=None, max_concurrent=None, max_failures=None, data_opts=(), folds=None,
-                      trial_resources=None, au_source=None, metric_def=None, **_ignored):
+                      trial_resources=None, au_source=None, metric_def=None, workers_per_trial=None,
+                      **_ignored):
     from orchestrator import presets
     from orchestrator.config import GridConfig, parse_data_opts, parse_list, parse_resources, parse_seeds
+    from orchestrator.workers import parse_workers
 
     ds = parse_list(datasets)
     g = presets.get(preset or presets.for_datasets(ds))
     if config_path:
         g = GridConfig.from_yaml(config_path, base=g)
     resources = {k: v for k, v in (("cpus", cpus_per_trial), ("gpus", gpus_per_trial),
-                                   ("custom", parse_resources(trial_resources))) if v is not None}
+                                   ("custom", parse_resources(trial_resources)),
+                                   ("workers_per_trial", parse_workers(workers_per_trial))) if v is not None}
     base: dict = {k: v for k, v in (("epochs", epochs), ("metric_def", metric_def)) if v is not None}
     if data_opts:
         base["data"] = {"options": parse_data_opts(data_opts)}
@@ -298,27 +303,50 @@ def print_plan(g, studies: tuple[str, ...], gpus: int, throughput: str | None, i
                 seen.add(t.hash)
                 trials.append(t)
     planned = plan.plan_trials(trials, rows, img_per_s)
+    workers = [g.resources.workers_for(t.cfg.method, t.cfg.data.dataset) for t in trials]
     f = float(g.resources.gpus) or 1.0
-    n = plan.slots(gpus, f)
-    durations = [p.gpu_hours / min(f, 1.0) for p in planned if not p.borrowed]
     table = [[p.name, f"{p.gflop_per_img:.1f}", f"{p.images:,}", "borrowed" if p.borrowed else f"{p.gpu_hours:.2f}"]
              for p in sorted(planned, key=lambda p: -p.gpu_hours)]
     click.echo(md_table(["trial", "GFLOP/img (fwd+bwd)", "train images", "GPU-hours"], table))
     total = sum(p.gpu_hours for p in planned)
-    span = plan.makespan(durations, n)
     speed = f"{img_per_s:g} img/s per GPU (CAM-equivalent)" if rows is None else f"measured rates from {throughput}"
     click.echo(f"\n{len(planned)} trials ({sum(p.borrowed for p in planned)} borrowed), {total:.1f} GPU-hours at {speed}")
+    if max(workers, default=1) > 1:
+        _print_parallel_plan(planned, workers, gpus, total)
+        return
+    n = plan.slots(gpus, f)
+    durations = [p.gpu_hours / min(f, 1.0) for p in planned if not p.borrowed]
+    span = plan.makespan(durations, n)
     click.echo(f"packing: {f:g} GPU per trial, {n} trials at once on {gpus} GPUs")
     click.echo(f"makespan (list scheduling, longest first): {span:.2f} h; lower bound max(longest, total/G) = "
                f"{max(max(durations, default=0.0), total / gpus):.2f} h")
     if f >= 1:
         multi, ks = plan.multi_gpu(durations, gpus)
         if max(ks, default=1) > 1:
-            click.echo(f"what-if, data-parallel trials (not run by this grid yet; 90% scaling): {sum(k > 1 for k in ks)} "
+            click.echo(f"what-if, data-parallel trials (--workers-per-trial; 90% scaling): {sum(k > 1 for k in ks)} "
                        f"trials on 2-{max(ks)} GPUs, makespan {plan.makespan(multi, gpus, ks):.1f} h")
         else:
             click.echo("what-if, data-parallel trials: none is longer than total/G, so more GPUs per trial would "
                        "not shorten the makespan")
+
+
+def _print_parallel_plan(planned, workers: list[int], gpus: int, total: float) -> None:
+    """The packing and makespan of a grid with data-parallel trials: a trial of k workers holds
+    k GPUs (one per worker) and runs ``plan.EFFICIENCY`` x k times as fast as on one."""
+    from orchestrator import plan
+    from fer_models.errors import ConfigError
+
+    jobs = [(p, k) for p, k in zip(planned, workers) if not p.borrowed]
+    if any(k > gpus for _, k in jobs):
+        raise ConfigError(f"a trial has more workers ({max(k for _, k in jobs)}) than the {gpus} GPUs planned; "
+                          "lower --workers-per-trial or plan more --gpus")
+    durations, ks = plan.parallel_durations([p.gpu_hours for p, _ in jobs], [k for _, k in jobs])
+    span = plan.makespan(durations, gpus, ks)
+    multi = sorted({k for k in ks if k > 1})
+    click.echo(f"packing: {sum(k > 1 for k in ks)} trials on {'/'.join(map(str, multi))} GPUs (data-parallel workers, "
+               f"{plan.EFFICIENCY:.0%} scaling), the others on 1 GPU, on {gpus} GPUs")
+    click.echo(f"makespan (list scheduling, longest first): {span:.2f} h; lower bound max(longest, GPU-hours/G) = "
+               f"{max(max(durations, default=0.0), sum(d * k for d, k in zip(durations, ks)) / gpus):.2f} h")
 
 
 def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: bool | None = None,

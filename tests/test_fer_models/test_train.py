@@ -14,7 +14,7 @@ from fer_models.checkpoints import checkpoint_files, load_checkpoint
 from fer_models.config import DataConfig, TrainConfig
 from fer_models.errors import ConfigError, StateDictError
 from fer_models.methods import build_model, shares_training, trains_as
-from fer_models.train import train
+from fer_models.train import evaluate_trained, train
 
 torch.set_num_threads(1)
 S, M, K = 32, 16, 7
@@ -230,9 +230,13 @@ def test_a_twin_evaluates_the_publishers_weights_with_its_own_map(tmp_path):
     for f in checkpoint_files(tmp_path / "pub"):  # what the trial copies (orchestrator.trial)
         shutil.copy2(f, tmp_path / "twin" / f.name)
     epochs = []
+    with pytest.raises(StateDictError, match="trained by 'gradcam'.*evaluate_trained"):  # never inferred
+        train(_cfg(method="layercam"), tmp_path / "twin", loaders=_loaders(), progress=False)
     twin = train(_cfg(method="layercam"), tmp_path / "twin", loaders=_loaders(), progress=False,
-                 on_epoch=lambda e, m: epochs.append(e))
+                 on_epoch=lambda e, m: epochs.append(e), trained_by="gradcam")
     assert epochs == []  # nothing trained again
+    again = evaluate_trained(_cfg(method="layercam"), tmp_path / "twin", "gradcam", loaders=_loaders(), progress=False)
+    assert again.test.metrics == twin.test.metrics
     assert twin.best_epoch == pub.best_epoch and twin.test.metrics["cl"] == pub.test.metrics["cl"]
     # the publisher's curves, less the validation CAM-COS its own map measured
     assert all(math.isnan(h["val_cam_cos"]) for h in twin.history)

@@ -30,7 +30,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def fake_train(cfg: TrainConfig, run_dir, *, on_epoch=None, resume=True, loaders=None, progress=True,
-               cache_root=None, cache_dir=None, sleep=0.0, marker_dir=None) -> TrainResult:
+               cache_root=None, cache_dir=None, trained_by=None, sleep=0.0, marker_dir=None) -> TrainResult:
     """``fer_models.train.train``'s contract, fast: epochs 1..cfg.epochs, checkpoint.pt and
     best.pt every epoch, resume after the saved epoch, a TrainResult with the test EvalResult;
     deterministic metrics from the config (AU and λ raise them)."""

@@ -64,3 +64,55 @@ def test_readme_plan_command_for_paper_002():
     assert res.exit_code == 0, res.output
     assert "44 trials (8 borrowed), 12.1 GPU-hours at 3000 img/s" in res.output
     assert "makespan (list scheduling, longest first): 1.53 h" in res.output
+
+
+def _doc_plan_lines() -> list[str]:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "cluster.md").read_text()
+    return list(dict.fromkeys(l for l in text.splitlines() if l.startswith("fer-orch grid --preset paper") and "--plan" in l))
+
+
+def test_a_trial_of_k_workers_holds_k_gpus_at_the_planned_scaling():
+    durations, ks = plan.parallel_durations([9.0, 1.0, 1.0], [2, 1, 1])
+    assert durations == [pytest.approx(9.0 / (2 * plan.EFFICIENCY)), 1.0, 1.0] and ks == [2, 1, 1]
+    # 2 GPUs: the 2-worker job (5 h) takes both; the others follow one on each
+    assert plan.makespan(durations, 2, ks) == pytest.approx(9.0 / 1.8 + 1.0)
+
+
+@pytest.mark.slow
+def test_docs_plan_table_for_paper_002_with_and_without_multi_gpu_trials():
+    """docs/cluster.md's --plan lines as written, and the same at 5,000 img/s: each cell of its
+    table (paper 002's 44 runs on 8 GPUs; offline, FLOPs counted on the meta device)."""
+    import shlex
+
+    from orchestrator.cli import main
+
+    lines = _doc_plan_lines()
+    assert len(lines) == 4
+    expected = {3000: ["1.53", "1.57", "1.66", "1.68"], 5000: ["0.92", "0.94", "1.00", "1.01"]}
+    hours = {3000: "12.1", 5000: "7.3"}
+    for speed, spans in expected.items():
+        for line, span in zip(lines, spans):
+            res = CliRunner().invoke(main, shlex.split(line.replace("--img-per-s 3000", f"--img-per-s {speed}"))[1:])
+            assert res.exit_code == 0, res.output
+            assert f"44 trials (8 borrowed), {hours[speed]} GPU-hours at {speed} img/s" in res.output
+            assert f"makespan (list scheduling, longest first): {span} h" in res.output, (line, res.output[-400:])
+    assert "data-parallel workers" in res.output
+
+
+def test_docs_cluster_command_for_multi_gpu_trials_resolves_its_workers(tmp_path):
+    """docs/cluster.md's cluster command with --print-config (offline): the AffectNet trials on 4 workers."""
+    import shlex
+    from pathlib import Path
+
+    from orchestrator.cli import main
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "cluster.md").read_text()
+    line = next(l for l in text.splitlines() if l.startswith("fer-orch grid --address auto") and "--workers-per-trial" in l)
+    args = shlex.split(line.replace('"http://$(hostname -I | cut -d\' \' -f1):5000"', "http://10.0.0.1:5000"))[1:]
+    res = CliRunner().invoke(main, [*args, "--print-config"])
+    assert res.exit_code == 0, res.output
+    assert "workers_per_trial:\n    affectnet: 4" in res.output
+    bad = CliRunner().invoke(main, [*args, "--workers-per-trial", "afectnet=4", "--print-config"])
+    assert bad.exit_code == 2 and "--workers-per-trial afectnet=4 is not usable" in bad.output
