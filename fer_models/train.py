@@ -59,6 +59,7 @@ class TrainResult:
     history: list[dict[str, float]]  # one row per epoch: "epoch" and on_epoch's metrics
     seconds: float = 0.0  # wall time of this call (training + evaluation)
     num_classes: int = 7
+    class_names: list[str] | None = None  # the name of each output (a class subset's), from the test loader
     backbone: str | None = None  # the backbone actually used (see methods.resolve_backbone)
     weights: str | None = None  # its weights: "tag:<timm tag>", "file:<path>" or "none" (methods.weights_of)
 
@@ -397,6 +398,7 @@ def train(
         history=history,
         seconds=seconds,
         num_classes=num_classes,
+        class_names=test.class_names,
         backbone=getattr(model, "backbone_name", None),
         weights=getattr(model, "weights", None),
     )
