@@ -313,6 +313,12 @@ def test_paper_001_commands_on_synthetic_ckplus(ray_local, tmp_path):
     parent = next(r for r in c.search_runs([exp.experiment_id]) if r.data.tags.get(tracking.KIND_TAG) == "grid")
     trials = tracking.resolve_runs(parent.info.run_id, uri)
     assert len(trials) == 2, out  # one per fold
+    six = ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]  # Table 3's 6 classes: 6 outputs
+    for rid in trials:
+        params = c.get_run(rid).data.params
+        assert params["built.num_classes"] == "6" and "built.class_names" not in params  # labels kept as they are
+        with open(c.download_artifacts(rid, "matrices/confusion.csv")) as fh:
+            assert fh.readline().strip().split(",")[1:] == six
     _cli("explain", "--run", parent.info.run_id, "--job", "topn", "--job", "filter-au", "--filters", "3",
          "--min-count", "3", "--permutations", "50", "--tracking-uri", uri, "--num-actors", "0", "--device", "cpu")
     for rid in trials:
