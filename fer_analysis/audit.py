@@ -93,13 +93,13 @@ def per_sample_cam_cos(model, loader, *, codebook: str = "paper002", device: str
         for key, c, ok in (("cam_cos", cosine(to_size(cam, a.shape[-1]), a), valid),
                            ("released_cam_cos", cosine(released_cam(cam, size), a_rel), valid_rel)):
             c = c.detach().clone()
-            c[~(ok & (y != NEUTRAL))] = float("nan")
+            c[~(ok & (batch.get("expression", y) != NEUTRAL))] = float("nan")
             cols[key].append(c.cpu().numpy())
         cols["label"].append(y.cpu().numpy())
         if "gt_au_map" in batch and "gt_valid" in batch:  # the labelled AUs' map (synthetic faces)
             g = to_size(batch["gt_au_map"][:, 0].float(), a.shape[-1])
             c = cosine(to_size(cam, a.shape[-1]), g).detach().clone()
-            c[~(batch["gt_valid"].bool() & (y != NEUTRAL))] = float("nan")
+            c[~(batch["gt_valid"].bool() & (batch.get("expression", y) != NEUTRAL))] = float("nan")
             cols.setdefault("gt_cam_cos", []).append(c.cpu().numpy())
         if au_sum is None:
             k = int(getattr(model, "num_classes", 7))

@@ -97,11 +97,15 @@ def identity_names(loader: Any) -> list[str] | None:
 
 
 def class_names_for(target: str, num_classes: int, loader: Any = None) -> list[str]:
-    """Names of a run's classes: the expressions, or the identities of an identity run."""
+    """Names of a run's classes: the expressions (a class subset's own, as the loader's cache
+    names them: ``fer_models.labels.output_classes``), or the identities of an identity run."""
     from fer_models.labels import class_names
 
+    own = getattr(getattr(loader, "dataset", None), "class_names", None)
     if target == "identity":
         names = identity_names(loader) or []
+    elif own is not None and len(own) == num_classes:
+        names = list(own)
     else:
         names = class_names(min(num_classes, 8))
     names = list(names[:num_classes])

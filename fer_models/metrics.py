@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from fer_models.config import METRIC_DEF, METRIC_DEFS
 from fer_models.errors import ConfigError
 from fer_models.figures import save_figure
-from fer_models.labels import NEUTRAL, class_names
+from fer_models.labels import NEUTRAL, class_names, neutral_output
 from fer_models.losses import attention, cosine
 from fer_models.methods._base import FERModel, minmax
 
@@ -60,6 +60,7 @@ class EvalResult:
     confusion: np.ndarray
     cosine_matrix: np.ndarray
     mean_maps: dict[str, np.ndarray] = field(default_factory=dict)
+    class_names: list[str] | None = None  # the name of each output (the loader's); None: the project's first K
 
 
 def to_size(m: torch.Tensor, size: int) -> torch.Tensor:
@@ -100,7 +101,7 @@ def full_resolution_maps(batch: dict, codebook: str | None, size: tuple[int, int
     renderer as the cache (``fer_models.data.au.expression_au_maps``); without landmarks,
     the stored ``au_map`` up-sampled bilinearly (a coarser stand-in, warned about).
     """
-    y = batch["label"]
+    y = batch.get("expression", batch["label"])  # the AU codebook is in the project's label order
     valid = batch["au_valid"].bool()
     lm = batch.get("landmarks")
     if torch.is_tensor(lm) and codebook:
@@ -133,17 +134,19 @@ def eval_options(cfg: Any) -> dict[str, Any]:
     return {"metric_def": cfg.metric_def, "codebook": cfg.data.codebook, "amp": bool(cfg.amp)}
 
 
-def class_mean(cos_sum: np.ndarray, cos_cnt: np.ndarray, released: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def class_mean(cos_sum: np.ndarray, cos_cnt: np.ndarray, released: bool = False,
+               neutral: int = NEUTRAL) -> tuple[np.ndarray, np.ndarray]:
     """Per-class mean cosines and their mean: paper 002's per-class matrix and its "Average" row.
 
     ``project``: a class without samples is NaN and the Average is over the classes that have
     samples. ``released`` (``get_matrix_avg_per_cl_au_cosine`` and ``print_avg_per_cl_au_cosine``
     of the released code): a class without samples is -1 and counts in the Average, which is the
-    mean over every class but neutral (neutral stays NaN in the matrix)."""
+    mean over every class but neutral (neutral stays NaN in the matrix). ``neutral``: its row
+    (-1: the network has none)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         mat = np.where(cos_cnt > 0, cos_sum / np.maximum(cos_cnt, 1), np.nan)
     if released:
-        rows = np.arange(len(mat)) != NEUTRAL
+        rows = np.arange(len(mat)) != neutral
         mat[rows & (cos_cnt[:, 0] == 0)] = -1.0
         return mat, mat[rows].mean(axis=0) if rows.any() else np.full(mat.shape[1], np.nan)
     rows = mat[np.isfinite(mat).any(axis=1)]
@@ -280,7 +283,7 @@ def evaluate(
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
             cam, atts, a, au_valid = _batch_maps(model, out, batch, released, codebook, ref_maps, i)
         att = atts[att_layer]
-        not_neutral = y != NEUTRAL
+        not_neutral = batch.get("expression", y) != NEUTRAL
         cols = torch.stack([cosine(atts[l], a) for l in range(1, 6)] + [cosine(cam, a)], 1)
         if released:  # a NaN cosine (a constant or NaN CAM) counts as 0, as the released code's nan_to_num
             cols = cols.nan_to_num(0.0, posinf=1.0, neginf=0.0)
@@ -294,10 +297,19 @@ def evaluate(
             sums.add_gt(cosine(cam, g), cosine(att, g), batch["gt_valid"].bool() & not_neutral)
         if mean_maps:
             sums.add_maps(y, {"cam": cam, "att": att})
-    return _result(sums, maps, att_layer, bool(getattr(model, "has_cam", True)), released)
+    names = loader_class_names(loader, num_classes)
+    return _result(sums, maps, att_layer, bool(getattr(model, "has_cam", True)), released, names)
 
 
-def _result(sums: _Sums, maps: bool, att_layer: int, has_cam: bool, released: bool = False) -> EvalResult:
+def loader_class_names(loader: Any, num_classes: int) -> list[str] | None:
+    """The name of each of the ``num_classes`` outputs as the loader's dataset names them (a
+    class subset names its own); None when it does not (an identity run's loader)."""
+    names = getattr(getattr(loader, "dataset", None), "class_names", None)
+    return list(names) if names is not None and len(names) == num_classes else None
+
+
+def _result(sums: _Sums, maps: bool, att_layer: int, has_cam: bool, released: bool = False,
+            names: list[str] | None = None) -> EvalResult:
     """The pass's one read of its device sums, and the metrics made from them."""
     K = sums.K
     conf = sums.conf.view(K, K).cpu().numpy()
@@ -306,7 +318,9 @@ def _result(sums: _Sums, maps: bool, att_layer: int, has_cam: bool, released: bo
     nan = float("nan")
     total = conf.sum()
     metrics = {"cl": 100.0 * float(np.trace(conf)) / float(total) if total else nan}
-    cos_mat, avg = class_mean(cos_sum, cos_cnt, released)
+    neutral = NEUTRAL if names is None else neutral_output(names)
+    names = names or class_names(K)
+    cos_mat, avg = class_mean(cos_sum, cos_cnt, released, neutral)
     if not has_cam:
         cos_mat[:, -1], avg[-1] = nan, nan
     if maps:
@@ -323,7 +337,7 @@ def _result(sums: _Sums, maps: bool, att_layer: int, has_cam: bool, released: bo
         metrics["att_cos_avg"] = float(avg[att_layer - 1])
     cnt = np.maximum(sums.mm_cnt.cpu().numpy(), 1)[:, None, None]
     means = {k: v.cpu().numpy() / cnt for k, v in sums.mm.items()}
-    return EvalResult(metrics=metrics, confusion=conf, cosine_matrix=cos_mat, mean_maps=means)
+    return EvalResult(metrics=metrics, confusion=conf, cosine_matrix=cos_mat, mean_maps=means, class_names=names)
 
 
 def save_figures(result: EvalResult, out_dir: Path, title: str = "") -> list[Path]:
@@ -335,7 +349,7 @@ def save_figures(result: EvalResult, out_dir: Path, title: str = "") -> list[Pat
     """
     out_dir = Path(out_dir)
     K = result.confusion.shape[0]
-    names = class_names(K)
+    names = list(result.class_names or class_names(K))
     conf = np.asarray(result.confusion, dtype=float)
     paths = _save_matrix(conf, names, names, out_dir / "matrices", "confusion", f"{title} confusion".strip(),
                          shown=conf / np.maximum(conf.sum(1, keepdims=True), 1), xlabel="predicted", ylabel="true")

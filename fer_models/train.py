@@ -67,6 +67,7 @@ class TrainResult:
     history: list[dict[str, float]]  # one row per epoch: "epoch" and on_epoch's metrics
     seconds: float = 0.0  # wall time of this call (training + evaluation)
     num_classes: int = 7
+    class_names: list[str] | None = None  # the name of each output (a class subset's), from the test loader
     backbone: str | None = None  # the backbone actually used (see methods.resolve_backbone)
     weights: str | None = None  # its weights: "tag:<timm tag>", "file:<path>" or "none" (methods.weights_of)
 
@@ -388,6 +389,7 @@ def _finish(run: _Run, progress: bool, t0: float) -> TrainResult:
         history=run.history,
         seconds=seconds,
         num_classes=run.num_classes,
+        class_names=test.class_names,
         backbone=getattr(run.model, "backbone_name", None),
         weights=getattr(run.model, "weights", None),
     )

@@ -288,12 +288,21 @@ class GridConfig:
         options = self.train_config(method, dataset, au=False).data.options
         return fold_options(dataset, options, self.folds)
 
+    def dataset_override(self, dataset: str) -> dict[str, Any]:
+        """``dataset``'s entry of ``dataset_overrides``; a synthetic stand-in without one of its
+        own (``synthetic-tfd``) takes its real dataset's (``tfd``), so that a preset's recipe
+        (paper 001's 700 TFD epochs, the 96 px file) is what the offline command rehearses."""
+        if dataset in self.dataset_overrides:
+            return self.dataset_overrides[dataset]
+        real = dataset.removeprefix("synthetic-")
+        return self.dataset_overrides.get(real, {}) if real != dataset else {}
+
     def train_config(self, method: str, dataset: str, **fields: Any) -> TrainConfig:
         """``base`` + method override + dataset override + ``fields`` (the grid's variables;
         ``data={"options": {...}}`` merges into the data options)."""
         d = to_dict(self.base)
         d = _deep_merge(d, self.method_overrides.get(method, {}))
-        d = _deep_merge(d, self.dataset_overrides.get(dataset, {}))
+        d = _deep_merge(d, self.dataset_override(dataset))
         d = _deep_merge(d, {"method": method, "data": {"dataset": dataset}})
         d = _deep_merge(d, fields)
         if not au_loss_on(d["au"], d["lam"]):  # one vanilla config for every study (no loss: the map's source is moot)

@@ -69,10 +69,12 @@ def _load_data(cfg: Any, spec: ExplainSpec, job: str):
 
 
 def _context(run_id: str, cfg: Any, loader: Any, num_classes: int | None, spec: ExplainSpec, job: str,
-             load_model: Callable[..., Any], uri: str | None, device: str) -> RunContext:
+             load_model: Callable[..., Any], uri: str | None, device: str, model: Any = None) -> RunContext:
     """The run's context for its jobs; loads the ``--compare-run`` model for the jobs that read it."""
     target = run_target(cfg)
     names = class_names_for(target, num_classes, loader) if num_classes else None
+    if num_classes and getattr(model, "class_names", None):  # a class subset: the run's own output names
+        names = list(model.class_names)
     compare = None
     if spec.compare_run and job in COMPARE_JOBS:
         other, other_cfg = load_model(spec.compare_run, uri, device)
@@ -133,7 +135,7 @@ def explain_one(
     loader, num_classes = (load_data or _load_data)(cfg, spec, job)
     if run_target(cfg) != "expression":
         num_classes = None  # the loader counts expressions; the jobs read the network's classes from its logits
-    context = _context(run_id, cfg, loader, num_classes, spec, job, load_model, uri, device)
+    context = _context(run_id, cfg, loader, num_classes, spec, job, load_model, uri, device, model)
     summary: dict[str, Any] = {"run_id": run_id, "job": job, "method": cfg.method,
                                "target": context.target, "warnings": run_warnings(cfg),
                                "compare_run": context.compare.run_id if context.compare else None,

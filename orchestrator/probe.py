@@ -148,6 +148,15 @@ def _untrained(cfg: Any, device: str, num_classes: int | None = None):
     return build_model(cfg, num_classes).to(device).eval()
 
 
+def _output_classes(model: Any) -> dict[str, Any]:
+    """``{"classes": ...}``, the project label of each output, for a network trained on a class
+    subset (``model.class_names``, from ``tracking.load_trained_model``); else nothing."""
+    from fer_models.labels import classes_of_names
+
+    names = getattr(model, "class_names", None)
+    return {"classes": list(classes_of_names(names))} if names else {}
+
+
 def probe_one(
     run_id: str,
     spec: ProbeSpec,
@@ -186,7 +195,8 @@ def probe_one(
     notes: dict[str, Any] = {}
     timings: dict[str, float] = {"embeddings_s": t_emb}
     opts = {**dict(n_pcs=spec.n_pcs, umap=spec.umap, umap_max_samples=spec.umap_max_samples,
-                   umap_n_epochs=spec.umap_n_epochs, seed=spec.seed, target=run_target(cfg)), **spec.options}
+                   umap_n_epochs=spec.umap_n_epochs, seed=spec.seed, target=run_target(cfg)),
+            **_output_classes(model), **spec.options}
     with tempfile.TemporaryDirectory(prefix="fer-probe-") as tmp:
         out = Path(tmp)
         for name in spec.probes:

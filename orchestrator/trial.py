@@ -51,6 +51,7 @@ from fer_models.config import TrainConfig, flatten, from_dict, to_dict
 from orchestrator import tracking
 from orchestrator.config import Trial
 from orchestrator.ray_utils import uri_seen_from
+from orchestrator.tracking.layout import class_names_param
 
 STATE_FILE = "state.json"
 
@@ -386,7 +387,8 @@ def _log_result(run: tracking.TrialRun, result: Any, cfg: TrainConfig) -> dict[s
     # what was really built (a transformer method runs on the CNN's counterpart)
     run.log_params({"built.num_classes": getattr(result, "num_classes", None) or "none",
                     "built.backbone": getattr(result, "backbone", None) or "none",
-                    "built.weights": getattr(result, "weights", None) or "none"})
+                    "built.weights": getattr(result, "weights", None) or "none",
+                    **class_names_param(result)})
     final = {
         **{f"test_{k}": v for k, v in result.test.metrics.items()},
         **{f"best_val_{k}": v for k, v in result.best_val.items()},

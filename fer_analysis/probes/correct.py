@@ -16,7 +16,7 @@ PC1, PC2); metrics ``correct_n``, ``wrong_n``, ``correct_unlabelled_n``, ``corre
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -46,34 +46,48 @@ def correct_probe(
     target: str = "expression",
     seed: int = 0,
     title: str = "",
+    classes: Sequence[int] | None = None,
     **_: Any,
 ) -> ProbeResult:
-    """PC1 vs PC2 of the penultimate layer, correct predictions green and errors red, per class (paper 004, Fig. 7)."""
+    """PC1 vs PC2 of the penultimate layer, correct predictions green and errors red, per class (paper 004, Fig. 7).
+
+    ``classes``: the project label of each output of a class-subset network (paper 004's NN1:
+    happiness, sadness, neutral; ``fer_models.labels.output_classes``); its predictions are
+    compared in the project's order, and faces of an expression it has no output for are left
+    out of the counts (metric ``correct_outside_n``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     truth = emb.identity if target == "identity" else emb.label
     pred = predictions(emb)
     known = truth >= 0
+    outside = np.zeros_like(known)
+    subset = classes is not None and target != "identity"
+    if subset:
+        pred = np.asarray(classes, dtype=np.int64)[pred]
+        outside = known & ~np.isin(truth, np.asarray(classes))
+        known = known & ~outside
     correct = known & (pred == truth)
     layer = layer or emb.penultimate()
     pcs, _ = pca_project(emb.layers[layer], 2, seed)
     if pcs.shape[1] == 1:
         pcs = np.c_[pcs, np.zeros(len(pcs))]
-    classes = [] if target == "identity" else [int(k) for k in np.unique(truth[known])]
-    names = [EXPRESSIONS[k] if k < len(EXPRESSIONS) else str(k) for k in classes]
+    present = [] if target == "identity" else [int(k) for k in np.unique(truth[known])]
+    names = [EXPRESSIONS[k] if k < len(EXPRESSIONS) else str(k) for k in present]
     per_class = [{"class": name, "faces": int((truth == k).sum()), "correct": int(((truth == k) & correct).sum()),
-                  "wrong": int(((truth == k) & ~correct).sum())} for k, name in zip(classes, names)]
+                  "wrong": int(((truth == k) & ~correct).sum())} for k, name in zip(present, names)]
     res = ProbeResult()
     res.metrics.update({"correct_n": float(correct.sum()), "wrong_n": float((known & ~correct).sum()),
-                        "correct_unlabelled_n": float((~known).sum()),
+                        "correct_unlabelled_n": float((~known & ~outside).sum()),
                         "correct_accuracy": float(correct.sum() / known.sum()) if known.any() else float("nan")})
+    if subset:
+        res.metrics["correct_outside_n"] = float(outside.sum())
     res.tables["correct"] = per_class
     res.notes["layer"] = layer
     res.files.append(write_csv(out_dir / "correct_per_class.csv", per_class))
     res.files.append(write_csv(out_dir / "correct_rows.csv", [
         {"row": i, "truth": int(truth[i]), "prediction": int(pred[i]), "correct": int(correct[i]),
          "PC1": float(pcs[i, 0]), "PC2": float(pcs[i, 1])} for i in range(emb.n)]))
-    res.files.append(plot_correct(pcs, truth, correct, classes, names, out_dir / "correct.png",
+    res.files.append(plot_correct(pcs, truth, correct, present, names, out_dir / "correct.png",
                                   title or f"'{layer}': {int(correct.sum())} correct, "
                                            f"{int((known & ~correct).sum())} wrong ({target})"))
     return res

@@ -22,7 +22,9 @@ sorted, one ``index_select`` per run of rows in one shard, no loop over rows) an
 the requested order on the device; nothing holds a full copy in RAM. Every other numeric
 per-row column of the cache (``label``, ``au_valid``, ``valence``, ``row``, ... and any column
 a reader adds) is held in RAM and passed through by name; ``identity`` strings become
-integers (-1 unknown), ``path`` stays out of batches.
+integers (-1 unknown), ``path`` stays out of batches. ``label`` is the network's output index:
+the project's label, but for a class subset (meta.json ``class_names``), whose labels are
+renumbered 0..K-1 and whose project labels stay in ``expression``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from fer_models.data.cache.layout import SOURCE_COLUMNS
 from fer_models.data.manifest import SPLITS, check_test, check_validation
 from fer_models.data.steps import as_steps
 from fer_models.errors import ConfigError
+from fer_models.labels import EXPRESSIONS, class_names, classes_of_names
 
 MAX_IN_MEMORY_BYTES = 4 * 2**30  # array columns above this stay memory-mapped on disk
 ARRAY_COLUMNS = ("image", "au_map", "gt_au_map", "landmarks")  # gathered per batch
@@ -98,6 +101,9 @@ class FaceDataset(Dataset):
         self.map_size = int(meta["inputs"]["map_size"])
         self.image_size = int(image_size or self.stored_size)
         self.num_classes = int(meta.get("num_classes", 7))
+        #: the name of each output, and its project label (``fer_models.labels.output_classes``)
+        self.class_names = list(meta.get("class_names") or class_names(self.num_classes))
+        self.classes = classes_of_names(self.class_names) if "class_names" in meta else tuple(range(self.num_classes))
         self.au_ids = tuple(meta["inputs"]["au_ids"])
         self.augment = as_steps(augment)
         self.transform = BatchTransform(self.augment, stored_size=self.stored_size, image_size=self.image_size,
@@ -147,6 +153,11 @@ class FaceDataset(Dataset):
                 continue  # other text columns stay out of batches
             out[k] = torch.from_numpy(np.ascontiguousarray(col))
         out["index"] = torch.arange(self.n, dtype=torch.int64)
+        if "label" in out and self.classes != tuple(range(len(self.classes))):  # a class subset
+            out["expression"] = out["label"]  # the project's label, for the AU maps and the analysis
+            lut = torch.full((len(EXPRESSIONS),), -1, dtype=torch.int64)
+            lut[list(self.classes)] = torch.arange(len(self.classes))
+            out["label"] = lut[out["expression"].long()]
         return out
 
     @property
@@ -348,6 +359,11 @@ class Loaders:
     num_classes: int
     cache_dir: Path
     info: Any  # fer_models.data.cache.CacheInfo
+
+    @property
+    def class_names(self) -> list[str]:
+        """The name of each output (an expression run; an identity run has its own classes)."""
+        return list(self.train.dataset.class_names)
 
 
 def check_trainable(info: Any) -> None:

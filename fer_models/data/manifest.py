@@ -58,13 +58,22 @@ class Manifest:
     samples: list[Sample]
     skipped: Counter = field(default_factory=Counter)  # reason -> count
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> a few items
-    num_classes: int = 7
+    num_classes: int = 7  # labels lie in 0..num_classes-1 (project order)
+    # a class subset: the project labels kept, each an output of the network
+    # (fer_models.labels.output_classes); None: the first ``num_classes``
+    classes: tuple[int, ...] | None = None
     options: dict[str, Any] = field(default_factory=dict)  # reader options that differ from the defaults
     frames: str = "face"  # "face": each image is a face crop; "whole": a whole frame (crop by landmarks)
     val_by: str = "label"  # how the reader carved validation (carve_validation's ``by``)
     # rows kept whose shipped landmarks were unusable, by reason (AffectNet's non-numeric or
     # 135-value landmark rows): they count as landmark failures, the rest keep theirs
     landmark_errors: Counter = field(default_factory=Counter)
+
+    def output_classes(self) -> tuple[int, ...]:
+        """The project labels of the network's outputs, in output order (``fer_models.labels.output_classes``)."""
+        from fer_models.labels import output_classes
+
+        return output_classes(self.num_classes, self.classes)
 
     def skip(self, reason: str, item: str) -> None:
         self.skipped[reason] += 1

@@ -78,7 +78,9 @@ def probe(run_id, untrained_control, layers, dataset, split, n_samples, sampling
             click.echo(f"  PC1~valence r={m['va_PC1_valence_r']:+.3f}   PC2~arousal r={m.get('va_PC2_arousal_r', float('nan')):+.3f}")
         if "correct_n" in m:
             click.echo(f"  predictions on the probe set: {m['correct_n']:.0f} correct, {m['wrong_n']:.0f} wrong, "
-                       f"{m['correct_unlabelled_n']:.0f} unlabelled")
+                       f"{m['correct_unlabelled_n']:.0f} unlabelled"
+                       + (f", {m['correct_outside_n']:.0f} of an expression the network has no output for"
+                          if "correct_outside_n" in m else ""))
     for rid, cmp in out["compare"].items():
         cross = ", ".join(f"{c['run']}: {c['crossover_layer']}" for c in cmp["crossover"])
         click.echo(f"compare {rid[:8]} vs {cmp['other'][:8]}: expression overtakes identity at {cross}")

@@ -6,7 +6,7 @@ the Kaggle notebook the paper takes it from; ``greatsharma/Facial_Emotion_Recogn
 - data: FER2013, 48 x 48 grey faces (``color: gray``), its Training / PublicTest /
   PrivateTest usage as train / validation / test; pixel values / 255 (``normalize: none``);
   NN2 uses all 7 expressions (this preset); NN1 the three of ``--data-opt
-  classes=happiness,sadness,neutral`` (fer-orch keeps 7 outputs, see the fer2013 reader);
+  classes=happiness,sadness,neutral`` (3 outputs, ``fer_models.labels.output_classes``);
 - network: ``light-cnn`` with He-normal initialisation (``init: he_normal``), ELU, batch
   norm, dropout 0.4 / 0.4 / 0.5 / 0.6;
 - training: Adam, learning rate 1e-3, batch 32, 100 epochs; the notebook's early stopping

@@ -15,7 +15,10 @@ Written by the grid (:mod:`orchestrator.grid`, :mod:`orchestrator.trial`) in add
 
 - trial tags ``fer_orch.config_hash`` (what the trial learns, :func:`orchestrator.config.config_hash`),
   ``fer_orch.study`` (``grid`` | ``lambda`` | ``layers``), ``git_dirty``, ``versions.<package>``;
-- trial params: the flattened config (``data.dataset``, ``lam``, ...);
+- trial params: the flattened config (``data.dataset``, ``lam``, ...), and what was built:
+  ``built.num_classes``, ``built.backbone``, ``built.weights``, and ``built.class_names`` (the
+  outputs' names, comma-separated) only where a class subset renumbered the labels
+  (:func:`class_names_param`);
 - trial metrics: every number ``train`` hands to ``on_epoch`` (step = epoch), then
   ``test_<k>`` for the test metrics (``cl``, ``cam_cos``, ``att_cos``, ``gt_cam_cos``,
   ``gt_att_cos``, ``att_cos_1``..``att_cos_5``), ``best_val_<k>`` (validation metrics of the
@@ -59,3 +62,25 @@ def studies_of(parent_tags: dict[str, str]) -> list[str]:
     """The studies a grid parent run ran, from its tags (either scheme)."""
     text = parent_tags.get(OLD_STUDIES_TAG) or parent_tags.get(STUDY_TAG, "")
     return [s for s in text.split(",") if s]
+
+
+CLASS_NAMES_PARAM = "built.class_names"
+
+
+def class_names_param(result) -> dict[str, str]:
+    """``{"built.class_names": "happiness,sadness,neutral"}`` for a run whose outputs are a
+    class subset (``fer_models.labels.output_classes``); empty where the outputs are the
+    project's first K classes, so runs without a subset keep the params they always had."""
+    from fer_models.labels import class_names
+
+    names = list(getattr(result, "class_names", None) or [])
+    k = int(getattr(result, "num_classes", 0) or 0)
+    if not names or names == class_names(k):
+        return {}
+    return {CLASS_NAMES_PARAM: ",".join(names)}
+
+
+def run_class_names(params: dict[str, str]) -> list[str] | None:
+    """The output names a run logged (:func:`class_names_param`); None: the project's first K."""
+    value = params.get(CLASS_NAMES_PARAM)
+    return value.split(",") if value else None

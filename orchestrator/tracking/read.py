@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from fer_models.errors import FerOrchError
-from orchestrator.tracking.layout import CONFIG_ARTIFACT, KIND_TAG, WEIGHTS_ARTIFACT
+from orchestrator.tracking.layout import CONFIG_ARTIFACT, KIND_TAG, WEIGHTS_ARTIFACT, run_class_names
 from orchestrator.tracking.store import client, resolve_uri
 
 
@@ -44,7 +44,8 @@ def load_run_config(run_id: str, uri: str | None = None):
 
 
 def load_trained_model(run_id: str, uri: str | None = None, device: str = "cpu"):
-    """Rebuild a trial's model from its logged config and best weights: ``(model, cfg)``."""
+    """Rebuild a trial's model from its logged config and best weights: ``(model, cfg)``;
+    ``model.class_names`` names its outputs where a class subset renamed them (else None)."""
     from fer_models.methods import build_model
     from fer_models.torch_utils import load_state_file
 
@@ -57,6 +58,7 @@ def load_trained_model(run_id: str, uri: str | None = None, device: str = "cpu")
     # the class count the run trained with (identities, 8-class CK+ ...); runs before it was logged: 7
     k = c.get_run(run_id).data.params.get("built.num_classes", "none")
     model = build_model(cfg, int(k) if k.isdigit() else None)
+    model.class_names = run_class_names(c.get_run(run_id).data.params)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

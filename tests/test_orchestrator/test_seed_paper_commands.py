@@ -4,8 +4,10 @@ flags, nothing of the documented path replaced. Slow: each trains or probes for 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -193,8 +195,9 @@ def _fer2013_csv(root, n: int = 210) -> dict[str, list[int]]:
 def test_paper_004_nn1_on_fer2013s_layout(ray_local, tmp_path):
     """`fer-orch grid --preset devanand-t --data-opt classes=happiness,sadness,neutral --experiment nn1`
     on a FER2013 CSV of synthetic faces (the preset's own dataset, read from its default root):
-    every split holds only the three classes; the network keeps the project's 7 outputs (the
-    documented departure from NN1's 3), and the trial trains and tests on the three."""
+    every split holds only the three classes, and the network has NN1's 3 outputs (happiness,
+    sadness, neutral), named so in its MLflow run, its confusion matrix and the probe's
+    `correct` counts (`fer-orch probe --run RUN --dataset kdef`, the KDEF stand-in's test fold)."""
     import os
     from pathlib import Path
 
@@ -211,15 +214,43 @@ def test_paper_004_nn1_on_fer2013s_layout(ray_local, tmp_path):
     model, cfg = tracking.load_trained_model(run, uri, "cpu")
     assert cfg.method == "light-cnn" and cfg.data.dataset == "fer2013"
     assert cfg.data.options == {"classes": "happiness,sadness,neutral"}
+    assert model.class_names == ["happiness", "sadness", "neutral"]
     loaders = build_loaders(cfg.data, 32, cfg.seed, progress=False)
+    assert loaders.num_classes == 3
     for split in ("train", "val", "test"):
-        labels = {int(v) for b in getattr(loaders, split) for v in b["label"]}
-        assert labels == {3, 4, 6}, (split, labels)  # happiness, sadness, neutral in the project's order
+        pairs = {(int(a), int(b)) for b in getattr(loaders, split) for a, b in zip(b["label"], b["expression"])}
+        assert {e for _, e in pairs} == {3, 4, 6}, (split, pairs)  # happiness, sadness, neutral (project order)
+        assert pairs == {(0, 3), (1, 4), (2, 6)}, (split, pairs)  # ... are the outputs 0, 1, 2
     batch = next(iter(loaders.test))
     with torch.no_grad():
-        assert first_tensor(model(batch["image"])).shape[1] == 7
-    m = tracking.client(uri).get_run(run).data.metrics
-    assert m["test_n"] == sum(k in (3, 4, 6) for k in written["PrivateTest"]) > 0
+        assert first_tensor(model(batch["image"])).shape[1] == 3
+    c = tracking.client(uri)
+    data = c.get_run(run).data
+    assert data.params["built.num_classes"] == "3" and data.params["built.class_names"] == "happiness,sadness,neutral"
+    assert data.metrics["test_n"] == sum(k in (3, 4, 6) for k in written["PrivateTest"]) > 0
+    with open(c.download_artifacts(run, "matrices/confusion.csv")) as fh:
+        rows = [line.split(",") for line in fh.read().splitlines()]
+    assert rows[0][1:] == ["happiness", "sadness", "neutral"] and [r[0] for r in rows[1:]] == rows[0][1:]
+    assert sum(float(v) for r in rows[1:] for v in r[1:]) == data.metrics["test_n"]
+    # the probe compares NN1's predictions with KDEF's expressions in the project's order
+    out = _cli("probe", "--run", run, "--dataset", "synthetic-kdef", "--probes", "correct,silhouette",
+               "--tracking-uri", uri, "--num-actors", "0", "--device", "cpu")
+    kdef = build_loaders(dataclasses.replace(cfg.data, dataset="synthetic-kdef", options={}, augment=False), 16,
+                         cfg.seed, progress=False, trainable=False).test
+    right = kept = total = 0
+    for b in kdef:
+        with torch.no_grad():
+            pred = torch.tensor([3, 4, 6])[first_tensor(model(b["image"])).argmax(1)]
+        inside = torch.isin(b["label"], torch.tensor([3, 4, 6]))
+        right += int(((pred == b["label"]) & inside).sum())
+        kept, total = kept + int(inside.sum()), total + len(b["label"])
+    m = c.get_run(run).data.metrics
+    assert (m["correct_n"], m["wrong_n"], m["correct_outside_n"]) == (right, kept - right, total - kept)
+    assert kept == 12 and total == 28  # KDEF's test fold: 2 subjects x 2 sessions x 7 expressions
+    per_class = _csv(c, run, "probe/correct/correct_per_class.csv")
+    assert [r["class"] for r in per_class] == ["happiness", "sadness", "neutral"]
+    assert np.isfinite(m["silhouette_expression_dropout_4"])
+    assert f"{total - kept} of an expression the network has no output for" in out
 
 
 @pytest.mark.slow
@@ -282,6 +313,12 @@ def test_paper_001_commands_on_synthetic_ckplus(ray_local, tmp_path):
     parent = next(r for r in c.search_runs([exp.experiment_id]) if r.data.tags.get(tracking.KIND_TAG) == "grid")
     trials = tracking.resolve_runs(parent.info.run_id, uri)
     assert len(trials) == 2, out  # one per fold
+    six = ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]  # Table 3's 6 classes: 6 outputs
+    for rid in trials:
+        params = c.get_run(rid).data.params
+        assert params["built.num_classes"] == "6" and "built.class_names" not in params  # labels kept as they are
+        with open(c.download_artifacts(rid, "matrices/confusion.csv")) as fh:
+            assert fh.readline().strip().split(",")[1:] == six
     _cli("explain", "--run", parent.info.run_id, "--job", "topn", "--job", "filter-au", "--filters", "3",
          "--min-count", "3", "--permutations", "50", "--tracking-uri", uri, "--num-actors", "0", "--device", "cpu")
     for rid in trials:

@@ -5,6 +5,7 @@ read by the real ``tfd`` / ``fer2013`` readers). Slow: each trains for real."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.test_orchestrator.test_seed_paper_commands import _cli
 
@@ -47,13 +48,16 @@ def test_paper_001_table_1_on_synthetic_tfd(ray_local, tmp_path):
 def test_paper_004_nn2_and_nn1_on_synthetic_fer2013(ray_local, tmp_path):
     """`fer-orch grid --preset devanand-t` (NN2, 7 classes) and `... --data-opt
     classes=happiness,sadness,neutral --experiment nn1` on the FER2013 stand-in: Training /
-    PublicTest / PrivateTest as train / val / test; NN1 sees the three classes only."""
+    PublicTest / PrivateTest as train / val / test; NN2 has 7 outputs, NN1 sees the three
+    classes only and has 3 outputs (paper 004, Fig. 1: "an outputsize of 3")."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     common = ("--datasets", "synthetic-fer2013", "--seeds", "1", "--epochs", "1", "--tracking-uri", uri,
               "--storage", str(tmp_path / "ray"), "--gpus-per-trial", "0", "--cpus-per-trial", "1")
     _cli("grid", "--preset", "devanand-t", *common, "--experiment", "nn2")
     _cli("grid", "--preset", "devanand-t", "--data-opt", "classes=happiness,sadness,neutral", *common,
          "--experiment", "nn1")
+    from fer_analysis.hooks import first_tensor
+    from fer_models.data.dataset import build_loaders
     from fer_models.data.readers import read_dataset
     from orchestrator import tracking
 
@@ -69,3 +73,11 @@ def test_paper_004_nn2_and_nn1_on_synthetic_fer2013(ray_local, tmp_path):
                                                                       run.data.metrics["test_n"])
         if classes:
             assert {s.label for s in m.samples} == {3, 4, 6} and run.data.metrics["test_n"] < 70
+        # the network's outputs: logged, and rebuilt with that width from MLflow
+        outputs = 7 if classes is None else 3
+        assert run.data.params["built.num_classes"] == str(outputs)
+        assert run.data.params.get("built.class_names") == (None if classes is None else classes)
+        model, _ = tracking.load_trained_model(run.info.run_id, uri, "cpu")
+        batch = next(iter(build_loaders(cfg.data, 4, cfg.seed, progress=False).test))
+        with torch.no_grad():
+            assert first_tensor(model(batch["image"])).shape == (len(batch["image"]), outputs)

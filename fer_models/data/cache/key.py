@@ -18,6 +18,7 @@ from fer_models.data import au
 from fer_models.data.cache.layout import CACHE_FORMAT, cache_path
 from fer_models.data.cache.rows import au_columns
 from fer_models.data.manifest import Manifest
+from fer_models.labels import output_names
 from fer_models.errors import ConfigError
 
 
@@ -100,6 +101,8 @@ def key_inputs(manifest: Manifest, backend: Any, codebook: Any, map_size: int, i
     extra: dict[str, Any] = {}
     if manifest.options:
         extra["options"] = {str(k): manifest.options[k] for k in sorted(manifest.options)}
+    if manifest.output_classes() != tuple(range(manifest.num_classes)):  # a class subset: labels become outputs
+        extra["classes"] = output_names(manifest.output_classes())
     if manifest.frames == "whole":
         extra["face_crop"] = {"box": "landmarks-square", "scale": FACE_BOX_SCALE}
     au_source = au.parse_au_source(au_source)

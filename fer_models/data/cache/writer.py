@@ -28,6 +28,7 @@ from fer_models.data.cache.layout import CACHE_FORMAT, NO_FACE, OK, SHARD_COLUMN
 from fer_models.data.cache.reader import CacheInfo, open_cache
 from fer_models.data.cache.rows import sequence_names
 from fer_models.data.manifest import SPLITS, Manifest
+from fer_models.labels import output_names
 
 SHARD_ROWS = 1000  # rows per shard (read when a writer is made, so a test may lower it)
 
@@ -138,7 +139,8 @@ class CacheWriter:
             "key": self.final_dir.name,
             "dataset": m.dataset,
             "root": str(m.root),
-            "num_classes": int(m.num_classes),
+            "num_classes": len(m.output_classes()),
+            "class_names": output_names(m.output_classes()),
             "inputs": self.inputs,
             "rows_in": self.rows_in,
             "counts": {s: int(self.counts.get(s, 0)) for s in SPLITS},

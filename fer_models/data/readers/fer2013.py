@@ -14,9 +14,8 @@ reuse the folder. FER ids: 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surpris
 
 Option ``classes``: ``all`` or a comma list of the project's class names, e.g.
 ``happiness,sadness,neutral`` (paper 004's NN1). The other rows are left out (a selection,
-not a skip). Labels keep the project's numbers, so the network keeps its 7 outputs and
-those of the left-out classes are never trained; NN1 had 3 outputs (the penultimate layer
-that paper 004 probes is the same; its softmax layer has 7 entries here instead of 3).
+not a skip), and the network has one output per class kept, in the project's order (NN1's
+3 outputs: happiness, sadness, neutral; ``fer_models.labels.output_classes``).
 """
 
 from __future__ import annotations
@@ -111,6 +110,8 @@ class FER2013(DatasetReader):
     def collect(self, root: Path, manifest: Manifest, opts: dict[str, Any]) -> None:
         path = self._csv(root, opts)
         keep = self._classes(opts)
+        if len(keep) < NUM_CLASSES:
+            manifest.classes = tuple(sorted(keep))
         folder = paths.cache_dir() / "fer2013-images" / source_fingerprint(path)
         cached = png_cache_complete(folder)
         rows: list[tuple[int, int, str]] = []  # (csv row, label, split)
