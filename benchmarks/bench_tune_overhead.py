@@ -81,7 +81,7 @@ def main() -> None:
     import ray
 
     from orchestrator import presets
-    from orchestrator.config import parse_list
+    from orchestrator.options import parse_list
 
     if args.from_experiment:
         m = measure(args.from_experiment, args.tracking_uri)

@@ -14,7 +14,7 @@ hash) shared by all studies and trained once.
 
 λ of the main grid is chosen on *validation*, never on test (paper 002, Sec. 4.1: "λ is
 estimated using validation ... hyper-parameters are transferred from RAF-DB to AffectNet"):
-see :func:`orchestrator.grid.choose_lambda`. ``lam`` set explicitly wins over that choice.
+see :func:`orchestrator.lambda_choice.choose_lambda`. ``lam`` set explicitly wins over that choice.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import yaml
 from fer_models.config import TrainConfig, au_loss_on, from_dict, parse_layers, to_dict
 from fer_models.errors import ConfigError
 from fer_models.schema import check, hashed, meta
+from orchestrator.options import parse_folds
 
 #: Paper 002, Fig. 5: "values that range from less than 1 to 20".
 PAPER_LAMBDAS: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 20.0)
@@ -373,83 +374,4 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             out[k] = _deep_merge(out[k], v)
         else:
             out[k] = v
-    return out
-
-
-def parse_list(text: str | tuple[str, ...] | list[str] | None, kind: type = str) -> tuple | None:
-    """``"a,b"`` -> ``("a", "b")``; the values of a repeated option (``("a,b", "c")``) join up.
-
-    A bare integer N for seeds means ``0..N-1`` (caller decides).
-    """
-    if text is None:
-        return None
-    if isinstance(text, (tuple, list)):
-        text = ",".join(text)
-    items = [x.strip() for x in str(text).split(",") if x.strip()]
-    try:
-        return tuple(kind(x) for x in items)
-    except ValueError:
-        raise ConfigError(f"could not read '{text}' as a comma-separated list of {kind.__name__}") from None
-
-
-def parse_folds(value: int | str | None) -> int | str | None:
-    """``--folds``: None, a count N >= 2 (folds 0..N-1) or ``"all"`` (every fold the dataset has)."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
-        return None
-    if isinstance(value, str) and value.strip().lower() == "all":
-        return "all"
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"--folds takes a count (10) or 'all', got '{value}'") from None
-    if n < 2:
-        raise ConfigError(f"--folds needs at least 2 folds (or 'all'), got {n}")
-    return n
-
-
-def parse_data_opts(items: tuple[str, ...] | list[str] | None) -> dict[str, Any]:
-    """``("classes=6", "fold=3")`` -> ``{"classes": 6, "fold": 3}`` (``--data-opt``, repeatable).
-
-    Values are read as YAML scalars (``6`` an int, ``true`` a bool, ``045,090`` a string);
-    whether a name and value suit the dataset is the reader's check
-    (:func:`fer_models.data.readers.check_options`), which lists the valid ones.
-    """
-    out: dict[str, Any] = {}
-    for item in items or ():
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--data-opt expects NAME=VALUE (e.g. classes=6), got '{item}'")
-        parsed = yaml.safe_load(value) if value.strip() else ""
-        out[key.strip()] = value.strip() if isinstance(parsed, (list, dict)) or parsed is None else parsed
-    return out
-
-
-def parse_seeds(text: str | None) -> tuple[int, ...] | None:
-    """``"3"`` -> ``(0, 1, 2)`` (paper style: N seeds); ``"0,4"`` -> ``(0, 4)``."""
-    if text is None:
-        return None
-    text = str(text).strip()
-    if "," not in text:
-        try:
-            n = int(text)
-        except ValueError:
-            raise ConfigError(f"--seeds takes a count (3) or a list (0,1,2), got '{text}'") from None
-        if n < 1:
-            raise ConfigError(f"--seeds must be at least 1, got {n}")
-        return tuple(range(n))
-    return parse_list(text, int)
-
-
-def parse_resources(text: str | tuple[str, ...] | list[str] | None) -> dict[str, float] | None:
-    """``"worker=1,fast_disk=0.5"`` -> ``{"worker": 1.0, "fast_disk": 0.5}`` (``--trial-resources``)."""
-    items = parse_list(text)
-    if items is None:
-        return None
-    out: dict[str, float] = {}
-    for item in items:
-        name, sep, amount = item.partition("=")
-        try:
-            out[name.strip()] = float(amount) if sep else 1.0
-        except ValueError:
-            raise ConfigError(f"--trial-resources takes NAME=AMOUNT[,NAME=AMOUNT], got '{item}'") from None
     return out

@@ -6,7 +6,7 @@ import math
 
 import click
 
-from orchestrator.config import parse_data_opts, parse_list
+from orchestrator.options import parse_data_opts, parse_list
 
 
 def _num(v) -> str:

@@ -116,7 +116,7 @@ def show_cmd(dataset, root, split, data_opts, out, n, codebook, backend, map_siz
     from fer_models.config import DataConfig, validate_data
 
     validate_data(DataConfig(dataset=dataset, codebook=codebook, landmarks=backend, map_size=map_size))
-    from orchestrator.config import parse_data_opts, parse_list
+    from orchestrator.options import parse_data_opts, parse_list
 
     wanted = [parse_au_source(s) for s in parse_list(au_sources) or ()]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.config import parse_list
+from orchestrator.options import parse_list
 
 
 class _JobOption(click.Option):
@@ -61,7 +61,7 @@ def explain(run_id, jobs, layer, top_n, cases, images, n, filters, max_images, a
             permutations, au_frames, permute_within, gradcam_layers, compare_run, compare_images, device, address,
             tracking_uri, num_actors, data_opts) -> None:
     """Explain trained runs: top-N patches per filter, filter<->AU divergences, backtracking, Grad-CAM per block."""
-    from orchestrator.config import parse_data_opts
+    from orchestrator.options import parse_data_opts
     from orchestrator.explain import ExplainSpec, explain_runs
 
     extra = {"data_options": parse_data_opts(data_opts)} if data_opts else {}  # applied by the data loading

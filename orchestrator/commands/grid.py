@@ -77,7 +77,8 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
                       trial_resources=None, au_source=None, metric_def=None, workers_per_trial=None,
                       **_ignored):
     from orchestrator import presets
-    from orchestrator.config import GridConfig, parse_data_opts, parse_list, parse_resources, parse_seeds
+    from orchestrator.config import GridConfig
+    from orchestrator.options import parse_data_opts, parse_list, parse_resources, parse_seeds
     from orchestrator.workers import parse_workers
 
     ds = parse_list(datasets)
@@ -352,7 +353,7 @@ def _print_parallel_plan(planned, workers: list[int], gpus: int, total: float) -
 def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: bool | None = None,
          plan: bool = False, gpus: int = 0, throughput: str | None = None, img_per_s: float | None = None, **kw) -> None:
     from fer_models.errors import ConfigError
-    from orchestrator.config import parse_list
+    from orchestrator.options import parse_list
     from orchestrator.studies import expand, get, validate
 
     g = build_grid_config(**kw)

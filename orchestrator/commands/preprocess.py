@@ -30,7 +30,7 @@ def preprocess_cmd(dataset, root, landmarks, codebook, image_size, map_size, val
     from fer_models.config import DataConfig, validate_data
     from fer_models.data.readers import check_options
     from fer_models.errors import ConfigError
-    from orchestrator.config import parse_data_opts
+    from orchestrator.options import parse_data_opts
     from orchestrator.preprocess import preprocess
 
     if workers is not None and workers < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.config import parse_data_opts, parse_list
+from orchestrator.options import parse_data_opts, parse_list
 
 
 @click.command("probe")

@@ -114,7 +114,7 @@ def train_cmd(dataset, method, backbone, pretrained, au, lam, layers, epochs, ba
     from fer_models.config import parse_layers, validate, validate_data
     from fer_models.data.readers import check_options
     from fer_models.registry import METHODS
-    from orchestrator.config import parse_data_opts
+    from orchestrator.options import parse_data_opts
 
     METHODS.get(method)  # unknown method: one red line before any data work
     if not au and click.get_current_context().get_parameter_source("lam") == click.core.ParameterSource.COMMANDLINE:

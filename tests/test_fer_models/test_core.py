@@ -163,7 +163,7 @@ def test_a_broken_entry_module_keeps_raising_its_own_error(tmp_path, monkeypatch
 
 
 def test_parse_list_reads_a_string_or_the_values_of_a_repeated_option():
-    from orchestrator.config import parse_list
+    from orchestrator.options import parse_list
 
     assert parse_list("cam, gradcam,") == ("cam", "gradcam")
     assert parse_list(("topn,filter-au", "gradcam")) == ("topn", "filter-au", "gradcam")

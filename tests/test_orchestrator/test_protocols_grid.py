@@ -15,7 +15,8 @@ from fer_models.config import DataConfig, TrainConfig, to_dict
 from fer_models.errors import ConfigError
 from orchestrator import presets
 from orchestrator.cli import main
-from orchestrator.config import GridConfig, config_hash, parse_data_opts, parse_folds
+from orchestrator.config import GridConfig, config_hash
+from orchestrator.options import parse_data_opts, parse_folds
 from orchestrator.studies import expand
 
 SEED_PRESETS = ("khorrami2015", "fang2017", "fang2017-identity", "devanand-t")
