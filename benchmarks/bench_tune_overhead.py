@@ -87,7 +87,7 @@ def main() -> None:
         m = measure(args.from_experiment, args.tracking_uri)
         slots = None
     else:
-        from orchestrator.grid import run_grid
+        from orchestrator.tuning import run_grid
 
         changes = {"experiment": f"bench-overhead-{int(time.time())}", "tracking_uri": args.tracking_uri}
         if args.methods:

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from fer_analysis.backtrack import DenseHead, backtrack, check_applicable, find_dense_head, suppress
 from fer_analysis.backtrack_pairs import scan_images, scan_split
 from fer_analysis.hooks import LogitsOnly, NotApplicableError, capture
-from fer_analysis.targets import class_labels
+from fer_analysis.run_labels import class_labels
 from fer_analysis.topn import iter_batches
 from fer_models.errors import DatasetError
 

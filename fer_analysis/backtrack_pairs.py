@@ -27,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fer_analysis.hooks import LogitsOnly
-from fer_analysis.targets import class_labels, expression_labels, subject_labels
+from fer_analysis.run_labels import class_labels, expression_labels, subject_labels
 from fer_analysis.topn import fetch_images, iter_batches
 from fer_models.errors import DatasetError
 

@@ -28,7 +28,7 @@ from fer_analysis.backtrack import (Backtracked, DenseHead, backtrack, check_app
                                     find_dense_head, suppress)
 from fer_analysis.backtrack_pairs import Scan, pair_cases, scan_images, scan_split
 from fer_analysis.hooks import LogitsOnly, NotApplicableError, capture
-from fer_analysis.targets import class_names_for
+from fer_analysis.run_labels import class_names_for
 from fer_models.errors import DatasetError
 
 

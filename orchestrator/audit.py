@@ -1,7 +1,7 @@
 """``fer-orch audit``: a trained network of the zoo (or of a grid run) scored on a dataset or photos.
 
 :func:`audit_runs` runs one task per (model, dataset) and one per (model, photo folder) on the
-shared actor runner (``orchestrator.jobs.run_tasks``, the runner of ``fer-orch explain``); each
+shared actor runner (``orchestrator.actors.run_tasks``, the runner of ``fer-orch explain``); each
 task logs one MLflow run (tag ``fer_orch.kind`` = ``audit`` or ``audit-images``) in the
 experiment (default ``fer-orch``, where ``fer-orch report`` finds it beside the grid's runs):
 
@@ -34,7 +34,7 @@ import numpy as np
 
 from fer_models.errors import ConfigError
 from orchestrator import tracking
-from orchestrator.jobs import resolve_device, run_tasks
+from orchestrator.actors import resolve_device, run_tasks
 
 AUDIT_KIND, IMAGES_KIND = "audit", "audit-images"
 

@@ -5,7 +5,7 @@ trainable*: the trial (:func:`orchestrator.trial.run_trial`) builds a ``TorchTra
 ``fit()``s it (:func:`fit_workers`). Its N workers are Ray actors of their own, each asking
 for the trial's per-worker resources (``spec["worker_resources"]``: the trial's CPUs, GPUs and
 custom resources), outside the Tune trial, which holds only a token CPU
-(``orchestrator.grid.resources_per_trial``: a token CPU). Ray Train starts the process group (``nccl``
+(``orchestrator.tuning.resources_per_trial``: a token CPU). Ray Train starts the process group (``nccl``
 on CUDA, ``gloo`` on the CPU); every worker runs ``fer_models.train.train``, which trains
 data-parallel over it (``fer_models.distributed``: the config's batch is the global batch).
 

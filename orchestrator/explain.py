@@ -2,7 +2,7 @@
 
 ``explain_runs(run_id, spec)`` expands a grid's parent run to its trial children
 (``tracking.resolve_runs``) and runs one task per (run, job) on the shared actor runner
-(``orchestrator.jobs``). Each task (:func:`explain_one`):
+(``orchestrator.actors``). Each task (:func:`explain_one`):
 
 1. loads the run's model (``tracking.load_trained_model``) and the split its job reads (the
    job's ``split`` in ``fer_analysis.registry.JOBS``: ``train`` for ``topn`` / ``filter-au``,
@@ -15,7 +15,7 @@ A job that does not apply to a model (backtracking on a CAM ResNet, guided backp
 ELU network) ends as ``skipped`` with the reason (also logged as ``explain/<job>/skipped.txt``),
 never as a crash; every job checks afterwards that it left no hook on the model.
 
-Every job gets the run's :class:`fer_analysis.targets.RunContext`: its ``target``
+Every job gets the run's :class:`fer_analysis.run_labels.RunContext`: its ``target``
 (``expression`` or ``identity``: an identity run's classes are its identities), class names,
 and whether it was trained with the AU loss. A run trained with the AU alignment loss gets a
 warning, printed by ``fer-orch explain`` before the jobs start and kept in each job's
@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fer_analysis.jobs import ExplainSpec, canonical_job, run_job
-from fer_analysis.targets import CompareRun, RunContext, au_loss_used, class_names_for, run_target
+from fer_analysis.run_labels import CompareRun, RunContext, au_loss_used, class_names_for, run_target
 from fer_models.errors import ConfigError
 from orchestrator import tracking
-from orchestrator.jobs import resolve_device, run_tasks, trained_runs
+from orchestrator.actors import resolve_device, run_tasks, trained_runs
 
 __all__ = ["ExplainSpec", "explain_one", "explain_runs", "run_warnings"]
 

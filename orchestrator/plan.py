@@ -106,7 +106,7 @@ def read_throughput(path: str | Path) -> list[dict[str, Any]]:
 
 
 def plan_trials(trials: Iterable, throughput=None, img_per_s: float | None = None) -> list[TrialPlan]:
-    from orchestrator.grid import split_twins
+    from orchestrator.tuning import split_twins
 
     trials = list(trials)
     _, twins = split_twins(trials)

@@ -2,7 +2,7 @@
 
 ``probe_runs(run_id, spec)`` expands a grid's parent run to its trial children
 (``tracking.resolve_runs``) and runs one task per run on the shared actor runner
-(``orchestrator.jobs``, the same as ``fer-orch explain``). Each task (:func:`probe_one`):
+(``orchestrator.actors``, the same as ``fer-orch explain``). Each task (:func:`probe_one`):
 
 1. loads the run's model (``tracking.load_trained_model``) and builds a probe set from the
    run's ``DataConfig`` (or ``--dataset``) and the chosen split (test by default; ``all``
@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from fer_analysis.targets import run_target
+from fer_analysis.run_labels import run_target
 from fer_models.errors import ConfigError, FerOrchError
 from orchestrator import tracking
-from orchestrator.jobs import resolve_device, run_tasks, trained_runs
+from orchestrator.actors import resolve_device, run_tasks, trained_runs
 
 DEFAULT_PROBES = ("silhouette", "valence-arousal", "maps", "faces", "correct")
 THUMBNAIL_PX = 64  # the pictures of the probe set kept for the face strips
@@ -70,7 +70,7 @@ class ProbeSpec:
     batch_size: int = 64
     max_features: int = 4096
     seed: int = 0
-    device: str = "auto"  # auto: GPU actors where the cluster has GPUs (orchestrator.jobs)
+    device: str = "auto"  # auto: GPU actors where the cluster has GPUs (orchestrator.actors)
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword options for every probe
     data_options: dict[str, Any] = field(default_factory=dict)  # reader options of the probed data (--data-opt)
 
@@ -246,7 +246,7 @@ def probe_runs(
 ) -> dict[str, Any]:
     """Probe ``run_id`` (a trial, or every trial of a grid's parent run) on Ray actors
     (``num_actors=0``: in this process); ``warn`` is told how many trials of a parent were
-    skipped (FAILED, or without weights: :func:`orchestrator.jobs.trained_runs`).
+    skipped (FAILED, or without weights: :func:`orchestrator.actors.trained_runs`).
 
     Returns ``{"results": {run_id: summary}, "failed": {run_id: message}, "compare": {...}}``.
     Jobs that fail are reported, not fatal to the others; a user mistake found before any

@@ -1,6 +1,6 @@
 """One Ray Tune trial: train one config, report every epoch to Tune, log it all to MLflow.
 
-:func:`run_trial` is the Tune trainable :mod:`orchestrator.grid` schedules; it runs in a Ray
+:func:`run_trial` is the Tune trainable :mod:`orchestrator.tuning` schedules; it runs in a Ray
 worker and gets everything it needs in its *spec* (``config["trial"]``, built by
 :func:`trial_specs` in the driver):
 

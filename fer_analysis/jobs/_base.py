@@ -18,8 +18,8 @@ every module of the package whose name does not start with ``_``)::
   also accepts ``(image, label)`` tuples); ``num_classes``: the number of classes the network
   predicts (None: read it from the logits).
 - ``context`` (optional keyword; a job that does not declare it is called without it): the
-  run's :class:`fer_analysis.targets.RunContext`: its ``target`` (``expression`` or
-  ``identity``: read the classes with ``fer_analysis.targets.class_labels``), class names,
+  run's :class:`fer_analysis.run_labels.RunContext`: its ``target`` (``expression`` or
+  ``identity``: read the classes with ``fer_analysis.run_labels.class_labels``), class names,
   whether it was trained with the AU loss, and ``compare`` (``backtrack --compare-run``).
   A job that makes no sense for an identity run raises ``NotApplicableError`` saying why.
 - ``needs`` says what the job requires of the model or the data (``au-labels``,
@@ -145,7 +145,7 @@ class ExplainSpec:
 def run_job(name: str, model, loader, out_dir: str | Path, spec: ExplainSpec, *, num_classes: int | None = None,
             device: str = "cpu", progress: bool = False, context=None) -> dict[str, Any]:
     """Run the job ``name`` (or an alias) on an in-memory model and loader; returns its metrics.
-    ``context`` (a ``fer_analysis.targets.RunContext``) reaches the jobs that declare it."""
+    ``context`` (a ``fer_analysis.run_labels.RunContext``) reaches the jobs that declare it."""
     import inspect
 
     fn = JOBS.get(canonical_job(name))

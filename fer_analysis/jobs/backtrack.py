@@ -13,7 +13,7 @@ def backtrack(model, loader, out_dir, spec, *, num_classes=None, device="cpu", p
     """Backtracking of misclassified test faces, the suppression test on similar pairs, a second run compared (paper 003)."""
     from fer_analysis.backtrack_suppression import run_backtrack
     from fer_analysis.backtrack_compare import compare_backtracking
-    from fer_analysis.targets import RunContext
+    from fer_analysis.run_labels import RunContext
 
     ctx = context or RunContext()
     names = ctx.names(num_classes) if num_classes else ctx.class_names

@@ -28,7 +28,7 @@ from fer_analysis.registry import EXPLAINERS
 @register_job("block-maps", split="test", paper="004, 002", aliases=("gradcam",))
 def block_maps(model, loader, out_dir, spec, *, num_classes=None, device="cpu", progress=False, context=None):
     """Grad-CAM of the predicted class at every block (paper 004) and the per-class mean maps (paper 002)."""
-    from fer_analysis.targets import RunContext
+    from fer_analysis.run_labels import RunContext
 
     ctx = context or RunContext()
     return run_block_maps(model, loader, out_dir, layers=spec.gradcam_layers, images=spec.images,
@@ -102,7 +102,7 @@ def run_block_maps(model, loader, out_dir, *, layers=None, images: int = 8, num_
     PNG + JSON."""
     from fer_analysis.hooks import resolve_layer
     from fer_analysis.plots_explain import class_maps_figure, gradcam_grid
-    from fer_analysis.targets import class_labels, class_names_for
+    from fer_analysis.run_labels import class_labels, class_names_for
     from fer_analysis.topn import iter_batches
 
     out_dir = Path(out_dir)

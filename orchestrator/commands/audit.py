@@ -59,7 +59,7 @@ def audit(models, runs, datasets, images, weights, arch, classes, input_spec, la
 
     check_experiment_name(experiment)
     uri = tracking.resolve_uri(tracking_uri)
-    from orchestrator.jobs import trained_runs
+    from orchestrator.actors import trained_runs
 
     names = list(parse_list(models))
     for r in parse_list(runs):  # a grid parent: its trials with weights (the others are skipped, with a warning)

@@ -177,7 +177,7 @@ def trial_table(g, studies: tuple[str, ...], seeds_label: str | None = None) -> 
     seeds of otherwise equal trials on one row, in run order.
 
     The λ of the studies that do not vary it is chosen on validation from the λ ablation when
-    the grid runs (``orchestrator.grid.choose_lambda``); until then it is ``default_lam``,
+    the grid runs (``orchestrator.tuning.choose_lambda``); until then it is ``default_lam``,
     marked ``(val)``. ``seeds_label`` replaces the seeds column (a sampled grid, :func:`seed_sample`).
     """
     from orchestrator.studies import expand, get
@@ -380,7 +380,7 @@ def _run(studies: tuple[str, ...], resume: bool, print_config: bool, ablations: 
         return
     check_stores(g)
     quiet_tune_metrics_warning()
-    from orchestrator.grid import run_grid
+    from orchestrator.tuning import run_grid
 
     out = run_grid(g, studies=studies, resume=resume)
     if not out.ok:

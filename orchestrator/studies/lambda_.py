@@ -3,7 +3,7 @@
 The ablation method (CAM) on one dataset at the grid's aligned layers, for each λ of
 ``GridConfig.lambdas`` (the paper presets: Fig. 5's 0.01, 0.1 and 1..20), plus the w/o-AU
 model. It runs first: the driver chooses the λ of
-the other studies on its *validation* results (:func:`orchestrator.grid.choose_lambda`).
+the other studies on its *validation* results (:func:`orchestrator.tuning.choose_lambda`).
 
 Report section: CAM-COS and ATT-COS (left axis) and CL (right axis) against λ on test,
 the w/o-AU model as dashed lines (``fig5_lambda.png``), and the same numbers as a table

@@ -11,7 +11,7 @@ Analysis jobs (explain, probe) read that layout through
 :func:`orchestrator.tracking.load_trained_model` and log back under ``explain/<job>/`` or
 ``probe/<job>/`` of the same run.
 
-Written by the grid (:mod:`orchestrator.grid`, :mod:`orchestrator.trial`) in addition:
+Written by the grid (:mod:`orchestrator.tuning`, :mod:`orchestrator.trial`) in addition:
 
 - trial tags ``fer_orch.config_hash`` (what the trial learns, :func:`orchestrator.config.config_hash`),
   ``fer_orch.study`` (``grid`` | ``lambda`` | ``layers``), ``git_dirty``, ``versions.<package>``;

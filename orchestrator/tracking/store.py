@@ -27,7 +27,7 @@ CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 def strip_credentials(uri: str | None) -> str | None:
     """``uri`` without the password it carries, which moves to an environment variable of
     this process (inherited by the Ray workers it starts; passed to job actors by
-    ``orchestrator.jobs.worker_env``): an HTTP server's ``user:password@`` goes to MLflow's
+    ``orchestrator.actors.worker_env``): an HTTP server's ``user:password@`` goes to MLflow's
     ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, a PostgreSQL store's password
     to libpq's ``PGPASSWORD`` (its user name stays). A URI is written to the grid's
     ``grid.yaml`` artifact, Tune's state files, the summary and error messages; a password

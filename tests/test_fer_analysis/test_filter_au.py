@@ -262,7 +262,7 @@ def test_filter_au_job_tables_the_visualised_filters_counts_sequences_and_flags_
     their divergences; a ``sequence`` column makes the samples count by sequence; on a run
     trained with the AU loss the table starts with a warning."""
     from fer_analysis.jobs import ExplainSpec, run_job
-    from fer_analysis.targets import RunContext
+    from fer_analysis.run_labels import RunContext
     from fer_analysis.topn import layer_max_responses, strongest_filters
 
     ds = _Faces(m=60)

@@ -218,7 +218,7 @@ def test_explain_and_probe_of_a_grid_skip_its_failed_trials_and_say_so(module, e
                                                                        monkeypatch):
     import importlib
 
-    from orchestrator.jobs import Outcome
+    from orchestrator.actors import Outcome
 
     uri, parent, good, _bad = grid_with_a_failed_trial
     mod = importlib.import_module(module)

@@ -68,7 +68,7 @@ def test_nodes_elsewhere_are_the_live_ones_on_other_addresses():
 
 
 def test_driver_checks_the_uri_only_when_nodes_are_on_other_hosts(monkeypatch):
-    from orchestrator import grid
+    from orchestrator import tuning as grid
 
     asked = []
 
@@ -95,7 +95,7 @@ def test_driver_checks_the_uri_only_when_nodes_are_on_other_hosts(monkeypatch):
 
 def test_trial_resources_option_pins_trials_to_a_node_resource():
     from orchestrator.commands.grid import build_grid_config
-    from orchestrator.grid import trial_resources
+    from orchestrator.tuning import trial_resources
 
     g = build_grid_config(trial_resources="rehearsal_worker=1,fast_disk=0.5", cpus_per_trial=2)
     assert trial_resources(g) == {"cpu": 2.0, "gpu": 0.0, "rehearsal_worker": 1.0, "fast_disk": 0.5}
@@ -145,7 +145,7 @@ def test_joining_a_cluster_fails_in_one_sentence():
 
 
 def test_grid_summary_names_the_store_it_wrote_to(capsys):
-    from orchestrator.grid import GridOutcome, print_summary
+    from orchestrator.tuning import GridOutcome, print_summary
 
     print_summary(GridOutcome("rehearsal", "1", "http://127.0.0.1:5077", "p", ("grid",), 1.0, ""))
     err = capsys.readouterr().err

@@ -160,7 +160,7 @@ def test_one_lambda_precedence_cli_over_yaml_over_preset_over_validation_over_de
 
 def test_lambda_zero_is_the_model_without_the_au_loss_everywhere():
     from fer_models.config import au_loss_on, au_loss_weight
-    from fer_analysis.targets import au_loss_used
+    from fer_analysis.run_labels import au_loss_used
 
     g = GridConfig(datasets=("synthetic-rafdb",), methods=("cam",))
     off = g.train_config("cam", "synthetic-rafdb", au=False)

@@ -42,7 +42,7 @@ def crash_once(cfg, run_dir, *, on_epoch=None, marker: str = "", after: int = 1,
 @pytest.mark.slow  # ~2.5 min on 2 busy cores: two attempts, each starting a Ray Train worker group
 @pytest.mark.ray
 def test_a_killed_two_worker_trial_resumes_from_its_checkpoint(ray_local, tmp_path):
-    from orchestrator.grid import run_grid
+    from orchestrator.tuning import run_grid
 
     base = TrainConfig(backbone="resnet-tiny", epochs=3, batch_size=8, lr=0.05, device="cpu",
                        data=DataConfig(image_size=32, map_size=16))

@@ -209,7 +209,7 @@ def test_a_new_job_is_one_file_and_runs_through_the_runner_in_process(tmp_path, 
     logged = {}
     monkeypatch.setattr(tracking, "resolve_uri", lambda uri=None: "fake://store")
     monkeypatch.setattr(tracking, "resolve_runs", lambda run_id, uri=None: ["run-a", "run-b"])
-    monkeypatch.setattr("orchestrator.jobs.run_states",  # every run FINISHED with weights
+    monkeypatch.setattr("orchestrator.actors.run_states",  # every run FINISHED with weights
                         lambda runs, uri=None: {r: ("FINISHED", True) for r in runs})
     monkeypatch.setattr(tracking, "load_trained_model", lambda run_id, uri, device: (_dense_net(), cfg))
     monkeypatch.setattr(tracking, "load_run_config", lambda run_id, uri=None: cfg)
@@ -382,7 +382,7 @@ def test_a_run_trained_with_the_au_loss_is_warned_about_before_the_jobs_and_in_e
     cfgs = {"au-run": au_cfg, "plain-run": plain}
     monkeypatch.setattr(tracking, "resolve_uri", lambda uri=None: "fake://store")
     monkeypatch.setattr(tracking, "resolve_runs", lambda run_id, uri=None: ["au-run", "plain-run"])
-    monkeypatch.setattr("orchestrator.jobs.run_states",  # every run FINISHED with weights
+    monkeypatch.setattr("orchestrator.actors.run_states",  # every run FINISHED with weights
                         lambda runs, uri=None: {r: ("FINISHED", True) for r in runs})
     monkeypatch.setattr(tracking, "load_run_config", lambda run_id, uri=None: cfgs[run_id])
     monkeypatch.setattr(tracking, "load_trained_model", lambda run_id, uri, device: (_dense_net(), cfgs[run_id]))

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from orchestrator import gpu_memory, presets
 from orchestrator.cli import main
 from orchestrator.commands.grid import build_grid_config
-from orchestrator.grid import resources_per_trial
+from orchestrator.tuning import resources_per_trial
 
 
 def test_the_table_is_what_the_cost_model_computes():

@@ -112,7 +112,7 @@ def test_grid_logs_parent_and_children(ray_local, tmp_path):
     from functools import partial
     from types import SimpleNamespace
 
-    from orchestrator.grid import run_grid
+    from orchestrator.tuning import run_grid
 
     prepared = []
 
@@ -258,7 +258,7 @@ def test_unreachable_mlflow_fails_before_any_trial(tmp_path):
 
     from fer_models.errors import FerOrchError
     from orchestrator.cli import main
-    from orchestrator.grid import run_grid
+    from orchestrator.tuning import run_grid
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -295,7 +295,7 @@ def _finished(uri, exp, parent, trial, metrics):
 
 
 def test_lambda_is_chosen_on_validation_not_test(tmp_path):
-    from orchestrator.grid import choose_lambda
+    from orchestrator.tuning import choose_lambda
     from orchestrator.studies import expand
 
     g = tiny_grid(tmp_path, lambdas=(0.5, 4.0, 20.0))
@@ -327,7 +327,7 @@ os.environ["OMP_NUM_THREADS"] = "1"
 sys.path.insert(0, {tests!r})
 from functools import partial
 import test_grid as tg
-from orchestrator.grid import run_grid
+from orchestrator.tuning import run_grid
 from pathlib import Path
 g = tg.tiny_grid(Path({tmp!r}), datasets=("synthetic-rafdb",), base=tg.TrainConfig(epochs=3, device="cpu"),
                  max_concurrent=1)
@@ -343,7 +343,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(ray_local, tmp_
     import subprocess
     from functools import partial
 
-    from orchestrator.grid import run_grid
+    from orchestrator.tuning import run_grid
 
     markers = tmp_path / "markers"
     script = tmp_path / "driver.py"
@@ -399,7 +399,7 @@ def test_trial_survives_the_loss_of_its_worker_node(tmp_path):
     from functools import partial
     from ray.cluster_utils import Cluster
 
-    from orchestrator.grid import run_grid
+    from orchestrator.tuning import run_grid
 
     was_up = ray.is_initialized()
     ray.shutdown()
@@ -462,7 +462,7 @@ def test_trial_survives_the_loss_of_its_worker_node(tmp_path):
 def test_real_preprocess_train_and_report(ray_local, tmp_path):
     """The real pipeline: Ray Data preprocessing, fer_models.train, MLflow, report."""
     from orchestrator import presets
-    from orchestrator.grid import run_grid
+    from orchestrator.tuning import run_grid
     from orchestrator.report import build_report
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -495,7 +495,7 @@ def test_same_config_and_seed_through_tune_twice_give_identical_metrics(ray_loca
     two experiments, gives the same numbers to the last bit (seeded data order, init and
     augmentation; one torch thread per trial)."""
     from orchestrator import presets
-    from orchestrator.grid import run_grid
+    from orchestrator.tuning import run_grid
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     metrics = []

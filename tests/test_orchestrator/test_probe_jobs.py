@@ -108,7 +108,7 @@ def test_probe_runs_in_process_with_a_failing_run_and_a_comparison(monkeypatch):
     monkeypatch.setattr(tracking, "resolve_uri", lambda uri=None: "fake://store")
     monkeypatch.setattr(tracking, "resolve_runs",
                         lambda run_id, uri=None: [run_id] if run_id == "other-run" else ["run-a", "bad-run"])
-    monkeypatch.setattr("orchestrator.jobs.run_states",  # every run FINISHED with weights
+    monkeypatch.setattr("orchestrator.actors.run_states",  # every run FINISHED with weights
                         lambda runs, uri=None: {r: ("FINISHED", True) for r in runs})
     monkeypatch.setattr(tracking, "load_trained_model", load)
     monkeypatch.setattr(tracking, "log_to_run", lambda run_id, folder, path, metrics, uri=None: logged.append(

@@ -147,7 +147,7 @@ def test_cross_validated_seed_preset_runs_and_reports_over_folds(ray_local, tmp_
     """Paper 001's protocol end to end on the CK+ stand-in: whole frames cropped by Ray Data,
     one trial per subject fold, the landmark failure rates in MLflow, mean ± sd over folds."""
     from orchestrator import tracking
-    from orchestrator.grid import run_grid
+    from orchestrator.tuning import run_grid
     from orchestrator.report import build_report
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -187,7 +187,7 @@ def test_data_synth_writes_the_whole_frame_layouts_the_real_readers_read(tmp_pat
 def test_a_grid_without_au_trials_does_not_choose_lambda():
     """fang2017-identity once its experiment exists: choosing λ used to build the λ ablation's
     AU configs for an identity target, which validation refuses."""
-    from orchestrator.grid import choose_lambda
+    from orchestrator.tuning import choose_lambda
 
     g = presets.get("fang2017-identity", datasets=("synthetic-rafd",))
     lam, source = choose_lambda(g, "an-existing-experiment", "sqlite:///never-opened.db")

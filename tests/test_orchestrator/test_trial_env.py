@@ -26,7 +26,7 @@ def recording_train(cfg, run_dir, *, out: str, **kw):
 
 @pytest.mark.ray
 def test_driver_secrets_do_not_reach_the_trials_runtime_env(ray_local, tmp_path, monkeypatch):
-    from orchestrator.grid import run_grid
+    from orchestrator.tuning import run_grid
     from orchestrator.ray_utils import trial_env_leaks
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA-DRIVER-ONLY")

@@ -13,7 +13,7 @@ from tests.test_orchestrator.test_grid import _no_preprocess, fake_train, tiny_g
 
 
 def test_split_twins_defers_only_twins_whose_publisher_runs(tmp_path):
-    from orchestrator.grid import split_twins
+    from orchestrator.tuning import split_twins
 
     g = tiny_grid(tmp_path, datasets=("synthetic-rafdb",), methods=("cam", "gradcam", "gradcampp", "layercam"),
                   au=(False,))
@@ -28,7 +28,7 @@ def test_split_twins_defers_only_twins_whose_publisher_runs(tmp_path):
 @pytest.mark.ray
 def test_twins_borrow_instead_of_training_twice(ray_local, tmp_path):
     from orchestrator import tracking
-    from orchestrator.grid import run_grid
+    from orchestrator.tuning import run_grid
 
     markers = tmp_path / "markers"
     g = tiny_grid(tmp_path, datasets=("synthetic-rafdb",), methods=("gradcam", "gradcampp", "layercam"), au=(False,),

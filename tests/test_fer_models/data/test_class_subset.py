@@ -39,7 +39,7 @@ def test_nn1_labels_are_outputs_and_the_project_label_stays_beside_them():
         assert pairs and pairs <= {(0, INDEX["happiness"]), (1, INDEX["sadness"]), (2, INDEX["neutral"])}, split
     # the cache stores the project's labels (its AU maps are drawn from them) under a key of its own
     assert set(np.unique(_cache.load_split(loaders.cache_dir, "train")["label"])) <= {3, 4, 6}
-    from fer_analysis.targets import class_names_for  # what explain's jobs name the classes by
+    from fer_analysis.run_labels import class_names_for  # what explain's jobs name the classes by
 
     assert class_names_for("expression", 3, loaders.test) == ["happiness", "sadness", "neutral"]
     every = build_loaders(_data(), 16, 0, progress=False)

@@ -1,4 +1,4 @@
-"""The one actor runner of explain and probe (orchestrator.jobs): placement, environment,
+"""The one actor runner of explain and probe (orchestrator.actors): placement, environment,
 error lines, in-process runs."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 import pytest
 
 from fer_models.errors import ConfigError, DatasetError
-from orchestrator.jobs import error_message, placement, run_tasks, worker_env
+from orchestrator.actors import error_message, placement, run_tasks, worker_env
 
 
 def _task(run_id: str, mode: str) -> dict:
