@@ -318,7 +318,7 @@ def resolve_lambda(g: GridConfig, chosen: float | None = None, source: str = "va
     """The λ of the w/-AU trials that do not vary it, and where it came from: the one λ
     precedence. ``g.lam`` already holds CLI > YAML > preset (``build_grid_config`` applies the
     preset, then ``--config``, then ``--lambda``/``--lam``); set, it wins ("configured"); else
-    ``chosen`` (on validation from the λ ablation, ``orchestrator.tuning.choose_lambda``); else
+    ``chosen`` (on validation from the λ ablation, ``orchestrator.lambda_choice.choose_lambda``); else
     ``default_lam``."""
     if g.lam is not None:
         return float(g.lam), "configured"

@@ -159,6 +159,34 @@ def dotted_exists(name: str) -> bool:
     return False
 
 
+def defined_in(path: Path, name: str) -> bool:
+    """``name`` (``f``, ``C`` or ``C.m``) is defined at the top of the module ``path`` (a
+    def, a class, or an assignment), or as a method of its class."""
+    tree = ast.parse(path.read_text())
+    top, _, member = name.partition(".")
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == top:
+            if not member:
+                return True
+            return isinstance(node, ast.ClassDef) and any(
+                getattr(c, "name", None) == member for c in node.body)
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []
+        if not member and any(isinstance(t, ast.Name) and t.id == top for t in targets):
+            return True
+    return False
+
+
+#: ``orchestrator/x.py:function`` (or ``:Class.method``) as the docs name a definition
+PATH_NAME = re.compile(r"((?:orchestrator|fer_models|fer_analysis)/[\w/]+\.py):(\w+(?:\.\w+)?)")
+
+
+def test_defined_in_tells_a_definition_from_a_missing_one(tmp_path):
+    (tmp_path / "m.py").write_text("X = 1\nclass C:\n    def m(self): ...\ndef f(): ...\n")
+    assert all(defined_in(tmp_path / "m.py", n) for n in ("X", "C", "C.m", "f"))
+    assert not any(defined_in(tmp_path / "m.py", n) for n in ("g", "C.n", "f.x"))
+
+
 def test_every_path_module_and_link_named_in_code_and_docs_exists():
     bad = []
     for p, i, line in lines_of(text_files()):
@@ -167,6 +195,9 @@ def test_every_path_module_and_link_named_in_code_and_docs_exists():
             path = m.group(1)
             if not (ROOT / path).exists() and not named_new_file(path, line):
                 bad.append(f"{where}: no {path}")
+        for m in PATH_NAME.finditer(line):
+            if (ROOT / m.group(1)).is_file() and not defined_in(ROOT / m.group(1), m.group(2)):
+                bad.append(f"{where}: {m.group(1)} defines no {m.group(2)}")
         for m in DOTTED.finditer(line):
             if not dotted_exists(m.group(1)):
                 bad.append(f"{where}: no module or name {m.group(1)}")
