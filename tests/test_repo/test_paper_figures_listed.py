@@ -22,6 +22,8 @@ PAPERS = {
 }
 
 SEED = "tests/test_orchestrator/test_seed_paper_commands.py::"
+P002_RUN = ("tests/test_orchestrator/test_paper002_command.py::"
+            "test_paper_released_grid_and_report_on_synthetic_rafdb_affectnet")
 # documented command -> the tests that run it through the CLI
 RUN_BY = {
     "fer-orch explain --run PARENT --job topn": [SEED + "test_paper_001_commands_on_synthetic_ckplus"],
@@ -49,12 +51,12 @@ RUN_BY = {
     "fer-orch data show --dataset rafdb --out faces.png":
         ["tests/test_orchestrator/test_data_cli.py::test_show_writes_png_with_true_au_panels"],
     "fer-orch list codebooks": ["tests/test_orchestrator/test_data_cli.py::test_codebooks_listed_by_cli"],
-    # offline with --print-config; the training itself on synthetic faces by test_grid's real pipeline
+    # offline with --print-config, and for real on the stand-ins (64 px, no ImageNet weights, one epoch)
     "fer-orch grid --preset paper-released --datasets rafdb,affectnet":
-        ["tests/test_orchestrator/test_paper002_profiles.py::test_print_config_shows_every_trial_offline"],
+        ["tests/test_orchestrator/test_paper002_profiles.py::test_print_config_shows_every_trial_offline", P002_RUN],
     "fer-orch grid --preset khorrami2015 --datasets tfd":
         ["tests/test_orchestrator/test_seed_paper_commands_packed.py::test_paper_001_table_1_on_synthetic_tfd"],
-    "fer-orch report": ["tests/test_orchestrator/test_report.py::test_report_cli"],
+    "fer-orch report": ["tests/test_orchestrator/test_report.py::test_report_cli", P002_RUN],
 }
 # documented commands no test runs yet, and why
 NOT_RUN = {
