@@ -129,11 +129,8 @@ def _without_field(g, name: str):
     (a CLI flag set in ``base`` must win over them: ``--epochs 1`` also trains AffectNet once)."""
     import dataclasses
 
-    def strip(entries: dict) -> dict:
-        return {k: {f: v for f, v in e.items() if f != name} for k, e in entries.items()}
-
-    return dataclasses.replace(g, dataset_overrides=strip(g.dataset_overrides),
-                               method_overrides=strip(g.method_overrides))
+    strip = lambda entries: {k: {f: v for f, v in e.items() if f != name} for k, e in entries.items()}  # noqa: E731
+    return dataclasses.replace(g, dataset_overrides=strip(g.dataset_overrides), method_overrides=strip(g.method_overrides))
 
 
 SETTINGS_COLUMNS = ("id", "method", "dataset", "backbone (weights)", "input", "optimiser", "lr per group",
