@@ -114,7 +114,7 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
 
     if g.tracking_uri and strip_credentials(g.tracking_uri) != g.tracking_uri:  # never stored nor printed
         g = g.override(tracking_uri=strip_credentials(g.tracking_uri))
-    if epochs is not None:  # the user's number beats the preset's per-dataset and per-method ones too
+    if epochs is not None:  # the user's number beats the preset's per-dataset ones too
         g = _without_field(g, "epochs")
     if gpus_per_trial is not None and g.resources.gpu_share:  # the user's number, for every trial
         import dataclasses
@@ -125,12 +125,13 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
 
 
 def _without_field(g, name: str):
-    """``g`` with ``name`` dropped from every ``dataset_overrides`` and ``method_overrides`` entry
-    (a CLI flag set in ``base`` must win over them: ``--epochs 1`` also trains AffectNet once)."""
+    """``g`` with ``name`` dropped from every ``dataset_overrides`` entry (a CLI flag set in ``base``
+    wins over them: ``--epochs 1`` also trains AffectNet once). ``method_overrides`` keep theirs:
+    a method's epochs go with its warm-up (the cpu preset's)."""
     import dataclasses
 
-    strip = lambda entries: {k: {f: v for f, v in e.items() if f != name} for k, e in entries.items()}  # noqa: E731
-    return dataclasses.replace(g, dataset_overrides=strip(g.dataset_overrides), method_overrides=strip(g.method_overrides))
+    return dataclasses.replace(g, dataset_overrides={k: {f: v for f, v in e.items() if f != name}
+                                                     for k, e in g.dataset_overrides.items()})
 
 
 SETTINGS_COLUMNS = ("id", "method", "dataset", "backbone (weights)", "input", "optimiser", "lr per group",
