@@ -31,6 +31,12 @@ class ProbeResult:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
+def networks(emb: Any, control: Any = None) -> list[tuple[str, Any]]:
+    """``("trained", emb)`` and, when the untrained control was embedded, ``("untrained",
+    control)``: the networks a probe that also draws the control (paper 004's NN3) runs on."""
+    return [(net, e) for net, e in (("trained", emb), ("untrained", control)) if e is not None]
+
+
 def metric_key(*parts: str) -> str:
     """MLflow-safe metric name: ``silhouette_identity_layer1.0`` (odd characters become ``_``)."""
     return "_".join(re.sub(r"[^A-Za-z0-9_.\-/ ]", "_", p) for p in parts if p)

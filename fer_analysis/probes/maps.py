@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from fer_analysis.embeddings import Embeddings
 from fer_analysis.plots_probe import plot_maps
-from fer_analysis.probes._base import ProbeResult, metric_key, pca_project, write_csv
+from fer_analysis.probes._base import ProbeResult, metric_key, networks, pca_project, write_csv
 from fer_analysis.probes.silhouette import silhouette
 from fer_analysis.registry import PROBES
 
@@ -97,9 +97,7 @@ def maps_probe(
     out_dir.mkdir(parents=True, exist_ok=True)
     res = ProbeResult()
     table = []
-    for net, e in (("trained", emb), ("untrained", control)):
-        if e is None:
-            continue
+    for net, e in networks(emb, control):
         coords, rows_idx, scores, rows, n_umap = layer_maps(e, umap=umap, umap_max_samples=umap_max_samples,
                                                             umap_n_epochs=umap_n_epochs, seed=seed)
         suffix = "" if net == "trained" else "untrained"

@@ -20,7 +20,7 @@ from scipy import stats
 
 from fer_analysis.embeddings import Embeddings
 from fer_analysis.plots_probe import plot_valence_arousal
-from fer_analysis.probes._base import ProbeResult, metric_key, pca_project, write_csv
+from fer_analysis.probes._base import ProbeResult, metric_key, networks, pca_project, write_csv
 from fer_analysis.registry import PROBES
 
 
@@ -64,9 +64,7 @@ def valence_arousal_probe(
     out_dir.mkdir(parents=True, exist_ok=True)
     res = ProbeResult()
     table = []
-    for net, e in (("trained", emb), ("untrained", control)):
-        if e is None:
-            continue
+    for net, e in networks(emb, control):
         name, pcs, evr, fits = va_fits(e, layer, seed)
         suffix = "" if net == "trained" else "untrained"
         for (pc, target), f in fits.items():
