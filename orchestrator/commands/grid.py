@@ -1,7 +1,8 @@
-"""`fer-orch` commands: grid, ablate, report."""
+"""`fer-orch` commands: grid, ablate."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -117,8 +118,6 @@ def build_grid_config(datasets=None, methods=None, seeds=None, config_path=None,
     if epochs is not None:  # the user's number beats the preset's per-dataset ones too
         g = _without_field(g, "epochs")
     if gpus_per_trial is not None and g.resources.gpu_share:  # the user's number, for every trial
-        import dataclasses
-
         g = dataclasses.replace(g, resources=dataclasses.replace(g.resources, gpu_share={}))
     g.check_data_options()
     return g
@@ -128,8 +127,6 @@ def _without_field(g, name: str):
     """``g`` with ``name`` dropped from every ``dataset_overrides`` entry (a CLI flag set in ``base``
     wins over them: ``--epochs 1`` also trains AffectNet once). ``method_overrides`` keep theirs:
     a method's epochs go with its warm-up (the cpu preset's)."""
-    import dataclasses
-
     return dataclasses.replace(g, dataset_overrides={k: {f: v for f, v in e.items() if f != name}
                                                      for k, e in g.dataset_overrides.items()})
 
